@@ -1,0 +1,1 @@
+"""The operator side of Switchboard: command line, Textual console, attach client."""

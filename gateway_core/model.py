@@ -1,0 +1,279 @@
+"""Plain value types shared by every part of the gateway.
+
+Frozen dataclasses and string enums only: no I/O, no behaviour beyond small derived
+properties. The store converts rows to and from these; the recovery decision reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+@dataclass(frozen=True, slots=True)
+class SessionKey:
+    """Where a conversation lives: one per chat, or per forum topic inside a chat."""
+
+    platform: str
+    chat_id: str
+    thread_id: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.platform}:{self.chat_id}:{self.thread_id or '-'}"
+
+    @classmethod
+    def parse(cls, text: str) -> SessionKey:
+        platform, chat_id, thread = text.split(":", 2)
+        return cls(platform, chat_id, None if thread == "-" else thread)
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where replies for a session go, and who started it."""
+
+    platform: str
+    chat_id: str
+    thread_id: str | None = None
+    user_id: str | None = None
+    user_name: str | None = None
+
+    @property
+    def key(self) -> SessionKey:
+        return SessionKey(self.platform, self.chat_id, self.thread_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: int
+    key: SessionKey
+    origin: Origin | None
+    generation: int
+    created_at: float
+    updated_at: float
+
+
+class Role(StrEnum):
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+    SYSTEM = "system"
+
+
+class MessageKind(StrEnum):
+    """What a transcript row is, beyond its role. Recovery reads this."""
+
+    TEXT = "text"
+    # A user row the gateway wrote itself to resume an interrupted turn.
+    RECOVERY_NOTE = "recovery_note"
+    # A user row carrying an internal notification (background process finished, watch match).
+    NOTICE = "notice"
+    # Tool results of a clarify question that got no answer in time, or never reached the user.
+    CLARIFY_TIMEOUT = "clarify_timeout"
+    CLARIFY_UNDELIVERED = "clarify_undelivered"
+    # A tool result written because the turn was interrupted while the tool ran: effect unknown.
+    TOOL_INTERRUPTED = "tool_interrupted"
+    # Bookkeeping rows that are never replayed to a model.
+    META = "meta"
+
+
+class FinishReason(StrEnum):
+    STOP = "stop"
+    TOOL_CALLS = "tool_calls"
+    LENGTH = "length"
+    INTERRUPTED = "interrupted"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str = "{}"
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A transcript row before the store has given it a sequence number."""
+
+    role: Role | str
+    content: str = ""
+    kind: MessageKind | str = MessageKind.TEXT
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    tool_name: str | None = None
+    finish_reason: FinishReason | str | None = None
+    generation: int = 0
+    # None means "now" (the store stamps it); tests and imports may give an explicit time.
+    created_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One durable transcript row.
+
+    role, kind and finish_reason are plain strings here because a row read back from disk may
+    hold values this version does not know; consumers must treat unknown values defensively.
+    created_at may be None for rows whose stored timestamp was missing or unreadable.
+    """
+
+    session_id: int
+    seq: int
+    role: str
+    content: str
+    kind: str = MessageKind.TEXT
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    tool_name: str | None = None
+    finish_reason: str | None = None
+    generation: int = 0
+    created_at: float | None = None
+    # Set when the stored row could not be fully decoded (e.g. tool_calls JSON is garbage).
+    malformed: bool = False
+
+
+class RecoveryState(StrEnum):
+    NONE = "none"
+    PENDING = "pending"  # marked: a turn was (or may have been) interrupted
+    HELD = "held"  # waiting for an operator decision
+    RESUMING = "resuming"  # a resume turn was started and has not completed yet
+    SUSPENDED = "suspended"  # never resume automatically
+
+
+CANDIDATE_STATES = frozenset({RecoveryState.PENDING, RecoveryState.HELD, RecoveryState.RESUMING})
+
+
+class MarkReason(StrEnum):
+    DRAIN = "drain"  # marked before a drain waited for the turn
+    DRAIN_TIMEOUT = "drain-timeout"  # the drain deadline interrupted the turn
+    CRASH = "crash"  # found running after a boot that did not stop cleanly
+    OPERATOR = "operator"
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryRecord:
+    """The one explicit recovery record a session has."""
+
+    session_id: int
+    state: RecoveryState | str = RecoveryState.NONE
+    reason: str | None = None
+    marked_at: float | None = None
+    last_verdict: str | None = None
+    last_explanation: str | None = None
+    attempts: int = 0
+    last_attempt_at: float | None = None
+    updated_at: float | None = None
+
+
+class Verdict(StrEnum):
+    """What the durable evidence says about an interrupted session (DESIGN.md's table)."""
+
+    SUSPENDED = "suspended"
+    NO_ORIGIN = "no-origin"
+    # The tail cannot be read as evidence (empty, malformed rows, or a timestamp from the future).
+    UNDETERMINED = "undetermined"
+    COMPLETE = "complete"
+    RECOVERY_LOOP = "recovery-loop"
+    AWAITING_USER = "awaiting-user"
+    STALE = "stale"
+    AMBIGUOUS_TOOL = "ambiguous-tool"
+    RESUMABLE = "resumable"
+
+
+class RecoveryAction(StrEnum):
+    RESUME = "resume"  # start a resume turn now
+    HOLD = "hold"  # keep the marker, wait for an operator
+    CLEAR = "clear"  # drop the marker: nothing to resume
+    WAIT = "wait"  # keep the marker, no synthetic turn; the user's next message continues
+    SKIP = "skip"  # suspended: never touched automatically
+
+
+class Gate(StrEnum):
+    SAFE = "safe"
+    OPERATOR = "operator"
+    ALL = "all"
+    OFF = "off"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    verdict: Verdict
+    action: RecoveryAction
+    explanation: str
+    # Epoch seconds of the last replayable row, and its age at decision time (None if unknown).
+    tail_at: float | None = None
+    tail_age: float | None = None
+    unresolved_tools: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One gateway boot. A run with stopped_at None never stopped cleanly (crash or kill)."""
+
+    id: int
+    started_at: float
+    stopped_at: float | None
+    clean: bool | None
+    pid: int
+    candidates: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    at: float
+    actor: str
+    action: str
+    targets: tuple[str, ...]
+    reason: str | None
+    outcome: str
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessCheckpoint:
+    """What the store keeps of a background process so it can be re-adopted after a restart."""
+
+    id: str
+    session_id: int | None
+    generation: int
+    command: str
+    cwd: str | None
+    pid: int | None
+    pid_started_at: float | None
+    notify_on_complete: bool
+    watch_patterns: tuple[str, ...]
+    log_path: str | None
+    state: str
+    exit_code: int | None
+    end_reason: str | None
+    consumed: bool
+    started_at: float
+    ended_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: int
+    session_id: int
+    generation: int
+    kind: str
+    content: str
+    status: str
+    attempts: int
+    last_error: str | None
+    platform_message_id: str | None
+    created_at: float
+    sent_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    id: int
+    platform: str
+    update_id: str
+    session_key: str | None
+    payload: str
+    status: str
+    error: str | None
+    received_at: float
+    processed_at: float | None

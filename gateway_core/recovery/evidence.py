@@ -1,0 +1,112 @@
+"""Reading evidence out of a transcript tail: which rows count, and what the last tool block says.
+
+Everything here is pure and total: any sequence of Message values, however malformed, gives an
+answer and never raises.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gateway_core.model import FinishReason, Message, MessageKind, Role, ToolCall
+from gateway_core.recovery.policy import RecoveryPolicy
+
+KNOWN_ROLES = frozenset({Role.USER, Role.ASSISTANT, Role.TOOL})
+# An answer that ended the turn. "error" counts: the user was told the turn failed, and running
+# it again unasked is exactly the surprise recovery must not cause.
+FINAL_FINISH_REASONS = frozenset(
+    {FinishReason.STOP, FinishReason.LENGTH, FinishReason.ERROR, "end_turn", "end", "completed"}
+)
+
+
+def is_replayable(message: Message) -> bool:
+    """Rows a model would see again. System and bookkeeping rows are not evidence."""
+    return message.role != Role.SYSTEM and message.kind != MessageKind.META
+
+
+def is_final_answer(message: Message) -> bool:
+    return (
+        message.role == Role.ASSISTANT
+        and not message.tool_calls
+        and not message.malformed
+        and bool(message.content.strip())
+        and message.finish_reason in FINAL_FINISH_REASONS
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ToolBlock:
+    """The assistant tool-call row the tail ends in, and what became of its calls."""
+
+    call_row: Message | None  # None: tool results whose call is not in the tail
+    unresolved: tuple[ToolCall, ...]
+    problems: tuple[str, ...]  # reasons the block cannot be matched up reliably
+
+
+def trailing_tool_block(rows: Sequence[Message]) -> ToolBlock | None:
+    """The tool block the tail ends in, or None if the tail does not end inside one.
+
+    The tail ends inside a block when its last rows are tool results, or when its last row is
+    an assistant row that asked for tools.
+    """
+    end = len(rows)
+    start = end
+    while start > 0 and rows[start - 1].role == Role.TOOL:
+        start -= 1
+    results = rows[start:end]
+    call_row = rows[start - 1] if start > 0 else None
+    asked_for_tools = (
+        call_row is not None
+        and call_row.role == Role.ASSISTANT
+        and (bool(call_row.tool_calls) or call_row.malformed)
+    )
+    if not asked_for_tools:
+        if not results:
+            return None
+        return ToolBlock(None, (), ("tool results without the call that asked for them",))
+    assert call_row is not None
+    problems: list[str] = []
+    if call_row.malformed:
+        problems.append(f"the tool calls of row {call_row.seq} could not be read")
+    ids = [call.id for call in call_row.tool_calls]
+    if any(not call_id for call_id in ids):
+        problems.append("a tool call without an id")
+    if len(set(ids)) != len(ids):
+        problems.append("two tool calls with the same id")
+    answered: set[str] = set()
+    for result in results:
+        if result.tool_call_id not in ids:
+            problems.append(f"a tool result (row {result.seq}) that answers no call")
+        elif result.kind != MessageKind.TOOL_INTERRUPTED:
+            answered.add(result.tool_call_id)
+    unresolved = tuple(call for call in call_row.tool_calls if call.id not in answered)
+    return ToolBlock(call_row, unresolved, tuple(problems))
+
+
+def call_action(call: ToolCall) -> str | None:
+    try:
+        arguments = json.loads(call.arguments)
+    except (TypeError, ValueError):
+        return None
+    action = arguments.get("action") if isinstance(arguments, dict) else None
+    return action if isinstance(action, str) else None
+
+
+def is_read_only(call: ToolCall, policy: RecoveryPolicy) -> bool:
+    if call.name in policy.read_only_tools:
+        return True
+    action = call_action(call)
+    return action is not None and f"{call.name}:{action}" in policy.read_only_calls
+
+
+def format_age(seconds: float) -> str:
+    """Short human age: 45 s, 12 min, 3.5 h, 6.0 d."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"

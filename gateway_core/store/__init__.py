@@ -1,0 +1,20 @@
+"""Durable state in one SQLite file. See store.py for the entry point."""
+
+from gateway_core.store.errors import (
+    DatabaseLocked,
+    NotADatabase,
+    SchemaTooNew,
+    StoreClosed,
+    StoreError,
+)
+from gateway_core.store.store import DATABASE_NAME, Store
+
+__all__ = [
+    "DATABASE_NAME",
+    "DatabaseLocked",
+    "NotADatabase",
+    "SchemaTooNew",
+    "Store",
+    "StoreClosed",
+    "StoreError",
+]

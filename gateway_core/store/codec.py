@@ -1,0 +1,140 @@
+"""Converting between table rows and model values.
+
+Decoding is forgiving: a row written by a buggy or older version must still come back as a
+value (flagged ``malformed`` where it lost information), because the recovery scan has to
+reason about whatever is on disk rather than crash on it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from gateway_core.model import Message, NewMessage, Origin, Session, SessionKey, ToolCall
+
+MESSAGE_COLUMNS = (
+    "session_id, seq, role, kind, content, tool_calls, tool_call_id, tool_name, "
+    "finish_reason, generation, created_at"
+)
+SESSION_COLUMNS = "id, key, origin, generation, created_at, updated_at"
+
+
+def encode_tool_calls(calls: tuple[ToolCall, ...]) -> str | None:
+    if not calls:
+        return None
+    return json.dumps([{"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls])
+
+
+def decode_tool_calls(text: str | None) -> tuple[tuple[ToolCall, ...], bool]:
+    """Returns (calls, malformed)."""
+    if text is None or text == "":
+        return (), False
+    try:
+        raw = json.loads(text)
+    except (TypeError, ValueError):
+        return (), True
+    if not isinstance(raw, list):
+        return (), True
+    calls: list[ToolCall] = []
+    malformed = False
+    for item in raw:
+        if not isinstance(item, dict):
+            malformed = True
+            continue
+        call_id, name, arguments = item.get("id"), item.get("name"), item.get("arguments", "{}")
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments)
+        if not isinstance(call_id, str) or not isinstance(name, str):
+            malformed = True
+        calls.append(ToolCall(str(call_id or ""), str(name or ""), arguments))
+    return tuple(calls), malformed
+
+
+def decode_timestamp(value: Any) -> float | None:
+    """A stored time, or None when it is missing or not a usable number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    if not math.isfinite(number) or number <= 0:
+        return None
+    return number
+
+
+def message_params(session_id: int, seq: int, message: NewMessage, now: float) -> tuple[Any, ...]:
+    created = message.created_at if message.created_at is not None else now
+    return (
+        session_id,
+        seq,
+        str(message.role),
+        str(message.kind),
+        message.content,
+        encode_tool_calls(message.tool_calls),
+        message.tool_call_id,
+        message.tool_name,
+        None if message.finish_reason is None else str(message.finish_reason),
+        message.generation,
+        created,
+    )
+
+
+def decode_message(row: tuple[Any, ...]) -> Message:
+    session_id, seq, role, kind, content, tool_calls, call_id, tool_name, finish, gen, created = row
+    calls, malformed = decode_tool_calls(tool_calls)
+    return Message(
+        session_id=int(session_id),
+        seq=int(seq),
+        role=str(role),
+        kind=str(kind) if kind is not None else "text",
+        content=content if isinstance(content, str) else ("" if content is None else str(content)),
+        tool_calls=calls,
+        tool_call_id=call_id,
+        tool_name=tool_name,
+        finish_reason=finish,
+        generation=int(gen or 0),
+        created_at=decode_timestamp(created),
+        malformed=malformed,
+    )
+
+
+def encode_origin(origin: Origin | None) -> str | None:
+    if origin is None:
+        return None
+    return json.dumps(
+        {
+            "platform": origin.platform,
+            "chat_id": origin.chat_id,
+            "thread_id": origin.thread_id,
+            "user_id": origin.user_id,
+            "user_name": origin.user_name,
+        }
+    )
+
+
+def decode_origin(text: str | None) -> Origin | None:
+    if not text:
+        return None
+    try:
+        raw = json.loads(text)
+        return Origin(
+            platform=str(raw["platform"]),
+            chat_id=str(raw["chat_id"]),
+            thread_id=None if raw.get("thread_id") is None else str(raw["thread_id"]),
+            user_id=None if raw.get("user_id") is None else str(raw["user_id"]),
+            user_name=None if raw.get("user_name") is None else str(raw["user_name"]),
+        )
+    except (ValueError, KeyError, TypeError):
+        # An unreadable origin is treated as no origin: recovery then holds instead of guessing.
+        return None
+
+
+def decode_session(row: tuple[Any, ...]) -> Session:
+    session_id, key, origin, generation, created_at, updated_at = row
+    return Session(
+        id=int(session_id),
+        key=SessionKey.parse(str(key)),
+        origin=decode_origin(origin),
+        generation=int(generation),
+        created_at=float(created_at),
+        updated_at=float(updated_at),
+    )

@@ -1,0 +1,27 @@
+"""Errors the store raises instead of raw sqlite3 tracebacks.
+
+Each carries one line an operator can act on. None of them is raised after anything was
+written to a file the store did not create or recognise.
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base of every store error; str(error) is one line naming the database path."""
+
+
+class NotADatabase(StoreError):
+    """The file at the database path is not SQLite, or is corrupted."""
+
+
+class SchemaTooNew(StoreError):
+    """The database was written by a newer Switchboard with a schema this one cannot read."""
+
+
+class DatabaseLocked(StoreError):
+    """Another process holds the database lock longer than the busy timeout."""
+
+
+class StoreClosed(StoreError):
+    """A write was submitted after the store started closing."""

@@ -1,0 +1,79 @@
+"""Inbound platform updates, persisted before the platform is told they were received.
+
+The (platform, update_id) pair is unique, so an update delivered twice (after a crash, before
+the offset was confirmed) is stored once and processed once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from gateway_core.clock import Clock
+from gateway_core.model import InboxItem
+from gateway_core.store.reader import Reader
+from gateway_core.store.writer import Writer
+
+_COLUMNS = "id, platform, update_id, session_key, payload, status, error, received_at, processed_at"
+
+
+def _decode(row: tuple[Any, ...]) -> InboxItem:
+    return InboxItem(
+        id=int(row[0]),
+        platform=row[1],
+        update_id=row[2],
+        session_key=row[3],
+        payload=row[4],
+        status=row[5],
+        error=row[6],
+        received_at=float(row[7]),
+        processed_at=None if row[8] is None else float(row[8]),
+    )
+
+
+class Inbox:
+    def __init__(self, writer: Writer, reader: Reader, clock: Clock) -> None:
+        self._writer, self._reader, self._clock = writer, reader, clock
+
+    async def add_batch(
+        self, platform: str, updates: Sequence[tuple[str, str | None, str]]
+    ) -> list[int]:
+        """Persist (update_id, session_key, payload) rows in one commit.
+
+        Returns the inbox ids of the rows that were new; duplicates are ignored.
+        """
+        now = self._clock.now()
+
+        def job(db: sqlite3.Connection) -> list[int]:
+            new_ids: list[int] = []
+            for update_id, session_key, payload in updates:
+                row = db.execute(
+                    "INSERT INTO inbox (platform, update_id, session_key, payload, received_at)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT(platform, update_id) DO NOTHING"
+                    " RETURNING id",
+                    (platform, update_id, session_key, payload, now),
+                ).fetchone()
+                if row is not None:
+                    new_ids.append(int(row[0]))
+            return new_ids
+
+        return await self._writer.submit(job)
+
+    async def open_items(self, limit: int = 1000) -> list[InboxItem]:
+        """Items not yet processed, oldest first."""
+        rows = await self._reader.all(
+            f"SELECT {_COLUMNS} FROM inbox INDEXED BY inbox_open WHERE status = 'new'"
+            " ORDER BY id LIMIT ?",
+            (limit,),
+        )
+        return [_decode(row) for row in rows]
+
+    async def finish(self, item_id: int, status: str, error: str | None = None) -> None:
+        now = self._clock.now()
+        await self._writer.submit(
+            lambda db: db.execute(
+                "UPDATE inbox SET status = ?, error = ?, processed_at = ? WHERE id = ?",
+                (status, error, now, item_id),
+            )
+        )

@@ -1,0 +1,75 @@
+"""Checkpoints of background processes, for re-adoption after a restart."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from gateway_core.model import ProcessCheckpoint
+from gateway_core.store.reader import Reader
+from gateway_core.store.writer import Writer
+
+_COLUMNS = (
+    "id, session_id, generation, command, cwd, pid, pid_started_at, notify_on_complete,"
+    " watch_patterns, log_path, state, exit_code, end_reason, consumed, started_at, ended_at"
+)
+
+
+def _decode(row: tuple[Any, ...]) -> ProcessCheckpoint:
+    try:
+        patterns = tuple(str(p) for p in json.loads(row[8]))
+    except (TypeError, ValueError):
+        patterns = ()
+    return ProcessCheckpoint(
+        id=row[0],
+        session_id=row[1],
+        generation=int(row[2]),
+        command=row[3],
+        cwd=row[4],
+        pid=row[5],
+        pid_started_at=row[6],
+        notify_on_complete=bool(row[7]),
+        watch_patterns=patterns,
+        log_path=row[9],
+        state=row[10],
+        exit_code=row[11],
+        end_reason=row[12],
+        consumed=bool(row[13]),
+        started_at=float(row[14]),
+        ended_at=row[15],
+    )
+
+
+class Processes:
+    def __init__(self, writer: Writer, reader: Reader) -> None:
+        self._writer, self._reader = writer, reader
+
+    async def save(self, checkpoint: ProcessCheckpoint) -> None:
+        c = checkpoint
+        params = (
+            c.id, c.session_id, c.generation, c.command, c.cwd, c.pid, c.pid_started_at,
+            int(c.notify_on_complete), json.dumps(list(c.watch_patterns)), c.log_path, c.state,
+            c.exit_code, c.end_reason, int(c.consumed), c.started_at, c.ended_at,
+        )  # fmt: skip
+
+        def job(db: sqlite3.Connection) -> None:
+            db.execute(
+                f"INSERT OR REPLACE INTO processes ({_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                params,
+            )
+
+        await self._writer.submit(job)
+
+    async def live(self) -> list[ProcessCheckpoint]:
+        rows = await self._reader.all(
+            f"SELECT {_COLUMNS} FROM processes WHERE state = 'running' ORDER BY started_at"
+        )
+        return [_decode(row) for row in rows]
+
+    async def get(self, process_id: str) -> ProcessCheckpoint | None:
+        row = await self._reader.one(
+            f"SELECT {_COLUMNS} FROM processes WHERE id = ?", (process_id,)
+        )
+        return None if row is None else _decode(row)

@@ -1,0 +1,133 @@
+"""The database schema and its migrations, versioned by ``PRAGMA user_version``.
+
+MIGRATIONS[i] is the SQL that takes a database from version i to i+1; the store runs it
+in one transaction together with the version bump. A migration is only ever appended, never
+edited: a released database may be at any earlier version. Times are REAL epoch seconds.
+"""
+
+from __future__ import annotations
+
+_V1_CORE = """
+        CREATE TABLE sessions (
+            id          INTEGER PRIMARY KEY,
+            key         TEXT NOT NULL UNIQUE,
+            platform    TEXT NOT NULL,
+            chat_id     TEXT NOT NULL,
+            thread_id   TEXT,
+            origin      TEXT,               -- JSON; NULL means nowhere to deliver
+            generation  INTEGER NOT NULL DEFAULT 0,
+            created_at  REAL NOT NULL,
+            updated_at  REAL NOT NULL
+        );
+
+        -- The transcript. seq is contiguous per session, so a tail read is a short
+        -- range scan of (session_id, seq) and never touches other sessions' rows.
+        CREATE TABLE messages (
+            id            INTEGER PRIMARY KEY,
+            session_id    INTEGER NOT NULL REFERENCES sessions(id),
+            seq           INTEGER NOT NULL,
+            role          TEXT NOT NULL,
+            kind          TEXT NOT NULL DEFAULT 'text',
+            content       TEXT NOT NULL DEFAULT '',
+            tool_calls    TEXT,             -- JSON list of {id, name, arguments}
+            tool_call_id  TEXT,
+            tool_name     TEXT,
+            finish_reason TEXT,
+            generation    INTEGER NOT NULL DEFAULT 0,
+            created_at    REAL,
+            UNIQUE (session_id, seq)
+        );
+
+        CREATE TABLE recovery (
+            session_id      INTEGER PRIMARY KEY REFERENCES sessions(id),
+            state           TEXT NOT NULL DEFAULT 'none',
+            reason          TEXT,
+            marked_at       REAL,
+            last_verdict    TEXT,
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            last_attempt_at REAL,
+            updated_at      REAL
+        );
+        -- Only the few records that are candidates are indexed: the startup scan reads
+        -- this index and nothing else.
+        CREATE INDEX recovery_candidates ON recovery(state) WHERE state != 'none';
+
+        CREATE TABLE inbox (
+            id           INTEGER PRIMARY KEY,
+            platform     TEXT NOT NULL,
+            update_id    TEXT NOT NULL,
+            session_key  TEXT,
+            payload      TEXT NOT NULL,
+            status       TEXT NOT NULL DEFAULT 'new',
+            error        TEXT,
+            received_at  REAL NOT NULL,
+            processed_at REAL,
+            UNIQUE (platform, update_id)
+        );
+        CREATE INDEX inbox_open ON inbox(id) WHERE status = 'new';
+
+        CREATE TABLE outbox (
+            id                  INTEGER PRIMARY KEY,
+            session_id          INTEGER NOT NULL REFERENCES sessions(id),
+            generation          INTEGER NOT NULL,
+            kind                TEXT NOT NULL DEFAULT 'reply',
+            content             TEXT NOT NULL,
+            status              TEXT NOT NULL DEFAULT 'pending',
+            attempts            INTEGER NOT NULL DEFAULT 0,
+            last_error          TEXT,
+            platform_message_id TEXT,
+            created_at          REAL NOT NULL,
+            sent_at             REAL
+        );
+        CREATE INDEX outbox_pending ON outbox(id) WHERE status = 'pending';
+
+        CREATE TABLE runs (
+            id         INTEGER PRIMARY KEY,
+            started_at REAL NOT NULL,
+            stopped_at REAL,
+            clean      INTEGER,
+            pid        INTEGER NOT NULL
+        );
+"""
+
+# Version 2 added background-process checkpoints, the operator audit trail, the explanation
+# shown next to a verdict, and the candidate count the loop guard reads.
+_V2_PROCESSES_AUDIT_LOOP_GUARD = """
+        ALTER TABLE recovery ADD COLUMN last_explanation TEXT;
+        ALTER TABLE runs ADD COLUMN candidates INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX runs_with_candidates ON runs(started_at) WHERE candidates > 0;
+
+        CREATE TABLE processes (
+            id                 TEXT PRIMARY KEY,
+            session_id         INTEGER REFERENCES sessions(id),
+            generation         INTEGER NOT NULL DEFAULT 0,
+            command            TEXT NOT NULL,
+            cwd                TEXT,
+            pid                INTEGER,
+            pid_started_at     REAL,          -- psutil create_time: the PID-reuse guard
+            notify_on_complete INTEGER NOT NULL DEFAULT 0,
+            watch_patterns     TEXT NOT NULL DEFAULT '[]',
+            log_path           TEXT,
+            state              TEXT NOT NULL DEFAULT 'running',
+            exit_code          INTEGER,
+            end_reason         TEXT,
+            consumed           INTEGER NOT NULL DEFAULT 0,
+            started_at         REAL NOT NULL,
+            ended_at           REAL
+        );
+        CREATE INDEX processes_live ON processes(state) WHERE state = 'running';
+
+        CREATE TABLE audit (
+            id      INTEGER PRIMARY KEY,
+            at      REAL NOT NULL,
+            actor   TEXT NOT NULL,
+            action  TEXT NOT NULL,
+            targets TEXT NOT NULL DEFAULT '[]',
+            reason  TEXT,
+            outcome TEXT NOT NULL,
+            detail  TEXT
+        );
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1_CORE, _V2_PROCESSES_AUDIT_LOOP_GUARD)
+LATEST_VERSION = len(MIGRATIONS)

@@ -1,0 +1,77 @@
+"""Sessions: one row per conversation, with its origin and turn generation."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from gateway_core.clock import Clock
+from gateway_core.model import Origin, Session, SessionKey
+from gateway_core.store.codec import SESSION_COLUMNS, decode_session, encode_origin
+from gateway_core.store.reader import Reader
+from gateway_core.store.writer import Writer
+
+
+class Sessions:
+    def __init__(self, writer: Writer, reader: Reader, clock: Clock) -> None:
+        self._writer, self._reader, self._clock = writer, reader, clock
+
+    async def ensure(self, key: SessionKey, origin: Origin | None) -> Session:
+        """The session for key, created if new; a given origin replaces the stored one."""
+        now = self._clock.now()
+        encoded_origin = encode_origin(origin)
+
+        def job(db: sqlite3.Connection) -> Session:
+            db.execute(
+                "INSERT INTO sessions (key, platform, chat_id, thread_id, origin, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET"
+                " origin = coalesce(excluded.origin, origin)",
+                (str(key), key.platform, key.chat_id, key.thread_id, encoded_origin, now, now),
+            )
+            row = db.execute(
+                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE key = ?", (str(key),)
+            ).fetchone()
+            # Every session has exactly one recovery record from the start.
+            db.execute(
+                "INSERT OR IGNORE INTO recovery (session_id, state, updated_at)"
+                " VALUES (?, 'none', ?)",
+                (row[0], now),
+            )
+            return decode_session(row)
+
+        return await self._writer.submit(job)
+
+    async def next_generation(self, session_id: int) -> int:
+        """Start a new turn generation; generations only ever grow."""
+
+        def job(db: sqlite3.Connection) -> int:
+            row = db.execute(
+                "UPDATE sessions SET generation = generation + 1 WHERE id = ? RETURNING generation",
+                (session_id,),
+            ).fetchone()
+            if row is None:
+                raise KeyError(f"no session {session_id}")
+            return int(row[0])
+
+        return await self._writer.submit(job)
+
+    async def get(self, session_id: int) -> Session | None:
+        row = await self._reader.one(
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)
+        )
+        return None if row is None else decode_session(row)
+
+    async def by_key(self, key: SessionKey) -> Session | None:
+        row = await self._reader.one(
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE key = ?", (str(key),)
+        )
+        return None if row is None else decode_session(row)
+
+    async def list(self, limit: int = 1000, offset: int = 0) -> list[Session]:
+        rows = await self._reader.all(
+            f"SELECT {SESSION_COLUMNS} FROM sessions ORDER BY id LIMIT ? OFFSET ?", (limit, offset)
+        )
+        return [decode_session(row) for row in rows]
+
+    async def count(self) -> int:
+        row = await self._reader.one("SELECT count(*) FROM sessions")
+        return int(row[0]) if row else 0

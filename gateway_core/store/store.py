@@ -1,0 +1,117 @@
+"""The store: the only code that speaks SQL. One SQLite file, one writer, read connections.
+
+    store = await Store.open(state_dir / "switchboard.db")
+    session = await store.sessions.ensure(key, origin)
+    await store.transcript.append(session.id, [NewMessage(Role.USER, "hi")])
+    await store.close()   # always: an unclosed aiosqlite connection hangs interpreter exit
+
+Writes that must land together (an answer, its outbox row and the marker clear) go through
+``store.write(job)`` with the row helpers of the table modules, in one transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
+
+from gateway_core.clock import Clock, SystemClock
+from gateway_core.store.audit import Audit
+from gateway_core.store.database import open_write_connection
+from gateway_core.store.errors import StoreError
+from gateway_core.store.inbox import Inbox
+from gateway_core.store.outbox import Outbox
+from gateway_core.store.processes import Processes
+from gateway_core.store.reader import Reader
+from gateway_core.store.recovery_records import RecoveryRecords
+from gateway_core.store.runs import Runs
+from gateway_core.store.sessions import Sessions
+from gateway_core.store.transcript import Transcript
+from gateway_core.store.writer import Writer, WriterStats
+
+T = TypeVar("T")
+DATABASE_NAME = "switchboard.db"
+
+
+def _prepare_path(path: Path) -> Path:
+    """Absolute path, parent directory created, file (if any) usable: checked before opening."""
+    path = path.expanduser().absolute()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        message = f"{path.parent}: cannot create state directory: {error.strerror}"
+        raise StoreError(message) from None
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise StoreError(f"{path}: database file is not readable and writable by this user")
+    return path
+
+
+class Store:
+    def __init__(self, path: Path, writer: Writer, reader: Reader, clock: Clock) -> None:
+        self.path = path
+        self.clock = clock
+        self._writer = writer
+        self._reader = reader
+        self.sessions = Sessions(writer, reader, clock)
+        self.transcript = Transcript(writer, reader, clock)
+        self.recovery = RecoveryRecords(writer, reader, clock)
+        self.inbox = Inbox(writer, reader, clock)
+        self.outbox = Outbox(writer, reader, clock)
+        self.processes = Processes(writer, reader)
+        self.runs = Runs(writer, reader, clock)
+        self.audit = Audit(writer, reader, clock)
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        *,
+        synchronous: str = "NORMAL",
+        busy_timeout: float = 5.0,
+        clock: Clock | None = None,
+        max_batch: int = 1000,
+    ) -> Store:
+        """Open (creating if absent) and migrate. Raises StoreError subclasses, one line each."""
+        path = _prepare_path(path)
+        writer = await Writer.connect(
+            path, lambda: open_write_connection(path, synchronous, busy_timeout), max_batch
+        )
+        try:
+            reader = await Reader.connect(path, busy_timeout)
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(path, writer, reader, clock or SystemClock())
+
+    async def write(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Run job (given the write connection) in the next group commit; await the commit."""
+        return await self._writer.submit(job)
+
+    @property
+    def writer_stats(self) -> WriterStats:
+        return self._writer.stats
+
+    async def close(self) -> None:
+        """Commit what is queued and close every connection. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._writer.close()
+        finally:
+            await self._reader.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

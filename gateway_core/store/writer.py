@@ -1,0 +1,171 @@
+"""The single writer: one connection, one thread, group commit.
+
+Callers submit a job (a function of a sqlite3 connection) and await its result. The writer
+task takes every job that is waiting, runs them all in ONE transaction on its own thread and
+resolves each caller's future once that transaction is committed. Under load many callers
+share a commit; when idle a job commits alone, with no added delay.
+
+Why a raw sqlite3 connection on a dedicated thread rather than aiosqlite for writes: aiosqlite
+pays a thread hand-off (~85 µs here) for every statement, so a turn that writes six rows costs
+six hand-offs. Here a whole batch of jobs costs one. Reads still go through aiosqlite.
+
+Each job runs inside a SAVEPOINT, so a job that raises is rolled back alone and its caller gets
+the exception; the other jobs of the batch still commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gateway_core.store.errors import DatabaseLocked, StoreClosed, StoreError
+
+T = TypeVar("T")
+Job = Callable[[sqlite3.Connection], Any]
+
+
+@dataclass
+class WriterStats:
+    batches: int = 0
+    jobs: int = 0
+    largest_batch: int = 0
+
+
+@dataclass
+class _Pending:
+    job: Job
+    future: asyncio.Future[Any]
+
+
+def translate_error(path: Path, error: sqlite3.Error) -> StoreError:
+    """Turn a sqlite3 error into one line an operator can act on."""
+    text = str(error)
+    if isinstance(error, sqlite3.OperationalError) and "locked" in text:
+        return DatabaseLocked(f"{path}: database is locked by another process ({text})")
+    return StoreError(f"{path}: {type(error).__name__}: {text}")
+
+
+class Writer:
+    def __init__(
+        self,
+        path: Path,
+        connection: sqlite3.Connection,
+        executor: ThreadPoolExecutor,
+        max_batch: int = 1000,
+    ) -> None:
+        self._path = path
+        self._db = connection
+        self._max_batch = max_batch
+        # One thread, so the connection is only ever touched by the thread that opened it.
+        self._executor = executor
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.stats = WriterStats()
+
+    @classmethod
+    async def connect(
+        cls, path: Path, opener: Callable[[], sqlite3.Connection], max_batch: int = 1000
+    ) -> Writer:
+        """Open the connection on the writer's own thread; it is only ever used there."""
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sb-writer")
+        try:
+            connection = await asyncio.get_running_loop().run_in_executor(executor, opener)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        writer = cls(path, connection, executor, max_batch)
+        writer._task = asyncio.get_running_loop().create_task(writer._run(), name="store-writer")
+        return writer
+
+    async def submit(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Run job in the next transaction; return its result once that is committed."""
+        if self._closing:
+            raise StoreClosed(f"{self._path}: the store is closing; write refused")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(job, future))
+        return await future
+
+    async def run_now(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Run job on the writer thread outside any batch (for PRAGMAs and checkpoints)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, job, self._db)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            outcomes = await loop.run_in_executor(self._executor, self._commit, batch)
+            self.stats.batches += 1
+            self.stats.jobs += len(batch)
+            self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+            for pending, (ok, value) in zip(batch, outcomes, strict=True):
+                if pending.future.done():  # the caller was cancelled; the write still happened
+                    continue
+                if ok:
+                    pending.future.set_result(value)
+                else:
+                    pending.future.set_exception(value)
+
+    def _commit(self, batch: list[_Pending]) -> list[tuple[bool, Any]]:
+        """Runs on the writer thread: one transaction for the whole batch."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            failure = translate_error(self._path, error)
+            return [(False, failure)] * len(batch)
+        outcomes: list[tuple[bool, Any]] = []
+        for pending in batch:
+            db.execute("SAVEPOINT job")
+            try:
+                outcomes.append((True, pending.job(db)))
+                db.execute("RELEASE job")
+            except Exception as error:  # the job's own failure goes back to its caller
+                if not db.in_transaction:
+                    # SQLite rolled back the whole transaction (disk full, I/O error): every
+                    # job of this batch is lost, so every caller must hear about it.
+                    lost = _as_store_error(self._path, error)
+                    return [(False, lost)] * len(batch)
+                db.execute("ROLLBACK TO job")
+                db.execute("RELEASE job")
+                outcomes.append((False, _as_store_error(self._path, error)))
+        try:
+            db.execute("COMMIT")
+        except sqlite3.Error as error:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            failure = translate_error(self._path, error)
+            return [(False, failure)] * len(batch)
+        return outcomes
+
+    async def close(self) -> None:
+        """Stop taking jobs, commit what is queued, close the connection."""
+        if self._closing:
+            return
+        self._closing = True
+        self._queue.put_nowait(None)
+        if self._task is not None:
+            await self._task
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._db.close)
+        self._executor.shutdown(wait=True)
+
+
+def _as_store_error(path: Path, error: Exception) -> Exception:
+    if isinstance(error, sqlite3.Error):
+        return translate_error(path, error)
+    return error
