@@ -107,7 +107,7 @@ def test_defaults_without_any_file(home: Path) -> None:
     assert cfg.recovery.loop_window == 300.0
     assert cfg.recovery.loop_boots == 3
     assert cfg.recovery.max_attempts == 3
-    assert cfg.recovery.tail_rows == 50
+    assert cfg.recovery.tail_rows == 20
     assert cfg.recovery.hold_inbound == 30.0
     assert cfg.lanes.busy_mode == "queue"
     assert cfg.lanes.max_queue == 32

@@ -177,3 +177,21 @@ async def test_a_turn_resumed_too_often_is_held(store: Store, clock: ManualClock
     decision = boot.candidates[0].decision
     assert (decision.verdict, decision.action) == ("resumable", RecoveryAction.HOLD)
     assert "3 times" in decision.explanation
+
+
+async def test_a_tool_block_longer_than_the_tail_is_still_read_whole(
+    store: Store, clock: ManualClock
+) -> None:
+    """The first read is short; a tail that starts mid-block is re-read wide enough."""
+    now = clock.now()
+    polls = [call("process", f"p{i}", action="poll") for i in range(30)]
+    rows = [user("watch the jobs", now - 60), asks(*polls, at=now - 50)]
+    rows += [result(f"p{i}", "running", now - 40) for i in range(29)]  # p29 unanswered
+    session = await _session(store, "long", rows)
+    await store.recovery.mark(session.id, "crash")
+    boot = await _boot(store, RecoveryPolicy(tail_rows=5))
+    decision = boot.candidates[0].decision
+    # With only the last 5 rows it would look like orphan results (ambiguous); read whole,
+    # it is one read-only call left to re-run.
+    assert (decision.verdict, decision.action) == ("resumable", RecoveryAction.RESUME)
+    assert "read-only process" in decision.explanation

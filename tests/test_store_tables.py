@@ -227,3 +227,30 @@ async def test_process_checkpoints_round_trip(store: Store) -> None:
     await store.processes.save(finished)
     assert await store.processes.live() == []
     assert await store.processes.get("proc_abc123") == finished
+
+
+async def test_unreadable_marker_times_keep_the_marker(store: Store) -> None:
+    """Prior art A6: a malformed mark time is 'unknown', the flag and reason are kept."""
+    session = await store.sessions.ensure(KEY, ORIGIN)
+    await store.recovery.mark(session.id, "drain-timeout")
+    await store.write(
+        lambda db: db.execute(
+            "UPDATE recovery SET marked_at = 'last tuesday' WHERE session_id = ?", (session.id,)
+        )
+    )
+    record = await store.recovery.get(session.id)
+    assert record is not None
+    assert (record.state, record.reason, record.marked_at) == ("pending", "drain-timeout", None)
+
+
+async def test_millisecond_timestamps_are_read_as_seconds(store: Store) -> None:
+    session = await store.sessions.ensure(KEY, ORIGIN)
+    await store.write(
+        lambda db: db.execute(
+            "INSERT INTO messages (session_id, seq, role, content, created_at)"
+            " VALUES (?, 1, 'user', 'imported', 1700000000123)",
+            (session.id,),
+        )
+    )
+    (row,) = await store.transcript.all(session.id)
+    assert row.created_at == 1_700_000_000.123

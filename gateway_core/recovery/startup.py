@@ -17,17 +17,28 @@ from dataclasses import dataclass
 
 from gateway_core.model import (
     Decision,
+    Message,
     RecoveryAction,
     RecoveryRecord,
     RecoveryState,
+    Role,
     RunRecord,
     Session,
 )
 from gateway_core.recovery.decision import decide
+from gateway_core.recovery.evidence import is_replayable
 from gateway_core.recovery.loop_guard import loop_guard_tripped
 from gateway_core.recovery.policy import RecoveryPolicy
 from gateway_core.store import Store
 from gateway_core.store.recovery_records import apply_decision_row
+
+WIDEN_FACTOR = 50
+
+
+def _starts_mid_block(tail: Sequence[Message], limit: int) -> bool:
+    if len(tail) < limit:
+        return False  # the whole transcript was read
+    return tail[0].role == Role.TOOL or not any(is_replayable(m) for m in tail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +71,12 @@ async def scan(
         records = await store.recovery.candidates()
     readable = [r.session_id for r, _ in records if r.state != RecoveryState.SUSPENDED]
     tails = await store.transcript.tails(readable, policy.tail_rows)
+    # A short tail is enough for almost every session; re-read the few whose tail starts in
+    # the middle of a tool block (or holds no evidence at all) with a window wide enough to
+    # reach the assistant row that asked for those tools.
+    cut = [sid for sid, tail in tails.items() if _starts_mid_block(tail, policy.tail_rows)]
+    if cut:
+        tails.update(await store.transcript.tails(cut, policy.tail_rows * WIDEN_FACTOR))
     return [
         Candidate(
             record,

@@ -52,13 +52,17 @@ def decode_tool_calls(text: str | None) -> tuple[tuple[ToolCall, ...], bool]:
 
 
 def decode_timestamp(value: Any) -> float | None:
-    """A stored time, or None when it is missing or not a usable number."""
+    """A stored time in epoch seconds, or None when it is missing or not a usable number.
+
+    Values above 1e10 are read as milliseconds (no second count reaches that before 2286);
+    rows imported from other tools often carry those.
+    """
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     number = float(value)
     if not math.isfinite(number) or number <= 0:
         return None
-    return number
+    return number / 1000 if number > 1e10 else number
 
 
 def message_params(session_id: int, seq: int, message: NewMessage, now: float) -> tuple[Any, ...]:
