@@ -26,15 +26,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway_core.model import FinishReason, MessageKind, NewMessage, Role, ToolCall  # noqa: E402
-from gateway_core.recovery import RecoveryPolicy, decide  # noqa: E402
-from gateway_core.recovery.startup import scan  # noqa: E402
-from gateway_core.store import Store  # noqa: E402
-from gateway_core.store.codec import encode_tool_calls  # noqa: E402
+from gateway_core.model import MessageKind, NewMessage, Role, ToolCall
+from gateway_core.recovery import RecoveryPolicy, decide
+from gateway_core.recovery.startup import scan
+from gateway_core.store import Store
+from gateway_core.store.codec import encode_tool_calls
 
 OUT = Path(__file__).resolve().parent / "out"
 NOW = 1_800_000_000.0
 TEXT = "lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt"
+
+
+# Alternating user/assistant rows before the tail that decides each session's verdict.
+CHATTER = (("assistant", "text", None, None, "stop"), ("user", "text", None, None, None))
 
 
 def _tail(kind: int, seq: int) -> tuple[str, str, str | None, str | None, str | None]:
@@ -72,7 +76,9 @@ def build(path: Path, sessions: int, per_session: int, pending_every: int) -> fl
     db.executemany(
         "INSERT INTO recovery (session_id, state, reason, marked_at) VALUES (?, ?, ?, ?)",
         (
-            (sid, "pending", "crash", NOW) if sid % pending_every == 0 else (sid, "none", None, None)
+            (sid, "pending", "crash", NOW)
+            if sid % pending_every == 0
+            else (sid, "none", None, None)
             for sid in range(1, sessions + 1)
         ),
     )
@@ -83,10 +89,8 @@ def build(path: Path, sessions: int, per_session: int, pending_every: int) -> fl
             age = rng.uniform(0, 7200)  # half fresh, half stale against a 3600 s window
             for seq in range(1, per_session + 1):
                 role, kind, calls, call_id, finish = (
-                    _tail(sid % 3, seq)
-                    if seq == per_session
-                    else (("user", "text", None, None, None) if seq % 2 else ("assistant", "text", None, None, "stop"))
-                )  # fmt: skip
+                    _tail(sid % 3, seq) if seq == per_session else CHATTER[seq % 2]
+                )
                 at = NOW - age - (per_session - seq) * 5
                 rows.append((sid, seq, role, kind, TEXT, calls, call_id, None, finish, 1, at))
         db.execute("BEGIN")

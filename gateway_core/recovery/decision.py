@@ -24,10 +24,12 @@ from gateway_core.model import (
     RecoveryRecord,
     RecoveryState,
     Role,
+    ToolCall,
     Verdict,
 )
 from gateway_core.recovery.evidence import (
     KNOWN_ROLES,
+    ToolBlock,
     format_age,
     is_final_answer,
     is_read_only,
@@ -114,16 +116,9 @@ def classify(
             f"the tail is our own recovery note (#{last.seq}): an earlier resume produced nothing",
         )
     block = trailing_tool_block(rows)
-    if last.kind in (MessageKind.CLARIFY_TIMEOUT, MessageKind.CLARIFY_UNDELIVERED):
-        what = "timed out" if last.kind == MessageKind.CLARIFY_TIMEOUT else "was never delivered"
-        return verdict(V.AWAITING_USER, f"the agent's question to the user {what}; waiting")
-    if (
-        block is not None
-        and block.unresolved
-        and not block.problems
-        and all(call.name in policy.user_wait_tools for call in block.unresolved)
-    ):
-        return verdict(V.AWAITING_USER, "the agent was waiting for the user's answer to a question")
+    waiting = _waiting_on_user(block, policy)
+    if waiting is not None:
+        return verdict(V.AWAITING_USER, waiting)
 
     if age is None:
         return Classification(
@@ -145,7 +140,7 @@ def classify(
         if block.problems:
             names = tuple(sorted({c.name for c in block.unresolved}))
             return verdict(V.AMBIGUOUS_TOOL, "; ".join(block.problems), names)
-        risky = tuple(sorted({c.name for c in block.unresolved if not is_read_only(c, policy)}))
+        risky = tuple(sorted({c.name for c in block.unresolved if _is_risky(c, policy)}))
         if risky:
             return verdict(
                 V.AMBIGUOUS_TOOL,
@@ -161,6 +156,30 @@ def classify(
         what = "notification" if last.kind == MessageKind.NOTICE else "message"
         return verdict(V.RESUMABLE, f"unanswered user {what} from {format_age(max(age, 0))} ago")
     return verdict(V.RESUMABLE, "the answer was interrupted before it finished")
+
+
+def _is_risky(call: ToolCall, policy: RecoveryPolicy) -> bool:
+    """An unanswered call whose effect on the world is unknown."""
+    return not is_read_only(call, policy) and call.name not in policy.user_wait_tools
+
+
+def _waiting_on_user(block: ToolBlock | None, policy: RecoveryPolicy) -> str | None:
+    """Why the tail is a user-wait boundary, or None if it is not one.
+
+    It is one when the agent's question timed out, was never delivered, or was still open,
+    and nothing else in the same block has an unknown effect: a timed-out question next to
+    an interrupted deploy is an ambiguous tool call, not a wait.
+    """
+    if block is None or block.problems or any(_is_risky(c, policy) for c in block.unresolved):
+        return None
+    kinds = {result.kind for result in block.results}
+    if MessageKind.CLARIFY_UNDELIVERED in kinds:
+        return "the agent's question was never delivered to the user; waiting for them to write"
+    if MessageKind.CLARIFY_TIMEOUT in kinds:
+        return "the agent's question to the user timed out; waiting for them to write"
+    if any(call.name in policy.user_wait_tools for call in block.unresolved):
+        return "the agent was waiting for the user's answer to a question"
+    return None
 
 
 def decide(

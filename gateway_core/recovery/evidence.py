@@ -6,12 +6,12 @@ answer and never raises.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway_core.model import FinishReason, Message, MessageKind, Role, ToolCall
 from gateway_core.recovery.policy import RecoveryPolicy
+from gateway_core.safe_json import parse_json
 
 KNOWN_ROLES = frozenset({Role.USER, Role.ASSISTANT, Role.TOOL})
 # An answer that ended the turn. "error" counts: the user was told the turn failed, and running
@@ -41,6 +41,7 @@ class ToolBlock:
     """The assistant tool-call row the tail ends in, and what became of its calls."""
 
     call_row: Message | None  # None: tool results whose call is not in the tail
+    results: tuple[Message, ...]
     unresolved: tuple[ToolCall, ...]
     problems: tuple[str, ...]  # reasons the block cannot be matched up reliably
 
@@ -65,7 +66,9 @@ def trailing_tool_block(rows: Sequence[Message]) -> ToolBlock | None:
     if not asked_for_tools:
         if not results:
             return None
-        return ToolBlock(None, (), ("tool results without the call that asked for them",))
+        return ToolBlock(
+            None, tuple(results), (), ("tool results without the call that asked for them",)
+        )
     assert call_row is not None
     problems: list[str] = []
     if call_row.malformed:
@@ -82,14 +85,11 @@ def trailing_tool_block(rows: Sequence[Message]) -> ToolBlock | None:
         elif result.kind != MessageKind.TOOL_INTERRUPTED:
             answered.add(result.tool_call_id)
     unresolved = tuple(call for call in call_row.tool_calls if call.id not in answered)
-    return ToolBlock(call_row, unresolved, tuple(problems))
+    return ToolBlock(call_row, tuple(results), unresolved, tuple(problems))
 
 
 def call_action(call: ToolCall) -> str | None:
-    try:
-        arguments = json.loads(call.arguments)
-    except (TypeError, ValueError):
-        return None
+    arguments = parse_json(call.arguments)
     action = arguments.get("action") if isinstance(arguments, dict) else None
     return action if isinstance(action, str) else None
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from gateway_core.clock import Clock
 from gateway_core.model import AuditEntry
+from gateway_core.safe_json import parse_json
 from gateway_core.store.reader import Reader
 from gateway_core.store.writer import Writer
 
@@ -17,11 +18,8 @@ _COLUMNS = "id, at, actor, action, targets, reason, outcome, detail"
 
 def _decode(row: tuple[Any, ...]) -> AuditEntry:
     entry_id, at, actor, action, targets, reason, outcome, detail = row
-    try:
-        decoded = json.loads(targets)
-        target_list = tuple(str(t) for t in decoded) if isinstance(decoded, list) else ()
-    except ValueError:
-        target_list = ()
+    decoded = parse_json(targets)
+    target_list = tuple(str(t) for t in decoded) if isinstance(decoded, list) else ()
     return AuditEntry(int(entry_id), float(at), actor, action, target_list, reason, outcome, detail)
 
 

@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from gateway_core.model import Message, NewMessage, Origin, Session, SessionKey, ToolCall
+from gateway_core.safe_json import parse_json
 
 MESSAGE_COLUMNS = (
     "session_id, seq, role, kind, content, tool_calls, tool_call_id, tool_name, "
@@ -30,10 +31,7 @@ def decode_tool_calls(text: str | None) -> tuple[tuple[ToolCall, ...], bool]:
     """Returns (calls, malformed)."""
     if text is None or text == "":
         return (), False
-    try:
-        raw = json.loads(text)
-    except (TypeError, ValueError):
-        return (), True
+    raw = parse_json(text)
     if not isinstance(raw, list):
         return (), True
     calls: list[ToolCall] = []
@@ -118,8 +116,10 @@ def encode_origin(origin: Origin | None) -> str | None:
 def decode_origin(text: str | None) -> Origin | None:
     if not text:
         return None
+    raw = parse_json(text)
+    if not isinstance(raw, dict):
+        return None
     try:
-        raw = json.loads(text)
         return Origin(
             platform=str(raw["platform"]),
             chat_id=str(raw["chat_id"]),
@@ -127,7 +127,7 @@ def decode_origin(text: str | None) -> Origin | None:
             user_id=None if raw.get("user_id") is None else str(raw["user_id"]),
             user_name=None if raw.get("user_name") is None else str(raw["user_name"]),
         )
-    except (ValueError, KeyError, TypeError):
+    except KeyError:
         # An unreadable origin is treated as no origin: recovery then holds instead of guessing.
         return None
 

@@ -7,6 +7,7 @@ import sqlite3
 from typing import Any
 
 from gateway_core.model import ProcessCheckpoint
+from gateway_core.safe_json import parse_json
 from gateway_core.store.reader import Reader
 from gateway_core.store.writer import Writer
 
@@ -17,10 +18,8 @@ _COLUMNS = (
 
 
 def _decode(row: tuple[Any, ...]) -> ProcessCheckpoint:
-    try:
-        patterns = tuple(str(p) for p in json.loads(row[8]))
-    except (TypeError, ValueError):
-        patterns = ()
+    decoded = parse_json(row[8])
+    patterns = tuple(str(p) for p in decoded) if isinstance(decoded, list) else ()
     return ProcessCheckpoint(
         id=row[0],
         session_id=row[1],
