@@ -154,8 +154,12 @@ async def test_a_sent_reply_is_never_marked_sent_twice(store: Store) -> None:
 async def test_failed_delivery_attempts_are_counted(store: Store) -> None:
     session = await store.sessions.ensure(KEY, ORIGIN)
     item_id = await store.outbox.enqueue(session.id, 1, "reply", "x")
+    assert await store.outbox.claim(item_id) is not None
     await store.outbox.mark_attempt_failed(item_id, "HTTP 502", final=False)
+    assert [i.id for i in await store.outbox.pending()] == [item_id]  # retryable: pending again
+    assert await store.outbox.claim(item_id) is not None
     await store.outbox.mark_attempt_failed(item_id, "HTTP 403 blocked", final=True)
+    assert await store.outbox.claim(item_id) is None  # failed for good: never claimed again
     item = await store.outbox.get(item_id)
     assert item is not None
     assert (item.status, item.attempts, item.last_error) == ("failed", 2, "HTTP 403 blocked")
@@ -254,3 +258,18 @@ async def test_millisecond_timestamps_are_read_as_seconds(store: Store) -> None:
     )
     (row,) = await store.transcript.all(session.id)
     assert row.created_at == 1_700_000_000.123
+
+
+async def test_a_send_interrupted_by_a_crash_becomes_unknown_not_resent(
+    store: Store, db_path: Path, clock: ManualClock
+) -> None:
+    session = await store.sessions.ensure(KEY, ORIGIN)
+    in_flight = await store.outbox.enqueue(session.id, 1, "reply", "maybe delivered")
+    waiting = await store.outbox.enqueue(session.id, 1, "reply", "never tried")
+    assert await store.outbox.claim(in_flight) is not None
+    await store.close()  # the process dies here, between the send and its confirmation
+    async with await Store.open(db_path, clock=clock) as rebooted:
+        unknown = await rebooted.outbox.mark_unknown_at_boot()
+        assert [i.id for i in unknown] == [in_flight]
+        assert [i.id for i in await rebooted.outbox.pending()] == [waiting]
+        assert await rebooted.outbox.claim(in_flight) is None

@@ -12,6 +12,7 @@ from gateway_core.clock import ManualClock
 from gateway_core.model import MessageKind, NewMessage, Origin, Role, SessionKey
 from gateway_core.store import Store
 from gateway_core.store.recovery_records import CANDIDATES_SQL
+from gateway_core.store.schema import LATEST_VERSION
 from gateway_core.store.transcript import tails_sql
 from tests.support.transcripts import answer, asks, call, result, user
 
@@ -23,7 +24,7 @@ async def test_file_is_wal_with_normal_sync_by_default(store: Store, db_path: Pa
     await store.sessions.ensure(KEY, ORIGIN)
     raw = sqlite3.connect(db_path)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION
     raw.close()
     assert await store.write(lambda db: db.execute("PRAGMA synchronous").fetchone()[0]) == 1
 

@@ -1,4 +1,15 @@
-"""Outgoing deliveries. A row marked sent is never sent again, whatever restarts follow."""
+"""Outgoing deliveries. A row marked sent is never sent again, whatever restarts follow.
+
+pending -> sending -> sent
+              |-> pending (retryable failure) | failed (final failure)
+sending at boot -> unknown
+
+Policy for a send whose outcome is unknown (the process died between the platform accepting
+the message and our commit of "sent"): it is NOT sent again, because platforms such as
+Telegram have no idempotency key and a blind retry doubles the reply. It is marked 'unknown'
+and shown to the operator, who can resend it. Losing a reply silently is prevented by the
+transcript (the answer row exists); doubling it could not be undone.
+"""
 
 from __future__ import annotations
 
@@ -65,14 +76,27 @@ class Outbox:
         row = await self._reader.one(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (item_id,))
         return None if row is None else decode_outbox(row)
 
+    async def claim(self, item_id: int) -> OutboxItem | None:
+        """Durably note that a send is about to happen. None if the item is not pending."""
+
+        def job(db: sqlite3.Connection) -> OutboxItem | None:
+            row = db.execute(
+                "UPDATE outbox SET status = 'sending', attempts = attempts + 1"
+                f" WHERE id = ? AND status = 'pending' RETURNING {_COLUMNS}",
+                (item_id,),
+            ).fetchone()
+            return None if row is None else decode_outbox(row)
+
+        return await self._writer.submit(job)
+
     async def mark_sent(self, item_id: int, platform_message_id: str | None) -> bool:
         """Record delivery; False if it was already recorded (never send it again)."""
         now = self._clock.now()
 
         def job(db: sqlite3.Connection) -> bool:
             cursor = db.execute(
-                "UPDATE outbox SET status = 'sent', platform_message_id = ?, sent_at = ?,"
-                " attempts = attempts + 1 WHERE id = ? AND status = 'pending'",
+                "UPDATE outbox SET status = 'sent', platform_message_id = ?, sent_at = ?"
+                " WHERE id = ? AND status IN ('pending', 'sending')",
                 (platform_message_id, now, item_id),
             )
             return cursor.rowcount == 1
@@ -80,11 +104,31 @@ class Outbox:
         return await self._writer.submit(job)
 
     async def mark_attempt_failed(self, item_id: int, error: str, final: bool) -> None:
+        """A send that surely did not land: back to pending, or failed for good."""
         await self._writer.submit(
             lambda db: db.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?,"
-                " status = CASE WHEN ? THEN 'failed' ELSE status END"
-                " WHERE id = ? AND status = 'pending'",
+                "UPDATE outbox SET last_error = ?,"
+                " status = CASE WHEN ? THEN 'failed' ELSE 'pending' END"
+                " WHERE id = ? AND status IN ('pending', 'sending')",
                 (error, int(final), item_id),
             )
         )
+
+    async def mark_unknown_at_boot(self) -> list[OutboxItem]:
+        """Sends the previous run started but never confirmed: outcome unknown (see top)."""
+
+        def job(db: sqlite3.Connection) -> list[OutboxItem]:
+            rows = db.execute(
+                "UPDATE outbox SET status = 'unknown' WHERE status = 'sending'"
+                f" RETURNING {_COLUMNS}"
+            ).fetchall()
+            return [decode_outbox(row) for row in rows]
+
+        return await self._writer.submit(job)
+
+    async def by_status(self, status: str, limit: int = 100) -> list[OutboxItem]:
+        rows = await self._reader.all(
+            f"SELECT {_COLUMNS} FROM outbox WHERE status = ? ORDER BY id DESC LIMIT ?",
+            (status, limit),
+        )
+        return [decode_outbox(row) for row in rows]

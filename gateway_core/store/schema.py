@@ -129,5 +129,13 @@ _V2_PROCESSES_AUDIT_LOOP_GUARD = """
         );
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1_CORE, _V2_PROCESSES_AUDIT_LOOP_GUARD)
+# Version 3 added the durable "a turn is running" marker. A turn sets it when it starts and
+# clears it when it ends; one still set at boot means the previous run died mid-turn.
+_V3_ACTIVE_TURN = """
+        ALTER TABLE sessions ADD COLUMN active_turn INTEGER;
+        ALTER TABLE sessions ADD COLUMN turn_started_at REAL;
+        CREATE INDEX sessions_active_turn ON sessions(id) WHERE active_turn IS NOT NULL;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1_CORE, _V2_PROCESSES_AUDIT_LOOP_GUARD, _V3_ACTIVE_TURN)
 LATEST_VERSION = len(MIGRATIONS)

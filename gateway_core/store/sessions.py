@@ -75,3 +75,43 @@ class Sessions:
     async def count(self) -> int:
         row = await self._reader.one("SELECT count(*) FROM sessions")
         return int(row[0]) if row else 0
+
+
+def begin_turn_row(db: sqlite3.Connection, session_id: int, generation: int, now: float) -> None:
+    """Record, inside an open transaction, that turn `generation` is running."""
+    db.execute(
+        "UPDATE sessions SET active_turn = ?, turn_started_at = ?, updated_at = ? WHERE id = ?",
+        (generation, now, now, session_id),
+    )
+
+
+def end_turn_row(db: sqlite3.Connection, session_id: int, generation: int) -> bool:
+    """Clear the running-turn marker, only if it still names this generation (compare-and-set:
+    a late unwind of an old turn never clears a newer turn's marker)."""
+    cursor = db.execute(
+        "UPDATE sessions SET active_turn = NULL, turn_started_at = NULL"
+        " WHERE id = ? AND active_turn = ?",
+        (session_id, generation),
+    )
+    return cursor.rowcount == 1
+
+
+def promote_crashed_turns(db: sqlite3.Connection, now: float) -> list[int]:
+    """At boot: every turn still marked running died with the previous run. Mark its session
+    for recovery (reason 'crash', unless a drain already gave a more specific reason) and
+    clear the turn marker. Returns the session ids."""
+    rows = db.execute(
+        "SELECT id FROM sessions INDEXED BY sessions_active_turn WHERE active_turn IS NOT NULL"
+    ).fetchall()
+    ids = [int(row[0]) for row in rows]
+    for session_id in ids:
+        db.execute(
+            "UPDATE recovery SET state = 'pending', reason = 'crash', marked_at = ?,"
+            " updated_at = ? WHERE session_id = ? AND state = 'none'",
+            (now, now, session_id),
+        )
+        db.execute(
+            "UPDATE sessions SET active_turn = NULL, turn_started_at = NULL WHERE id = ?",
+            (session_id,),
+        )
+    return ids

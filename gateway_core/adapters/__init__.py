@@ -1,0 +1,1 @@
+"""Platform adapters: how messages get in and replies get out."""

@@ -1,0 +1,181 @@
+"""The loopback platform: in-process users, for the demo and for tests.
+
+It behaves like a real platform where it matters: a message said while intake is stopped
+waits (as updates wait on Telegram's server) and is handed over when intake starts again;
+sends get message ids; edits and deletes of unknown messages fail. An optional journal file
+records every message in and out as JSON lines, flushed at once, so a test can check what
+users saw even after the gateway process was killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from gateway_core.adapters.base import Capabilities, DeliveryError, InboundMessage, IntakeSink
+from gateway_core.model import Origin
+
+PLATFORM = "loopback"
+
+
+@dataclass
+class ChatMessage:
+    """A message as the user sees it now (edits applied; deleted ones flagged)."""
+
+    message_id: str
+    chat_id: str
+    thread_id: str | None
+    text: str
+    edits: int = 0
+    deleted: bool = False
+
+
+@dataclass
+class LoopbackUser:
+    adapter: LoopbackAdapter
+    origin: Origin
+
+    async def say(self, text: str) -> str:
+        """Send a message to the gateway; returns its update id once it is persisted
+        (or queued on the 'server' while intake is stopped)."""
+        return await self.adapter.deliver_inbound(self.origin, text)
+
+    def received(self) -> list[ChatMessage]:
+        """Messages the gateway sent to this chat/topic, oldest first, deleted ones left out."""
+        return [
+            m
+            for m in self.adapter.messages
+            if m.chat_id == self.origin.chat_id
+            and m.thread_id == self.origin.thread_id
+            and not m.deleted
+        ]
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> list[ChatMessage]:
+        """Wait until this chat has at least `count` visible messages."""
+        async with asyncio.timeout(timeout):
+            async with self.adapter.changed:
+                await self.adapter.changed.wait_for(lambda: len(self.received()) >= count)
+        return self.received()
+
+
+@dataclass
+class LoopbackAdapter:
+    journal_path: Path | None = None
+    platform: str = PLATFORM
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    messages: list[ChatMessage] = field(default_factory=list)
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _sink: IntakeSink | None = None
+    _waiting: list[InboundMessage] = field(default_factory=list)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _journal: TextIO | None = None
+    _failures: list[DeliveryError] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.journal_path is not None:
+            self._journal = self.journal_path.open("a", encoding="utf-8")
+
+    def user(
+        self, chat_id: str, thread_id: str | None = None, name: str | None = None
+    ) -> LoopbackUser:
+        origin = Origin(self.platform, chat_id, thread_id, user_id=chat_id, user_name=name)
+        return LoopbackUser(self, origin)
+
+    def fail_next(self, count: int, *, final: bool = False, reason: str = "injected") -> None:
+        """Make the next `count` sends/edits/deletes fail (fault injection for tests)."""
+        self._failures.extend(DeliveryError(reason, final=final) for _ in range(count))
+
+    # -- intake ---------------------------------------------------------------------------
+
+    async def start_intake(self, sink: IntakeSink) -> None:
+        self._sink = sink
+        waiting, self._waiting = self._waiting, []
+        if waiting:
+            await sink(waiting)
+
+    async def stop_intake(self) -> None:
+        self._sink = None
+
+    async def deliver_inbound(self, origin: Origin, text: str) -> str:
+        # Globally unique ids: a restarted gateway must never mistake a new message for a
+        # duplicate of one it persisted before the restart.
+        update_id = uuid.uuid4().hex
+        message = InboundMessage(self.platform, update_id, origin, text)
+        self._write_journal("in", update_id=update_id, chat=origin.chat_id, text=text)
+        if self._sink is None:
+            self._waiting.append(message)
+        else:
+            await self._sink([message])
+        return update_id
+
+    async def deliver_batch(self, messages: Sequence[tuple[Origin, str]]) -> list[str]:
+        """Several messages in one intake batch (as one getUpdates answer would carry)."""
+        batch = [InboundMessage(self.platform, uuid.uuid4().hex, o, t) for o, t in messages]
+        for message in batch:
+            self._write_journal(
+                "in", update_id=message.update_id, chat=message.origin.chat_id, text=message.text
+            )
+        if self._sink is None:
+            self._waiting.extend(batch)
+        else:
+            await self._sink(batch)
+        return [m.update_id for m in batch]
+
+    # -- outbound -------------------------------------------------------------------------
+
+    async def send(self, origin: Origin, text: str) -> str | None:
+        self._maybe_fail()
+        message_id = str(next(self._ids))
+        self.messages.append(ChatMessage(message_id, origin.chat_id, origin.thread_id, text))
+        self._write_journal("out", message_id=message_id, chat=origin.chat_id, text=text)
+        await self._notify()
+        return message_id
+
+    async def edit(self, origin: Origin, message_id: str, text: str) -> None:
+        self._maybe_fail()
+        message = self._find(origin, message_id)
+        message.text = text
+        message.edits += 1
+        self._write_journal("edit", message_id=message_id, chat=origin.chat_id, text=text)
+        await self._notify()
+
+    async def delete(self, origin: Origin, message_id: str) -> None:
+        self._maybe_fail()
+        self._find(origin, message_id).deleted = True
+        self._write_journal("delete", message_id=message_id, chat=origin.chat_id)
+        await self._notify()
+
+    async def close(self) -> None:
+        self._sink = None
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _find(self, origin: Origin, message_id: str) -> ChatMessage:
+        for message in self.messages:
+            if message.message_id == message_id and message.chat_id == origin.chat_id:
+                if message.deleted:
+                    break
+                return message
+        raise DeliveryError(f"message {message_id} not found in chat {origin.chat_id}", final=True)
+
+    def _maybe_fail(self) -> None:
+        if self._failures:
+            raise self._failures.pop(0)
+
+    async def _notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+    def _write_journal(self, direction: str, **fields: object) -> None:
+        if self._journal is not None:
+            self._journal.write(json.dumps({"dir": direction, **fields}) + "\n")
+            self._journal.flush()

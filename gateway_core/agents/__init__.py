@@ -1,0 +1,1 @@
+"""Agents: what runs a turn. `scripted` for the demo and tests; `openai` for real models."""

@@ -1,0 +1,57 @@
+"""The Agent protocol: a turn gets the transcript and tools and yields events.
+
+The turn runner persists each event as a transcript row before it asks the agent for the
+next one, so an assistant row asking for tools is durable before any tool runs: after a
+crash the transcript says exactly where the turn stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway_core.clock import Clock
+from gateway_core.model import FinishReason, Message, MessageKind, Session, ToolCall
+from gateway_core.tools.registry import ToolBox
+
+
+@dataclass(frozen=True, slots=True)
+class TurnContext:
+    session: Session
+    generation: int
+    history: tuple[Message, ...]  # the transcript tail, ending with this turn's input row
+    input: str  # what to respond to; carries the recovery note when there is one
+    resume: bool  # a synthetic turn continuing an interrupted one
+    tools: ToolBox
+    clock: Clock
+
+
+@dataclass(frozen=True, slots=True)
+class AskTools:
+    """The model asked for tool calls. The agent runs them after this event returns."""
+
+    calls: tuple[ToolCall, ...]
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolDone:
+    call_id: str
+    name: str
+    content: str
+    kind: str = MessageKind.TEXT
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    text: str
+    finish_reason: str = FinishReason.STOP
+
+
+AgentEvent = AskTools | ToolDone | Answer
+
+
+class Agent(Protocol):
+    def run_turn(self, context: TurnContext) -> AsyncIterator[AgentEvent]:
+        """Yield events until an Answer. Raising fails the turn (the user is told)."""

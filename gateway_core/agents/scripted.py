@@ -1,0 +1,94 @@
+"""A deterministic agent whose behaviour is chosen by the message text.
+
+    hello                 -> replies at once: "You said: hello"
+    think 30              -> thinks for 30 s (on the injected clock), then answers
+    tool sleep {"seconds": 5}
+                          -> asks for one tool call, runs it, answers with its result
+    fail disk on fire     -> raises: the turn fails and the user is told
+    steps 3               -> three `clock` calls in a row, then an answer
+
+A resumed turn (after a restart) answers once, naming what it was asked, and re-runs
+nothing: that is what the recovery note asks a real model to do.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import AsyncIterator
+
+from gateway_core.agents.base import AgentEvent, Answer, AskTools, ToolDone, TurnContext
+from gateway_core.model import MessageKind, Role, ToolCall
+from gateway_core.tools.registry import ToolContext
+
+
+class ScriptedAgentError(RuntimeError):
+    pass
+
+
+class ScriptedAgent:
+    def __init__(self) -> None:
+        self._call_ids = itertools.count(1)
+
+    async def run_turn(self, context: TurnContext) -> AsyncIterator[AgentEvent]:
+        if context.resume:
+            yield Answer(f"Back after a restart. You had asked: {_last_request(context)!r}")
+            return
+        text = _strip_note(context.input).strip()
+        command, _, rest = text.partition(" ")
+        command = command.lower()
+        if command == "think":
+            seconds = _number(rest, default=5.0)
+            await context.clock.sleep(seconds)
+            yield Answer(f"Thought for {seconds:g} s about it. Done.")
+        elif command == "tool":
+            name, _, arguments = rest.strip().partition(" ")
+            call = ToolCall(self._next_id(), name, arguments.strip() or "{}")
+            async for event in self._call_tools(context, (call,)):
+                yield event
+            yield Answer(f"Tool {name} finished.")
+        elif command == "steps":
+            for _ in range(int(_number(rest, default=3))):
+                call = ToolCall(self._next_id(), "clock", "{}")
+                async for event in self._call_tools(context, (call,)):
+                    yield event
+            yield Answer("All steps done.")
+        elif command == "fail":
+            raise ScriptedAgentError(rest.strip() or "scripted failure")
+        else:
+            yield Answer(f"You said: {text}")
+
+    async def _call_tools(
+        self, context: TurnContext, calls: tuple[ToolCall, ...]
+    ) -> AsyncIterator[AgentEvent]:
+        yield AskTools(calls)
+        tool_context = ToolContext(context.session.id, context.generation, context.clock)
+        for call in calls:
+            outcome = await context.tools.run(call, tool_context)
+            yield ToolDone(call.id, call.name, outcome.content, outcome.kind)
+
+    def _next_id(self) -> str:
+        return f"call_{next(self._call_ids)}"
+
+
+def _number(text: str, default: float) -> float:
+    try:
+        value = float(text.split()[0])
+    except (ValueError, IndexError):
+        return default
+    return max(0.0, min(value, 86_400.0))
+
+
+def _strip_note(text: str) -> str:
+    """The user's own words: the recovery note, when present, ends with a blank line."""
+    if text.startswith("[System note:"):
+        _, _, rest = text.partition("]\n\n")
+        return rest
+    return text
+
+
+def _last_request(context: TurnContext) -> str:
+    for message in reversed(context.history):
+        if message.role == Role.USER and message.kind == MessageKind.TEXT:
+            return message.content
+    return json.dumps(None)

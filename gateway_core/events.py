@@ -1,0 +1,137 @@
+"""The typed event bus: every state change is published here, once.
+
+Subscribers (the in-process console, the control socket, the JSON log) each get a bounded
+queue. Publishing never waits: a subscriber that falls behind loses its oldest events and is
+told how many it missed, so a stuck reader can never slow the gateway down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayStateChanged(Event):
+    state: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived(Event):
+    session_id: int
+    inbox_id: int
+    queued: int  # messages now waiting in the session's lane
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStarted(Event):
+    session_id: int
+    generation: int
+    resume: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TurnFinished(Event):
+    session_id: int
+    generation: int
+    outcome: str  # completed | failed | interrupted | superseded
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReplySent(Event):
+    session_id: int
+    outbox_id: int
+    platform_message_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFailed(Event):
+    session_id: int
+    outbox_id: int
+    error: str
+    final: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NotifierFired(Event):
+    session_id: int
+    generation: int
+    count: int
+    edited: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DrainProgress(Event):
+    phase: str  # marking | waiting | interrupting | grace | stopped
+    total: int
+    finished: int
+    running: tuple[int, ...]
+    interrupted: tuple[int, ...]
+    seconds_left: float
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryDecided(Event):
+    session_id: int
+    verdict: str
+    action: str
+    explanation: str
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorActed(Event):
+    actor: str
+    action: str
+    targets: tuple[str, ...]
+    reason: str | None
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine(Event):
+    level: str
+    message: str
+
+
+@dataclass
+class Subscription:
+    queue: asyncio.Queue[Event]
+    dropped: int = 0
+    closed: bool = False
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        while not self.closed:
+            yield await self.queue.get()
+
+
+@dataclass
+class EventBus:
+    capacity: int = 10_000
+    _subscribers: list[Subscription] = field(default_factory=list)
+    published: int = 0
+
+    def subscribe(self) -> Subscription:
+        subscription = Subscription(asyncio.Queue(self.capacity))
+        self._subscribers.append(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        subscription.closed = True
+        if subscription in self._subscribers:
+            self._subscribers.remove(subscription)
+
+    def publish(self, event: Event) -> None:
+        self.published += 1
+        for subscription in self._subscribers:
+            if subscription.queue.full():
+                subscription.queue.get_nowait()  # drop the oldest, keep the newest
+                subscription.dropped += 1
+            subscription.queue.put_nowait(event)

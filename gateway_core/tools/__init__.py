@@ -1,0 +1,1 @@
+"""Tools agents may call. Every call's result is data for the model, never an exception."""
