@@ -56,9 +56,9 @@ class LoopbackUser:
             and not m.deleted
         ]
 
-    async def wait_for(self, count: int, timeout: float = 10.0) -> list[ChatMessage]:
-        """Wait until this chat has at least `count` visible messages."""
-        async with asyncio.timeout(timeout):
+    async def wait_for(self, count: int, within: float = 10.0) -> list[ChatMessage]:
+        """Wait (at most `within` seconds) until this chat shows at least `count` messages."""
+        async with asyncio.timeout(within):
             async with self.adapter.changed:
                 await self.adapter.changed.wait_for(lambda: len(self.received()) >= count)
         return self.received()
