@@ -11,7 +11,8 @@ import asyncio
 import heapq
 import itertools
 import time
-from typing import Protocol
+from collections.abc import Awaitable
+from typing import Any, Protocol
 
 
 class Clock(Protocol):
@@ -44,6 +45,7 @@ class ManualClock:
         self._mono = 0.0
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
+        self._changed: asyncio.Condition | None = None
 
     def now(self) -> float:
         return self._now
@@ -57,7 +59,20 @@ class ManualClock:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self._mono + seconds, next(self._order), future))
+        async with self._condition():
+            self._condition().notify_all()
         await future
+
+    def _condition(self) -> asyncio.Condition:
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        return self._changed
+
+    async def wait_for_sleepers(self, count: int, within: float = 10.0) -> None:
+        """Wait (real time, at most `within` s) until `count` sleeps are pending: the event a
+        test needs to know its tasks have reached their waits before it moves time."""
+        async with asyncio.timeout(within), self._condition():
+            await self._condition().wait_for(lambda: self.sleepers >= count)
 
     @property
     def sleepers(self) -> int:
@@ -77,3 +92,18 @@ class ManualClock:
     def set(self, epoch: float) -> None:
         """Jump the wall clock (NTP step, operator change); monotonic time is unaffected."""
         self._now = epoch
+
+
+async def wait_or_timeout(clock: Clock, awaitable: Awaitable[Any], seconds: float) -> bool:
+    """Wait for awaitable, at most `seconds` on `clock`. True if it finished in time.
+
+    The awaitable is not cancelled when time runs out (a turn given a deadline keeps running
+    until its owner decides what to do with it).
+    """
+    target = asyncio.ensure_future(awaitable)
+    sleeper = asyncio.ensure_future(clock.sleep(seconds))
+    try:
+        done, _ = await asyncio.wait({target, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        sleeper.cancel()
+    return target in done

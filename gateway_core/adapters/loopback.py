@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -86,6 +86,11 @@ class LoopbackAdapter:
     ) -> LoopbackUser:
         origin = Origin(self.platform, chat_id, thread_id, user_id=chat_id, user_name=name)
         return LoopbackUser(self, origin)
+
+    async def wait_until(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
+        """Wait (at most `within` s) until predicate holds; re-checked on every send/edit/delete."""
+        async with asyncio.timeout(within), self.changed:
+            await self.changed.wait_for(predicate)
 
     def fail_next(self, count: int, *, final: bool = False, reason: str = "injected") -> None:
         """Make the next `count` sends/edits/deletes fail (fault injection for tests)."""

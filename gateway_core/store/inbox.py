@@ -32,6 +32,32 @@ def _decode(row: tuple[Any, ...]) -> InboxItem:
     )
 
 
+def insert_row(
+    db: sqlite3.Connection,
+    platform: str,
+    update_id: str,
+    session_key: str | None,
+    payload: str,
+    now: float,
+) -> int | None:
+    """Insert inside an open transaction; None when the update was already stored."""
+    row = db.execute(
+        "INSERT INTO inbox (platform, update_id, session_key, payload, received_at)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT(platform, update_id) DO NOTHING RETURNING id",
+        (platform, update_id, session_key, payload, now),
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def finish_row(
+    db: sqlite3.Connection, item_id: int, status: str, error: str | None, now: float
+) -> None:
+    db.execute(
+        "UPDATE inbox SET status = ?, error = ?, processed_at = ? WHERE id = ?",
+        (status, error, now, item_id),
+    )
+
+
 class Inbox:
     def __init__(self, writer: Writer, reader: Reader, clock: Clock) -> None:
         self._writer, self._reader, self._clock = writer, reader, clock
@@ -46,17 +72,11 @@ class Inbox:
         now = self._clock.now()
 
         def job(db: sqlite3.Connection) -> list[int]:
-            new_ids: list[int] = []
-            for update_id, session_key, payload in updates:
-                row = db.execute(
-                    "INSERT INTO inbox (platform, update_id, session_key, payload, received_at)"
-                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT(platform, update_id) DO NOTHING"
-                    " RETURNING id",
-                    (platform, update_id, session_key, payload, now),
-                ).fetchone()
-                if row is not None:
-                    new_ids.append(int(row[0]))
-            return new_ids
+            inserted = (
+                insert_row(db, platform, update_id, session_key, payload, now)
+                for update_id, session_key, payload in updates
+            )
+            return [inbox_id for inbox_id in inserted if inbox_id is not None]
 
         return await self._writer.submit(job)
 
@@ -71,9 +91,4 @@ class Inbox:
 
     async def finish(self, item_id: int, status: str, error: str | None = None) -> None:
         now = self._clock.now()
-        await self._writer.submit(
-            lambda db: db.execute(
-                "UPDATE inbox SET status = ?, error = ?, processed_at = ? WHERE id = ?",
-                (status, error, now, item_id),
-            )
-        )
+        await self._writer.submit(lambda db: finish_row(db, item_id, status, error, now))

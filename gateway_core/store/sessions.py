@@ -11,6 +11,27 @@ from gateway_core.store.reader import Reader
 from gateway_core.store.writer import Writer
 
 
+def ensure_row(
+    db: sqlite3.Connection, key: SessionKey, origin: Origin | None, now: float
+) -> Session:
+    """Upsert a session inside an open transaction (see Sessions.ensure)."""
+    db.execute(
+        "INSERT INTO sessions (key, platform, chat_id, thread_id, origin, created_at,"
+        " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET"
+        " origin = coalesce(excluded.origin, origin)",
+        (str(key), key.platform, key.chat_id, key.thread_id, encode_origin(origin), now, now),
+    )
+    row = db.execute(
+        f"SELECT {SESSION_COLUMNS} FROM sessions WHERE key = ?", (str(key),)
+    ).fetchone()
+    # Every session has exactly one recovery record from the start.
+    db.execute(
+        "INSERT OR IGNORE INTO recovery (session_id, state, updated_at) VALUES (?, 'none', ?)",
+        (row[0], now),
+    )
+    return decode_session(row)
+
+
 class Sessions:
     def __init__(self, writer: Writer, reader: Reader, clock: Clock) -> None:
         self._writer, self._reader, self._clock = writer, reader, clock
@@ -18,27 +39,7 @@ class Sessions:
     async def ensure(self, key: SessionKey, origin: Origin | None) -> Session:
         """The session for key, created if new; a given origin replaces the stored one."""
         now = self._clock.now()
-        encoded_origin = encode_origin(origin)
-
-        def job(db: sqlite3.Connection) -> Session:
-            db.execute(
-                "INSERT INTO sessions (key, platform, chat_id, thread_id, origin, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET"
-                " origin = coalesce(excluded.origin, origin)",
-                (str(key), key.platform, key.chat_id, key.thread_id, encoded_origin, now, now),
-            )
-            row = db.execute(
-                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE key = ?", (str(key),)
-            ).fetchone()
-            # Every session has exactly one recovery record from the start.
-            db.execute(
-                "INSERT OR IGNORE INTO recovery (session_id, state, updated_at)"
-                " VALUES (?, 'none', ?)",
-                (row[0], now),
-            )
-            return decode_session(row)
-
-        return await self._writer.submit(job)
+        return await self._writer.submit(lambda db: ensure_row(db, key, origin, now))
 
     async def next_generation(self, session_id: int) -> int:
         """Start a new turn generation; generations only ever grow."""

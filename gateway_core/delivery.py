@@ -1,0 +1,131 @@
+"""Sending replies from the outbox, in order per session, never twice.
+
+Each session has its own FIFO and worker, so replies arrive in the order they were produced
+and one slow chat never holds up another. Every send is claimed durably first ("sending"),
+so a crash mid-send is recorded as an unknown outcome rather than repeated (see
+store/outbox.py for that policy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from gateway_core.adapters.base import DeliveryError
+from gateway_core.clock import wait_or_timeout
+from gateway_core.events import DeliveryFailed, ReplySent
+from gateway_core.model import Origin
+from gateway_core.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Pieces of at most `limit` characters, cut at line breaks where possible."""
+    if limit <= 0 or len(text) <= limit:
+        return [text]
+    pieces: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        cut = rest.rfind("\n", 0, limit + 1)
+        if cut <= 0:
+            cut = limit
+        pieces.append(rest[:cut])
+        rest = rest[cut:].lstrip("\n")
+    if rest:
+        pieces.append(rest)
+    return pieces
+
+
+@dataclass
+class _SessionQueue:
+    items: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
+    worker: asyncio.Task[None] | None = None
+
+
+class Deliverer:
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+        self._queues: dict[int, _SessionQueue] = {}
+        self._origins: dict[int, Origin | None] = {}
+
+    def enqueue(self, session_id: int, outbox_id: int) -> None:
+        queue = self._queues.setdefault(session_id, _SessionQueue())
+        queue.items.put_nowait(outbox_id)
+        if queue.worker is None or queue.worker.done():
+            queue.worker = asyncio.get_running_loop().create_task(
+                self._work(session_id, queue), name=f"deliver-{session_id}"
+            )
+
+    @property
+    def backlog(self) -> int:
+        return sum(q.items.qsize() for q in self._queues.values())
+
+    async def idle(self, within: float) -> bool:
+        """Wait until every queued reply was handled; False if `within` ran out first."""
+        workers = [q.worker for q in self._queues.values() if q.worker and not q.worker.done()]
+        if not workers:
+            return True
+        return await wait_or_timeout(self._rt.clock, asyncio.gather(*workers), within)
+
+    async def close(self) -> None:
+        for queue in self._queues.values():
+            if queue.worker is not None:
+                queue.worker.cancel()
+        workers = [q.worker for q in self._queues.values() if q.worker is not None]
+        await asyncio.gather(*workers, return_exceptions=True)
+        self._queues.clear()
+
+    async def _work(self, session_id: int, queue: _SessionQueue) -> None:
+        while not queue.items.empty():
+            outbox_id = queue.items.get_nowait()
+            try:
+                await self._deliver(session_id, outbox_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug here must not stop later replies
+                log.exception("delivery of outbox item %s failed unexpectedly", outbox_id)
+
+    async def _origin(self, session_id: int) -> Origin | None:
+        if session_id not in self._origins:
+            session = await self._rt.store.sessions.get(session_id)
+            self._origins[session_id] = None if session is None else session.origin
+        return self._origins[session_id]
+
+    async def _deliver(self, session_id: int, outbox_id: int) -> None:
+        store = self._rt.store
+        origin = await self._origin(session_id)
+        adapter = None if origin is None else self._rt.adapters.get(origin.platform)
+        if origin is None or adapter is None:
+            await store.outbox.mark_attempt_failed(outbox_id, "no route to the chat", final=True)
+            self._failed(session_id, outbox_id, "no route to the chat", final=True)
+            return
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            item = await store.outbox.claim(outbox_id)
+            if item is None:
+                return  # already sent, failed for good, or unknown: never send again
+            try:
+                message_id = None
+                for piece in split_text(item.content, adapter.capabilities.max_length):
+                    message_id = await adapter.send(origin, piece)
+            except DeliveryError as error:
+                final = error.final or attempt == MAX_ATTEMPTS
+                await store.outbox.mark_attempt_failed(outbox_id, str(error), final=final)
+                self._failed(session_id, outbox_id, str(error), final)
+                if final:
+                    return
+                await self._rt.clock.sleep(min(2.0**attempt, 30.0))
+                continue
+            await store.outbox.mark_sent(outbox_id, message_id)
+            self._rt.events.publish(
+                ReplySent(self._rt.clock.now(), session_id, outbox_id, message_id)
+            )
+            return
+
+    def _failed(self, session_id: int, outbox_id: int, error: str, final: bool) -> None:
+        self._rt.events.publish(
+            DeliveryFailed(self._rt.clock.now(), session_id, outbox_id, error, final)
+        )

@@ -1,0 +1,440 @@
+"""The gateway: wires the parts and owns start, quiet, drain, restart and stop.
+
+Start:   open the store, record the boot, promote turns the last run left running, mark sends
+         it left unconfirmed as unknown, run the recovery pass, queue resume turns first, then
+         the inbox backlog, deliver owed replies, and only then start intake.
+Quiet:   messages are still received and stored; no new turn starts. Reversible.
+Drain:   quiet and stop intake; mark every running session BEFORE waiting (a kill during the
+         drain still leaves the marker); each session's marker clears the moment its turn
+         completes; at the deadline the rest are re-marked drain-timeout and interrupted, get
+         a grace period, and their tool processes are killed; the run is recorded clean only
+         if nothing had to be interrupted.
+Restart: drain, stop, start again in the same process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sqlite3
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from gateway_core.adapters.base import Adapter, InboundMessage
+from gateway_core.agents.base import Agent
+from gateway_core.clock import Clock, SystemClock, wait_or_timeout
+from gateway_core.config import Config
+from gateway_core.delivery import Deliverer
+from gateway_core.events import DrainProgress, EventBus, RecoveryDecided
+from gateway_core.lanes import LaneFull, Lanes
+from gateway_core.model import RecoveryAction, RunRecord, Session, SessionKey
+from gateway_core.notifiers import Notifiers
+from gateway_core.recovery.policy import policy_from_settings
+from gateway_core.recovery.startup import BootRecovery, recover_at_boot
+from gateway_core.runtime import GatewayState, Runtime
+from gateway_core.safe_json import parse_json
+from gateway_core.snapshot import CandidateView, DrainView, SessionView, Snapshot
+from gateway_core.store import DATABASE_NAME, Store
+from gateway_core.store.inbox import insert_row
+from gateway_core.store.sessions import ensure_row, promote_crashed_turns
+from gateway_core.tools.basic import ClockTool, SleepTool
+from gateway_core.tools.registry import ToolBox
+from gateway_core.turn import RequestKind, TurnRequest, TurnRunner
+
+log = logging.getLogger(__name__)
+
+# Cleanup the drain runs after the grace period (background processes register here).
+KillHook = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class DrainReport:
+    clean: bool
+    finished: tuple[int, ...]
+    interrupted: tuple[int, ...]
+    seconds: float
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        agent: Agent,
+        adapters: Sequence[Adapter],
+        clock: Clock | None = None,
+        tools: ToolBox | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.events = EventBus()
+        self._agent = agent
+        self._adapters = {adapter.platform: adapter for adapter in adapters}
+        self._tools = tools or ToolBox([ClockTool(), SleepTool()])
+        self._kill_hooks: list[KillHook] = []
+        self._rt: Runtime | None = None
+        self.run: RunRecord | None = None
+        self.boot: BootRecovery | None = None
+        self._candidates: dict[int, CandidateView] = {}
+        self._drain: DrainView | None = None
+        self._started_mono = 0.0
+        self._stopped = asyncio.Event()
+        self._stopping: asyncio.Task[DrainReport] | None = None
+        self.restart_requested = False
+        # Set up by start(); they live as long as one run.
+        self.deliverer: Deliverer
+        self.notifiers: Notifiers
+        self.lanes: Lanes
+
+    # -- wiring ---------------------------------------------------------------------------
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._rt is None:
+            raise RuntimeError("the gateway is not started")
+        return self._rt
+
+    @property
+    def store(self) -> Store:
+        return self.runtime.store
+
+    @property
+    def state(self) -> GatewayState:
+        return GatewayState.STOPPED if self._rt is None else self._rt.state
+
+    def add_kill_hook(self, hook: KillHook) -> None:
+        """Register cleanup that kills tool processes when a drain times out."""
+        self._kill_hooks.append(hook)
+
+    async def start(self) -> BootRecovery:
+        config = self.config
+        store = await Store.open(
+            config.gateway.state_dir / DATABASE_NAME,
+            synchronous=config.store.synchronous,
+            busy_timeout=config.store.busy_timeout,
+            clock=self.clock,
+        )
+        policy = policy_from_settings(config.recovery)
+        # Tools that declare themselves read-only are safe to re-run after an interruption.
+        policy = replace(
+            policy, read_only_tools=policy.read_only_tools | self._tools.read_only_names()
+        )
+        rt = Runtime(config, store, self.clock, self.events, self._agent, self._tools,
+                     self._adapters, policy)  # fmt: skip
+        self._rt = rt
+        self._stopped.clear()
+        self._stopping = None
+        self.restart_requested = False
+        self._drain = None
+        self._started_mono = self.clock.monotonic()
+        rt.set_state(GatewayState.STARTING)
+        try:
+            return await self._boot(rt)
+        except BaseException:
+            await store.close()
+            self._rt = None
+            raise
+
+    async def _boot(self, rt: Runtime) -> BootRecovery:
+        store = rt.store
+        self.deliverer = Deliverer(rt)
+        self.notifiers = Notifiers(rt, self._may_speak)
+        self.lanes = Lanes(rt, TurnRunner(rt, self.deliverer, self.notifiers))
+        self.run = await store.runs.begin(os.getpid())
+        promoted = await store.write(lambda db: promote_crashed_turns(db, self.clock.now()))
+        if promoted:
+            log.warning("previous run died during %d turn(s); marked for recovery", len(promoted))
+        unknown = await store.outbox.mark_unknown_at_boot()
+        for sent in unknown:
+            log.warning("reply %s was being sent when the gateway died: not resent", sent.id)
+        boot = await recover_at_boot(store, self.run, rt.policy)
+        self.boot = boot
+        for candidate in boot.candidates:
+            decision = candidate.decision
+            rt.events.publish(
+                RecoveryDecided(
+                    self.clock.now(),
+                    candidate.session.id,
+                    decision.verdict.value,
+                    decision.action.value,
+                    decision.explanation,
+                )
+            )
+        await self.refresh_candidates()
+        rt.set_state(GatewayState.RUNNING)
+        # Resume turns go to the front of their lanes, before any inbound backlog.
+        for candidate in boot.with_action(RecoveryAction.RESUME):
+            self.lanes.submit(candidate.session, TurnRequest(RequestKind.RESUME), first=True)
+        for inbound in await store.inbox.open_items(limit=100_000):
+            await self._queue_inbox_item(inbound.id, inbound.session_key, inbound.payload)
+        for owed in await store.outbox.pending(limit=100_000):
+            self.deliverer.enqueue(owed.session_id, owed.id)
+        for adapter in self._adapters.values():
+            await adapter.start_intake(self._accept)
+        return boot
+
+    # -- intake ---------------------------------------------------------------------------
+
+    async def _accept(self, batch: Sequence[InboundMessage]) -> None:
+        """Persist a batch in one transaction; only then may the adapter acknowledge it."""
+        rt = self.runtime
+        now = self.clock.now()
+
+        def job(db: sqlite3.Connection) -> list[tuple[Session, int, str]]:
+            accepted = []
+            for message in batch:
+                session = ensure_row(db, message.origin.key, message.origin, now)
+                payload = json.dumps({"text": message.text})
+                inbox_id = insert_row(
+                    db, message.platform, message.update_id, str(session.key), payload, now
+                )
+                if inbox_id is not None:  # None: a redelivered update, already stored
+                    accepted.append((session, inbox_id, message.text))
+            return accepted
+
+        for session, inbox_id, text in await rt.store.write(job):
+            self._submit_message(session, inbox_id, text)
+
+    def _submit_message(self, session: Session, inbox_id: int, text: str) -> None:
+        try:
+            self.lanes.submit(session, TurnRequest(RequestKind.MESSAGE, text, inbox_id))
+        except LaneFull:
+            # Stays in the inbox as 'new': it is processed after the next restart at the
+            # latest, and the operator sees the backlog. Nothing is dropped.
+            log.warning(
+                "session %s queue is full; message %s left in the inbox", session.id, inbox_id
+            )
+
+    async def _queue_inbox_item(self, inbox_id: int, key: str | None, payload: str) -> None:
+        if key is None:
+            return
+        session = await self.store.sessions.by_key(SessionKey.parse(key))
+        decoded = parse_json(payload)
+        text = decoded.get("text") if isinstance(decoded, dict) else None
+        if session is None or not isinstance(text, str):
+            await self.store.inbox.finish(inbox_id, "skipped", "unreadable inbox item")
+            return
+        self._submit_message(session, inbox_id, text)
+
+    def _may_speak(self, session_id: int, generation: int) -> bool:
+        return self.lanes.may_speak(session_id, generation)
+
+    # -- quiet, drain, restart -----------------------------------------------------------
+
+    def quiet(self) -> bool:
+        """Stop starting new turns; running ones continue. False if not running."""
+        if self.state is not GatewayState.RUNNING:
+            return False
+        self.runtime.set_state(GatewayState.QUIET)
+        return True
+
+    def resume_intake(self) -> bool:
+        if self.state is not GatewayState.QUIET:
+            return False
+        self.runtime.set_state(GatewayState.RUNNING)
+        self.lanes.kick_all()
+        return True
+
+    async def stop(self, timeout: float | None = None) -> DrainReport:
+        """Drain and stop. A second call waits for the first (single flight)."""
+        if self._stopping is None:
+            drain_timeout = self.config.gateway.drain_timeout if timeout is None else timeout
+            self._stopping = asyncio.ensure_future(self._drain_and_close(drain_timeout))
+        return await asyncio.shield(self._stopping)
+
+    async def restart(self, timeout: float | None = None) -> BootRecovery:
+        await self.stop(timeout)
+        return await self.start()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def _drain_and_close(self, timeout: float) -> DrainReport:
+        rt = self.runtime
+        clock = self.clock
+        begun = clock.monotonic()
+        deadline = begun + timeout
+        rt.set_state(GatewayState.DRAINING)
+        for adapter in self._adapters.values():
+            await adapter.stop_intake()
+        running = {lane.session.id: lane for lane in self.lanes.running()}
+        self._progress("marking", running, set(), set(), deadline)
+        await rt.store.recovery.mark_many(list(running), "drain")
+        finished: set[int] = set()
+        waiting = dict(running)
+        while waiting:
+            self._progress("waiting", running, finished, set(), deadline)
+            left = deadline - clock.monotonic()
+            if left <= 0:
+                break
+            idle = {asyncio.ensure_future(lane.idle.wait()): sid for sid, lane in waiting.items()}
+            tick = asyncio.ensure_future(clock.sleep(min(1.0, left)))
+            done, _ = await asyncio.wait({*idle, tick}, return_when=asyncio.FIRST_COMPLETED)
+            tick.cancel()
+            for future, sid in idle.items():
+                future.cancel()
+                if future in done or waiting[sid].current is None:
+                    finished.add(sid)
+                    waiting.pop(sid, None)
+        interrupted = set(waiting)
+        if interrupted:
+            self._progress("interrupting", running, finished, interrupted, deadline)
+            await rt.store.recovery.mark_many(sorted(interrupted), "drain-timeout")
+            tasks = []
+            for lane in waiting.values():
+                if lane.current is not None:
+                    lane.current.task.cancel()
+                    tasks.append(lane.current.task)
+            self._progress("grace", running, finished, interrupted, deadline)
+            await wait_or_timeout(
+                clock, asyncio.gather(*tasks, return_exceptions=True), self.config.gateway.grace
+            )
+            for hook in self._kill_hooks:
+                try:
+                    await hook()
+                except Exception:
+                    log.exception("a drain kill hook failed")
+        # Replies of turns that finished still go out before the platforms are closed.
+        await self.deliverer.idle(within=max(self.config.gateway.grace, 1.0))
+        report = DrainReport(
+            clean=not interrupted,
+            finished=tuple(sorted(finished)),
+            interrupted=tuple(sorted(interrupted)),
+            seconds=clock.monotonic() - begun,
+        )
+        self._progress("stopped", running, finished, interrupted, deadline)
+        await self._close(report.clean)
+        return report
+
+    async def _close(self, clean: bool) -> None:
+        rt = self.runtime
+        for lane in self.lanes.all():
+            if lane.loop_task is not None and not lane.loop_task.done():
+                lane.loop_task.cancel()
+        await asyncio.gather(
+            *(lane.loop_task for lane in self.lanes.all() if lane.loop_task is not None),
+            return_exceptions=True,
+        )
+        await self.deliverer.close()
+        for adapter in self._adapters.values():
+            await adapter.close()
+        assert self.run is not None
+        await rt.store.runs.finish(self.run.id, clean=clean)
+        await rt.store.close()
+        rt.set_state(GatewayState.STOPPED)
+        self._rt = None
+        self._stopped.set()
+
+    def _progress(
+        self,
+        phase: str,
+        running: Mapping[int, object],
+        finished: set[int],
+        interrupted: set[int],
+        deadline: float,
+    ) -> None:
+        still = tuple(sorted(set(running) - finished - interrupted))
+        left = max(0.0, deadline - self.clock.monotonic())
+        self._drain = DrainView(
+            phase, len(running), len(finished), still, tuple(sorted(interrupted)), left
+        )
+        self.events.publish(
+            DrainProgress(
+                self.clock.now(),
+                phase,
+                len(running),
+                len(finished),
+                still,
+                tuple(sorted(interrupted)),
+                left,
+            )
+        )
+
+    # -- recovery candidates --------------------------------------------------------------
+
+    async def refresh_candidates(self) -> None:
+        """Re-read every recovery record that is not 'none' (an indexed read of few rows)."""
+        now = self.clock.now()
+        views = {}
+        for record, session in await self.store.recovery.candidates():
+            decision = None
+            if self.boot is not None:
+                decision = next(
+                    (c.decision for c in self.boot.candidates if c.session.id == session.id), None
+                )
+            views[session.id] = CandidateView(
+                session_id=session.id,
+                key=str(session.key),
+                user_name=None if session.origin is None else session.origin.user_name,
+                state=str(record.state),
+                reason=record.reason,
+                verdict=record.last_verdict,
+                action=None if decision is None else decision.action.value,
+                explanation=record.last_explanation,
+                tail_age=None
+                if decision is None or decision.tail_at is None
+                else max(0.0, now - decision.tail_at),
+                attempts=record.attempts,
+                marked_at=record.marked_at,
+            )
+        self._candidates = views
+
+    # -- snapshot -------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        now_mono = self.clock.monotonic()
+        sessions = []
+        running = queued = 0
+        if self._rt is not None:
+            for lane in self.lanes.all():
+                current = lane.current
+                if current is not None:
+                    running += 1
+                    state = "resuming" if current.request.kind is RequestKind.RESUME else "running"
+                elif lane.queue:
+                    state = "queued"
+                else:
+                    state = "idle"
+                queued += len(lane.queue)
+                origin = lane.session.origin
+                sessions.append(
+                    SessionView(
+                        session_id=lane.session.id,
+                        key=str(lane.session.key),
+                        platform=lane.session.key.platform,
+                        chat_id=lane.session.key.chat_id,
+                        thread_id=lane.session.key.thread_id,
+                        user_name=None if origin is None else origin.user_name,
+                        state=state,
+                        generation=None if current is None else current.generation,
+                        turn_age=None if current is None else now_mono - current.started_mono,
+                        queued=len(lane.queue),
+                        last_activity=lane.last_activity,
+                    )
+                )
+        notifiers = tuple(self.notifiers.views()) if self._rt is not None else ()
+        candidates = tuple(self._candidates.values())
+        counts = {
+            "sessions": len(sessions),
+            "running": running,
+            "queued": queued,
+            "candidates": len(candidates),
+            "notifiers": len(notifiers),
+        }
+        for candidate in candidates:
+            key = f"verdict:{candidate.verdict}"
+            counts[key] = counts.get(key, 0) + 1
+        return Snapshot(
+            state=self.state.value,
+            run_id=None if self.run is None else self.run.id,
+            started_at=None if self.run is None else self.run.started_at,
+            uptime=0.0 if self._rt is None else now_mono - self._started_mono,
+            sessions=tuple(sessions),
+            candidates=candidates,
+            notifiers=notifiers,
+            drain=self._drain,
+            loop_guard_tripped=bool(self.boot and self.boot.loop_guard_tripped),
+            counts=counts,
+        )

@@ -1,0 +1,175 @@
+"""Lanes: at most one turn per session, and what happens to messages that arrive meanwhile.
+
+A lane owns a FIFO of turn requests and one loop task that runs them one after another: a
+queued follow-up is the next iteration of that loop, never a call from inside the previous
+turn, so each turn's notifier and tasks are finished before the next one starts.
+
+busy_mode "queue": a message for a busy session waits its turn. "interrupt": it cancels the
+running turn (which records what it left unknown) and runs next, except while a resume turn
+has just started: inbound is held behind a recovering session's resume turn for
+`recovery.hold_inbound` seconds, so a user's "hello?" cannot kill the recovery it is waiting for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+
+from gateway_core.events import MessageReceived
+from gateway_core.model import Session
+from gateway_core.runtime import Runtime
+from gateway_core.turn import Outcome, RequestKind, TurnRequest, TurnRunner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ActiveTurn:
+    request: TurnRequest
+    started_at: float  # epoch, for display
+    started_mono: float
+    task: asyncio.Task[Outcome]
+    generation: int | None = None  # known once the start transaction committed
+
+
+@dataclass
+class Lane:
+    session: Session
+    queue: deque[TurnRequest] = field(default_factory=deque)
+    current: ActiveTurn | None = None
+    loop_task: asyncio.Task[None] | None = None
+    last_activity: float = 0.0
+    finished_turns: int = 0
+    # Set when the loop has nothing left to do (drain waits on it).
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def busy(self) -> bool:
+        return self.current is not None
+
+
+class Lanes:
+    def __init__(self, runtime: Runtime, runner: TurnRunner) -> None:
+        self._rt = runtime
+        self._runner = runner
+        self._lanes: dict[int, Lane] = {}
+
+    def get(self, session: Session) -> Lane:
+        lane = self._lanes.get(session.id)
+        if lane is None:
+            lane = Lane(session, last_activity=session.updated_at)
+            lane.idle.set()
+            self._lanes[session.id] = lane
+        return lane
+
+    def find(self, session_id: int) -> Lane | None:
+        return self._lanes.get(session_id)
+
+    def all(self) -> list[Lane]:
+        return list(self._lanes.values())
+
+    def running(self) -> list[Lane]:
+        return [lane for lane in self._lanes.values() if lane.current is not None]
+
+    def may_speak(self, session_id: int, generation: int) -> bool:
+        """A notifier's ownership check: is this generation the session's running turn?"""
+        lane = self._lanes.get(session_id)
+        return (
+            lane is not None
+            and lane.current is not None
+            and lane.current.generation == generation
+            and not lane.current.task.done()
+        )
+
+    def submit(self, session: Session, request: TurnRequest, *, first: bool = False) -> Lane:
+        """Queue a turn request (resumes go first) and make sure the lane is moving."""
+        lane = self.get(session)
+        if len(lane.queue) >= self._rt.config.lanes.max_queue and not first:
+            raise LaneFull(session.id)
+        if first:
+            lane.queue.appendleft(request)
+        else:
+            lane.queue.append(request)
+        lane.last_activity = self._rt.clock.now()
+        if request.inbox_id is not None:
+            self._rt.events.publish(
+                MessageReceived(self._rt.clock.now(), session.id, request.inbox_id, len(lane.queue))
+            )
+        if lane.current is not None and self._should_interrupt(lane, request):
+            lane.current.task.cancel()
+        self.kick(lane)
+        return lane
+
+    def kick(self, lane: Lane) -> None:
+        """Start the lane's loop if it has work and the gateway takes turns."""
+        if (
+            lane.queue
+            and self._rt.accepting_turns
+            and (lane.loop_task is None or lane.loop_task.done())
+        ):
+            lane.idle.clear()
+            lane.loop_task = asyncio.get_running_loop().create_task(
+                self._loop(lane), name=f"lane-{lane.session.id}"
+            )
+
+    def kick_all(self) -> None:
+        for lane in self._lanes.values():
+            self.kick(lane)
+
+    def interrupt(self, session_id: int) -> bool:
+        lane = self._lanes.get(session_id)
+        if lane is None or lane.current is None:
+            return False
+        lane.current.task.cancel()
+        return True
+
+    def _should_interrupt(self, lane: Lane, request: TurnRequest) -> bool:
+        if (
+            request.kind is not RequestKind.MESSAGE
+            or self._rt.config.lanes.busy_mode != "interrupt"
+        ):
+            return False
+        current = lane.current
+        assert current is not None
+        if current.request.kind is RequestKind.RESUME:
+            held_for = self._rt.clock.monotonic() - current.started_mono
+            if held_for < self._rt.config.recovery.hold_inbound:
+                return False
+        return True
+
+    async def _loop(self, lane: Lane) -> None:
+        try:
+            while lane.queue and self._rt.accepting_turns:
+                request = lane.queue.popleft()
+                await self._run_one(lane, request)
+        finally:
+            lane.idle.set()
+
+    async def _run_one(self, lane: Lane, request: TurnRequest) -> None:
+        def learn_generation(generation: int) -> None:
+            if lane.current is not None:
+                lane.current.generation = generation
+
+        task = asyncio.get_running_loop().create_task(
+            self._runner.run(lane.session, request, learn_generation),
+            name=f"turn-{lane.session.id}",
+        )
+        lane.current = ActiveTurn(request, self._rt.clock.now(), self._rt.clock.monotonic(), task)
+        try:
+            await asyncio.wait({task})  # never let the turn's cancellation become ours
+            if task.cancelled():
+                log.info("turn interrupted in session %s", lane.session.id)
+            elif task.exception() is not None:
+                log.error("turn crashed in session %s", lane.session.id, exc_info=task.exception())
+        finally:
+            lane.current = None
+            lane.finished_turns += 1
+            lane.last_activity = self._rt.clock.now()
+
+
+class LaneFull(Exception):
+    def __init__(self, session_id: int) -> None:
+        super().__init__(f"session {session_id} has too many queued messages")
+        self.session_id = session_id

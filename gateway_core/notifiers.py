@@ -1,0 +1,128 @@
+"""The "still working" notice of a long turn.
+
+One notifier per running turn, owned by (session, generation). It sends one message and then
+edits it in place; it stops with its turn (its task is cancelled and awaited in the turn's
+`finally`, before any queued follow-up starts), and it never speaks once a drain has started,
+checked again after every await so a notice cannot land after the drain began.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway_core.adapters.base import DeliveryError
+from gateway_core.events import NotifierFired
+from gateway_core.model import Origin
+from gateway_core.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# (session_id, generation) -> may this turn's notifier speak now?
+OwnershipCheck = Callable[[int, int], bool]
+
+
+@dataclass
+class Notifier:
+    session_id: int
+    generation: int
+    origin: Origin
+    interval: float
+    started_at: float  # monotonic
+    next_fire_at: float  # monotonic
+    sent: int = 0
+    message_id: str | None = None
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NotifierView:
+    session_id: int
+    generation: int
+    interval: float
+    next_fire_in: float
+    sent: int
+
+
+def working_text(elapsed: float) -> str:
+    minutes = int(elapsed // 60)
+    return f"⏳ Still working — {minutes} min so far"
+
+
+class Notifiers:
+    def __init__(self, runtime: Runtime, may_speak: OwnershipCheck) -> None:
+        self._rt = runtime
+        self._may_speak = may_speak
+        self._active: dict[tuple[int, int], Notifier] = {}
+
+    def start(self, session_id: int, generation: int, origin: Origin | None) -> Notifier | None:
+        interval = self._rt.config.notifier.interval
+        if interval <= 0 or origin is None or origin.platform not in self._rt.adapters:
+            return None
+        now = self._rt.clock.monotonic()
+        notifier = Notifier(session_id, generation, origin, interval, now, now + interval)
+        notifier.task = asyncio.get_running_loop().create_task(
+            self._run(notifier), name=f"notifier-{session_id}-{generation}"
+        )
+        self._active[(session_id, generation)] = notifier
+        return notifier
+
+    async def stop(self, notifier: Notifier | None) -> None:
+        """Stop and await the notifier, then remove its bubble (the answer replaces it)."""
+        if notifier is None:
+            return
+        self._active.pop((notifier.session_id, notifier.generation), None)
+        if notifier.task is not None:
+            notifier.task.cancel()
+            await asyncio.gather(notifier.task, return_exceptions=True)
+        if notifier.message_id is not None:
+            adapter = self._rt.adapters[notifier.origin.platform]
+            if adapter.capabilities.delete:
+                try:
+                    await adapter.delete(notifier.origin, notifier.message_id)
+                except DeliveryError as error:
+                    log.info("could not remove a still-working notice: %s", error)
+
+    def views(self) -> list[NotifierView]:
+        now = self._rt.clock.monotonic()
+        return [
+            NotifierView(n.session_id, n.generation, n.interval, n.next_fire_at - now, n.sent)
+            for n in self._active.values()
+        ]
+
+    def _allowed(self, notifier: Notifier) -> bool:
+        return not self._rt.draining and self._may_speak(notifier.session_id, notifier.generation)
+
+    async def _run(self, notifier: Notifier) -> None:
+        adapter = self._rt.adapters[notifier.origin.platform]
+        clock = self._rt.clock
+        while True:
+            await clock.sleep(notifier.next_fire_at - clock.monotonic())
+            if not self._allowed(notifier):
+                return  # a false check ends the notifier, it does not just skip a beat
+            text = working_text(clock.monotonic() - notifier.started_at)
+            edited = False
+            try:
+                if notifier.message_id is not None and adapter.capabilities.edit:
+                    try:
+                        await adapter.edit(notifier.origin, notifier.message_id, text)
+                        edited = True
+                    except DeliveryError:
+                        # The edit failed; a drain may have started while we awaited it.
+                        if not self._allowed(notifier):
+                            return
+                        notifier.message_id = await adapter.send(notifier.origin, text)
+                else:
+                    notifier.message_id = await adapter.send(notifier.origin, text)
+            except DeliveryError as error:
+                log.info("still-working notice not delivered: %s", error)
+            else:
+                notifier.sent += 1
+                self._rt.events.publish(
+                    NotifierFired(
+                        clock.now(), notifier.session_id, notifier.generation, notifier.sent, edited
+                    )
+                )
+            notifier.next_fire_at += notifier.interval

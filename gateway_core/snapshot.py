@@ -1,0 +1,65 @@
+"""An immutable picture of the whole gateway, for the console, the CLI and tests.
+
+Built on demand from in-memory state only (no I/O), so the console can take one at 1-2 Hz.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from gateway_core.notifiers import NotifierView
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    session_id: int
+    key: str
+    platform: str
+    chat_id: str
+    thread_id: str | None
+    user_name: str | None
+    state: str  # idle | running | queued | resuming
+    generation: int | None
+    turn_age: float | None  # seconds the current turn has run
+    queued: int
+    last_activity: float
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateView:
+    session_id: int
+    key: str
+    user_name: str | None
+    state: str  # the recovery record's state
+    reason: str | None
+    verdict: str | None
+    action: str | None
+    explanation: str | None
+    tail_age: float | None
+    attempts: int
+    marked_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class DrainView:
+    phase: str
+    total: int
+    finished: int
+    running: tuple[int, ...]
+    interrupted: tuple[int, ...]
+    seconds_left: float
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    state: str
+    run_id: int | None
+    started_at: float | None
+    uptime: float
+    sessions: tuple[SessionView, ...]
+    candidates: tuple[CandidateView, ...]
+    notifiers: tuple[NotifierView, ...]
+    drain: DrainView | None
+    loop_guard_tripped: bool
+    counts: Mapping[str, int] = field(default_factory=dict)

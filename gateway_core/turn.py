@@ -1,0 +1,265 @@
+"""Running one agent turn, durably.
+
+Start (one transaction): the session's generation grows by one, the turn is marked running,
+the input row is appended (the user's message, or our recovery note for a resume), and the
+inbox item is marked done. A crash before this commit leaves the inbox item to replay; after
+it, the turn marker tells the next boot a turn died here.
+
+During: every agent event is appended as a transcript row before the agent is asked for the
+next one, so a tool call is on disk before the tool runs.
+
+End (one transaction): the answer row, its outbox row, the recovery marker cleared (the turn
+really completed) and the turn marker cleared. An interrupted turn instead records each tool
+call it left unanswered as interrupted (effect unknown) and keeps any recovery marker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from gateway_core.agents.base import Answer, AskTools, ToolDone, TurnContext
+from gateway_core.events import TurnFinished, TurnStarted
+from gateway_core.model import FinishReason, MessageKind, NewMessage, Role, Session, ToolCall
+from gateway_core.recovery.note import resume_note, with_note
+from gateway_core.store.inbox import finish_row
+from gateway_core.store.outbox import enqueue_row
+from gateway_core.store.recovery_records import clear_row
+from gateway_core.store.sessions import begin_turn_row, end_turn_row
+from gateway_core.store.transcript import append_rows
+
+if TYPE_CHECKING:
+    from gateway_core.delivery import Deliverer
+    from gateway_core.notifiers import Notifiers
+    from gateway_core.runtime import Runtime
+
+HISTORY_ROWS = 200
+MARKED_STATES = ("pending", "held", "resuming")
+
+
+class Outcome(StrEnum):
+    COMPLETED = "completed"
+    FAILED = "failed"  # the agent raised; the user was told
+    INTERRUPTED = "interrupted"
+    SUPERSEDED = "superseded"  # a newer generation took over; the answer is kept, not sent
+
+
+class RequestKind(StrEnum):
+    MESSAGE = "message"
+    RESUME = "resume"
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRequest:
+    kind: RequestKind
+    text: str = ""
+    inbox_id: int | None = None
+
+
+@dataclass
+class TurnStart:
+    generation: int
+    marker_state: str
+    marker_reason: str | None
+
+
+def _start_job(
+    session_id: int, request: TurnRequest, now: float
+) -> Callable[[sqlite3.Connection], TurnStart]:
+    def job(db: sqlite3.Connection) -> TurnStart:
+        generation = int(
+            db.execute(
+                "UPDATE sessions SET generation = generation + 1 WHERE id = ? RETURNING generation",
+                (session_id,),
+            ).fetchone()[0]
+        )
+        begin_turn_row(db, session_id, generation, now)
+        state, reason = db.execute(
+            "SELECT state, reason FROM recovery WHERE session_id = ?", (session_id,)
+        ).fetchone()
+        if request.kind is RequestKind.RESUME:
+            note = NewMessage(
+                Role.USER,
+                resume_note(reason),
+                kind=MessageKind.RECOVERY_NOTE,
+                generation=generation,
+            )
+            append_rows(db, session_id, [note], now)
+            db.execute(
+                "UPDATE recovery SET state = 'resuming', attempts = attempts + 1,"
+                " last_attempt_at = ?, updated_at = ? WHERE session_id = ?"
+                " AND state IN ('pending', 'held', 'resuming')",
+                (now, now, session_id),
+            )
+        else:
+            append_rows(
+                db, session_id, [NewMessage(Role.USER, request.text, generation=generation)], now
+            )
+        if request.inbox_id is not None:
+            finish_row(db, request.inbox_id, "done", None, now)
+        return TurnStart(generation, str(state), reason)
+
+    return job
+
+
+class TurnRunner:
+    def __init__(self, runtime: Runtime, deliverer: Deliverer, notifiers: Notifiers) -> None:
+        self._rt = runtime
+        self._deliverer = deliverer
+        self._notifiers = notifiers
+
+    async def run(
+        self, session: Session, request: TurnRequest, on_generation: Callable[[int], None]
+    ) -> Outcome:
+        """Run one turn; on_generation learns the turn's generation as soon as it exists."""
+        rt = self._rt
+        started_mono = rt.clock.monotonic()
+        start = await rt.store.write(_start_job(session.id, request, rt.clock.now()))
+        generation = start.generation
+        on_generation(generation)
+        resume = request.kind is RequestKind.RESUME
+        if resume:
+            agent_input = resume_note(start.marker_reason)
+        elif start.marker_state in MARKED_STATES:
+            agent_input = with_note(start.marker_reason, request.text)
+        else:
+            agent_input = request.text
+        rt.events.publish(TurnStarted(rt.clock.now(), session.id, generation, resume))
+        notifier = self._notifiers.start(session.id, generation, session.origin)
+        unanswered: dict[str, ToolCall] = {}
+        outcome = Outcome.COMPLETED
+        try:
+            history = tuple(await rt.store.transcript.tail(session.id, HISTORY_ROWS))
+            context = TurnContext(
+                session, generation, history, agent_input, resume, rt.tools, rt.clock
+            )
+            answer: Answer | None = None
+            try:
+                async for event in rt.agent.run_turn(context):
+                    if isinstance(event, AskTools):
+                        await self._append(session.id, generation, _calls_row(event, generation))
+                        unanswered.update((call.id, call) for call in event.calls)
+                    elif isinstance(event, ToolDone):
+                        await self._append(session.id, generation, _result_row(event, generation))
+                        unanswered.pop(event.call_id, None)
+                    elif isinstance(event, Answer):
+                        answer = event
+                        break
+                if answer is None:
+                    answer = Answer("⚠️ The agent stopped without an answer.", FinishReason.ERROR)
+                    outcome = Outcome.FAILED
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the agent failed: tell the user, keep the gateway up
+                answer = Answer(f"⚠️ Sorry, this turn failed: {_short(error)}", FinishReason.ERROR)
+                outcome = Outcome.FAILED
+            delivered = await self._finish(session.id, generation, answer)
+            if not delivered:
+                outcome = Outcome.SUPERSEDED
+        except asyncio.CancelledError:
+            outcome = Outcome.INTERRUPTED
+            # Record what the interruption left unknown, even though we are being cancelled.
+            await asyncio.shield(self._record_interruption(session.id, generation, unanswered))
+            raise
+        finally:
+            await self._notifiers.stop(notifier)
+            rt.events.publish(
+                TurnFinished(
+                    rt.clock.now(),
+                    session.id,
+                    generation,
+                    outcome.value,
+                    rt.clock.monotonic() - started_mono,
+                )
+            )
+        return outcome
+
+    async def _append(self, session_id: int, generation: int, row: NewMessage) -> None:
+        await self._rt.store.transcript.append(session_id, [row])
+
+    async def _finish(self, session_id: int, generation: int, answer: Answer) -> bool:
+        """The end-of-turn transaction. False when a newer generation owns the session."""
+        now = self._rt.clock.now()
+
+        def job(db: sqlite3.Connection) -> int | None:
+            current = db.execute(
+                "SELECT generation FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()[0]
+            row = NewMessage(
+                Role.ASSISTANT,
+                answer.text,
+                finish_reason=answer.finish_reason,
+                generation=generation,
+            )
+            append_rows(db, session_id, [row], now)
+            end_turn_row(db, session_id, generation)
+            if current != generation:
+                return None  # kept in the transcript, never delivered into a newer turn
+            clear_row(db, session_id, now)
+            return enqueue_row(db, session_id, generation, "reply", answer.text, now)
+
+        # Shielded: once the answer is committed it must reach the deliverer even if this
+        # turn is cancelled while waiting for the commit.
+        commit = asyncio.ensure_future(self._rt.store.write(job))
+        commit.add_done_callback(lambda done: self._hand_over(session_id, done))
+        outbox_id = await asyncio.shield(commit)
+        return outbox_id is not None
+
+    def _hand_over(self, session_id: int, commit: asyncio.Future[int | None]) -> None:
+        if not commit.cancelled() and commit.exception() is None:
+            outbox_id = commit.result()
+            if outbox_id is not None:
+                self._deliverer.enqueue(session_id, outbox_id)
+
+    async def _record_interruption(
+        self, session_id: int, generation: int, unanswered: dict[str, ToolCall]
+    ) -> None:
+        now = self._rt.clock.now()
+        rows = [
+            NewMessage(
+                Role.TOOL,
+                '{"error": "interrupted before it finished; its effect is unknown"}',
+                kind=MessageKind.TOOL_INTERRUPTED,
+                tool_call_id=call.id,
+                tool_name=call.name,
+                generation=generation,
+            )
+            for call in unanswered.values()
+        ]
+
+        def job(db: sqlite3.Connection) -> None:
+            if rows:
+                append_rows(db, session_id, rows, now)
+            end_turn_row(db, session_id, generation)
+
+        await self._rt.store.write(job)
+
+
+def _calls_row(event: AskTools, generation: int) -> NewMessage:
+    return NewMessage(
+        Role.ASSISTANT,
+        event.text,
+        tool_calls=event.calls,
+        finish_reason=FinishReason.TOOL_CALLS,
+        generation=generation,
+    )
+
+
+def _result_row(event: ToolDone, generation: int) -> NewMessage:
+    return NewMessage(
+        Role.TOOL,
+        event.content,
+        kind=event.kind,
+        tool_call_id=event.call_id,
+        tool_name=event.name,
+        generation=generation,
+    )
+
+
+def _short(error: BaseException, limit: int = 200) -> str:
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

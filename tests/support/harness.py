@@ -1,0 +1,77 @@
+"""Building a real gateway for tests: real store file, loopback adapter, scripted agent."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gateway_core.adapters.loopback import LoopbackAdapter
+from gateway_core.agents.scripted import ScriptedAgent
+from gateway_core.clock import Clock
+from gateway_core.config import Config, load_config
+from gateway_core.events import Event, Subscription
+from gateway_core.gateway import Gateway
+
+E = TypeVar("E", bound=Event)
+
+
+def make_config(state_dir: Path, **sections: dict[str, Any]) -> Config:
+    """A config file with state_dir set and the given [section] keys, loaded for real."""
+    tables: dict[str, dict[str, Any]] = {"gateway": {"state_dir": str(state_dir)}}
+    tables.setdefault("agent", {})["kind"] = "scripted"
+    for name, values in sections.items():
+        tables.setdefault(name, {}).update(values)
+    lines = []
+    for name, values in tables.items():
+        lines.append(f"[{name}]")
+        lines.extend(f"{key} = {_toml(value)}" for key, value in values.items())
+    path = state_dir.parent / f"{state_dir.name}.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return load_config(path, env={})
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return str(value)
+
+
+def make_gateway(config: Config, clock: Clock, adapter: LoopbackAdapter) -> Gateway:
+    return Gateway(config, agent=ScriptedAgent(), adapters=[adapter], clock=clock)
+
+
+class Running:
+    """A started gateway with its loopback adapter; stop() drains with no waiting."""
+
+    def __init__(self, gateway: Gateway, adapter: LoopbackAdapter) -> None:
+        self.gateway = gateway
+        self.adapter = adapter
+
+    async def stop(self) -> None:
+        if self.gateway.state.value != "stopped":
+            await self.gateway.stop(0)
+
+
+async def start_gateway(
+    state_dir: Path,
+    clock: Clock,
+    adapter: LoopbackAdapter | None = None,
+    **sections: dict[str, Any],
+) -> Running:
+    adapter = adapter or LoopbackAdapter()
+    gateway = make_gateway(make_config(state_dir, **sections), clock, adapter)
+    await gateway.start()
+    return Running(gateway, adapter)
+
+
+async def next_event(subscription: Subscription, kind: type[E], within: float = 10.0) -> E:
+    """The next event of `kind` on the bus (others are skipped)."""
+    async with asyncio.timeout(within):
+        while True:
+            event = await subscription.queue.get()
+            if isinstance(event, kind):
+                return event

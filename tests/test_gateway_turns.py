@@ -1,0 +1,154 @@
+"""Turns on a real gateway: loopback users, scripted agent, real store file, manual clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway_core.clock import ManualClock
+from gateway_core.events import NotifierFired, ReplySent, TurnFinished
+from gateway_core.model import MessageKind
+from tests.support.harness import Running, next_event, start_gateway
+
+
+@pytest.fixture
+async def running(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Running]:
+    gateway = await start_gateway(tmp_path / "state", clock, notifier={"interval": 60})
+    try:
+        yield gateway
+    finally:
+        await gateway.stop()
+
+
+async def test_a_message_is_answered_and_everything_is_on_disk(running: Running) -> None:
+    ada = running.adapter.user("ada", name="Ada")
+    sent = running.gateway.events.subscribe()
+    await ada.say("hello")
+    assert [m.text for m in await ada.wait_for(1)] == ["You said: hello"]
+    await next_event(sent, ReplySent)
+    store = running.gateway.store
+    session = (await store.sessions.list())[0]
+    rows = await store.transcript.all(session.id)
+    assert [(m.role, m.content) for m in rows] == [
+        ("user", "hello"),
+        ("assistant", "You said: hello"),
+    ]
+    assert rows[0].generation == rows[1].generation == 1
+    record = await store.recovery.get(session.id)
+    assert record is not None and record.state == "none"
+    assert await store.inbox.open_items() == []
+    (reply,) = await store.outbox.by_status("sent")
+    assert (reply.content, reply.platform_message_id) == ("You said: hello", "1")
+
+
+async def test_messages_for_a_busy_session_wait_their_turn_in_order(
+    running: Running, clock: ManualClock
+) -> None:
+    ada = running.adapter.user("ada")
+    await ada.say("think 100")
+    await clock.wait_for_sleepers(2)  # the turn's think + its notifier
+    await ada.say("first follow-up")
+    await ada.say("second follow-up")
+    lane = running.gateway.lanes.all()[0]
+    assert len(lane.queue) == 2 and lane.busy
+    clock.advance(100)
+    texts = [m.text for m in await ada.wait_for(3)]
+    assert texts == [
+        "Thought for 100 s about it. Done.",
+        "You said: first follow-up",
+        "You said: second follow-up",
+    ]
+    rows = await running.gateway.store.transcript.all(lane.session.id)
+    assert [m.generation for m in rows] == [1, 1, 2, 2, 3, 3]
+
+
+async def test_interrupt_mode_cancels_the_running_turn_and_never_sends_its_answer(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    running = await start_gateway(tmp_path / "s", clock, lanes={"busy_mode": "interrupt"})
+    try:
+        ada = running.adapter.user("ada")
+        await ada.say('tool sleep {"seconds": 500}')
+        await clock.wait_for_sleepers(2)
+        await ada.say("never mind")
+        assert [m.text for m in await ada.wait_for(1)] == ["You said: never mind"]
+        # Nothing of the interrupted turn is still waiting to speak.
+        assert clock.sleepers == 0
+        assert [m.text for m in ada.received()] == ["You said: never mind"]
+        session_id = running.gateway.lanes.all()[0].session.id
+        rows = await running.gateway.store.transcript.all(session_id)
+        # The interrupted tool call is recorded as interrupted: its effect is unknown.
+        assert [(m.role, m.kind) for m in rows[:3]] == [
+            ("user", "text"),
+            ("assistant", "text"),
+            ("tool", MessageKind.TOOL_INTERRUPTED),
+        ]
+        assert rows[-1].content == "You said: never mind"
+    finally:
+        await running.stop()
+
+
+async def test_a_failing_agent_tells_the_user_and_the_gateway_carries_on(running: Running) -> None:
+    ada = running.adapter.user("ada")
+    await ada.say("fail the disk is on fire")
+    await ada.say("still there?")
+    texts = [m.text for m in await ada.wait_for(2)]
+    assert texts[0].startswith("⚠️ Sorry, this turn failed: ScriptedAgentError: the disk is on fire")
+    assert texts[1] == "You said: still there?"
+
+
+async def test_still_working_notice_is_one_message_edited_then_removed(
+    running: Running, clock: ManualClock
+) -> None:
+    fired = running.gateway.events.subscribe()
+    ada = running.adapter.user("ada")
+    await ada.say("think 150")
+    await clock.wait_for_sleepers(2)
+    clock.advance(60)
+    notices = await ada.wait_for(1)
+    assert notices[0].text == "⏳ Still working — 1 min so far"
+    view = running.gateway.snapshot().notifiers[0]
+    assert (view.sent, view.interval) == (1, 60)
+    await clock.wait_for_sleepers(2)
+    clock.advance(60)
+    await running.adapter.wait_until(lambda: notices[0].edits == 1)
+    assert notices[0].text == "⏳ Still working — 2 min so far"
+    clock.advance(30)
+    # The answer arrives and the notice it replaces is deleted.
+    await running.adapter.wait_until(
+        lambda: [m.text for m in ada.received()] == ["Thought for 150 s about it. Done."]
+    )
+    assert notices[0].deleted
+    assert running.gateway.snapshot().notifiers == ()
+    events = []
+    while not fired.queue.empty():
+        events.append(fired.queue.get_nowait())
+    assert [e.count for e in events if isinstance(e, NotifierFired)] == [1, 2]
+
+
+async def test_no_notifier_outlives_its_turn_across_queued_follow_ups(
+    running: Running, clock: ManualClock
+) -> None:
+    ada = running.adapter.user("ada")
+    await ada.say("think 90")
+    await clock.wait_for_sleepers(2)
+    await ada.say("think 30")
+    clock.advance(90)  # first turn: notifier fired once at 60, turn ends at 90
+    await clock.wait_for_sleepers(2)  # second turn thinking, its own notifier waiting
+    notifiers = running.gateway.snapshot().notifiers
+    assert len(notifiers) == 1 and notifiers[0].generation == 2
+    clock.advance(30)
+    await ada.wait_for(2)
+    assert running.gateway.snapshot().notifiers == ()
+    texts = [m.text for m in ada.received()]
+    assert texts == ["Thought for 90 s about it. Done.", "Thought for 30 s about it. Done."]
+
+
+async def test_turn_events_carry_outcome_and_generation(running: Running) -> None:
+    events = running.gateway.events.subscribe()
+    ada = running.adapter.user("ada")
+    await ada.say("hi")
+    finished = await next_event(events, TurnFinished)
+    assert (finished.generation, finished.outcome) == (1, "completed")
