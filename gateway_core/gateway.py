@@ -265,10 +265,10 @@ class Gateway:
         finished: set[int] = set()
         waiting = dict(running)
         while waiting:
-            self._progress("waiting", running, finished, set(), deadline)
             left = deadline - clock.monotonic()
             if left <= 0:
                 break
+            self._progress("waiting", running, finished, set(), deadline)
             idle = {asyncio.ensure_future(lane.idle.wait()): sid for sid, lane in waiting.items()}
             tick = asyncio.ensure_future(clock.sleep(min(1.0, left)))
             done, _ = await asyncio.wait({*idle, tick}, return_when=asyncio.FIRST_COMPLETED)

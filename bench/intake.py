@@ -1,0 +1,429 @@
+"""Benchmark: messages through the whole path (inbox, lane, transcript, outbox) and back.
+
+    python bench/intake.py                          # 1,000 sessions, 500 msg/s, 20 s per phase
+    python bench/intake.py --seconds 5              # quicker
+    python bench/intake.py --only saturation        # one phase (handy under a profiler)
+
+Prints one JSON object. Targets (the intake issue), on the 2-core machine this project runs on:
+p99 arrival-to-reply-sent latency under 50 ms at 500 messages/s offered, and at least
+3,000 messages/s sustained at saturation.
+
+Each phase runs a real Gateway (SystemClock, scripted agent, notifier off) on a fresh store in
+a temporary directory, with a loopback adapter whose send() is timestamped here. Before it is
+measured, every session says one message and gets its reply (sessions created, lanes and
+delivery workers warm); that warm-up is not counted.
+
+  fixed_rate  messages offered on an absolute schedule (`--rate` per second, round-robin over
+              the sessions, each handed to `user.say()` in its own task so intake never waits
+              for the previous commit). Latency: just before say() until the adapter's send()
+              of its reply "You said: <token>" returned. `schedule_lag` is how late the pacer
+              called say() against its slot (the event loop was busy): it is NOT in the latency.
+  saturation  one closed-loop client per session: it says its next message as soon as the
+              previous reply was sent. messages_per_s counts replies sent within the window.
+  ceiling     the same rows per message (inbox insert, user and assistant transcript rows,
+              outbox insert and its update to sent, session update) written by plain sqlite3
+              (WAL, synchronous NORMAL, the project's schema), one transaction per message, in
+              one loop: the most this SQLite could do for our workload with no gateway at all.
+              ratio_to_ceiling = our row rate at saturation / the ceiling's row rate.
+
+Per phase, `writer` is the store's group-commit stats over the measured window and `costs` is
+where the time went: process CPU in cores (2 means both cores busy; the GIL keeps us near 1)
+and the share of wall time spent in Python's cyclic garbage collector.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import math
+import os
+import platform
+import sqlite3
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gateway_core.adapters.loopback import LoopbackAdapter, LoopbackUser
+from gateway_core.agents.scripted import ScriptedAgent
+from gateway_core.clock import SystemClock
+from gateway_core.gateway import Gateway
+from gateway_core.model import Origin
+from gateway_core.store import Store
+from gateway_core.store.writer import WriterStats
+from tests.support.harness import make_config
+
+REPLY_PREFIX = "You said: "
+# Rows one message costs, as the ceiling writes them: inbox insert, two transcript rows,
+# outbox insert, outbox update to sent, session update.
+ROWS_PER_MESSAGE = 6
+TARGET_P99_MS = 50
+TARGET_SATURATION = 3000
+DRAIN_WAIT_S = 30.0  # bound on waiting for replies still outstanding at the end of a phase
+
+
+@dataclass
+class TimedLoopback(LoopbackAdapter):
+    """The loopback adapter, with the moment each reply's send() returned, keyed by token."""
+
+    sent_at: dict[str, float] = field(default_factory=dict)
+    waiters: dict[str, asyncio.Future[float]] = field(default_factory=dict)
+
+    async def send(self, origin: Origin, text: str) -> str | None:
+        message_id = await super().send(origin, text)
+        # The chat history the loopback keeps for tests would grow by one object per reply
+        # (a real platform keeps it on its side), making every full GC pass slower as the run
+        # goes on: drop it. Nothing here reads it.
+        self.messages.clear()
+        if text.startswith(REPLY_PREFIX):
+            now = time.perf_counter()
+            token = text[len(REPLY_PREFIX) :]
+            self.sent_at[token] = now
+            waiter = self.waiters.pop(token, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(now)
+        return message_id
+
+    def expect(self, token: str) -> asyncio.Future[float]:
+        waiter: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self.waiters[token] = waiter
+        return waiter
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an already sorted list."""
+    if not values:
+        return math.nan
+    return values[max(0, min(len(values) - 1, math.ceil(q * len(values)) - 1))]
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+def writer_delta(before: WriterStats, after: WriterStats) -> dict[str, float | int]:
+    batches = after.batches - before.batches
+    jobs = after.jobs - before.jobs
+    return {
+        "batches": batches,
+        "jobs": jobs,
+        "jobs_per_batch": round(jobs / batches, 2) if batches else 0,
+        "largest_batch_since_open": after.largest_batch,
+    }
+
+
+class Costs:
+    """Process CPU time and cyclic-GC time over a measured phase (where the time goes)."""
+
+    def __init__(self) -> None:
+        self.collections = [0, 0, 0]
+        self.gc_seconds = [0.0, 0.0, 0.0]
+        self.gc_longest = 0.0
+        self._gc_started = 0.0
+        self._wall = self._cpu = 0.0
+
+    def __enter__(self) -> Costs:
+        gc.callbacks.append(self._on_gc)
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._wall = time.perf_counter() - self._wall
+        self._cpu = time.process_time() - self._cpu
+        gc.callbacks.remove(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._gc_started
+        generation = info["generation"]
+        self.collections[generation] += 1
+        self.gc_seconds[generation] += took
+        self.gc_longest = max(self.gc_longest, took)
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "cpu_cores": round(self._cpu / self._wall, 2),
+            "gc_share_of_wall": round(sum(self.gc_seconds) / self._wall, 3),
+            "gc_collections": self.collections,
+            "gc_seconds": [round(s, 2) for s in self.gc_seconds],
+            "gc_longest_ms": ms(self.gc_longest),
+        }
+
+
+class Bench:
+    """A started gateway on a fresh store, with one loopback user per session."""
+
+    def __init__(self, directory: Path, sessions: int) -> None:
+        config = make_config(directory / "state", notifier={"interval": 0})
+        self.adapter = TimedLoopback()
+        self.gateway = Gateway(
+            config, agent=ScriptedAgent(), adapters=[self.adapter], clock=SystemClock()
+        )
+        self.users: list[LoopbackUser] = [self.adapter.user(f"u{n}") for n in range(sessions)]
+
+    async def start(self) -> None:
+        await self.gateway.start()
+        # Warm-up (not measured): every session created and answered once.
+        waiters = [self.adapter.expect(f"w{n}") for n in range(len(self.users))]
+        await asyncio.gather(*(u.say(f"w{n}") for n, u in enumerate(self.users)))
+        async with asyncio.timeout(DRAIN_WAIT_S):
+            await asyncio.gather(*waiters)
+
+    def stats(self) -> WriterStats:
+        stats = self.gateway.store.writer_stats
+        return WriterStats(stats.batches, stats.jobs, stats.largest_batch)
+
+    async def stop(self) -> None:
+        await self.gateway.stop(0)
+
+
+async def wait_for_replies(adapter: TimedLoopback, tokens: list[str], within: float) -> None:
+    """Wait (bounded) until every token's reply was sent."""
+    deadline = time.perf_counter() + within
+    while time.perf_counter() < deadline:
+        if all(token in adapter.sent_at for token in tokens):
+            return
+        await asyncio.sleep(0.05)
+
+
+async def fixed_rate(sessions: int, rate: float, seconds: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-intake-") as directory:
+        bench = Bench(Path(directory), sessions)
+        await bench.start()
+        adapter, users = bench.adapter, bench.users
+        before = bench.stats()
+        total = int(rate * seconds)
+        arrivals: dict[str, float] = {}
+        lags: list[float] = []
+        tasks: set[asyncio.Task[str]] = set()
+        with Costs() as costs:
+            start = time.perf_counter()
+            for n in range(total):
+                slot = start + n / rate
+                delay = slot - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                token = f"m{n}"
+                arrived = time.perf_counter()
+                arrivals[token] = arrived
+                lags.append(arrived - slot)
+                task = asyncio.create_task(users[n % sessions].say(token))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            offered_s = time.perf_counter() - start
+            tokens = list(arrivals)
+            await wait_for_replies(adapter, tokens, DRAIN_WAIT_S)
+        stats = writer_delta(before, bench.stats())
+        await bench.stop()
+
+    answered = [t for t in tokens if t in adapter.sent_at]
+    latencies = sorted(adapter.sent_at[t] - arrivals[t] for t in answered)
+    last_sent = max((adapter.sent_at[t] for t in answered), default=start)
+    lags.sort()
+    return {
+        "offered_per_s": rate,
+        "offered_actual_per_s": round(total / offered_s, 1),
+        "achieved_per_s": round(len(answered) / (last_sent - start), 1),
+        "p50_ms": ms(percentile(latencies, 0.50)),
+        "p95_ms": ms(percentile(latencies, 0.95)),
+        "p99_ms": ms(percentile(latencies, 0.99)),
+        "max_ms": ms(latencies[-1]) if latencies else None,
+        "messages": len(answered),
+        "unanswered": total - len(answered),
+        "schedule_lag_p99_ms": ms(percentile(lags, 0.99)),
+        "schedule_lag_max_ms": ms(lags[-1]) if lags else None,
+        "writer": stats,
+        "costs": costs.report(),
+    }
+
+
+async def saturation(sessions: int, seconds: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-intake-") as directory:
+        bench = Bench(Path(directory), sessions)
+        await bench.start()
+        adapter = bench.adapter
+        before = bench.stats()
+        latencies: list[float] = []
+        sent_times: list[float] = []
+        lost = 0
+        start = time.perf_counter()
+        deadline = start + seconds
+
+        async def client(index: int, user: LoopbackUser) -> None:
+            nonlocal lost
+            count = 0
+            while time.perf_counter() < deadline:
+                token = f"s{index}-{count}"
+                count += 1
+                waiter = adapter.expect(token)
+                arrived = time.perf_counter()
+                await user.say(token)
+                try:
+                    async with asyncio.timeout(DRAIN_WAIT_S):
+                        sent = await waiter
+                except TimeoutError:
+                    lost += 1
+                    return
+                latencies.append(sent - arrived)
+                sent_times.append(sent)
+
+        with Costs() as costs:
+            await asyncio.gather(*(client(n, u) for n, u in enumerate(bench.users)))
+        stats = writer_delta(before, bench.stats())
+        await bench.stop()
+
+    in_window = sum(1 for t in sent_times if t <= deadline)
+    per_second = [0] * max(1, math.ceil(seconds))
+    for t in sent_times:
+        if t <= deadline:
+            per_second[min(len(per_second) - 1, int(t - start))] += 1
+    latencies.sort()
+    return {
+        "messages_per_s": round(in_window / seconds, 1),
+        "p50_ms": ms(percentile(latencies, 0.50)),
+        "p95_ms": ms(percentile(latencies, 0.95)),
+        "p99_ms": ms(percentile(latencies, 0.99)),
+        "max_ms": ms(latencies[-1]) if latencies else None,
+        "messages": in_window,
+        "messages_incl_tail": len(latencies),
+        "per_second_min": min(per_second),
+        "per_second_max": max(per_second),
+        "clients": sessions,
+        "lost": lost,
+        "writer": stats,
+        "costs": costs.report(),
+    }
+
+
+async def _create_schema(path: Path) -> None:
+    store = await Store.open(path)
+    await store.close()
+
+
+def ceiling(sessions: int, messages: int, max_seconds: float) -> dict[str, Any]:
+    """Plain sqlite3, one transaction per message, the same rows, no gateway."""
+    with tempfile.TemporaryDirectory(prefix="bench-ceiling-") as directory:
+        path = Path(directory) / "ceiling.db"
+        asyncio.run(_create_schema(path))
+        db = sqlite3.connect(path, isolation_level=None)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        now = time.time()
+        db.execute("BEGIN")
+        db.executemany(
+            "INSERT INTO sessions (id, key, platform, chat_id, origin, created_at, updated_at)"
+            " VALUES (?, ?, 'loopback', ?, ?, ?, ?)",
+            (
+                (
+                    sid,
+                    f"loopback:u{sid}:-",
+                    f"u{sid}",
+                    json.dumps({"platform": "loopback", "chat_id": f"u{sid}"}),
+                    now,
+                    now,
+                )
+                for sid in range(1, sessions + 1)
+            ),
+        )
+        db.execute("COMMIT")
+        seqs = dict.fromkeys(range(1, sessions + 1), 0)
+        done = 0
+        started = time.perf_counter()
+        stop_at = started + max_seconds
+        while done < messages and time.perf_counter() < stop_at:
+            sid = done % sessions + 1
+            token = f"c{done}"
+            now = time.time()
+            seq = seqs[sid]
+            seqs[sid] = seq + 2
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "INSERT INTO inbox (platform, update_id, session_key, payload, received_at)"
+                " VALUES ('loopback', ?, ?, ?, ?)",
+                (os.urandom(16).hex(), f"loopback:u{sid}:-", json.dumps({"text": token}), now),
+            )
+            db.execute(
+                "INSERT INTO messages (session_id, seq, role, kind, content, generation,"
+                " created_at) VALUES (?, ?, 'user', 'text', ?, ?, ?)",
+                (sid, seq + 1, token, seq // 2 + 1, now),
+            )
+            db.execute(
+                "INSERT INTO messages (session_id, seq, role, kind, content, finish_reason,"
+                " generation, created_at) VALUES (?, ?, 'assistant', 'text', ?, 'stop', ?, ?)",
+                (sid, seq + 2, REPLY_PREFIX + token, seq // 2 + 1, now),
+            )
+            outbox_id = db.execute(
+                "INSERT INTO outbox (session_id, generation, kind, content, created_at)"
+                " VALUES (?, ?, 'reply', ?, ?)",
+                (sid, seq // 2 + 1, REPLY_PREFIX + token, now),
+            ).lastrowid
+            db.execute(
+                "UPDATE outbox SET status = 'sent', platform_message_id = ?, sent_at = ?"
+                " WHERE id = ?",
+                (str(outbox_id), now, outbox_id),
+            )
+            db.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, sid))
+            db.execute("COMMIT")
+            done += 1
+        elapsed = time.perf_counter() - started
+        db.close()
+    return {
+        "messages": done,
+        "seconds": round(elapsed, 2),
+        "messages_per_s": round(done / elapsed, 1),
+        "rows_per_s": round(done * ROWS_PER_MESSAGE / elapsed),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
+    parser.add_argument("--sessions", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=500.0, help="fixed-rate messages/s")
+    parser.add_argument("--ceiling-seconds", type=float, default=5.0)
+    parser.add_argument("--only", choices=("fixed", "saturation", "ceiling"))
+    args = parser.parse_args()
+
+    result: dict[str, Any] = {
+        "bench": "intake",
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "cpus": os.cpu_count(),
+        "sessions": args.sessions,
+        "seconds": args.seconds,
+        "rows_per_message": ROWS_PER_MESSAGE,
+    }
+    fixed = sat = ceil = None
+    if args.only in (None, "fixed"):
+        fixed = asyncio.run(fixed_rate(args.sessions, args.rate, args.seconds))
+        result["fixed_rate"] = fixed
+    if args.only in (None, "saturation"):
+        sat = asyncio.run(saturation(args.sessions, args.seconds))
+        result["saturation"] = sat
+    if args.only in (None, "ceiling"):
+        count = sat["messages"] if sat else 10**9
+        ceil = ceiling(args.sessions, max(count, 1), args.ceiling_seconds)
+        result["ceiling"] = ceil
+    if sat and ceil:
+        ours = sat["messages_per_s"] * ROWS_PER_MESSAGE
+        result["ratio_to_ceiling"] = round(ours / ceil["rows_per_s"], 3)
+    result["targets"] = {"p99_ms_at_500": TARGET_P99_MS, "saturation_per_s": TARGET_SATURATION}
+    met: dict[str, bool] = {}
+    if fixed:
+        met["p99_ms_at_500"] = bool(fixed["p99_ms"] < TARGET_P99_MS and fixed["unanswered"] == 0)
+    if sat:
+        met["saturation_per_s"] = bool(sat["messages_per_s"] >= TARGET_SATURATION)
+    result["met"] = met
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""A real gateway in its own process, for crash tests.
+
+    python -m tests.support.crash_gateway --state-dir DIR --journal FILE --users N --messages M
+
+Starts a gateway (system clock, scripted agent, loopback adapter journaling to FILE), prints
+READY once started, then has N loopback users ("u0".."uN-1") each send M messages, one at a
+time, waiting for each reply before the next, so turns are always in flight. It then idles
+until killed. With --no-traffic it only starts and idles. SIGTERM or SIGINT drains and stops
+the gateway and exits 0; SIGKILL is the crash under test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import random
+import signal
+from pathlib import Path
+
+from gateway_core.adapters.loopback import LoopbackAdapter, LoopbackUser
+from gateway_core.agents.scripted import ScriptedAgent
+from gateway_core.clock import SystemClock
+from gateway_core.gateway import Gateway
+from tests.support.harness import make_config
+
+THINKS = ("0.05", "0.1", "0.2", "0.3")
+
+
+async def chat(user: LoopbackUser, messages: int, rng: random.Random) -> None:
+    """Quick echoes and short thinks, each reply awaited before the next message."""
+    for i in range(messages):
+        text = f"msg {i}" if rng.random() < 0.5 else f"think {rng.choice(THINKS)}"
+        await user.say(text)
+        await user.wait_for(i + 1)  # one reply per message: the notifier is off
+
+
+async def main(args: argparse.Namespace) -> None:
+    config = make_config(args.state_dir, notifier={"interval": 0})
+    adapter = LoopbackAdapter(journal_path=args.journal)
+    gateway = Gateway(config, agent=ScriptedAgent(), adapters=[adapter], clock=SystemClock())
+    await gateway.start()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    print("READY", flush=True)
+
+    traffic = None
+    if not args.no_traffic:
+        chats = [
+            chat(adapter.user(f"u{n}"), args.messages, random.Random(args.seed * 1000 + n))
+            for n in range(args.users)
+        ]
+        traffic = asyncio.gather(*chats)
+        traffic.add_done_callback(_report_failure)
+    await stop.wait()
+    if traffic is not None:
+        traffic.cancel()
+        await asyncio.gather(traffic, return_exceptions=True)
+    await gateway.stop()
+
+
+def _report_failure(traffic: asyncio.Future[list[None]]) -> None:
+    if not traffic.cancelled() and traffic.exception() is not None:
+        logging.error("traffic stopped", exc_info=traffic.exception())
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--journal", type=Path, required=True)
+    parser.add_argument("--users", type=int, default=4)
+    parser.add_argument("--messages", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-traffic", action="store_true")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(main(parse_args()))
