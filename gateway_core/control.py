@@ -8,13 +8,16 @@ Control refuses every mutating action itself, whatever the UI shows.
 from __future__ import annotations
 
 import getpass
+import logging
 from dataclasses import dataclass
 
 from gateway_core.events import OperatorActed
 from gateway_core.gateway import DrainReport, Gateway
-from gateway_core.model import RecoveryState
+from gateway_core.model import RecoveryAction, RecoveryState
 from gateway_core.runtime import GatewayState
 from gateway_core.turn import RequestKind, TurnRequest
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,11 +181,11 @@ class Control:
         if refusal is not None:
             return await self._audit(actor, "restart", [], None, refusal)
         await self._audit(actor, "restart", [], None, ActionResult(True, "restarting"))
-        self._gateway.restart_requested = True
         boot = await self._gateway.restart(timeout)
-        resumed = len(boot.candidates)
+        resumed = len(boot.with_action(RecoveryAction.RESUME))
+        held = len(boot.with_action(RecoveryAction.HOLD))
         return ActionResult(
-            True, f"restarted as run {boot.run.id}; {resumed} recovery candidate(s)"
+            True, f"restarted as run {boot.run.id}: {resumed} turn(s) resumed, {held} held"
         )
 
     # -- helpers --------------------------------------------------------------------------
@@ -237,7 +240,11 @@ class Control:
         gateway = self._gateway
         names = [str(t) for t in targets]
         outcome = "ok" if result.ok else "refused"
-        await gateway.store.audit.record(actor, action, names, reason, outcome, result.message)
+        if gateway.state is GatewayState.STOPPED:
+            # No store to write to: the refusal is still returned and published.
+            log.warning("%s by %s refused while stopped: %s", action, actor, result.message)
+        else:
+            await gateway.store.audit.record(actor, action, names, reason, outcome, result.message)
         gateway.events.publish(
             OperatorActed(gateway.clock.now(), actor, action, tuple(names), reason, outcome)
         )

@@ -82,7 +82,7 @@ class Gateway:
         self._started_mono = 0.0
         self._stopped = asyncio.Event()
         self._stopping: asyncio.Task[DrainReport] | None = None
-        self.restart_requested = False
+        self._refreshing: asyncio.Task[None] | None = None
         # Set up by start(); they live as long as one run.
         self.deliverer: Deliverer
         self.notifiers: Notifiers
@@ -126,7 +126,6 @@ class Gateway:
         self._rt = rt
         self._stopped.clear()
         self._stopping = None
-        self.restart_requested = False
         self._drain = None
         self._started_mono = self.clock.monotonic()
         rt.set_state(GatewayState.STARTING)
@@ -141,7 +140,9 @@ class Gateway:
         store = rt.store
         self.deliverer = Deliverer(rt)
         self.notifiers = Notifiers(rt, self._may_speak)
-        self.lanes = Lanes(rt, TurnRunner(rt, self.deliverer, self.notifiers))
+        self.lanes = Lanes(
+            rt, TurnRunner(rt, self.deliverer, self.notifiers), on_turn_end=self._turn_ended
+        )
         self.run = await store.runs.begin(os.getpid())
         promoted = await store.write(lambda db: promote_crashed_turns(db, self.clock.now()))
         if promoted:
@@ -218,6 +219,12 @@ class Gateway:
             return
         self._submit_message(session, inbox_id, text)
 
+    def _turn_ended(self, session_id: int) -> None:
+        """A candidate's turn ended: its marker may have cleared. Re-read the candidates once
+        (coalesced: one refresh in flight at a time) so the snapshot follows the store."""
+        if session_id in self._candidates and (self._refreshing is None or self._refreshing.done()):
+            self._refreshing = asyncio.get_running_loop().create_task(self.refresh_candidates())
+
     def _may_speak(self, session_id: int, generation: int) -> bool:
         return self.lanes.may_speak(session_id, generation)
 
@@ -262,6 +269,7 @@ class Gateway:
         running = {lane.session.id: lane for lane in self.lanes.running()}
         self._progress("marking", running, set(), set(), deadline)
         await rt.store.recovery.mark_many(list(running), "drain")
+        await self.refresh_candidates()
         finished: set[int] = set()
         waiting = dict(running)
         while waiting:
@@ -310,6 +318,8 @@ class Gateway:
 
     async def _close(self, clean: bool) -> None:
         rt = self.runtime
+        if self._refreshing is not None:
+            await asyncio.gather(self._refreshing, return_exceptions=True)
         for lane in self.lanes.all():
             if lane.loop_task is not None and not lane.loop_task.done():
                 lane.loop_task.cancel()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gateway_core.events import MessageReceived
@@ -51,9 +52,15 @@ class Lane:
 
 
 class Lanes:
-    def __init__(self, runtime: Runtime, runner: TurnRunner) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        runner: TurnRunner,
+        on_turn_end: Callable[[int], None] = lambda session_id: None,
+    ) -> None:
         self._rt = runtime
         self._runner = runner
+        self._on_turn_end = on_turn_end
         self._lanes: dict[int, Lane] = {}
 
     def get(self, session: Session) -> Lane:
@@ -167,6 +174,7 @@ class Lanes:
             lane.current = None
             lane.finished_turns += 1
             lane.last_activity = self._rt.clock.now()
+            self._on_turn_end(lane.session.id)
 
 
 class LaneFull(Exception):

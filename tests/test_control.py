@@ -258,13 +258,6 @@ async def test_approve_is_refused_while_quiet_and_while_the_session_runs_a_turn(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: the snapshot's candidate list is only re-read at boot and after an operator "
-    "action, so a candidate whose approved resume turn has completed (marker cleared in the "
-    "store) is still shown as 'held'",
-)
 async def test_an_approved_candidate_leaves_the_snapshot_once_its_turn_completed(
     recovering: Recovering,
 ) -> None:
@@ -701,13 +694,6 @@ async def test_a_drain_waits_for_running_turns_and_refuses_actions_meanwhile(
         await store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="BUG: Control._refuse_unless_live refuses a stopped gateway, but the refusal is "
-    "then audited through gateway.store, which raises RuntimeError('the gateway is not "
-    "started'): drain/restart on a stopped gateway crash instead of being refused",
-)
 @pytest.mark.parametrize("action", ["drain", "restart"])
 async def test_drain_or_restart_of_a_stopped_gateway_is_refused(
     running: Running, action: str
@@ -739,7 +725,7 @@ async def test_restart_brings_the_gateway_back_with_a_new_run_and_resumes_the_cu
 
     restarted = await control.restart(actor=ACTOR, timeout=0)
     assert restarted == ActionResult(
-        True, f"restarted as run {old_run + 1}; 1 recovery candidate(s)"
+        True, f"restarted as run {old_run + 1}: 1 turn(s) resumed, 0 held"
     )
     assert state_of(gateway) is GatewayState.RUNNING
     snapshot = gateway.snapshot()
