@@ -1,0 +1,200 @@
+"""Restarts on a real gateway: exactly the right turns come back, once.
+
+Where a test needs the state a crash leaves on disk, it writes that state through the store
+(the same rows a killed gateway leaves); tests/test_crash_recovery.py kills a real process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from gateway_core.adapters.loopback import LoopbackAdapter
+from gateway_core.agents.base import AgentEvent, Answer, TurnContext
+from gateway_core.clock import ManualClock
+from gateway_core.gateway import Gateway
+from gateway_core.model import MessageKind, NewMessage, Origin, RecoveryAction, SessionKey
+from gateway_core.store import DATABASE_NAME, Store
+from tests.support.harness import Running, make_config
+from tests.support.harness import start_gateway as _start_gateway
+from tests.support.transcripts import answer, asks, call, user
+
+HOUR = 3600.0
+_started: list[Running] = []
+
+
+async def start_gateway(state_dir: Path, clock: ManualClock, **kwargs: object) -> Running:
+    running = await _start_gateway(state_dir, clock, **kwargs)  # type: ignore[arg-type]
+    _started.append(running)
+    return running
+
+
+@pytest.fixture(autouse=True)
+async def _stop_gateways() -> AsyncIterator[None]:
+    yield
+    while _started:
+        await _started.pop().stop()
+
+
+async def _seed(
+    state_dir: Path, clock: ManualClock, chat: str, rows: Sequence[NewMessage], mark: bool = True
+) -> int:
+    """Write a conversation as a gateway would have left it, optionally marked for recovery."""
+    async with await Store.open(state_dir / DATABASE_NAME, clock=clock) as store:
+        session = await store.sessions.ensure(
+            SessionKey("loopback", chat), Origin("loopback", chat, user_name=chat)
+        )
+        await store.transcript.append(session.id, list(rows))
+        if mark:
+            assert await store.recovery.mark(session.id, "crash")
+        return session.id
+
+
+async def _texts(running: Running, chat: str) -> list[str]:
+    return [m.text for m in running.adapter.user(chat).received()]
+
+
+async def test_a_restart_during_a_long_turn_resumes_it_once(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    state = tmp_path / "state"
+    running = await start_gateway(state, clock, notifier={"interval": 0})
+    ada = running.adapter.user("ada")
+    await ada.say("think 1000")
+    await clock.wait_for_sleepers(1)
+    boot = await running.gateway.restart(0)
+    assert [c.decision.action for c in boot.candidates] == [RecoveryAction.RESUME]
+    resumed = "Back after a restart. You had asked: 'think 1000'"
+    assert [m.text for m in await ada.wait_for(1)] == [resumed]
+    session_id = boot.candidates[0].session.id
+    record = await running.gateway.store.recovery.get(session_id)
+    assert record is not None and record.state == "none"  # cleared: the resume completed
+    rows = await running.gateway.store.transcript.all(session_id)
+    assert [m.kind for m in rows].count(MessageKind.RECOVERY_NOTE) == 1
+
+    again = await running.gateway.restart(0)  # nothing left to resume
+    assert again.candidates == ()
+    assert [m.text for m in ada.received()] == [resumed]
+
+
+async def test_an_answer_persisted_but_not_sent_is_delivered_not_re_run(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    state = tmp_path / "state"
+    now = clock.now()
+    session_id = await _seed(
+        state, clock, "bob", [user("weather?", now - 5), answer("Rain.", now - 4)]
+    )
+    async with await Store.open(state / DATABASE_NAME, clock=clock) as store:
+        await store.outbox.enqueue(session_id, 1, "reply", "Rain.")  # produced, never sent
+    running = await start_gateway(state, clock)
+    assert [m.text for m in await running.adapter.user("bob").wait_for(1)] == ["Rain."]
+    boot = running.gateway.boot
+    assert boot is not None
+    assert [(c.decision.verdict, c.decision.action) for c in boot.candidates] == [
+        ("complete", RecoveryAction.CLEAR)
+    ]
+    rows = await running.gateway.store.transcript.all(session_id)
+    assert len(rows) == 2  # the agent did not run again
+
+
+async def test_a_session_idle_past_the_freshness_window_is_not_resumed(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    state = tmp_path / "state"
+    # The marker is stamped "now" (as every restart does); the transcript is 2 hours old.
+    session_id = await _seed(state, clock, "cy", [user("pip install sdk", clock.now() - 2 * HOUR)])
+    running = await start_gateway(state, clock)
+    boot = running.gateway.boot
+    assert boot is not None
+    assert [(c.decision.verdict, c.decision.action) for c in boot.candidates] == [
+        ("stale", RecoveryAction.CLEAR)
+    ]
+    record = await running.gateway.store.recovery.get(session_id)
+    assert record is not None and record.state == "none"
+    assert running.adapter.messages == []
+
+
+async def test_a_tail_that_is_our_own_recovery_note_is_cleared_not_resumed(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    state = tmp_path / "state"
+    note = user("[System note: ...]", clock.now() - 10, kind=MessageKind.RECOVERY_NOTE)
+    await _seed(state, clock, "fay", [user("go", clock.now() - 20), note])
+    running = await start_gateway(state, clock)
+    boot = running.gateway.boot
+    assert boot is not None
+    assert [(c.decision.verdict, c.decision.action) for c in boot.candidates] == [
+        ("recovery-loop", RecoveryAction.CLEAR)
+    ]
+    assert running.adapter.messages == []
+
+
+async def test_three_quick_restarts_trip_the_loop_guard(tmp_path: Path, clock: ManualClock) -> None:
+    state = tmp_path / "state"
+    running = await start_gateway(state, clock, notifier={"interval": 0})
+    ada = running.adapter.user("ada")
+    actions = []
+    for round_ in range(3):
+        await ada.say(f"think {1000 + round_}")
+        await clock.wait_for_sleepers(1)
+        boot = await running.gateway.restart(0)
+        actions.append(boot.candidates[0].decision.action)
+        if boot.loop_guard_tripped:
+            break
+        await ada.wait_for(round_ + 1)  # the resumed turn answered
+    assert actions == [RecoveryAction.RESUME, RecoveryAction.RESUME, RecoveryAction.HOLD]
+    snapshot = running.gateway.snapshot()
+    assert snapshot.loop_guard_tripped is True
+    assert [(c.state, c.verdict) for c in snapshot.candidates] == [("held", "resumable")]
+
+
+async def test_an_interrupted_mutating_tool_call_is_held_for_the_operator(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    state = tmp_path / "state"
+    running = await start_gateway(state, clock, notifier={"interval": 0})
+    await running.adapter.user("dee").say('tool sleep {"seconds": 600}')
+    await clock.wait_for_sleepers(1)
+    boot = await running.gateway.restart(0)
+    decision = boot.candidates[0].decision
+    assert (decision.verdict, decision.action) == ("ambiguous-tool", RecoveryAction.HOLD)
+    assert decision.unresolved_tools == ("sleep",)
+    assert running.adapter.messages == []  # nothing was re-run behind the operator's back
+
+
+class RecordingAgent:
+    """An agent that remembers what each turn was given and answers at once."""
+
+    def __init__(self) -> None:
+        self.inputs: list[str] = []
+
+    async def run_turn(self, context: TurnContext) -> AsyncIterator[AgentEvent]:
+        self.inputs.append(context.input)
+        yield Answer("ok")
+
+
+async def test_a_message_to_a_marked_session_carries_one_note_and_is_stored_clean(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    state = tmp_path / "state"
+    now = clock.now()
+    deploy = asks(call("terminal", "t1", command="./deploy.sh"), at=now - 30)
+    session_id = await _seed(state, clock, "dee", [user("deploy", now - 40), deploy])
+    agent = RecordingAgent()
+    adapter = LoopbackAdapter()
+    gateway = Gateway(make_config(state), agent=agent, adapters=[adapter], clock=clock)
+    await gateway.start()
+    _started.append(Running(gateway, adapter))
+    assert gateway.snapshot().candidates[0].state == "held"
+    await adapter.user("dee").say("what happened?")
+    await adapter.user("dee").wait_for(1)
+    (seen,) = agent.inputs
+    assert seen.startswith("[System note:") and seen.endswith("\n\nwhat happened?")
+    assert seen.count("[System note:") == 1
+    rows = await gateway.store.transcript.all(session_id)
+    assert rows[-2].content == "what happened?"  # persisted as the user wrote it
+    record = await gateway.store.recovery.get(session_id)
+    assert record is not None and record.state == "none"  # a real turn completed
