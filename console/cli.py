@@ -14,6 +14,7 @@ from pathlib import Path
 
 from gateway_core import __version__
 from gateway_core.config import Config, ConfigError, load_config
+from gateway_core.gc_tuning import tune_for_long_running_server
 from gateway_core.model import Gate
 from gateway_core.store import StoreError
 
@@ -54,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from console.walkthrough import run_walkthrough
 
+            tune_for_long_running_server()
             return asyncio.run(run_walkthrough(Gate(args.gate), args.state_dir))
         if args.command == "config":
             return print_config(load_config(args.config))

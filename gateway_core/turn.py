@@ -24,7 +24,15 @@ from typing import TYPE_CHECKING
 
 from gateway_core.agents.base import Answer, AskTools, ToolDone, TurnContext
 from gateway_core.events import TurnFinished, TurnStarted
-from gateway_core.model import FinishReason, MessageKind, NewMessage, Role, Session, ToolCall
+from gateway_core.model import (
+    FinishReason,
+    Message,
+    MessageKind,
+    NewMessage,
+    Role,
+    Session,
+    ToolCall,
+)
 from gateway_core.recovery.note import resume_note, with_note
 from gateway_core.store.inbox import finish_row
 from gateway_core.store.outbox import enqueue_row
@@ -133,9 +141,12 @@ class TurnRunner:
         unanswered: dict[str, ToolCall] = {}
         outcome = Outcome.COMPLETED
         try:
-            history = tuple(await rt.store.transcript.tail(session.id, HISTORY_ROWS))
+
+            async def load_history() -> tuple[Message, ...]:
+                return tuple(await rt.store.transcript.tail(session.id, HISTORY_ROWS))
+
             context = TurnContext(
-                session, generation, history, agent_input, resume, rt.tools, rt.clock
+                session, generation, agent_input, resume, rt.tools, rt.clock, load_history
             )
             answer: Answer | None = None
             try:

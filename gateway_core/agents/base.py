@@ -7,7 +7,7 @@ crash the transcript says exactly where the turn stopped.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,11 +20,13 @@ from gateway_core.tools.registry import ToolBox
 class TurnContext:
     session: Session
     generation: int
-    history: tuple[Message, ...]  # the transcript tail, ending with this turn's input row
     input: str  # what to respond to; carries the recovery note when there is one
     resume: bool  # a synthetic turn continuing an interrupted one
     tools: ToolBox
     clock: Clock
+    # The transcript tail, ending with this turn's input row. Read on demand: an agent that
+    # does not need it (an instant scripted reply) pays nothing for it.
+    load_history: Callable[[], Awaitable[tuple[Message, ...]]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ import json
 from collections.abc import AsyncIterator
 
 from gateway_core.agents.base import AgentEvent, Answer, AskTools, ToolDone, TurnContext
-from gateway_core.model import MessageKind, Role, ToolCall
+from gateway_core.model import Message, MessageKind, Role, ToolCall
 from gateway_core.tools.registry import ToolContext
 
 
@@ -32,7 +32,8 @@ class ScriptedAgent:
 
     async def run_turn(self, context: TurnContext) -> AsyncIterator[AgentEvent]:
         if context.resume:
-            yield Answer(f"Back after a restart. You had asked: {_last_request(context)!r}")
+            request = _last_request(await context.load_history())
+            yield Answer(f"Back after a restart. You had asked: {request!r}")
             return
         text = _strip_note(context.input).strip()
         command, _, rest = text.partition(" ")
@@ -87,8 +88,8 @@ def _strip_note(text: str) -> str:
     return text
 
 
-def _last_request(context: TurnContext) -> str:
-    for message in reversed(context.history):
+def _last_request(history: tuple[Message, ...]) -> str:
+    for message in reversed(history):
         if message.role == Role.USER and message.kind == MessageKind.TEXT:
             return message.content
     return json.dumps(None)
