@@ -340,6 +340,8 @@ SETTINGS: tuple[Setting, ...] = (
     _S("agent", "api_key_env", "OPENAI_API_KEY", STR,
        "name of the environment variable holding the agent API key"),
     _S("agent", "max_steps", 20, INT, "model calls allowed in one turn", _at_least(1)),
+    _S("agent", "clarify_timeout", 3600, FLOAT,
+       "seconds a clarify question waits for the user's answer", _above(0)),
     # Empty means derived: <gateway.state_dir>/control.sock, after state_dir is resolved.
     _S("control", "socket", "", OPTIONAL_PATH,
        "control socket path; empty means <state_dir>/control.sock"),
@@ -408,6 +410,7 @@ class AgentSettings:
     model: str
     api_key_env: str
     max_steps: int
+    clarify_timeout: float
 
 
 @dataclass(frozen=True, slots=True)

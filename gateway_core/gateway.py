@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from gateway_core.adapters.base import Adapter, InboundMessage
@@ -29,8 +29,9 @@ from gateway_core.config import Config
 from gateway_core.delivery import Deliverer
 from gateway_core.events import DrainProgress, EventBus, RecoveryDecided
 from gateway_core.lanes import LaneFull, Lanes
-from gateway_core.model import RecoveryAction, RunRecord, Session, SessionKey
+from gateway_core.model import Origin, RecoveryAction, RunRecord, Session, SessionKey
 from gateway_core.notifiers import Notifiers
+from gateway_core.questions import Questions
 from gateway_core.recovery.policy import policy_from_settings
 from gateway_core.recovery.startup import BootRecovery, recover_at_boot
 from gateway_core.runtime import GatewayState, Runtime
@@ -40,7 +41,8 @@ from gateway_core.store import DATABASE_NAME, Store
 from gateway_core.store.inbox import insert_row
 from gateway_core.store.sessions import ensure_row, promote_crashed_turns
 from gateway_core.tools.basic import ClockTool, SleepTool
-from gateway_core.tools.registry import ToolBox
+from gateway_core.tools.clarify import ClarifyTool
+from gateway_core.tools.registry import Tool, ToolBox
 from gateway_core.turn import RequestKind, TurnRequest, TurnRunner
 
 log = logging.getLogger(__name__)
@@ -65,14 +67,17 @@ class Gateway:
         agent: Agent,
         adapters: Sequence[Adapter],
         clock: Clock | None = None,
-        tools: ToolBox | None = None,
+        tools: Iterable[Tool] = (ClockTool(), SleepTool()),
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
         self.events = EventBus()
         self._agent = agent
         self._adapters = {adapter.platform: adapter for adapter in adapters}
-        self._tools = tools or ToolBox([ClockTool(), SleepTool()])
+        self.questions = Questions(self._adapters, self.clock, self._origin_of)
+        # clarify is always offered: asking the user is part of the gateway, not a plug-in.
+        clarify = ClarifyTool(self.questions, config.agent.clarify_timeout)
+        self._tools = ToolBox([*tools, clarify])
         self._kill_hooks: list[KillHook] = []
         self._rt: Runtime | None = None
         self.run: RunRecord | None = None
@@ -196,6 +201,11 @@ class Gateway:
             return accepted
 
         for session, inbox_id, text in await rt.store.write(job):
+            if self.questions.answer(session.id, text):
+                # The answer to the agent's open question: the turn records it as the tool
+                # result, so it does not start a turn of its own.
+                await rt.store.inbox.finish(inbox_id, "answered")
+                continue
             self._submit_message(session, inbox_id, text)
 
     def _submit_message(self, session: Session, inbox_id: int, text: str) -> None:
@@ -218,6 +228,10 @@ class Gateway:
             await self.store.inbox.finish(inbox_id, "skipped", "unreadable inbox item")
             return
         self._submit_message(session, inbox_id, text)
+
+    def _origin_of(self, session_id: int) -> Origin | None:
+        lane = self.lanes.find(session_id) if self._rt is not None else None
+        return None if lane is None else lane.session.origin
 
     def _turn_ended(self, session_id: int) -> None:
         """A candidate's turn ended: its marker may have cleared. Re-read the candidates once

@@ -6,6 +6,7 @@
                           -> asks for one tool call, runs it, answers with its result
     fail disk on fire     -> raises: the turn fails and the user is told
     steps 3               -> three `clock` calls in a row, then an answer
+    ask Which branch?     -> asks the user (clarify) and answers with what they said
 
 A resumed turn (after a restart) answers once, naming what it was asked, and re-runs
 nothing: that is what the recovery note asks a real model to do.
@@ -19,6 +20,7 @@ from collections.abc import AsyncIterator
 
 from gateway_core.agents.base import AgentEvent, Answer, AskTools, ToolDone, TurnContext
 from gateway_core.model import Message, MessageKind, Role, ToolCall
+from gateway_core.safe_json import parse_json
 from gateway_core.tools.registry import ToolContext
 
 
@@ -54,6 +56,19 @@ class ScriptedAgent:
                 async for event in self._call_tools(context, (call,)):
                     yield event
             yield Answer("All steps done.")
+        elif command == "ask":
+            question = json.dumps({"question": rest.strip() or "Yes or no?"})
+            call = ToolCall(self._next_id(), "clarify", question)
+            reply = ""
+            async for event in self._call_tools(context, (call,)):
+                if isinstance(event, ToolDone):
+                    reply = event.content
+                yield event
+            answered = parse_json(reply)
+            if isinstance(answered, dict) and isinstance(answered.get("answer"), str):
+                yield Answer(f"Thanks, noted: {answered['answer']}")
+            else:
+                yield Answer("No answer yet; tell me when you have decided.")
         elif command == "fail":
             raise ScriptedAgentError(rest.strip() or "scripted failure")
         else:
