@@ -56,6 +56,7 @@ base_url = "https://llm.example/v1"
 model = "small-1"
 api_key_env = "LLM_KEY"
 max_steps = 3
+clarify_timeout = 90
 
 [control]
 socket = "/run/sb/ctl.sock"
@@ -191,6 +192,7 @@ def test_full_file_round_trip(tmp_path: Path) -> None:
     assert cfg.agent.model == "small-1"
     assert cfg.agent.api_key_env == "LLM_KEY"
     assert cfg.agent.max_steps == 3
+    assert cfg.agent.clarify_timeout == 90.0
     assert cfg.control.socket == Path("/run/sb/ctl.sock")
     assert cfg.log.level == "debug"
     assert cfg.log.file == Path("/var/log/sb.log")
