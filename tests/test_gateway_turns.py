@@ -7,10 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from gateway_core.adapters.loopback import LoopbackAdapter
+from gateway_core.agents.base import AgentEvent, Answer, TurnContext
 from gateway_core.clock import ManualClock
 from gateway_core.events import NotifierFired, ReplySent, TurnFinished
-from gateway_core.model import MessageKind
-from tests.support.harness import Running, next_event, start_gateway
+from gateway_core.gateway import Gateway
+from gateway_core.model import MessageKind, Origin, SessionKey
+from gateway_core.store import DATABASE_NAME, Store
+from tests.support.harness import Running, make_config, next_event, start_gateway
+from tests.support.transcripts import user
 
 
 @pytest.fixture
@@ -152,3 +157,64 @@ async def test_turn_events_carry_outcome_and_generation(running: Running) -> Non
     await ada.say("hi")
     finished = await next_event(events, TurnFinished)
     assert (finished.generation, finished.outcome) == (1, "completed")
+
+
+async def test_a_late_answer_of_an_old_generation_is_kept_but_never_delivered(
+    running: Running, clock: ManualClock
+) -> None:
+    ada = running.adapter.user("ada")
+    await ada.say("think 100")
+    await clock.wait_for_sleepers(2)
+    session_id = running.gateway.lanes.all()[0].session.id
+    # The session moves on to a newer generation while the turn still thinks.
+    assert await running.gateway.store.sessions.next_generation(session_id) == 2
+    events = running.gateway.events.subscribe()
+    clock.advance(100)
+    finished = await next_event(events, TurnFinished)
+    assert (finished.generation, finished.outcome) == (1, "superseded")
+    rows = await running.gateway.store.transcript.all(session_id)
+    assert rows[-1].content == "Thought for 100 s about it. Done."  # kept for the record
+    assert ada.received() == []  # never delivered into the newer generation
+    assert await running.gateway.store.outbox.pending() == []
+
+
+class SlowResumeAgent:
+    """Resume turns take 100 s (on the clock); ordinary turns answer at once."""
+
+    async def run_turn(self, context: TurnContext) -> AsyncIterator[AgentEvent]:
+        if context.resume:
+            await context.clock.sleep(100)
+            yield Answer("resumed work finished")
+        else:
+            yield Answer(f"re: {context.input.rsplit(chr(10), 1)[-1]}")
+
+
+async def test_inbound_is_held_behind_a_fresh_resume_turn_then_released(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    state = tmp_path / "state"
+    async with await Store.open(state / DATABASE_NAME, clock=clock) as store:
+        session = await store.sessions.ensure(
+            SessionKey("loopback", "ada"), Origin("loopback", "ada")
+        )
+        await store.transcript.append(session.id, [user("long job", clock.now() - 5)])
+        await store.recovery.mark(session.id, "crash")
+    adapter = LoopbackAdapter()
+    config = make_config(state, lanes={"busy_mode": "interrupt"}, recovery={"hold_inbound": 30},
+                         notifier={"interval": 0})  # fmt: skip
+    gateway = Gateway(config, agent=SlowResumeAgent(), adapters=[adapter], clock=clock)
+    await gateway.start()
+    held = Running(gateway, adapter)
+    try:
+        ada = adapter.user("ada")
+        await clock.wait_for_sleepers(1)  # the resume turn is working
+        await ada.say("hello?")  # within hold_inbound: queued, does not kill the resume
+        lane = gateway.lanes.all()[0]
+        assert len(lane.queue) == 1 and lane.current is not None
+        clock.advance(40)  # past hold_inbound: a new message may interrupt again
+        await ada.say("stop that")
+        texts = [m.text for m in await ada.wait_for(2)]
+        assert texts == ["re: hello?", "re: stop that"]
+        assert "resumed work finished" not in texts
+    finally:
+        await held.stop()
