@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway_core.events import OperatorActed
@@ -58,109 +59,83 @@ class Control:
 
     async def approve(self, session_id: int, *, actor: str) -> ActionResult:
         """Run a held candidate now."""
-        refusal = self._refuse_if_read_only("approve") or await self._refuse_unless_state(
-            session_id, (RecoveryState.HELD,), "held"
-        )
-        if refusal:
-            return await self._audit(actor, "approve", [session_id], None, refusal)
-        return await self._audit(
-            actor, "approve", [session_id], None, await self._resume(session_id)
-        )
+
+        async def body() -> ActionResult:
+            refusal = await self._refuse_unless_state(session_id, (RecoveryState.HELD,), "held")
+            return refusal or await self._resume(session_id)
+
+        return await self._act(actor, "approve", [session_id], None, body)
 
     async def clear(self, session_id: int, *, actor: str) -> ActionResult:
         """Drop a candidate: its turn will not be resumed."""
-        refusal = self._refuse_if_read_only("clear")
-        if refusal is None:
-            cleared = await self._gateway.store.recovery.clear(session_id)
-            result = (
-                ActionResult(True, f"session {session_id}: recovery marker cleared")
-                if cleared
-                else ActionResult(False, f"session {session_id} is not a recovery candidate")
-            )
-        else:
-            result = refusal
-        return await self._audit(actor, "clear", [session_id], None, result)
+
+        async def body() -> ActionResult:
+            if await self._gateway.store.recovery.clear(session_id):
+                return ActionResult(True, f"session {session_id}: recovery marker cleared")
+            return ActionResult(False, f"session {session_id} is not a recovery candidate")
+
+        return await self._act(actor, "clear", [session_id], None, body)
 
     async def force_resume(self, session_id: int, *, actor: str, reason: str) -> ActionResult:
         """Resume any candidate, whatever its verdict. A reason is required and recorded."""
-        refusal = self._refuse_if_read_only("force-resume")
-        if refusal is None and not reason.strip():
-            refusal = ActionResult(False, "force-resume needs a reason")
-        if refusal is None:
+
+        async def body() -> ActionResult:
+            if not reason.strip():
+                return ActionResult(False, "force-resume needs a reason")
             refusal = await self._refuse_unless_state(
                 session_id,
                 (RecoveryState.PENDING, RecoveryState.HELD, RecoveryState.RESUMING),
                 "a recovery candidate",
             )
-        result = refusal or await self._resume(session_id)
-        return await self._audit(
-            actor, "force-resume", [session_id], reason.strip() or None, result
-        )
+            return refusal or await self._resume(session_id)
+
+        return await self._act(actor, "force-resume", [session_id], reason.strip() or None, body)
 
     async def suspend(self, session_id: int, *, actor: str, reason: str = "") -> ActionResult:
         """Never resume this session automatically again (its marker is kept for the record)."""
-        refusal = self._refuse_if_read_only("suspend")
-        if refusal is None:
-            done = await self._gateway.store.recovery.suspend(session_id, reason or "operator")
-            result = (
-                ActionResult(True, f"session {session_id} suspended: never resumed automatically")
-                if done
-                else ActionResult(False, f"no session {session_id}")
-            )
-        else:
-            result = refusal
-        return await self._audit(actor, "suspend", [session_id], reason or None, result)
+
+        async def body() -> ActionResult:
+            if await self._gateway.store.recovery.suspend(session_id, reason or "operator"):
+                return ActionResult(
+                    True, f"session {session_id} suspended: never resumed automatically"
+                )
+            return ActionResult(False, f"no session {session_id}")
+
+        return await self._act(actor, "suspend", [session_id], reason or None, body)
 
     async def unsuspend(self, session_id: int, *, actor: str) -> ActionResult:
-        refusal = self._refuse_if_read_only("unsuspend")
-        if refusal is None:
-            done = await self._gateway.store.recovery.unsuspend(session_id)
-            result = (
-                ActionResult(True, f"session {session_id} is no longer suspended")
-                if done
-                else ActionResult(False, f"session {session_id} is not suspended")
-            )
-        else:
-            result = refusal
-        return await self._audit(actor, "unsuspend", [session_id], None, result)
+        async def body() -> ActionResult:
+            if await self._gateway.store.recovery.unsuspend(session_id):
+                return ActionResult(True, f"session {session_id} is no longer suspended")
+            return ActionResult(False, f"session {session_id} is not suspended")
+
+        return await self._act(actor, "unsuspend", [session_id], None, body)
 
     # -- turns and the gateway ------------------------------------------------------------
 
     async def interrupt(self, session_id: int, *, actor: str) -> ActionResult:
-        refusal = self._refuse_if_read_only("interrupt")
-        if refusal is None:
-            result = (
-                ActionResult(True, f"session {session_id}: turn interrupted")
-                if self._gateway.lanes.interrupt(session_id)
-                else ActionResult(False, f"session {session_id} has no running turn")
-            )
-        else:
-            result = refusal
-        return await self._audit(actor, "interrupt", [session_id], None, result)
+        async def body() -> ActionResult:
+            if self._gateway.lanes.interrupt(session_id):
+                return ActionResult(True, f"session {session_id}: turn interrupted")
+            return ActionResult(False, f"session {session_id} has no running turn")
+
+        return await self._act(actor, "interrupt", [session_id], None, body)
 
     async def quiet(self, *, actor: str) -> ActionResult:
-        refusal = self._refuse_if_read_only("quiet")
-        if refusal is None:
-            result = (
-                ActionResult(True, "quiet: messages are stored, no new turn starts")
-                if self._gateway.quiet()
-                else ActionResult(False, f"cannot go quiet while {self._gateway.state}")
-            )
-        else:
-            result = refusal
-        return await self._audit(actor, "quiet", [], None, result)
+        async def body() -> ActionResult:
+            if self._gateway.quiet():
+                return ActionResult(True, "quiet: messages are stored, no new turn starts")
+            return ActionResult(False, f"cannot go quiet while {self._gateway.state}")
+
+        return await self._act(actor, "quiet", [], None, body)
 
     async def resume_intake(self, *, actor: str) -> ActionResult:
-        refusal = self._refuse_if_read_only("resume-intake")
-        if refusal is None:
-            result = (
-                ActionResult(True, "intake resumed: queued messages run now")
-                if self._gateway.resume_intake()
-                else ActionResult(False, f"not quiet (state {self._gateway.state})")
-            )
-        else:
-            result = refusal
-        return await self._audit(actor, "resume-intake", [], None, result)
+        async def body() -> ActionResult:
+            if self._gateway.resume_intake():
+                return ActionResult(True, "intake resumed: queued messages run now")
+            return ActionResult(False, f"not quiet (state {self._gateway.state})")
+
+        return await self._act(actor, "resume-intake", [], None, body)
 
     async def drain(self, *, actor: str, timeout: float | None = None) -> ActionResult:
         """Drain and stop the gateway (the audit row is written before the store closes)."""
@@ -189,6 +164,18 @@ class Control:
         )
 
     # -- helpers --------------------------------------------------------------------------
+
+    async def _act(
+        self,
+        actor: str,
+        action: str,
+        targets: list[int],
+        reason: str | None,
+        body: Callable[[], Awaitable[ActionResult]],
+    ) -> ActionResult:
+        """Refuse if read-only, else run the action; audit the outcome either way."""
+        result = self._refuse_if_read_only(action) or await body()
+        return await self._audit(actor, action, targets, reason, result)
 
     async def _resume(self, session_id: int) -> ActionResult:
         gateway = self._gateway

@@ -36,7 +36,7 @@ from gateway_core.recovery.policy import policy_from_settings
 from gateway_core.recovery.startup import BootRecovery, recover_at_boot
 from gateway_core.runtime import GatewayState, Runtime
 from gateway_core.safe_json import parse_json
-from gateway_core.snapshot import CandidateView, DrainView, SessionView, Snapshot
+from gateway_core.snapshot import CandidateView, SessionView, Snapshot
 from gateway_core.store import DATABASE_NAME, Store
 from gateway_core.store.inbox import insert_row
 from gateway_core.store.sessions import ensure_row, promote_crashed_turns
@@ -83,7 +83,7 @@ class Gateway:
         self.run: RunRecord | None = None
         self.boot: BootRecovery | None = None
         self._candidates: dict[int, CandidateView] = {}
-        self._drain: DrainView | None = None
+        self._drain: DrainProgress | None = None
         self._started_mono = 0.0
         self._stopped = asyncio.Event()
         self._stopping: asyncio.Task[DrainReport] | None = None
@@ -361,20 +361,16 @@ class Gateway:
     ) -> None:
         still = tuple(sorted(set(running) - finished - interrupted))
         left = max(0.0, deadline - self.clock.monotonic())
-        self._drain = DrainView(
-            phase, len(running), len(finished), still, tuple(sorted(interrupted)), left
+        self._drain = DrainProgress(
+            self.clock.now(),
+            phase,
+            len(running),
+            len(finished),
+            still,
+            tuple(sorted(interrupted)),
+            left,
         )
-        self.events.publish(
-            DrainProgress(
-                self.clock.now(),
-                phase,
-                len(running),
-                len(finished),
-                still,
-                tuple(sorted(interrupted)),
-                left,
-            )
-        )
+        self.events.publish(self._drain)
 
     # -- recovery candidates --------------------------------------------------------------
 

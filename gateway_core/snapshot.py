@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from gateway_core.events import DrainProgress
 from gateway_core.notifiers import NotifierView
 
 
@@ -42,16 +43,6 @@ class CandidateView:
 
 
 @dataclass(frozen=True, slots=True)
-class DrainView:
-    phase: str
-    total: int
-    finished: int
-    running: tuple[int, ...]
-    interrupted: tuple[int, ...]
-    seconds_left: float
-
-
-@dataclass(frozen=True, slots=True)
 class Snapshot:
     state: str
     run_id: int | None
@@ -60,6 +51,6 @@ class Snapshot:
     sessions: tuple[SessionView, ...]
     candidates: tuple[CandidateView, ...]
     notifiers: tuple[NotifierView, ...]
-    drain: DrainView | None
+    drain: DrainProgress | None  # the latest drain progress, while or after a drain
     loop_guard_tripped: bool
     counts: Mapping[str, int] = field(default_factory=dict)

@@ -7,6 +7,13 @@ import pytest
 
 from gateway_core.clock import ManualClock
 from gateway_core.store import Store
+from tests.support.harness import stop_all
+
+
+@pytest.fixture(autouse=True)
+async def _stop_started_gateways() -> AsyncIterator[None]:
+    yield
+    await stop_all()
 
 
 @pytest.fixture

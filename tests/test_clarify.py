@@ -3,30 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from gateway_core.clock import ManualClock
 from gateway_core.model import MessageKind, RecoveryAction
-from tests.support.harness import Running
-from tests.support.harness import start_gateway as _start_gateway
-
-_started: list[Running] = []
-
-
-async def start_gateway(state_dir: Path, clock: ManualClock, **kwargs: object) -> Running:
-    running = await _start_gateway(state_dir, clock, **kwargs)  # type: ignore[arg-type]
-    _started.append(running)
-    return running
-
-
-@pytest.fixture(autouse=True)
-async def _stop_gateways() -> AsyncIterator[None]:
-    yield
-    while _started:
-        await _started.pop().stop()
+from tests.support.harness import start_gateway
 
 
 async def test_the_next_message_answers_the_question_instead_of_starting_a_turn(

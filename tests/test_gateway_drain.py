@@ -3,33 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from gateway_core.clock import ManualClock
 from gateway_core.events import DrainProgress, Subscription, TurnFinished
 from gateway_core.gateway import DrainReport
 from gateway_core.store import DATABASE_NAME, Store
-from tests.support.harness import Running, next_event
-from tests.support.harness import start_gateway as _start_gateway
-
-_started: list[Running] = []
-
-
-async def start_gateway(state_dir: Path, clock: ManualClock, **kwargs: object) -> Running:
-    """Start a gateway that is stopped at teardown even when the test fails."""
-    running = await _start_gateway(state_dir, clock, **kwargs)  # type: ignore[arg-type]
-    _started.append(running)
-    return running
-
-
-@pytest.fixture(autouse=True)
-async def _stop_gateways() -> AsyncIterator[None]:
-    yield
-    while _started:
-        await _started.pop().stop()
+from tests.support.harness import next_event, start_gateway
 
 
 async def _run_out(

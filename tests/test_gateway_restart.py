@@ -9,33 +9,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-import pytest
-
 from gateway_core.adapters.loopback import LoopbackAdapter
 from gateway_core.agents.base import AgentEvent, Answer, TurnContext
 from gateway_core.clock import ManualClock
 from gateway_core.gateway import Gateway
 from gateway_core.model import MessageKind, NewMessage, Origin, RecoveryAction, SessionKey
 from gateway_core.store import DATABASE_NAME, Store
-from tests.support.harness import Running, make_config
-from tests.support.harness import start_gateway as _start_gateway
+from tests.support.harness import Running, make_config, start_gateway, track
 from tests.support.transcripts import answer, asks, call, user
 
 HOUR = 3600.0
-_started: list[Running] = []
-
-
-async def start_gateway(state_dir: Path, clock: ManualClock, **kwargs: object) -> Running:
-    running = await _start_gateway(state_dir, clock, **kwargs)  # type: ignore[arg-type]
-    _started.append(running)
-    return running
-
-
-@pytest.fixture(autouse=True)
-async def _stop_gateways() -> AsyncIterator[None]:
-    yield
-    while _started:
-        await _started.pop().stop()
 
 
 async def _seed(
@@ -187,7 +170,7 @@ async def test_a_message_to_a_marked_session_carries_one_note_and_is_stored_clea
     adapter = LoopbackAdapter()
     gateway = Gateway(make_config(state), agent=agent, adapters=[adapter], clock=clock)
     await gateway.start()
-    _started.append(Running(gateway, adapter))
+    track(Running(gateway, adapter))
     assert gateway.snapshot().candidates[0].state == "held"
     await adapter.user("dee").say("what happened?")
     await adapter.user("dee").wait_for(1)

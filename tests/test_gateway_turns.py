@@ -14,7 +14,7 @@ from gateway_core.events import NotifierFired, ReplySent, TurnFinished
 from gateway_core.gateway import Gateway
 from gateway_core.model import MessageKind, Origin, SessionKey
 from gateway_core.store import DATABASE_NAME, Store
-from tests.support.harness import Running, make_config, next_event, start_gateway
+from tests.support.harness import Running, make_config, next_event, start_gateway, track
 from tests.support.transcripts import user
 
 
@@ -204,17 +204,14 @@ async def test_inbound_is_held_behind_a_fresh_resume_turn_then_released(
                          notifier={"interval": 0})  # fmt: skip
     gateway = Gateway(config, agent=SlowResumeAgent(), adapters=[adapter], clock=clock)
     await gateway.start()
-    held = Running(gateway, adapter)
-    try:
-        ada = adapter.user("ada")
-        await clock.wait_for_sleepers(1)  # the resume turn is working
-        await ada.say("hello?")  # within hold_inbound: queued, does not kill the resume
-        lane = gateway.lanes.all()[0]
-        assert len(lane.queue) == 1 and lane.current is not None
-        clock.advance(40)  # past hold_inbound: a new message may interrupt again
-        await ada.say("stop that")
-        texts = [m.text for m in await ada.wait_for(2)]
-        assert texts == ["re: hello?", "re: stop that"]
-        assert "resumed work finished" not in texts
-    finally:
-        await held.stop()
+    track(Running(gateway, adapter))
+    ada = adapter.user("ada")
+    await clock.wait_for_sleepers(1)  # the resume turn is working
+    await ada.say("hello?")  # within hold_inbound: queued, does not kill the resume
+    lane = gateway.lanes.all()[0]
+    assert len(lane.queue) == 1 and lane.current is not None
+    clock.advance(40)  # past hold_inbound: a new message may interrupt again
+    await ada.say("stop that")
+    texts = [m.text for m in await ada.wait_for(2)]
+    assert texts == ["re: hello?", "re: stop that"]
+    assert "resumed work finished" not in texts

@@ -66,6 +66,21 @@ class Running:
         await stopping
 
 
+# Every gateway a test starts is stopped after the test, even when it failed half-way
+# (tests/conftest.py calls stop_all): a gateway left running hangs the interpreter's exit.
+_live: list[Running] = []
+
+
+def track(running: Running) -> Running:
+    _live.append(running)
+    return running
+
+
+async def stop_all() -> None:
+    while _live:
+        await _live.pop().stop()
+
+
 async def start_gateway(
     state_dir: Path,
     clock: Clock,
@@ -75,7 +90,7 @@ async def start_gateway(
     adapter = adapter or LoopbackAdapter()
     gateway = make_gateway(make_config(state_dir, **sections), clock, adapter)
     await gateway.start()
-    return Running(gateway, adapter)
+    return track(Running(gateway, adapter))
 
 
 async def next_event(subscription: Subscription, kind: type[E], within: float = 10.0) -> E:
