@@ -88,6 +88,7 @@ class Gateway:
         self._stopped = asyncio.Event()
         self._stopping: asyncio.Task[DrainReport] | None = None
         self._refreshing: asyncio.Task[None] | None = None
+        self.unknown_deliveries = 0
         # Set up by start(); they live as long as one run.
         self.deliverer: Deliverer
         self.notifiers: Notifiers
@@ -114,6 +115,8 @@ class Gateway:
         self._kill_hooks.append(hook)
 
     async def start(self) -> BootRecovery:
+        if self._rt is not None:
+            raise RuntimeError("the gateway is already started")
         config = self.config
         store = await Store.open(
             config.gateway.state_dir / DATABASE_NAME,
@@ -126,8 +129,9 @@ class Gateway:
         policy = replace(
             policy, read_only_tools=policy.read_only_tools | self._tools.read_only_names()
         )
-        rt = Runtime(config, store, self.clock, self.events, self._agent, self._tools,
-                     self._adapters, policy)  # fmt: skip
+        rt = Runtime(
+            config, store, self.clock, self.events, self._agent, self._tools, self._adapters, policy
+        )
         self._rt = rt
         self._stopped.clear()
         self._stopping = None
@@ -155,6 +159,8 @@ class Gateway:
         unknown = await store.outbox.mark_unknown_at_boot()
         for sent in unknown:
             log.warning("reply %s was being sent when the gateway died: not resent", sent.id)
+        # Shown to the operator: such a reply may or may not have reached its user.
+        self.unknown_deliveries = len(await store.outbox.by_status("unknown", limit=10_000))
         boot = await recover_at_boot(store, self.run, rt.policy)
         self.boot = boot
         for candidate in boot.candidates:
@@ -442,6 +448,7 @@ class Gateway:
             "queued": queued,
             "candidates": len(candidates),
             "notifiers": len(notifiers),
+            "unknown_deliveries": self.unknown_deliveries,
         }
         for candidate in candidates:
             key = f"verdict:{candidate.verdict}"

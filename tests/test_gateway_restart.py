@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+import pytest
+
 from gateway_core.adapters.loopback import LoopbackAdapter
 from gateway_core.agents.base import AgentEvent, Answer, TurnContext
 from gateway_core.clock import ManualClock
@@ -181,3 +183,20 @@ async def test_a_message_to_a_marked_session_carries_one_note_and_is_stored_clea
     assert rows[-2].content == "what happened?"  # persisted as the user wrote it
     record = await gateway.store.recovery.get(session_id)
     assert record is not None and record.state == "none"  # a real turn completed
+
+
+async def test_a_reply_caught_mid_send_is_not_resent_and_is_counted_for_the_operator(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    state = tmp_path / "state"
+    session_id = await _seed(
+        state, clock, "gus", [user("hi", clock.now()), answer("hello", clock.now())], mark=False
+    )
+    async with await Store.open(state / DATABASE_NAME, clock=clock) as store:
+        item = await store.outbox.enqueue(session_id, 1, "reply", "hello")
+        assert await store.outbox.claim(item) is not None  # the process died mid-send
+    running = await start_gateway(state, clock)
+    assert running.gateway.snapshot().counts["unknown_deliveries"] == 1
+    assert running.adapter.messages == []  # never blindly sent again
+    with pytest.raises(RuntimeError, match="already started"):
+        await running.gateway.start()
