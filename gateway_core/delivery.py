@@ -20,7 +20,9 @@ from gateway_core.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 5
+# Retryable failures (429, 5xx, connection refused) back off 2, 4, 8, 16, 30, 30... seconds:
+# about six minutes of outage before a reply is given up as failed.
+MAX_ATTEMPTS = 15
 
 
 def split_text(text: str, limit: int) -> list[str]:
@@ -112,6 +114,10 @@ class Deliverer:
                 for piece in split_text(item.content, adapter.capabilities.max_length):
                     message_id = await adapter.send(origin, piece)
             except DeliveryError as error:
+                if error.outcome_unknown:
+                    await store.outbox.mark_unknown(outbox_id, str(error))
+                    self._failed(session_id, outbox_id, str(error), final=True)
+                    return
                 final = error.final or attempt == MAX_ATTEMPTS
                 await store.outbox.mark_attempt_failed(outbox_id, str(error), final=final)
                 self._failed(session_id, outbox_id, str(error), final)

@@ -38,7 +38,7 @@ from gateway_core.runtime import GatewayState, Runtime
 from gateway_core.safe_json import parse_json
 from gateway_core.snapshot import CandidateView, SessionView, Snapshot
 from gateway_core.store import DATABASE_NAME, Store
-from gateway_core.store.inbox import insert_row
+from gateway_core.store.inbox import finish_row, insert_row
 from gateway_core.store.sessions import ensure_row, promote_crashed_turns
 from gateway_core.tools.basic import ClockTool, SleepTool
 from gateway_core.tools.clarify import ClarifyTool
@@ -197,6 +197,12 @@ class Gateway:
         def job(db: sqlite3.Connection) -> list[tuple[Session, int, str]]:
             accepted = []
             for message in batch:
+                if message.skip_reason is not None or message.origin is None:
+                    # Recorded for dedup and for the operator; never becomes a turn.
+                    skipped = insert_row(db, message.platform, message.update_id, None, "{}", now)
+                    if skipped is not None:
+                        finish_row(db, skipped, "skipped", message.skip_reason, now)
+                    continue
                 session = ensure_row(db, message.origin.key, message.origin, now)
                 payload = json.dumps({"text": message.text})
                 inbox_id = insert_row(

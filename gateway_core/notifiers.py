@@ -13,12 +13,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway_core.adapters.base import DeliveryError
+from gateway_core.adapters.base import DeliveryError, Typing
 from gateway_core.events import NotifierFired
 from gateway_core.model import Origin
 from gateway_core.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+TYPING_EVERY = 4.0
 
 # (session_id, generation) -> may this turn's notifier speak now?
 OwnershipCheck = Callable[[int, int], bool]
@@ -35,6 +37,7 @@ class Notifier:
     sent: int = 0
     message_id: str | None = None
     task: asyncio.Task[None] | None = None
+    typing_task: asyncio.Task[None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +61,24 @@ class Notifiers:
         self._active: dict[tuple[int, int], Notifier] = {}
 
     def start(self, session_id: int, generation: int, origin: Origin | None) -> Notifier | None:
-        interval = self._rt.config.notifier.interval
-        if interval <= 0 or origin is None or origin.platform not in self._rt.adapters:
+        if origin is None or origin.platform not in self._rt.adapters:
             return None
+        interval = self._rt.config.notifier.interval
         now = self._rt.clock.monotonic()
         notifier = Notifier(session_id, generation, origin, interval, now, now + interval)
-        notifier.task = asyncio.get_running_loop().create_task(
-            self._run(notifier), name=f"notifier-{session_id}-{generation}"
-        )
+        loop = asyncio.get_running_loop()
+        adapter = self._rt.adapters[origin.platform]
+        if adapter.capabilities.typing and isinstance(adapter, Typing):
+            notifier.typing_task = loop.create_task(
+                self._type(notifier, adapter), name=f"typing-{session_id}-{generation}"
+            )
+        if interval <= 0:
+            if notifier.typing_task is None:
+                return None
+        else:
+            notifier.task = loop.create_task(
+                self._run(notifier), name=f"notifier-{session_id}-{generation}"
+            )
         self._active[(session_id, generation)] = notifier
         return notifier
 
@@ -74,9 +87,10 @@ class Notifiers:
         if notifier is None:
             return
         self._active.pop((notifier.session_id, notifier.generation), None)
-        if notifier.task is not None:
-            notifier.task.cancel()
-            await asyncio.gather(notifier.task, return_exceptions=True)
+        tasks = [t for t in (notifier.task, notifier.typing_task) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if notifier.message_id is not None:
             adapter = self._rt.adapters[notifier.origin.platform]
             if adapter.capabilities.delete:
@@ -90,7 +104,17 @@ class Notifiers:
         return [
             NotifierView(n.session_id, n.generation, n.interval, n.next_fire_at - now, n.sent)
             for n in self._active.values()
+            if n.task is not None
         ]
+
+    async def _type(self, notifier: Notifier, adapter: Typing) -> None:
+        """Keep "typing…" showing while the turn runs (platforms show it for ~5 s a call)."""
+        while self._allowed(notifier):
+            try:
+                await adapter.typing(notifier.origin)
+            except DeliveryError as error:
+                log.debug("typing indicator not shown: %s", error)
+            await self._rt.clock.sleep(TYPING_EVERY)
 
     def _allowed(self, notifier: Notifier) -> bool:
         return not self._rt.draining and self._may_speak(notifier.session_id, notifier.generation)

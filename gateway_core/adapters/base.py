@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from gateway_core.model import Origin
 
@@ -17,8 +17,11 @@ from gateway_core.model import Origin
 class InboundMessage:
     platform: str
     update_id: str  # unique per platform: the inbox deduplicates on it
-    origin: Origin
+    origin: Origin | None
     text: str
+    # Set for an update that is recorded (so it is deduplicated and visible) but never turned
+    # into a turn: malformed, an unsupported kind, or from a user who is not allowed.
+    skip_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,14 +29,29 @@ class Capabilities:
     edit: bool = True
     delete: bool = True
     max_length: int = 4096
+    # The platform shows "typing…" for a few seconds per call (the adapter has typing()).
+    typing: bool = False
+
+
+@runtime_checkable
+class Typing(Protocol):
+    async def typing(self, origin: Origin) -> None:
+        """Show the user that the bot is working (lasts a few seconds on the platform)."""
 
 
 class DeliveryError(Exception):
-    """A send, edit or delete that did not happen. `final` means retrying cannot help."""
+    """A send, edit or delete that failed.
 
-    def __init__(self, message: str, *, final: bool = False) -> None:
+    final: it surely did not happen and retrying cannot help (blocked, bad request).
+    outcome_unknown: the request may have reached the platform (timeout, dropped connection
+    after sending); retrying could double it, so the outbox records it as 'unknown'.
+    Neither: it surely did not happen and a retry may succeed (429, 5xx, connection refused).
+    """
+
+    def __init__(self, message: str, *, final: bool = False, outcome_unknown: bool = False) -> None:
         super().__init__(message)
         self.final = final
+        self.outcome_unknown = outcome_unknown
 
 
 IntakeSink = Callable[[Sequence[InboundMessage]], Awaitable[None]]

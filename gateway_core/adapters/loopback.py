@@ -122,10 +122,8 @@ class LoopbackAdapter:
     async def deliver_batch(self, messages: Sequence[tuple[Origin, str]]) -> list[str]:
         """Several messages in one intake batch (as one getUpdates answer would carry)."""
         batch = [InboundMessage(self.platform, uuid.uuid4().hex, o, t) for o, t in messages]
-        for message in batch:
-            self._write_journal(
-                "in", update_id=message.update_id, chat=message.origin.chat_id, text=message.text
-            )
+        for message, (origin, text) in zip(batch, messages, strict=True):
+            self._write_journal("in", update_id=message.update_id, chat=origin.chat_id, text=text)
         if self._sink is None:
             self._waiting.extend(batch)
         else:

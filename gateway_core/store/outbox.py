@@ -114,6 +114,16 @@ class Outbox:
             )
         )
 
+    async def mark_unknown(self, item_id: int, error: str) -> None:
+        """A send that may or may not have landed: never sent again automatically."""
+        await self._writer.submit(
+            lambda db: db.execute(
+                "UPDATE outbox SET status = 'unknown', last_error = ?"
+                " WHERE id = ? AND status IN ('pending', 'sending')",
+                (error, item_id),
+            )
+        )
+
     async def mark_unknown_at_boot(self) -> list[OutboxItem]:
         """Sends the previous run started but never confirmed: outcome unknown (see top)."""
 
