@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from gateway_core.adapters.loopback import LoopbackAdapter
 from gateway_core.agents.scripted import ScriptedAgent
@@ -14,6 +14,7 @@ from gateway_core.events import Event, Subscription
 from gateway_core.gateway import Gateway
 
 E = TypeVar("E", bound=Event)
+R = TypeVar("R", bound="Stoppable")
 
 
 def make_config(state_dir: Path, **sections: dict[str, Any]) -> Config:
@@ -52,26 +53,44 @@ class Running:
         self.adapter = adapter
 
     async def stop(self) -> None:
-        """Stop with no drain wait. Under a ManualClock, time is pumped meanwhile: a test that
-        failed half-way may have left a drain or a retry waiting on the clock."""
-        if self.gateway.state.value == "stopped":
-            return
-        stopping = asyncio.ensure_future(self.gateway.stop(0))
-        clock = self.gateway.clock
-        async with asyncio.timeout(30):
-            while not stopping.done():
-                if isinstance(clock, ManualClock):
-                    clock.advance(1)
-                await asyncio.wait({stopping}, timeout=0.01)
-        await stopping
+        await stop_gateway(self.gateway)
+
+
+async def stop_gateway(gateway: Gateway) -> None:
+    """Stop with no drain wait. Under a ManualClock, time is pumped meanwhile: a test that
+    failed half-way may have left a drain or a retry waiting on the clock."""
+    if gateway.state.value == "stopped":
+        return
+    stopping = asyncio.ensure_future(gateway.stop(0))
+    clock = gateway.clock
+    async with asyncio.timeout(30):
+        while not stopping.done():
+            if isinstance(clock, ManualClock):
+                clock.advance(1)
+            await asyncio.wait({stopping}, timeout=0.01)
+    await stopping
+
+
+class Stoppable(Protocol):
+    async def stop(self) -> None: ...
+
+
+class Stops:
+    """Any gateway, tracked for teardown."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def stop(self) -> None:
+        await stop_gateway(self.gateway)
 
 
 # Every gateway a test starts is stopped after the test, even when it failed half-way
 # (tests/conftest.py calls stop_all): a gateway left running hangs the interpreter's exit.
-_live: list[Running] = []
+_live: list[Stoppable] = []
 
 
-def track(running: Running) -> Running:
+def track(running: R) -> R:
     _live.append(running)
     return running
 
