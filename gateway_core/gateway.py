@@ -241,6 +241,19 @@ class Gateway:
             return
         self._submit_message(session, inbox_id, text)
 
+    async def post_notice(self, session_id: int, text: str) -> int:
+        """Tell a session's user something outside any turn (a background job finished).
+
+        It goes through the outbox like a reply, so it is durable and sent once, and it is
+        routed by the session's own stored origin (its chat and topic), never by whichever
+        conversation happens to be in the foreground."""
+        session = await self.store.sessions.get(session_id)
+        if session is None:
+            raise KeyError(f"no session {session_id}")
+        outbox_id = await self.store.outbox.enqueue(session_id, session.generation, "notice", text)
+        self.deliverer.enqueue(session_id, outbox_id)
+        return outbox_id
+
     def _origin_of(self, session_id: int) -> Origin | None:
         lane = self.lanes.find(session_id) if self._rt is not None else None
         return None if lane is None else lane.session.origin

@@ -266,3 +266,22 @@ async def test_still_working_notice_and_typing_go_through_telegram(
     await fake.wait_for_calls("deleteMessage", count=1, timeout=10)
     await fake.wait_until(lambda: fake.sent(ADA) == ["Thought for 130 s about it. Done."])
     assert fake.calls("sendChatAction")[0].params["action"] == "typing"
+
+
+async def test_a_notice_for_a_topic_session_lands_in_that_topic(
+    tmp_path: Path, clock: ManualClock, fake: FakeBotAPI
+) -> None:
+    gateway = await start(tmp_path, clock, fake)
+    group = -100
+    fake.push_text(group, "start the build", user_id=ADA, thread_id=42, chat_type="supergroup")
+    await fake.wait_for_sent(group, count=1, thread_id=42, timeout=10)
+    fake.push_text(group, "think 100", user_id=BOB, thread_id=7, chat_type="supergroup")
+    await clock.wait_for_sleepers(1)  # topic 7's turn is in the foreground
+    by_topic = {s.key.thread_id: s.id for s in await gateway.store.sessions.list()}
+    await gateway.post_notice(by_topic["42"], "✅ Done. The build finished.")
+    await fake.wait_for_sent(group, count=2, thread_id=42, timeout=10)
+    assert fake.sent(group, thread_id=42) == [
+        "You said: start the build",
+        "✅ Done. The build finished.",
+    ]
+    assert fake.sent(group, thread_id=7) == []
