@@ -330,6 +330,8 @@ SETTINGS: tuple[Setting, ...] = (
        "name of the environment variable holding the bot token", _not_empty),
     _S("telegram", "api_base", "https://api.telegram.org", URL,
        "Bot API base URL (tests point it at a loopback fake)"),
+    _S("telegram", "poll_timeout", 25, INT,
+       "seconds one getUpdates long poll may wait for new updates", _at_least(0)),
     _S("telegram", "allowed_users", [], USER_IDS,
        "Telegram user ids allowed to talk to the bot; empty means nobody"),
     _S("agent", "kind", "openai", _choice(("openai", "scripted")),
@@ -400,6 +402,7 @@ class NotifierSettings:
 class TelegramSettings:
     token_env: str
     api_base: str
+    poll_timeout: int
     allowed_users: tuple[int, ...]
 
 

@@ -48,6 +48,7 @@ interval = 0
 [telegram]
 token_env = "MY_BOT_TOKEN"
 api_base = "http://127.0.0.1:8081"
+poll_timeout = 3
 allowed_users = [11, 22, 33]
 
 [agent]
@@ -186,6 +187,7 @@ def test_full_file_round_trip(tmp_path: Path) -> None:
     assert cfg.notifier.interval == 0.0
     assert cfg.telegram.token_env == "MY_BOT_TOKEN"
     assert cfg.telegram.api_base == "http://127.0.0.1:8081"
+    assert cfg.telegram.poll_timeout == 3
     assert cfg.telegram.allowed_users == (11, 22, 33)
     assert cfg.agent.kind == "scripted"
     assert cfg.agent.base_url == "https://llm.example/v1"

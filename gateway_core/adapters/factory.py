@@ -24,6 +24,7 @@ def telegram_from_config(config: Config, env: Mapping[str, str], clock: Clock) -
             api_base=settings.api_base,
             allowed_users=settings.allowed_users,
             clock=clock,
+            poll_timeout=settings.poll_timeout,
         )
     except TokenValidationError:
         raise ConfigError(f"{source}: not a bot token (expected <digits>:<secret>)") from None
