@@ -15,14 +15,13 @@ import argparse
 import asyncio
 import logging
 import random
-import signal
 from pathlib import Path
 
 from gateway_core.adapters.loopback import LoopbackAdapter, LoopbackUser
 from gateway_core.agents.scripted import ScriptedAgent
 from gateway_core.clock import SystemClock
 from gateway_core.gateway import Gateway
-from tests.support.harness import make_config
+from tests.support.harness import make_config, ready_until_signalled
 
 THINKS = ("0.05", "0.1", "0.2", "0.3")
 
@@ -41,11 +40,7 @@ async def main(args: argparse.Namespace) -> None:
     gateway = Gateway(config, agent=ScriptedAgent(), adapters=[adapter], clock=SystemClock())
     await gateway.start()
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    print("READY", flush=True)
+    stop = ready_until_signalled()
 
     traffic = None
     if not args.no_traffic:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -119,3 +120,14 @@ async def next_event(subscription: Subscription, kind: type[E], within: float = 
             event = await subscription.queue.get()
             if isinstance(event, kind):
                 return event
+
+
+def ready_until_signalled() -> asyncio.Event:
+    """For gateway subprocesses in tests: SIGTERM/SIGINT set the returned event, and READY
+    is printed (flushed) so the parent knows the gateway has started."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    print("READY", flush=True)
+    return stop

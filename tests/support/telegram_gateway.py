@@ -16,14 +16,13 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 from pathlib import Path
 
 from gateway_core.adapters.factory import telegram_from_config
 from gateway_core.agents.scripted import ScriptedAgent
 from gateway_core.clock import SystemClock
 from gateway_core.gateway import Gateway
-from tests.support.harness import make_config
+from tests.support.harness import make_config, ready_until_signalled
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -37,11 +36,7 @@ async def main(args: argparse.Namespace) -> None:
     gateway = Gateway(config, agent=ScriptedAgent(), adapters=[adapter], clock=clock)
     await gateway.start()
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    print("READY", flush=True)
+    stop = ready_until_signalled()
     await stop.wait()
     logging.getLogger(__name__).info("signal received: draining")
     await gateway.stop()
