@@ -1,0 +1,1 @@
+"""Background OS processes started by agent tools: spawn, watch, sample, kill, re-adopt."""

@@ -1,0 +1,64 @@
+"""Killing a whole process tree, and saying so only when it is really gone.
+
+The tree is snapshotted first (a descendant that called setsid escapes killpg but not the
+snapshot), the group gets SIGTERM, then after `grace` everything still alive gets SIGKILL.
+Blocking psutil calls: run this in a thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from dataclasses import dataclass
+
+import psutil
+
+
+@dataclass(frozen=True, slots=True)
+class KillResult:
+    killed: bool
+    survivors: tuple[int, ...]
+    escalated: bool  # SIGKILL was needed
+
+
+def tree_of(pid: int, started_at: float | None) -> list[psutil.Process]:
+    """The process and its descendants, or [] if pid is gone or now belongs to someone else."""
+    try:
+        leader = psutil.Process(pid)
+        if started_at is not None and abs(leader.create_time() - started_at) > 0.01:
+            return []  # the PID was reused: never signal a stranger
+        return [leader, *leader.children(recursive=True)]
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return []
+
+
+def kill_tree(pid: int, started_at: float | None, grace: float = 2.0) -> KillResult:
+    tree = tree_of(pid, started_at)
+    if not tree:
+        return KillResult(True, (), False)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+    for process in tree[1:]:  # descendants that left the group
+        _signal(process, signal.SIGTERM)
+    _, alive = psutil.wait_procs(tree, timeout=grace)
+    escalated = bool(alive)
+    for process in alive:
+        _signal(process, signal.SIGKILL)
+    if alive:
+        _, alive = psutil.wait_procs(alive, timeout=grace)
+    survivors = tuple(p.pid for p in alive if _really_alive(p))
+    return KillResult(not survivors, survivors, escalated)
+
+
+def _signal(process: psutil.Process, signum: int) -> None:
+    with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        process.send_signal(signum)
+
+
+def _really_alive(process: psutil.Process) -> bool:
+    """Running and not a zombie (a zombie is dead; only its parent can reap it)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False

@@ -1,0 +1,279 @@
+"""The registry of background processes started by agent tools.
+
+Each job runs under a tiny /bin/sh wrapper, in its own session (process group = its pid):
+
+    sh -c 'sh -c "$1" >"$2" 2>&1; code=$?; printf %s "$code" >"$3.tmp"; mv "$3.tmp" "$3"'
+
+so the job's output goes to its own log file and its exit code to a status file. Nothing of
+the job is attached to the gateway by a pipe: a gateway crash cannot SIGPIPE it, waiting for
+it cannot hang on a grandchild that inherited a pipe, and a restarted gateway can still learn
+how it ended. The registry tails the log into a bounded buffer. After a restart, a checkpoint
+whose PID is alive with the same start time is adopted (detached); one that finished meanwhile
+is closed with the code from its status file; anything else is closed as lost, never with an
+invented exit code, and a reused PID is never signalled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from functools import partial
+from pathlib import Path
+
+import psutil
+
+from gateway_core.clock import Clock
+from gateway_core.model import ProcessCheckpoint
+from gateway_core.processes.killing import KillResult, kill_tree, tree_of
+from gateway_core.processes.output import OutputBuffer
+from gateway_core.store import Store
+
+log = logging.getLogger(__name__)
+
+WRAPPER = 'sh -c "$1" >"$2" 2>&1; code=$?; printf %s "$code" >"$3.tmp"; mv "$3.tmp" "$3"'
+TAIL_EVERY = 0.2  # seconds between reads of a running job's log
+READ_CHUNK = 1 << 16
+
+
+class ProcessState(StrEnum):
+    RUNNING = "running"
+    EXITED = "exited"
+    KILLED = "killed"
+    LOST = "lost"  # gone while we were not watching, and no exit code was left behind
+
+
+@dataclass
+class TrackedProcess:
+    checkpoint: ProcessCheckpoint
+    output: OutputBuffer = field(default_factory=OutputBuffer)
+    detached: bool = False  # adopted after a restart: not our child
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    _offset: int = 0
+    _task: asyncio.Task[None] | None = None
+
+    @property
+    def id(self) -> str:
+        return self.checkpoint.id
+
+    @property
+    def state(self) -> str:
+        return self.checkpoint.state
+
+
+ExitListener = Callable[[TrackedProcess], None]
+
+
+class ProcessRegistry:
+    def __init__(self, store: Store, clock: Clock, log_dir: Path) -> None:
+        self._store = store
+        self._clock = clock
+        self._log_dir = log_dir
+        self._processes: dict[str, TrackedProcess] = {}
+        self._listeners: list[ExitListener] = []
+
+    def on_exit(self, listener: ExitListener) -> None:
+        self._listeners.append(listener)
+
+    def get(self, process_id: str) -> TrackedProcess | None:
+        return self._processes.get(process_id)
+
+    def all(self) -> list[TrackedProcess]:
+        return list(self._processes.values())
+
+    async def start(
+        self,
+        command: str,
+        *,
+        session_id: int | None,
+        generation: int,
+        cwd: str | None = None,
+        notify_on_complete: bool = False,
+        watch_patterns: tuple[str, ...] = (),
+    ) -> TrackedProcess:
+        process_id = f"proc_{secrets.token_hex(6)}"
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self._log_dir / f"{process_id}.log"
+        status_path = self._log_dir / f"{process_id}.status"
+        child = await asyncio.create_subprocess_exec(
+            "/bin/sh", "-c", WRAPPER, "switchboard-job", command, str(log_path), str(status_path),
+            cwd=cwd,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            pid_started_at: float | None = psutil.Process(child.pid).create_time()
+        except psutil.NoSuchProcess:
+            pid_started_at = None
+        checkpoint = ProcessCheckpoint(
+            id=process_id,
+            session_id=session_id,
+            generation=generation,
+            command=command,
+            cwd=cwd,
+            pid=child.pid,
+            pid_started_at=pid_started_at,
+            notify_on_complete=notify_on_complete,
+            watch_patterns=watch_patterns,
+            log_path=str(log_path),
+            state=ProcessState.RUNNING,
+            exit_code=None,
+            end_reason=None,
+            consumed=False,
+            started_at=self._clock.now(),
+        )
+        tracked = TrackedProcess(checkpoint)
+        self._processes[process_id] = tracked
+        await self._store.processes.save(checkpoint)
+        tracked._task = asyncio.get_running_loop().create_task(
+            self._watch(tracked, child.wait), name=f"watch-{process_id}"
+        )
+        return tracked
+
+    async def kill(self, process_id: str, grace: float = 2.0) -> KillResult:
+        """Kill the whole tree. Reports killed only when nothing of it survived."""
+        tracked = self._processes.get(process_id)
+        if tracked is None or tracked.state != ProcessState.RUNNING:
+            return KillResult(True, (), False)
+        checkpoint = tracked.checkpoint
+        assert checkpoint.pid is not None
+        result = await asyncio.to_thread(
+            kill_tree, checkpoint.pid, checkpoint.pid_started_at, grace
+        )
+        if result.killed:
+            await self._finish(tracked, ProcessState.KILLED, None, "killed")
+        return result
+
+    async def kill_all(self, grace: float = 2.0) -> list[KillResult]:
+        running = [p.id for p in self._processes.values() if p.state == ProcessState.RUNNING]
+        return list(await asyncio.gather(*(self.kill(pid, grace) for pid in running)))
+
+    async def adopt_checkpoints(self) -> list[TrackedProcess]:
+        """After a restart: take back the jobs the previous run left running."""
+        adopted = []
+        for checkpoint in await self._store.processes.live():
+            if checkpoint.id in self._processes:
+                continue
+            tracked = TrackedProcess(checkpoint, detached=True)
+            self._processes[checkpoint.id] = tracked
+            alive = checkpoint.pid is not None and tree_of(
+                checkpoint.pid, checkpoint.pid_started_at
+            )
+            if alive:
+                assert checkpoint.pid is not None
+                tracked._task = asyncio.get_running_loop().create_task(
+                    self._watch(tracked, partial(_pidfd_exit, checkpoint.pid)),
+                    name=f"watch-{checkpoint.id}",
+                )
+                adopted.append(tracked)
+                continue
+            await self._read_log(tracked)
+            code = _read_status(checkpoint.log_path)
+            if code is None:
+                await self._finish(
+                    tracked, ProcessState.LOST, None, "gone while the gateway was down"
+                )
+            else:
+                await self._finish(tracked, ProcessState.EXITED, code, "exited")
+        return adopted
+
+    async def close(self) -> None:
+        """Stop watching (the jobs themselves keep running: they may be re-adopted)."""
+        tasks = [p._task for p in self._processes.values() if p._task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _watch(
+        self, tracked: TrackedProcess, exited: Callable[[], Awaitable[object]]
+    ) -> None:
+        # A factory, not a coroutine: a watch cancelled before it starts leaves nothing behind.
+        waiter = asyncio.ensure_future(exited())
+        try:
+            while not waiter.done():
+                await self._read_log(tracked)
+                await asyncio.wait({waiter}, timeout=TAIL_EVERY)
+            await self._read_log(tracked)
+            tracked.output.close()
+            if tracked.state != ProcessState.RUNNING:
+                return  # killed meanwhile: already recorded
+            code = _read_status(tracked.checkpoint.log_path)
+            if code is None:
+                await self._finish(tracked, ProcessState.KILLED, None, "ended by a signal")
+            else:
+                await self._finish(tracked, ProcessState.EXITED, code, "exited")
+        finally:
+            waiter.cancel()
+
+    async def _read_log(self, tracked: TrackedProcess) -> None:
+        path = tracked.checkpoint.log_path
+        if path is None:
+            return
+        while data := await asyncio.to_thread(_read_from, path, tracked._offset):
+            tracked._offset += len(data)
+            tracked.output.feed(data)
+
+    async def _finish(
+        self, tracked: TrackedProcess, state: ProcessState, code: int | None, reason: str
+    ) -> None:
+        if tracked.state != ProcessState.RUNNING:
+            return  # exactly one ending per process, whoever notices first
+        tracked.checkpoint = replace(
+            tracked.checkpoint,
+            state=state,
+            exit_code=code,
+            end_reason=reason,
+            ended_at=self._clock.now(),
+        )
+        # Durable first: whoever wakes on `finished` must find the ending on disk too.
+        await self._store.processes.save(tracked.checkpoint)
+        tracked.finished.set()
+        for listener in self._listeners:
+            listener(tracked)
+
+
+def _read_from(path: str, offset: int) -> bytes:
+    """Up to READ_CHUNK new bytes of a log (b"" when there are none, or no file yet)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            return handle.read(READ_CHUNK)
+    except FileNotFoundError:
+        return b""
+
+
+def _read_status(log_path: str | None) -> int | None:
+    if log_path is None:
+        return None
+    status = Path(log_path).with_suffix(".status")
+    try:
+        return int(status.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+async def _pidfd_exit(pid: int) -> None:
+    """Wait for a process that is not our child to exit (Linux pidfd; no polling)."""
+    loop = asyncio.get_running_loop()
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    done: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)

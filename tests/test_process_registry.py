@@ -1,0 +1,180 @@
+"""The background process registry with real subprocesses, a real store and real signals."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import psutil
+import pytest
+
+from gateway_core.clock import SystemClock
+from gateway_core.processes.output import MAX_LINE
+from gateway_core.processes.registry import ProcessRegistry, ProcessState, TrackedProcess
+from gateway_core.store import Store
+
+
+@pytest.fixture
+async def registry(store: Store, tmp_path: Path) -> AsyncIterator[ProcessRegistry]:
+    processes = ProcessRegistry(store, SystemClock(), tmp_path / "jobs")
+    try:
+        yield processes
+    finally:
+        await processes.kill_all(grace=0.5)
+        await processes.close()
+
+
+async def finished(tracked: TrackedProcess, within: float = 15) -> None:
+    async with asyncio.timeout(within):
+        await tracked.finished.wait()
+
+
+def tree_pids(pid: int) -> set[int]:
+    leader = psutil.Process(pid)
+    return {pid, *(child.pid for child in leader.children(recursive=True))}
+
+
+def gone(pids: set[int]) -> bool:
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                return False
+        except psutil.NoSuchProcess:
+            continue
+    return True
+
+
+async def descendants(pid: int, count: int, within: float = 10) -> set[int]:
+    """Wait until the job has started its own children (they appear asynchronously)."""
+    async with asyncio.timeout(within):
+        # A process table has no event to wait on: poll it, bounded.
+        while len(pids := tree_pids(pid)) < count + 1:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    return pids
+
+
+async def test_output_and_exit_code_are_recorded(registry: ProcessRegistry, store: Store) -> None:
+    job = await registry.start("printf 'first\\nsecond\\n'; exit 7", session_id=None, generation=1)
+    await finished(job)
+    assert (job.state, job.checkpoint.exit_code) == (ProcessState.EXITED, 7)
+    assert job.output.tail() == ["first", "second"]
+    assert Path(job.checkpoint.log_path or "").read_text() == "first\nsecond\n"
+    saved = await store.processes.get(job.id)
+    assert saved is not None and (saved.state, saved.exit_code) == ("exited", 7)
+
+
+async def test_kill_takes_down_a_grandchild_that_ignores_sigterm(
+    registry: ProcessRegistry,
+) -> None:
+    job = await registry.start(
+        "sh -c 'trap \"\" TERM; sleep 1000' & sleep 1000", session_id=None, generation=1
+    )
+    assert job.checkpoint.pid is not None
+    pids = await descendants(job.checkpoint.pid, 3)
+    result = await registry.kill(job.id, grace=0.5)
+    assert result.killed and result.escalated and result.survivors == ()
+    assert gone(pids)
+    assert job.state == ProcessState.KILLED and job.checkpoint.exit_code is None
+
+
+async def test_kill_finds_a_descendant_that_left_the_process_group(
+    registry: ProcessRegistry,
+) -> None:
+    job = await registry.start("setsid sleep 1000 & sleep 1000", session_id=None, generation=1)
+    assert job.checkpoint.pid is not None
+    pids = await descendants(job.checkpoint.pid, 2)
+    result = await registry.kill(job.id, grace=0.5)
+    assert result.killed
+    assert gone(pids)
+
+
+async def test_hostile_output_is_decoded_bounded_and_never_fatal(
+    registry: ProcessRegistry,
+) -> None:
+    script = (
+        "import sys; w = sys.stdout.buffer.write; "
+        "w(b'A' * 1_000_000); "
+        "w(b'\\nbad \\xff\\xfe bytes\\n\\x1b]0;pwned\\x07\\x1b[5m blink')"
+    )
+    job = await registry.start(f'{sys.executable} -c "{script}"', session_id=None, generation=1)
+    await finished(job)
+    assert job.checkpoint.exit_code == 0
+    lines = job.output.tail(1000)
+    assert lines[-2] == "bad \ufffd\ufffd bytes"
+    assert lines[-1] == "\x1b]0;pwned\x07\x1b[5m blink"  # kept as text; the console sanitises
+    # The megabyte without a newline was cut into bounded pieces and the oldest dropped.
+    assert all(len(line) <= MAX_LINE for line in lines)
+    assert len(job.output.text()) <= 200_000 + MAX_LINE
+    assert job.output.total_bytes > 1_000_000 and job.output.total_lines > 60
+
+
+async def test_a_job_left_running_is_adopted_after_a_restart(store: Store, tmp_path: Path) -> None:
+    first = ProcessRegistry(store, SystemClock(), tmp_path / "jobs")
+    job = await first.start("echo started; sleep 1000", session_id=None, generation=1)
+    await first.close()  # the gateway goes away; the job does not
+    second = ProcessRegistry(store, SystemClock(), tmp_path / "jobs")
+    try:
+        (adopted,) = await second.adopt_checkpoints()
+        assert adopted.id == job.id and adopted.detached and adopted.state == "running"
+        result = await second.kill(job.id, grace=0.5)
+        assert result.killed and adopted.state == ProcessState.KILLED
+        assert adopted.output.tail() == ["started"]
+    finally:
+        await second.kill_all(grace=0.5)
+        await second.close()
+
+
+async def test_a_job_that_finished_while_the_gateway_was_down_keeps_its_exit_code(
+    store: Store, tmp_path: Path
+) -> None:
+    first = ProcessRegistry(store, SystemClock(), tmp_path / "jobs")
+    job = await first.start("sleep 0.3; exit 3", session_id=None, generation=1)
+    await first.close()
+    status = Path(job.checkpoint.log_path or "").with_suffix(".status")
+    async with asyncio.timeout(10):
+        # The job ends on its own while no registry watches it: poll its status file.
+        while not status.exists():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    second = ProcessRegistry(store, SystemClock(), tmp_path / "jobs")
+    try:
+        assert await second.adopt_checkpoints() == []
+        tracked = second.get(job.id)
+        assert tracked is not None
+        assert (tracked.state, tracked.checkpoint.exit_code) == (ProcessState.EXITED, 3)
+    finally:
+        await second.close()
+
+
+async def test_a_reused_pid_is_never_signalled_and_a_vanished_job_is_lost(
+    store: Store, tmp_path: Path
+) -> None:
+    first = ProcessRegistry(store, SystemClock(), tmp_path / "jobs")
+    job = await first.start("sleep 1000", session_id=None, generation=1)
+    await first.kill(job.id, grace=0.5)
+    await first.close()
+    # Two checkpoints a crashed gateway could leave: one whose PID now belongs to another
+    # process (this test's own), one whose PID is gone without a status file.
+    reused = replace(
+        job.checkpoint, id="proc_reused", pid=os.getpid(), pid_started_at=1.0, state="running"
+    )
+    vanished = replace(job.checkpoint, id="proc_vanished", pid=2**22 + 7, state="running")
+    vanished = replace(vanished, log_path=str(tmp_path / "jobs" / "nothing.log"))
+    reused = replace(reused, log_path=str(tmp_path / "jobs" / "nothing-either.log"))
+    await store.processes.save(reused)
+    await store.processes.save(vanished)
+    second = ProcessRegistry(store, SystemClock(), tmp_path / "jobs")
+    try:
+        assert await second.adopt_checkpoints() == []
+        for process_id in ("proc_reused", "proc_vanished"):
+            tracked = second.get(process_id)
+            assert tracked is not None
+            assert (tracked.state, tracked.checkpoint.exit_code) == (ProcessState.LOST, None)
+        result = await second.kill("proc_reused")
+        assert result.killed  # nothing to do: it is not ours...
+        assert psutil.Process(os.getpid()).is_running()  # ...and we were never signalled
+    finally:
+        await second.close()
