@@ -178,3 +178,21 @@ async def test_a_reused_pid_is_never_signalled_and_a_vanished_job_is_lost(
         assert psutil.Process(os.getpid()).is_running()  # ...and we were never signalled
     finally:
         await second.close()
+
+
+async def test_sampling_reads_cpu_memory_and_children_of_each_tree(
+    registry: ProcessRegistry,
+) -> None:
+    busy = await registry.start(
+        f'{sys.executable} -c "while True: pass"', session_id=None, generation=1
+    )
+    family = await registry.start("sleep 1000 & sleep 1000 & wait", session_id=None, generation=1)
+    assert family.checkpoint.pid is not None
+    await descendants(family.checkpoint.pid, 2)
+    await registry.sample_once()  # the first tick has no earlier reading to compare with
+    await asyncio.sleep(0.5)  # let the busy loop burn measurable CPU time
+    await registry.sample_once()
+    assert busy.sample is not None and busy.sample.cpu_percent > 20
+    assert family.sample is not None
+    assert family.sample.children == 2 and family.sample.rss > 0
+    assert family.sample.cpu_percent < 20

@@ -31,6 +31,7 @@ from gateway_core.clock import Clock
 from gateway_core.model import ProcessCheckpoint
 from gateway_core.processes.killing import KillResult, kill_tree, tree_of
 from gateway_core.processes.output import OutputBuffer
+from gateway_core.processes.sampler import Sample, TreeSampler
 from gateway_core.store import Store
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class TrackedProcess:
     checkpoint: ProcessCheckpoint
     output: OutputBuffer = field(default_factory=OutputBuffer)
     detached: bool = False  # adopted after a restart: not our child
+    sample: Sample | None = None  # the latest CPU / memory / children reading
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     _offset: int = 0
     _task: asyncio.Task[None] | None = None
@@ -75,6 +77,27 @@ class ProcessRegistry:
         self._log_dir = log_dir
         self._processes: dict[str, TrackedProcess] = {}
         self._listeners: list[ExitListener] = []
+        self._sampler = TreeSampler()
+
+    async def sample_once(self) -> float:
+        """Sample every running tree (in a thread); returns the seconds the sampling took."""
+        roots = {
+            p.id: p.checkpoint.pid
+            for p in self._processes.values()
+            if p.state == ProcessState.RUNNING and p.checkpoint.pid is not None
+        }
+        started = self._clock.monotonic()
+        samples = await asyncio.to_thread(self._sampler.sample, roots, self._clock.monotonic())
+        for job_id, reading in samples.items():
+            # The wrapper's one child is the command itself, not a child of the command.
+            self._processes[job_id].sample = replace(reading, children=max(reading.children - 1, 0))
+        return self._clock.monotonic() - started
+
+    async def sample_forever(self, interval: float = 1.0) -> None:
+        """The sampling loop: run it as a task; cancel it to stop."""
+        while True:
+            await self.sample_once()
+            await self._clock.sleep(interval)
 
     def on_exit(self, listener: ExitListener) -> None:
         self._listeners.append(listener)
