@@ -37,7 +37,10 @@ from gateway_core.store import Store
 log = logging.getLogger(__name__)
 
 WRAPPER = 'sh -c "$1" >"$2" 2>&1; code=$?; printf %s "$code" >"$3.tmp"; mv "$3.tmp" "$3"'
-TAIL_EVERY = 0.2  # seconds between reads of a running job's log
+# Seconds between reads of a running job's log: fast while it writes, backing off to
+# TAIL_IDLE while it is quiet (hundreds of idle jobs must not keep the loop busy).
+TAIL_EVERY = 0.2
+TAIL_IDLE = 2.0
 READ_CHUNK = 1 << 16
 
 
@@ -78,6 +81,11 @@ class ProcessRegistry:
         self._processes: dict[str, TrackedProcess] = {}
         self._listeners: list[ExitListener] = []
         self._sampler = TreeSampler()
+
+    @property
+    def last_sample_cpu(self) -> float:
+        """CPU seconds the most recent sampling pass used."""
+        return self._sampler.last_cpu_seconds
 
     async def sample_once(self) -> float:
         """Sample every running tree (in a thread); returns the seconds the sampling took."""
@@ -218,10 +226,13 @@ class ProcessRegistry:
     ) -> None:
         # A factory, not a coroutine: a watch cancelled before it starts leaves nothing behind.
         waiter = asyncio.ensure_future(exited())
+        every = TAIL_EVERY
         try:
             while not waiter.done():
+                before = tracked._offset
                 await self._read_log(tracked)
-                await asyncio.wait({waiter}, timeout=TAIL_EVERY)
+                every = TAIL_EVERY if tracked._offset > before else min(every * 2, TAIL_IDLE)
+                await asyncio.wait({waiter}, timeout=every)
             await self._read_log(tracked)
             tracked.output.close()
             if tracked.state != ProcessState.RUNNING:

@@ -9,6 +9,7 @@ inherits someone else's history.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,9 +30,12 @@ class Sample:
 class TreeSampler:
     _previous: dict[PidKey, float] = field(default_factory=dict)  # cpu seconds at last tick
     _previous_at: float | None = None
+    # CPU seconds the last sample() itself used (its thread's time): what sampling costs.
+    last_cpu_seconds: float = 0.0
 
     def sample(self, roots: Mapping[str, int], now: float) -> dict[str, Sample]:
         """Blocking (reads /proc): call it in a thread. roots maps a job id to its pid."""
+        cpu_started = time.thread_time()
         parents: dict[int, list[int]] = defaultdict(list)
         cpu: dict[int, float] = {}
         rss: dict[int, int] = {}
@@ -64,6 +68,7 @@ class TreeSampler:
                     busy += max(cpu[pid] - before, 0.0) / elapsed
             samples[job_id] = Sample(round(busy * 100, 1), sum(rss[p] for p in tree), len(tree) - 1)
         self._previous, self._previous_at = current, now
+        self.last_cpu_seconds = time.thread_time() - cpu_started
         return samples
 
 
