@@ -300,6 +300,9 @@ SETTINGS: tuple[Setting, ...] = (
     _S("gateway", "grace", 5, FLOAT,
        "seconds interrupted turns get after the drain deadline before tools are killed",
        _at_least(0)),
+    _S("gateway", "sample_interval", 1, FLOAT,
+       "seconds between CPU/memory readings of background processes; 0 disables",
+       _at_least(0)),
     _S("store", "synchronous", "NORMAL", _choice(("NORMAL", "FULL"), upper=True),
        "SQLite synchronous pragma: FULL also survives power loss, NORMAL only crashes"),
     _S("store", "busy_timeout", 5, FLOAT,
@@ -368,6 +371,7 @@ class GatewaySettings:
     state_dir: Path
     drain_timeout: float
     grace: float
+    sample_interval: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,12 +31,13 @@ from gateway_core.events import DrainProgress, EventBus, RecoveryDecided
 from gateway_core.lanes import LaneFull, Lanes
 from gateway_core.model import Origin, RecoveryAction, RunRecord, Session, SessionKey
 from gateway_core.notifiers import Notifiers
+from gateway_core.processes.registry import ProcessRegistry
 from gateway_core.questions import Questions
 from gateway_core.recovery.policy import policy_from_settings
 from gateway_core.recovery.startup import BootRecovery, recover_at_boot
 from gateway_core.runtime import GatewayState, Runtime
 from gateway_core.safe_json import parse_json
-from gateway_core.snapshot import CandidateView, SessionView, Snapshot
+from gateway_core.snapshot import CandidateView, ProcessView, SessionView, Snapshot
 from gateway_core.store import DATABASE_NAME, Store
 from gateway_core.store.inbox import finish_row, insert_row
 from gateway_core.store.sessions import ensure_row, promote_crashed_turns
@@ -47,8 +48,8 @@ from gateway_core.turn import RequestKind, TurnRequest, TurnRunner
 
 log = logging.getLogger(__name__)
 
-# Cleanup the drain runs after the grace period (background processes register here).
-KillHook = Callable[[], Awaitable[None]]
+# Cleanup the drain runs after the grace period, given the sessions whose turns it interrupted.
+KillHook = Callable[[Sequence[int]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +79,7 @@ class Gateway:
         # clarify is always offered: asking the user is part of the gateway, not a plug-in.
         clarify = ClarifyTool(self.questions, config.agent.clarify_timeout)
         self._tools = ToolBox([*tools, clarify])
-        self._kill_hooks: list[KillHook] = []
+        self._kill_hooks: list[KillHook] = [self._kill_jobs_of]
         self._rt: Runtime | None = None
         self.run: RunRecord | None = None
         self.boot: BootRecovery | None = None
@@ -90,6 +91,7 @@ class Gateway:
         self._refreshing: asyncio.Task[None] | None = None
         self.unknown_deliveries = 0
         # Set up by start(); they live as long as one run.
+        self.processes: ProcessRegistry
         self.deliverer: Deliverer
         self.notifiers: Notifiers
         self.lanes: Lanes
@@ -109,6 +111,15 @@ class Gateway:
     @property
     def state(self) -> GatewayState:
         return GatewayState.STOPPED if self._rt is None else self._rt.state
+
+    async def _kill_jobs_of(self, sessions: Sequence[int]) -> None:
+        """At the drain deadline: the background jobs of interrupted turns go too."""
+        wanted = set(sessions)
+        for job in self.processes.all():
+            if job.state == "running" and job.checkpoint.session_id in wanted:
+                result = await self.processes.kill(job.id, grace=self.config.gateway.grace)
+                if not result.killed:
+                    log.error("job %s survived the drain kill: pids %s", job.id, result.survivors)
 
     def add_kill_hook(self, hook: KillHook) -> None:
         """Register cleanup that kills tool processes when a drain times out."""
@@ -152,10 +163,20 @@ class Gateway:
         self.lanes = Lanes(
             rt, TurnRunner(rt, self.deliverer, self.notifiers), on_turn_end=self._turn_ended
         )
+        self.processes = ProcessRegistry(store, self.clock, self.config.gateway.state_dir / "jobs")
+        self._sampling: asyncio.Task[None] | None = None
+        if self.config.gateway.sample_interval > 0:
+            self._sampling = asyncio.get_running_loop().create_task(
+                self.processes.sample_forever(self.config.gateway.sample_interval),
+                name="process-sampler",
+            )
         self.run = await store.runs.begin(os.getpid())
         promoted = await store.write(lambda db: promote_crashed_turns(db, self.clock.now()))
         if promoted:
             log.warning("previous run died during %d turn(s); marked for recovery", len(promoted))
+        adopted = await self.processes.adopt_checkpoints()
+        if adopted:
+            log.info("re-adopted %d background process(es) of the previous run", len(adopted))
         unknown = await store.outbox.mark_unknown_at_boot()
         for sent in unknown:
             log.warning("reply %s was being sent when the gateway died: not resent", sent.id)
@@ -340,7 +361,7 @@ class Gateway:
             )
             for hook in self._kill_hooks:
                 try:
-                    await hook()
+                    await hook(sorted(interrupted))
                 except Exception:
                     log.exception("a drain kill hook failed")
         # Replies of turns that finished still go out before the platforms are closed.
@@ -357,6 +378,11 @@ class Gateway:
 
     async def _close(self, clean: bool) -> None:
         rt = self.runtime
+        if self._sampling is not None:
+            self._sampling.cancel()
+            await asyncio.gather(self._sampling, return_exceptions=True)
+        # Jobs keep running (a later boot re-adopts them); only the watching stops.
+        await self.processes.close()
         if self._refreshing is not None:
             await asyncio.gather(self._refreshing, return_exceptions=True)
         for lane in self.lanes.all():
@@ -460,6 +486,25 @@ class Gateway:
                     )
                 )
         notifiers = tuple(self.notifiers.views()) if self._rt is not None else ()
+        now = self.clock.now()
+        processes = tuple(
+            ProcessView(
+                process_id=job.id,
+                session_id=job.checkpoint.session_id,
+                command=job.checkpoint.command,
+                state=job.state,
+                age=max(0.0, (job.checkpoint.ended_at or now) - job.checkpoint.started_at),
+                exit_code=job.checkpoint.exit_code,
+                cpu_percent=None if job.sample is None else job.sample.cpu_percent,
+                rss=None if job.sample is None else job.sample.rss,
+                children=None if job.sample is None else job.sample.children,
+                last_line=job.output.last_line,
+                notify_on_complete=job.checkpoint.notify_on_complete,
+                watch_patterns=job.checkpoint.watch_patterns,
+                detached=job.detached,
+            )
+            for job in (self.processes.all() if self._rt is not None else [])
+        )
         candidates = tuple(self._candidates.values())
         counts = {
             "sessions": len(sessions),
@@ -467,6 +512,7 @@ class Gateway:
             "queued": queued,
             "candidates": len(candidates),
             "notifiers": len(notifiers),
+            "processes": sum(1 for p in processes if p.state == "running"),
             "unknown_deliveries": self.unknown_deliveries,
         }
         for candidate in candidates:
@@ -481,6 +527,7 @@ class Gateway:
             candidates=candidates,
             notifiers=notifiers,
             drain=self._drain,
+            processes=processes,
             loop_guard_tripped=bool(self.boot and self.boot.loop_guard_tripped),
             counts=counts,
         )

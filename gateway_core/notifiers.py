@@ -21,6 +21,10 @@ from gateway_core.runtime import Runtime
 log = logging.getLogger(__name__)
 
 TYPING_EVERY = 4.0
+# A turn that answers within this long never shows "typing…": for instant replies the extra
+# request cost more than the reply itself (bench/telegram.py: ~12% of the loop, and a new
+# connection each time a typing request was cut off by the answer).
+TYPING_AFTER = 1.0
 
 # (session_id, generation) -> may this turn's notifier speak now?
 OwnershipCheck = Callable[[int, int], bool]
@@ -109,6 +113,7 @@ class Notifiers:
 
     async def _type(self, notifier: Notifier, adapter: Typing) -> None:
         """Keep "typing…" showing while the turn runs (platforms show it for ~5 s a call)."""
+        await self._rt.clock.sleep(TYPING_AFTER)
         while self._allowed(notifier):
             try:
                 await adapter.typing(notifier.origin)

@@ -43,6 +43,23 @@ class CandidateView:
 
 
 @dataclass(frozen=True, slots=True)
+class ProcessView:
+    process_id: str
+    session_id: int | None
+    command: str
+    state: str  # running | exited | killed | lost
+    age: float  # seconds since it started
+    exit_code: int | None
+    cpu_percent: float | None
+    rss: int | None
+    children: int | None
+    last_line: str  # raw text: the console sanitises it
+    notify_on_complete: bool
+    watch_patterns: tuple[str, ...]
+    detached: bool  # re-adopted after a restart
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     state: str
     run_id: int | None
@@ -53,4 +70,5 @@ class Snapshot:
     notifiers: tuple[NotifierView, ...]
     drain: DrainProgress | None  # the latest drain progress, while or after a drain
     loop_guard_tripped: bool
+    processes: tuple[ProcessView, ...] = ()
     counts: Mapping[str, int] = field(default_factory=dict)

@@ -24,6 +24,7 @@ FULL_FILE = """\
 state_dir = "/srv/sb/state"
 drain_timeout = 12.5
 grace = 2
+sample_interval = 0.5
 
 [store]
 synchronous = "full"
@@ -173,6 +174,7 @@ def test_full_file_round_trip(tmp_path: Path) -> None:
     assert cfg.gateway.drain_timeout == 12.5
     assert cfg.gateway.grace == 2.0
     assert isinstance(cfg.gateway.grace, float)
+    assert cfg.gateway.sample_interval == 0.5
     assert cfg.store.synchronous == "FULL"
     assert cfg.store.busy_timeout == 1.5
     assert cfg.recovery.gate is Gate.OPERATOR

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 from gateway_core.clock import ManualClock
@@ -116,10 +117,10 @@ async def test_a_drain_with_nothing_running_is_clean_and_immediate(
 async def test_kill_hooks_run_only_when_the_drain_timed_out(
     tmp_path: Path, clock: ManualClock
 ) -> None:
-    calls: list[str] = []
+    calls: list[tuple[int, ...]] = []
 
-    async def kill_tool_processes() -> None:
-        calls.append("killed")
+    async def kill_tool_processes(sessions: Sequence[int]) -> None:
+        calls.append(tuple(sessions))
 
     running = await start_gateway(tmp_path / "s", clock, notifier={"interval": 0})
     running.gateway.add_kill_hook(kill_tool_processes)
@@ -131,7 +132,7 @@ async def test_kill_hooks_run_only_when_the_drain_timed_out(
     await running.adapter.user("ada").say('tool sleep {"seconds": 60}')
     await clock.wait_for_sleepers(1)
     report = await running.gateway.stop(0)
-    assert report.interrupted and calls == ["killed"]
+    assert report.interrupted and calls == [report.interrupted]
 
 
 async def test_stop_is_single_flight(tmp_path: Path, clock: ManualClock) -> None:
@@ -161,3 +162,32 @@ async def test_messages_during_a_drain_are_kept_for_the_next_run(
         ]
     finally:
         await again.stop()
+
+
+async def test_the_drain_kills_jobs_of_interrupted_turns_only(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    state = tmp_path / "state"
+    running = await start_gateway(state, clock, notifier={"interval": 0})
+    gateway = running.gateway
+    done_user, busy_user = running.adapter.user("done"), running.adapter.user("busy")
+    await done_user.say("hello")
+    await done_user.wait_for(1)
+    await busy_user.say("think 500")
+    await clock.wait_for_sleepers(1)  # the busy turn thinks
+    ids = {lane.session.key.chat_id: lane.session.id for lane in gateway.lanes.all()}
+    kept = await gateway.processes.start("sleep 1000", session_id=ids["done"], generation=1)
+    doomed = await gateway.processes.start("sleep 1000", session_id=ids["busy"], generation=1)
+    views = {p.process_id: p for p in gateway.snapshot().processes}
+    assert views[kept.id].state == views[doomed.id].state == "running"
+    assert gateway.snapshot().counts["processes"] == 2
+
+    report = await gateway.stop(0)
+    assert report.interrupted == (ids["busy"],)
+    assert doomed.state == "killed"
+    assert kept.state == "running"  # a finished turn's job is left alone...
+
+    again = await start_gateway(state, clock, adapter=running.adapter, notifier={"interval": 0})
+    adopted = again.gateway.processes.get(kept.id)
+    assert adopted is not None and adopted.detached and adopted.state == "running"
+    assert (await again.gateway.processes.kill(kept.id, grace=0.5)).killed  # ...and re-adopted

@@ -16,9 +16,10 @@ import pytest
 from gateway_core.adapters.telegram import MAX_MESSAGE, TelegramAdapter
 from gateway_core.agents.scripted import ScriptedAgent
 from gateway_core.clock import ManualClock
+from gateway_core.events import DeliveryFailed
 from gateway_core.gateway import Gateway
 from tests.support.fake_bot_api import FakeBotAPI
-from tests.support.harness import Stops, make_config, track
+from tests.support.harness import Stops, make_config, next_event, track
 
 ADA, BOB, INTRUDER = 7, 8, 9
 
@@ -69,6 +70,7 @@ async def test_replies_land_in_the_chat_and_topic_they_belong_to(
     assert fake.sent(ADA) == ["You said: hello"]
     assert fake.sent(-100, thread_id=77) == ["You said: in topic"]
     assert fake.sent(-100, thread_id=None) == ["You said: in general"]
+    assert fake.calls("sendChatAction") == []  # instant answers never show "typing…"
 
 
 async def test_unallowed_and_malformed_updates_are_recorded_skipped_and_never_stall(
@@ -173,15 +175,16 @@ async def test_a_blocked_chat_is_not_retried(
     tmp_path: Path, clock: ManualClock, fake: FakeBotAPI
 ) -> None:
     gateway = await start(tmp_path, clock, fake)
+    failures = gateway.events.subscribe()
     fake.blocked_chats.add(ADA)
     fake.push_text(ADA, "hi", user_id=ADA)
     fake.push_text(BOB, "hi", user_id=BOB)
-    await fake.wait_for_sent(BOB, count=1, timeout=10)
+    first = await next_event(failures, DeliveryFailed)
     fake.push_text(ADA, "again", user_id=ADA)
     fake.push_text(BOB, "again", user_id=BOB)
+    second = await next_event(failures, DeliveryFailed)
     await fake.wait_for_sent(BOB, count=2, timeout=10)
-    for _ in range(5):
-        clock.advance(30)
+    assert first.final and second.final  # failed for good at once: no backoff, no retries
     to_ada = [c for c in fake.calls("sendMessage") if c.params.get("chat_id") == ADA]
     assert len(to_ada) == 1  # one 403, then the chat is known blocked
     assert len(await gateway.store.outbox.by_status("failed")) == 2
@@ -256,9 +259,11 @@ async def test_still_working_notice_and_typing_go_through_telegram(
 ) -> None:
     await start(tmp_path, clock, fake, notifier={"interval": 60})
     fake.push_text(ADA, "think 130", user_id=ADA)
+    await clock.wait_for_sleepers(3)  # the think, the notifier, the typing delay
+    assert fake.calls("sendChatAction") == []  # not yet: most turns end before it matters
+    clock.advance(1)
     await fake.wait_for_calls("sendChatAction", count=1, timeout=10)
-    await clock.wait_for_sleepers(3)  # think, notifier, typing
-    clock.advance(60)
+    clock.advance(59)
     await fake.wait_for_sent(ADA, count=1, timeout=10)
     clock.advance(60)
     await fake.wait_for_calls("editMessageText", count=1, timeout=10)

@@ -20,7 +20,10 @@ R = TypeVar("R", bound="Stoppable")
 
 def make_config(state_dir: Path, **sections: dict[str, Any]) -> Config:
     """A config file with state_dir set and the given [section] keys, loaded for real."""
-    tables: dict[str, dict[str, Any]] = {"gateway": {"state_dir": str(state_dir)}}
+    # Sampling is off unless a test asks: its timer would sit among a ManualClock's sleepers.
+    tables: dict[str, dict[str, Any]] = {
+        "gateway": {"state_dir": str(state_dir), "sample_interval": 0}
+    }
     tables.setdefault("agent", {})["kind"] = "scripted"
     for name, values in sections.items():
         tables.setdefault(name, {}).update(values)
