@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from dataclasses import dataclass
 
 import psutil
@@ -41,14 +42,26 @@ def kill_tree(pid: int, started_at: float | None, grace: float = 2.0) -> KillRes
         os.killpg(pid, signal.SIGTERM)
     for process in tree[1:]:  # descendants that left the group
         _signal(process, signal.SIGTERM)
-    _, alive = psutil.wait_procs(tree, timeout=grace)
+    alive = _wait_gone(tree, grace)
     escalated = bool(alive)
     for process in alive:
         _signal(process, signal.SIGKILL)
     if alive:
-        _, alive = psutil.wait_procs(alive, timeout=grace)
-    survivors = tuple(p.pid for p in alive if _really_alive(p))
+        alive = _wait_gone(alive, grace)
+    survivors = tuple(p.pid for p in alive)
     return KillResult(not survivors, survivors, escalated)
+
+
+def _wait_gone(processes: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Those still alive after `timeout`. Never reaps: the leader is asyncio's child, and
+    reaping it here (as psutil.wait_procs does) would rob asyncio of its exit status. A zombie
+    counts as gone."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [p for p in processes if _really_alive(p)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.02)  # in a worker thread: there is no event for "a process died"
 
 
 def _signal(process: psutil.Process, signum: int) -> None:
