@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import math
 import os
@@ -50,6 +49,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.measure import Costs, ms, percentile, writer_delta
 from gateway_core.adapters.loopback import LoopbackAdapter, LoopbackUser
 from gateway_core.agents.scripted import ScriptedAgent
 from gateway_core.clock import SystemClock
@@ -95,68 +95,6 @@ class TimedLoopback(LoopbackAdapter):
         waiter: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self.waiters[token] = waiter
         return waiter
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile of an already sorted list."""
-    if not values:
-        return math.nan
-    return values[max(0, min(len(values) - 1, math.ceil(q * len(values)) - 1))]
-
-
-def ms(seconds: float) -> float:
-    return round(seconds * 1000, 2)
-
-
-def writer_delta(before: WriterStats, after: WriterStats) -> dict[str, float | int]:
-    batches = after.batches - before.batches
-    jobs = after.jobs - before.jobs
-    return {
-        "batches": batches,
-        "jobs": jobs,
-        "jobs_per_batch": round(jobs / batches, 2) if batches else 0,
-        "largest_batch_since_open": after.largest_batch,
-    }
-
-
-class Costs:
-    """Process CPU time and cyclic-GC time over a measured phase (where the time goes)."""
-
-    def __init__(self) -> None:
-        self.collections = [0, 0, 0]
-        self.gc_seconds = [0.0, 0.0, 0.0]
-        self.gc_longest = 0.0
-        self._gc_started = 0.0
-        self._wall = self._cpu = 0.0
-
-    def __enter__(self) -> Costs:
-        gc.callbacks.append(self._on_gc)
-        self._wall, self._cpu = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._wall = time.perf_counter() - self._wall
-        self._cpu = time.process_time() - self._cpu
-        gc.callbacks.remove(self._on_gc)
-
-    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._gc_started = time.perf_counter()
-            return
-        took = time.perf_counter() - self._gc_started
-        generation = info["generation"]
-        self.collections[generation] += 1
-        self.gc_seconds[generation] += took
-        self.gc_longest = max(self.gc_longest, took)
-
-    def report(self) -> dict[str, Any]:
-        return {
-            "cpu_cores": round(self._cpu / self._wall, 2),
-            "gc_share_of_wall": round(sum(self.gc_seconds) / self._wall, 3),
-            "gc_collections": self.collections,
-            "gc_seconds": [round(s, 2) for s in self.gc_seconds],
-            "gc_longest_ms": ms(self.gc_longest),
-        }
 
 
 class Bench:

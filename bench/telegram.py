@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import math
 import multiprocessing
@@ -62,6 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiogram
 
+from bench.measure import Costs, latency_summary, ms, percentile, writer_delta
 from gateway_core.adapters.telegram import TelegramAdapter
 from gateway_core.agents.scripted import ScriptedAgent
 from gateway_core.clock import SystemClock
@@ -111,77 +111,6 @@ class ReplyCountingFake(FakeBotAPI):
             self.replied += 1
             self.reply_seen.set()
         return result
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile of an already sorted list."""
-    if not values:
-        return math.nan
-    return values[max(0, min(len(values) - 1, math.ceil(q * len(values)) - 1))]
-
-
-def ms(seconds: float) -> float:
-    return round(seconds * 1000, 2)
-
-
-def latency_summary(latencies: list[float]) -> dict[str, float | None]:
-    latencies.sort()
-    return {
-        "p50_ms": ms(percentile(latencies, 0.50)),
-        "p95_ms": ms(percentile(latencies, 0.95)),
-        "p99_ms": ms(percentile(latencies, 0.99)),
-        "max_ms": ms(latencies[-1]) if latencies else None,
-    }
-
-
-def writer_delta(before: WriterStats, after: WriterStats) -> dict[str, float | int]:
-    batches = after.batches - before.batches
-    jobs = after.jobs - before.jobs
-    return {
-        "batches": batches,
-        "jobs": jobs,
-        "jobs_per_batch": round(jobs / batches, 2) if batches else 0,
-        "largest_batch_since_open": after.largest_batch,
-    }
-
-
-class Costs:
-    """Process CPU time and cyclic-GC time over a measured window (where the time goes)."""
-
-    def __init__(self) -> None:
-        self.collections = [0, 0, 0]
-        self.gc_seconds = [0.0, 0.0, 0.0]
-        self.gc_longest = 0.0
-        self._gc_started = 0.0
-        self._wall = self._cpu = 0.0
-
-    def begin(self) -> None:
-        gc.callbacks.append(self._on_gc)
-        self._wall, self._cpu = time.perf_counter(), time.process_time()
-
-    def end(self) -> None:
-        self._wall = time.perf_counter() - self._wall
-        self._cpu = time.process_time() - self._cpu
-        gc.callbacks.remove(self._on_gc)
-
-    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._gc_started = time.perf_counter()
-            return
-        took = time.perf_counter() - self._gc_started
-        generation = info["generation"]
-        self.collections[generation] += 1
-        self.gc_seconds[generation] += took
-        self.gc_longest = max(self.gc_longest, took)
-
-    def report(self) -> dict[str, Any]:
-        return {
-            "cpu_cores": round(self._cpu / self._wall, 2) if self._wall else None,
-            "gc_share_of_wall": round(sum(self.gc_seconds) / self._wall, 3) if self._wall else None,
-            "gc_collections": self.collections,
-            "gc_seconds": [round(s, 2) for s in self.gc_seconds],
-            "gc_longest_ms": ms(self.gc_longest),
-        }
 
 
 # -- the driver: runs next to the fake (same loop), pushes updates, reads the call log ---------
