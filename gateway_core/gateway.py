@@ -89,6 +89,7 @@ class Gateway:
         self._stopped = asyncio.Event()
         self._stopping: asyncio.Task[DrainReport] | None = None
         self._refreshing: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Future[None]] = set()
         self.unknown_deliveries = 0
         # Set up by start(); they live as long as one run.
         self.processes: ProcessRegistry
@@ -245,11 +246,10 @@ class Gateway:
         try:
             self.lanes.submit(session, TurnRequest(RequestKind.MESSAGE, text, inbox_id))
         except LaneFull:
-            # Stays in the inbox as 'new': it is processed after the next restart at the
-            # latest, and the operator sees the backlog. Nothing is dropped.
-            log.warning(
-                "session %s queue is full; message %s left in the inbox", session.id, inbox_id
-            )
+            # Refused now, and the user is told so: running it at the next restart, perhaps
+            # hours later and out of context, would be worse than asking them to resend.
+            log.warning("session %s queue is full; message %s refused", session.id, inbox_id)
+            self._background(self._refuse_overflow(session.id, inbox_id))
 
     async def _queue_inbox_item(self, inbox_id: int, key: str | None, payload: str) -> None:
         if key is None:
@@ -274,6 +274,21 @@ class Gateway:
         outbox_id = await self.store.outbox.enqueue(session_id, session.generation, "notice", text)
         self.deliverer.enqueue(session_id, outbox_id)
         return outbox_id
+
+    async def _refuse_overflow(self, session_id: int, inbox_id: int) -> None:
+        limit = self.config.lanes.max_queue
+        await self.store.inbox.finish(inbox_id, "refused", f"more than {limit} messages queued")
+        await self.post_notice(
+            session_id,
+            f"⚠️ {limit} messages are already waiting; this one was not processed. "
+            "Please send it again once I have answered.",
+        )
+
+    def _background(self, work: Awaitable[None]) -> None:
+        """Fire-and-forget work that must not be garbage-collected half way."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _origin_of(self, session_id: int) -> Origin | None:
         lane = self.lanes.find(session_id) if self._rt is not None else None
@@ -385,6 +400,7 @@ class Gateway:
         await self.processes.close()
         if self._refreshing is not None:
             await asyncio.gather(self._refreshing, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for lane in self.lanes.all():
             if lane.loop_task is not None and not lane.loop_task.done():
                 lane.loop_task.cancel()

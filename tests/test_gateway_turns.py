@@ -215,3 +215,27 @@ async def test_inbound_is_held_behind_a_fresh_resume_turn_then_released(
     texts = [m.text for m in await ada.wait_for(2)]
     assert texts == ["re: hello?", "re: stop that"]
     assert "resumed work finished" not in texts
+
+
+async def test_a_message_beyond_the_queue_limit_is_refused_and_the_user_told(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    running = await start_gateway(
+        tmp_path / "s", clock, lanes={"max_queue": 1}, notifier={"interval": 0}
+    )
+    ada = running.adapter.user("ada")
+    await ada.say("think 100")
+    await clock.wait_for_sleepers(1)
+    await ada.say("queued")
+    await ada.say("one too many")
+    (notice,) = await ada.wait_for(1)
+    assert notice.text.startswith("⚠️ 1 messages are already waiting; this one was not processed")
+    refused = await running.gateway.store.write(
+        lambda db: db.execute(
+            "SELECT payload, error FROM inbox WHERE status = 'refused'"
+        ).fetchall()
+    )
+    assert refused == [('{"text": "one too many"}', "more than 1 messages queued")]
+    clock.advance(100)
+    texts = [m.text for m in await ada.wait_for(3)]
+    assert texts[1:] == ["Thought for 100 s about it. Done.", "You said: queued"]
