@@ -43,6 +43,7 @@ from gateway_core.store.inbox import finish_row, insert_row
 from gateway_core.store.sessions import ensure_row, promote_crashed_turns
 from gateway_core.tools.basic import ClockTool, SleepTool
 from gateway_core.tools.clarify import ClarifyTool
+from gateway_core.tools.processes import ProcessTool, TerminalTool
 from gateway_core.tools.registry import Tool, ToolBox
 from gateway_core.turn import RequestKind, TurnRequest, TurnRunner
 
@@ -68,7 +69,7 @@ class Gateway:
         agent: Agent,
         adapters: Sequence[Adapter],
         clock: Clock | None = None,
-        tools: Iterable[Tool] = (ClockTool(), SleepTool()),
+        tools: Iterable[Tool] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
@@ -78,6 +79,13 @@ class Gateway:
         self.questions = Questions(self._adapters, self.clock, self._origin_of)
         # clarify is always offered: asking the user is part of the gateway, not a plug-in.
         clarify = ClarifyTool(self.questions, config.agent.clarify_timeout)
+        if tools is None:
+            tools = (
+                ClockTool(),
+                SleepTool(),
+                TerminalTool(lambda: self.processes),
+                ProcessTool(lambda: self.processes),
+            )
         self._tools = ToolBox([*tools, clarify])
         self._kill_hooks: list[KillHook] = [self._kill_jobs_of]
         self._rt: Runtime | None = None

@@ -167,6 +167,14 @@ class ProcessRegistry:
         )
         return tracked
 
+    async def consume(self, process_id: str) -> None:
+        """Someone (wait that saw the exit, a log read to the end, kill) took the result:
+        no completion notice is ever sent for it, in any mode."""
+        tracked = self._processes.get(process_id)
+        if tracked is not None and not tracked.checkpoint.consumed:
+            tracked.checkpoint = replace(tracked.checkpoint, consumed=True)
+            await self._store.processes.save(tracked.checkpoint)
+
     async def kill(self, process_id: str, grace: float = 2.0) -> KillResult:
         """Kill the whole tree. Reports killed only when nothing of it survived."""
         tracked = self._processes.get(process_id)
