@@ -49,12 +49,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.measure import Costs, ms, percentile, writer_delta
+from bench.measure import Costs, add_gc_option, apply_gc_option, ms, percentile, writer_delta
 from gateway_core.adapters.loopback import LoopbackAdapter, LoopbackUser
 from gateway_core.agents.scripted import ScriptedAgent
 from gateway_core.clock import SystemClock
 from gateway_core.gateway import Gateway
-from gateway_core.gc_tuning import tune_for_long_running_server
 from gateway_core.model import Origin
 from gateway_core.store import Store
 from gateway_core.store.writer import WriterStats
@@ -329,14 +328,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500.0, help="fixed-rate messages/s")
     parser.add_argument("--ceiling-seconds", type=float, default=5.0)
     parser.add_argument("--only", choices=("fixed", "saturation", "ceiling"))
-    parser.add_argument(
-        "--default-gc",
-        action="store_true",
-        help="keep CPython's default GC thresholds (the product's entry points tune them)",
-    )
+    add_gc_option(parser)
     args = parser.parse_args()
-    if not args.default_gc:
-        tune_for_long_running_server()  # as `switchboard` does for a long-running gateway
+    gc_mode = apply_gc_option(args)
 
     result: dict[str, Any] = {
         "bench": "intake",
@@ -346,7 +340,7 @@ def main() -> None:
         "sessions": args.sessions,
         "seconds": args.seconds,
         "rows_per_message": ROWS_PER_MESSAGE,
-        "gc": "default" if args.default_gc else "tuned (gateway_core.gc_tuning)",
+        "gc": gc_mode,
     }
     fixed = sat = ceil = None
     if args.only in (None, "fixed"):

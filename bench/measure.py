@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import gc
 import math
 import time
 from typing import Any
 
+from gateway_core.gc_tuning import tune_for_long_running_server
 from gateway_core.store.writer import WriterStats
 
 
@@ -86,3 +88,19 @@ class Costs:
             "gc_seconds": [round(s, 2) for s in self.gc_seconds],
             "gc_longest_ms": ms(self.gc_longest),
         }
+
+
+def add_gc_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="keep CPython's default GC thresholds (the product's entry points tune them)",
+    )
+
+
+def apply_gc_option(args: argparse.Namespace) -> str:
+    """Tune GC as `switchboard` does for a long-running gateway, unless --default-gc."""
+    if args.default_gc:
+        return "default"
+    tune_for_long_running_server()
+    return "tuned (gateway_core.gc_tuning)"

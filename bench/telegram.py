@@ -61,7 +61,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiogram
 
-from bench.measure import Costs, latency_summary, ms, percentile, writer_delta
+from bench.measure import (
+    Costs,
+    add_gc_option,
+    apply_gc_option,
+    latency_summary,
+    ms,
+    percentile,
+    writer_delta,
+)
 from gateway_core.adapters.telegram import TelegramAdapter
 from gateway_core.agents.scripted import ScriptedAgent
 from gateway_core.clock import SystemClock
@@ -411,14 +419,9 @@ def main() -> None:
         default="same",
         help="run the fake on the gateway's loop (same), in a child process, or both ways",
     )
-    parser.add_argument(
-        "--default-gc",
-        action="store_true",
-        help="keep CPython's default GC thresholds (the product's entry points tune them)",
-    )
+    add_gc_option(parser)
     args = parser.parse_args()
-    if not args.default_gc:
-        tune_for_long_running_server()  # as `switchboard` does for a long-running gateway
+    gc_mode = apply_gc_option(args)
 
     result: dict[str, Any] = {
         "bench": "telegram",
@@ -430,7 +433,7 @@ def main() -> None:
         "seconds": args.seconds,
         "rate": args.rate,
         "backlog": args.backlog,
-        "gc": "default" if args.default_gc else "tuned (gateway_core.gc_tuning)",
+        "gc": gc_mode,
         "fake_in_process": args.fake_process != "separate",
     }
     runs: dict[str, dict[str, Any]] = {}

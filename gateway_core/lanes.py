@@ -42,7 +42,6 @@ class Lane:
     current: ActiveTurn | None = None
     loop_task: asyncio.Task[None] | None = None
     last_activity: float = 0.0
-    finished_turns: int = 0
     # Set when the loop has nothing left to do (drain waits on it).
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -172,7 +171,6 @@ class Lanes:
                 log.error("turn crashed in session %s", lane.session.id, exc_info=task.exception())
         finally:
             lane.current = None
-            lane.finished_turns += 1
             lane.last_activity = self._rt.clock.now()
             self._on_turn_end(lane.session.id)
 

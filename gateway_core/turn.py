@@ -36,8 +36,8 @@ from gateway_core.model import (
 from gateway_core.recovery.note import resume_note, with_note
 from gateway_core.store.inbox import finish_row
 from gateway_core.store.outbox import enqueue_row
-from gateway_core.store.recovery_records import clear_row
-from gateway_core.store.sessions import begin_turn_row, end_turn_row
+from gateway_core.store.recovery_records import begin_attempt_row, clear_row
+from gateway_core.store.sessions import begin_turn_row, end_turn_row, next_generation_row
 from gateway_core.store.transcript import append_rows
 
 if TYPE_CHECKING:
@@ -79,12 +79,7 @@ def _start_job(
     session_id: int, request: TurnRequest, now: float
 ) -> Callable[[sqlite3.Connection], TurnStart]:
     def job(db: sqlite3.Connection) -> TurnStart:
-        generation = int(
-            db.execute(
-                "UPDATE sessions SET generation = generation + 1 WHERE id = ? RETURNING generation",
-                (session_id,),
-            ).fetchone()[0]
-        )
+        generation = next_generation_row(db, session_id)
         begin_turn_row(db, session_id, generation, now)
         state, reason = db.execute(
             "SELECT state, reason FROM recovery WHERE session_id = ?", (session_id,)
@@ -97,12 +92,7 @@ def _start_job(
                 generation=generation,
             )
             append_rows(db, session_id, [note], now)
-            db.execute(
-                "UPDATE recovery SET state = 'resuming', attempts = attempts + 1,"
-                " last_attempt_at = ?, updated_at = ? WHERE session_id = ?"
-                " AND state IN ('pending', 'held', 'resuming')",
-                (now, now, session_id),
-            )
+            begin_attempt_row(db, session_id, now)
         else:
             append_rows(
                 db, session_id, [NewMessage(Role.USER, request.text, generation=generation)], now

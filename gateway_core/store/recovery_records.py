@@ -73,6 +73,19 @@ def clear_row(db: sqlite3.Connection, session_id: int, now: float) -> bool:
     return cursor.rowcount == 1
 
 
+def begin_attempt_row(db: sqlite3.Connection, session_id: int, now: float) -> RecoveryRecord | None:
+    """Inside an open transaction: a resume turn starts (state resuming, one more attempt).
+    None if the session is not a candidate."""
+    row = db.execute(
+        "UPDATE recovery SET state = 'resuming', attempts = attempts + 1,"
+        " last_attempt_at = ?, updated_at = ?"
+        " WHERE session_id = ? AND state IN ('pending', 'held', 'resuming')"
+        f" RETURNING {_COLUMNS}",
+        (now, now, session_id),
+    ).fetchone()
+    return None if row is None else decode_record(row)
+
+
 class RecoveryRecords:
     def __init__(self, writer: Writer, reader: Reader, clock: Clock) -> None:
         self._writer, self._reader, self._clock = writer, reader, clock
@@ -103,25 +116,10 @@ class RecoveryRecords:
     async def hold(self, session_id: int, decision: Decision) -> bool:
         return await self._set_state(session_id, RecoveryState.HELD, decision)
 
-    async def record_decision(self, session_id: int, decision: Decision) -> bool:
-        """Remember the latest verdict and why, without changing the state."""
-        return await self._set_state(session_id, None, decision)
-
     async def begin_attempt(self, session_id: int) -> RecoveryRecord | None:
         """A resume turn starts: state resuming, one more attempt. None if not a candidate."""
         now = self._clock.now()
-
-        def job(db: sqlite3.Connection) -> RecoveryRecord | None:
-            row = db.execute(
-                "UPDATE recovery SET state = 'resuming', attempts = attempts + 1,"
-                " last_attempt_at = ?, updated_at = ?"
-                " WHERE session_id = ? AND state IN ('pending', 'held', 'resuming')"
-                f" RETURNING {_COLUMNS}",
-                (now, now, session_id),
-            ).fetchone()
-            return None if row is None else decode_record(row)
-
-        return await self._writer.submit(job)
+        return await self._writer.submit(lambda db: begin_attempt_row(db, session_id, now))
 
     async def suspend(self, session_id: int, reason: str) -> bool:
         now = self._clock.now()

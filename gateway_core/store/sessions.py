@@ -44,16 +44,7 @@ class Sessions:
     async def next_generation(self, session_id: int) -> int:
         """Start a new turn generation; generations only ever grow."""
 
-        def job(db: sqlite3.Connection) -> int:
-            row = db.execute(
-                "UPDATE sessions SET generation = generation + 1 WHERE id = ? RETURNING generation",
-                (session_id,),
-            ).fetchone()
-            if row is None:
-                raise KeyError(f"no session {session_id}")
-            return int(row[0])
-
-        return await self._writer.submit(job)
+        return await self._writer.submit(lambda db: next_generation_row(db, session_id))
 
     async def get(self, session_id: int) -> Session | None:
         row = await self._reader.one(
@@ -76,6 +67,17 @@ class Sessions:
     async def count(self) -> int:
         row = await self._reader.one("SELECT count(*) FROM sessions")
         return int(row[0]) if row else 0
+
+
+def next_generation_row(db: sqlite3.Connection, session_id: int) -> int:
+    """Start a new generation inside an open transaction; generations only ever grow."""
+    row = db.execute(
+        "UPDATE sessions SET generation = generation + 1 WHERE id = ? RETURNING generation",
+        (session_id,),
+    ).fetchone()
+    if row is None:
+        raise KeyError(f"no session {session_id}")
+    return int(row[0])
 
 
 def begin_turn_row(db: sqlite3.Connection, session_id: int, generation: int, now: float) -> None:
