@@ -96,6 +96,20 @@ class OperatorActed(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class BackgroundNotice(Event):
+    """What became of one event of a background job (a completion, a watch match, ...).
+
+    outcome: queued (a notice turn will tell the agent), delivered (that turn started),
+    told-user (the conversation had moved on: the user got a short notice instead),
+    dropped-consumed, dropped-same-turn, dropped-stale, breaker-tripped."""
+
+    session_id: int | None
+    process_id: str
+    what: str  # completion | watch-match | watch-disabled | breaker
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
 class LogLine(Event):
     level: str
     message: str

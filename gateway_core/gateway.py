@@ -27,11 +27,25 @@ from gateway_core.agents.base import Agent
 from gateway_core.clock import Clock, SystemClock, wait_or_timeout
 from gateway_core.config import Config
 from gateway_core.delivery import Deliverer
-from gateway_core.events import DrainProgress, EventBus, RecoveryDecided
+from gateway_core.events import BackgroundNotice, DrainProgress, EventBus, RecoveryDecided
 from gateway_core.lanes import LaneFull, Lanes
-from gateway_core.model import Origin, RecoveryAction, RunRecord, Session, SessionKey
+from gateway_core.model import (
+    Origin,
+    ProcessCheckpoint,
+    RecoveryAction,
+    RunRecord,
+    Session,
+    SessionKey,
+)
 from gateway_core.notifiers import Notifiers
-from gateway_core.processes.registry import ProcessRegistry
+from gateway_core.processes.notices import (
+    completion_for_agent,
+    completion_for_user,
+    watch_disabled_for_agent,
+    watch_for_agent,
+)
+from gateway_core.processes.registry import ProcessRegistry, TrackedProcess
+from gateway_core.processes.watch import BreakerTripped, Match, WatchOutcome
 from gateway_core.questions import Questions
 from gateway_core.recovery.policy import policy_from_settings
 from gateway_core.recovery.startup import BootRecovery, recover_at_boot
@@ -45,7 +59,7 @@ from gateway_core.tools.basic import ClockTool, SleepTool
 from gateway_core.tools.clarify import ClarifyTool
 from gateway_core.tools.processes import ProcessTool, TerminalTool
 from gateway_core.tools.registry import Tool, ToolBox
-from gateway_core.turn import RequestKind, TurnRequest, TurnRunner
+from gateway_core.turn import Notice, RequestKind, TurnRequest, TurnRunner
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +113,7 @@ class Gateway:
         self._refreshing: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Future[None]] = set()
         self.unknown_deliveries = 0
+        self._completions_queued: set[str] = set()  # exactly one completion notice per job
         # Set up by start(); they live as long as one run.
         self.processes: ProcessRegistry
         self.deliverer: Deliverer
@@ -169,10 +184,12 @@ class Gateway:
         store = rt.store
         self.deliverer = Deliverer(rt)
         self.notifiers = Notifiers(rt, self._may_speak)
-        self.lanes = Lanes(
-            rt, TurnRunner(rt, self.deliverer, self.notifiers), on_turn_end=self._turn_ended
-        )
+        runner = TurnRunner(rt, self.deliverer, self.notifiers, on_notice=self._notice_settled)
+        self.lanes = Lanes(rt, runner, on_turn_end=self._turn_ended)
         self.processes = ProcessRegistry(store, self.clock, self.config.gateway.state_dir / "jobs")
+        self.processes.on_exit(self._job_ended)
+        self.processes.on_watch(self._job_watched)
+        self._completions_queued = set()
         self._sampling: asyncio.Task[None] | None = None
         if self.config.gateway.sample_interval > 0:
             self._sampling = asyncio.get_running_loop().create_task(
@@ -209,10 +226,15 @@ class Gateway:
         # Resume turns go to the front of their lanes, before any inbound backlog.
         for candidate in boot.with_action(RecoveryAction.RESUME):
             self.lanes.submit(candidate.session, TurnRequest(RequestKind.RESUME), first=True)
+        # Completions owed from before (the job ended while we were down, or its notice
+        # had not run yet): read from the store, so each is told exactly once.
+        for job in await store.processes.untold_completions():
+            await self._queue_completion(job, await self.processes.log_tail(job))
         for inbound in await store.inbox.open_items(limit=100_000):
             await self._queue_inbox_item(inbound.id, inbound.session_key, inbound.payload)
         for owed in await store.outbox.pending(limit=100_000):
             self.deliverer.enqueue(owed.session_id, owed.id)
+        self.lanes.kick_all()  # lanes given work while the gateway was still starting
         for adapter in self._adapters.values():
             await adapter.start_intake(self._accept)
         return boot
@@ -310,6 +332,86 @@ class Gateway:
 
     def _may_speak(self, session_id: int, generation: int) -> bool:
         return self.lanes.may_speak(session_id, generation)
+
+    # -- background job notices ----------------------------------------------------------
+    #
+    # A job's events are stamped with the generation that owns the job (the turn that started
+    # it, or a later turn that looked at it or was told about it). They reach the agent as a
+    # notice turn through the session's lane, so they wait for the running turn and never
+    # interrupt it. Whether a notice still applies is decided in the notice turn's own start
+    # transaction (turn.py): a completion the agent already consumed is dropped; a stale
+    # watch match is dropped; a stale completion is kept in the transcript and the user told.
+
+    def _job_ended(self, job: TrackedProcess) -> None:
+        checkpoint = job.checkpoint
+        if checkpoint.session_id is None or not checkpoint.notify_on_complete:
+            return
+        if self.state is GatewayState.STARTING:
+            return  # the boot pass queues owed completions from the store, in order
+        if checkpoint.consumed:
+            self._publish_notice(checkpoint, "completion", "dropped-consumed")
+            return
+        self._background(self._queue_completion(checkpoint, job.output.text()))
+
+    async def _queue_completion(self, job: ProcessCheckpoint, output: str) -> None:
+        if job.id in self._completions_queued or job.session_id is None:
+            return
+        self._completions_queued.add(job.id)
+        notice = Notice(job.id, job.generation, "completion", True, completion_for_user(job))
+        await self._queue_notice(job, notice, completion_for_agent(job, output))
+
+    def _job_watched(self, job: TrackedProcess, outcome: WatchOutcome) -> None:
+        checkpoint = job.checkpoint
+        if isinstance(outcome, BreakerTripped):
+            log.warning(
+                "watch breaker tripped: too many matches across jobs; dropping for %g s",
+                outcome.cooldown,
+            )
+            self._publish_notice(checkpoint, "breaker", "breaker-tripped")
+            return
+        if checkpoint.session_id is None:
+            return
+        what = "watch-match" if isinstance(outcome, Match) else "watch-disabled"
+        lane = self.lanes.find(checkpoint.session_id)
+        current = None if lane is None else lane.current
+        if current is not None and current.generation == checkpoint.generation:
+            # The turn that owns the job is running: it sees the output through its tools,
+            # and a notice turn queued behind it would re-inject what it already handled.
+            self._publish_notice(checkpoint, what, "dropped-same-turn")
+            return
+        if current is not None and (current.generation or 0) > checkpoint.generation:
+            self._publish_notice(checkpoint, what, "dropped-stale")
+            return
+        text = (
+            watch_for_agent(checkpoint, outcome)
+            if isinstance(outcome, Match)
+            else watch_disabled_for_agent(checkpoint, outcome)
+        )
+        notice = Notice(checkpoint.id, checkpoint.generation, what, False)
+        self._background(self._queue_notice(checkpoint, notice, text))
+
+    async def _queue_notice(self, job: ProcessCheckpoint, notice: Notice, text: str) -> None:
+        assert job.session_id is not None
+        if self._rt is None:
+            return
+        lane = self.lanes.find(job.session_id)
+        session = lane.session if lane else await self.store.sessions.get(job.session_id)
+        if session is None:
+            return
+        # Routed by the session's own stored origin when the turn's reply goes out: never by
+        # whichever conversation is in the foreground.
+        self.lanes.submit(session, TurnRequest(RequestKind.NOTICE, text, notice=notice))
+        self._publish_notice(job, notice.what, "queued")
+
+    def _notice_settled(self, notice: Notice, outcome: str, generation: int) -> None:
+        """A notice turn started, or was turned into something else, in its transaction."""
+        if outcome in ("delivered", "told-user"):
+            self.processes.handed_over(notice.process_id, generation, consumed=notice.consumes)
+
+    def _publish_notice(self, job: ProcessCheckpoint, what: str, outcome: str) -> None:
+        self.events.publish(
+            BackgroundNotice(self.clock.now(), job.session_id, job.id, what, outcome)
+        )
 
     # -- quiet, drain, restart -----------------------------------------------------------
 
@@ -526,6 +628,11 @@ class Gateway:
                 notify_on_complete=job.checkpoint.notify_on_complete,
                 watch_patterns=job.checkpoint.watch_patterns,
                 detached=job.detached,
+                generation=job.checkpoint.generation,
+                consumed=job.checkpoint.consumed,
+                watch_status="none" if job.watcher is None else job.watcher.status.value,
+                watch_delivered=0 if job.watcher is None else job.watcher.delivered,
+                watch_suppressed=0 if job.watcher is None else job.watcher.suppressed_total,
             )
             for job in (self.processes.all() if self._rt is not None else [])
         )

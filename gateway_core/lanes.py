@@ -92,7 +92,9 @@ class Lanes:
     def submit(self, session: Session, request: TurnRequest, *, first: bool = False) -> Lane:
         """Queue a turn request (resumes go first) and make sure the lane is moving."""
         lane = self.get(session)
-        if len(lane.queue) >= self._rt.config.lanes.max_queue and not first:
+        # The limit is for what users send; a job's notices are few (one per job event).
+        limited = not first and request.kind is RequestKind.MESSAGE
+        if limited and len(lane.queue) >= self._rt.config.lanes.max_queue:
             raise LaneFull(session.id)
         if first:
             lane.queue.appendleft(request)

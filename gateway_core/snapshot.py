@@ -57,6 +57,11 @@ class ProcessView:
     notify_on_complete: bool
     watch_patterns: tuple[str, ...]
     detached: bool  # re-adopted after a restart
+    generation: int = 0  # the turn that owns the job's events
+    consumed: bool = False  # its completion was taken (wait, log to the end, kill, notice)
+    watch_status: str = "none"  # none | watching | disabled: ...
+    watch_delivered: int = 0
+    watch_suppressed: int = 0
 
 
 @dataclass(frozen=True, slots=True)

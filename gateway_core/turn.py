@@ -23,7 +23,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from gateway_core.agents.base import Answer, AskTools, ToolDone, TurnContext
-from gateway_core.events import TurnFinished, TurnStarted
+from gateway_core.events import BackgroundNotice, TurnFinished, TurnStarted
 from gateway_core.model import (
     FinishReason,
     Message,
@@ -36,6 +36,7 @@ from gateway_core.model import (
 from gateway_core.recovery.note import resume_note, with_note
 from gateway_core.store.inbox import finish_row
 from gateway_core.store.outbox import enqueue_row
+from gateway_core.store.processes import hand_over_row, is_consumed_row
 from gateway_core.store.recovery_records import begin_attempt_row, clear_row
 from gateway_core.store.sessions import begin_turn_row, end_turn_row, next_generation_row
 from gateway_core.store.transcript import append_rows
@@ -54,11 +55,25 @@ class Outcome(StrEnum):
     FAILED = "failed"  # the agent raised; the user was told
     INTERRUPTED = "interrupted"
     SUPERSEDED = "superseded"  # a newer generation took over; the answer is kept, not sent
+    DROPPED = "dropped"  # a notice that did not become a turn (stale, consumed)
 
 
 class RequestKind(StrEnum):
     MESSAGE = "message"
     RESUME = "resume"
+    NOTICE = "notice"  # a background job's event, told to the agent as an internal turn
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Where a notice turn comes from: a job's event stamped with the generation that owned
+    the job when the event happened."""
+
+    process_id: str
+    stamp: int
+    what: str  # completion | watch-match | watch-disabled
+    consumes: bool  # a completion: telling the agent consumes it (exactly once)
+    user_text: str = ""  # for a completion the conversation moved on from: the user is told
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +81,7 @@ class TurnRequest:
     kind: RequestKind
     text: str = ""
     inbox_id: int | None = None
+    notice: Notice | None = None
 
 
 @dataclass
@@ -73,12 +89,47 @@ class TurnStart:
     generation: int
     marker_state: str
     marker_reason: str | None
+    dropped: str | None = None  # a notice not turned into a turn: why (BackgroundNotice)
+    outbox_id: int | None = None
+
+
+NoticeListener = Callable[[Notice, str, int], None]
+
+
+def _notice_instead_of_turn(
+    db: sqlite3.Connection, session_id: int, request: TurnRequest, now: float
+) -> TurnStart | None:
+    """A notice that must not become a turn, decided in the start transaction itself (so no
+    tool call can consume the completion or start a turn between the check and the turn)."""
+    notice = request.notice
+    assert notice is not None
+    current = int(
+        db.execute("SELECT generation FROM sessions WHERE id = ?", (session_id,)).fetchone()[0]
+    )
+    if notice.consumes and is_consumed_row(db, notice.process_id):
+        return TurnStart(current, "none", None, dropped="dropped-consumed")
+    if current == notice.stamp:
+        return None
+    if not notice.consumes:
+        return TurnStart(current, "none", None, dropped="dropped-stale")
+    # A completion after the conversation moved on: waking the agent into a newer context
+    # would be a phantom turn, and dropping it would lose the result. The transcript keeps
+    # it (the agent reads it next turn) and the user gets a short notice.
+    row = NewMessage(Role.USER, request.text, kind=MessageKind.NOTICE, generation=current)
+    append_rows(db, session_id, [row], now)
+    hand_over_row(db, notice.process_id, current, consume=True)
+    outbox_id = enqueue_row(db, session_id, current, "notice", notice.user_text, now)
+    return TurnStart(current, "none", None, dropped="told-user", outbox_id=outbox_id)
 
 
 def _start_job(
     session_id: int, request: TurnRequest, now: float
 ) -> Callable[[sqlite3.Connection], TurnStart]:
     def job(db: sqlite3.Connection) -> TurnStart:
+        if request.notice is not None:
+            instead = _notice_instead_of_turn(db, session_id, request, now)
+            if instead is not None:
+                return instead
         generation = next_generation_row(db, session_id)
         begin_turn_row(db, session_id, generation, now)
         state, reason = db.execute(
@@ -93,6 +144,14 @@ def _start_job(
             )
             append_rows(db, session_id, [note], now)
             begin_attempt_row(db, session_id, now)
+        elif request.notice is not None:
+            row = NewMessage(
+                Role.USER, request.text, kind=MessageKind.NOTICE, generation=generation
+            )
+            append_rows(db, session_id, [row], now)
+            hand_over_row(
+                db, request.notice.process_id, generation, consume=request.notice.consumes
+            )
         else:
             append_rows(
                 db, session_id, [NewMessage(Role.USER, request.text, generation=generation)], now
@@ -105,10 +164,17 @@ def _start_job(
 
 
 class TurnRunner:
-    def __init__(self, runtime: Runtime, deliverer: Deliverer, notifiers: Notifiers) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        deliverer: Deliverer,
+        notifiers: Notifiers,
+        on_notice: NoticeListener = lambda notice, outcome, generation: None,
+    ) -> None:
         self._rt = runtime
         self._deliverer = deliverer
         self._notifiers = notifiers
+        self._on_notice = on_notice
 
     async def run(
         self, session: Session, request: TurnRequest, on_generation: Callable[[int], None]
@@ -118,6 +184,22 @@ class TurnRunner:
         started_mono = rt.clock.monotonic()
         start = await rt.store.write(_start_job(session.id, request, rt.clock.now()))
         generation = start.generation
+        if request.notice is not None:
+            outcome_name = start.dropped or "delivered"
+            self._on_notice(request.notice, outcome_name, generation)
+            rt.events.publish(
+                BackgroundNotice(
+                    rt.clock.now(),
+                    session.id,
+                    request.notice.process_id,
+                    request.notice.what,
+                    outcome_name,
+                )
+            )
+            if start.dropped is not None:
+                if start.outbox_id is not None:
+                    self._deliverer.enqueue(session.id, start.outbox_id)
+                return Outcome.DROPPED
         on_generation(generation)
         resume = request.kind is RequestKind.RESUME
         if resume:
@@ -136,7 +218,14 @@ class TurnRunner:
                 return tuple(await rt.store.transcript.tail(session.id, HISTORY_ROWS))
 
             context = TurnContext(
-                session, generation, agent_input, resume, rt.tools, rt.clock, load_history
+                session,
+                generation,
+                agent_input,
+                resume,
+                rt.tools,
+                rt.clock,
+                load_history,
+                notice=request.kind is RequestKind.NOTICE,
             )
             answer: Answer | None = None
             try:

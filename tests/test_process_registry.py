@@ -196,3 +196,35 @@ async def test_sampling_reads_cpu_memory_and_children_of_each_tree(
     assert family.sample is not None
     assert family.sample.children == 2 and family.sample.rss > 0
     assert family.sample.cpu_percent < 20
+
+
+async def test_exactly_one_ending_per_job_when_kill_and_the_reader_race(
+    registry: ProcessRegistry,
+) -> None:
+    endings: list[str] = []
+    registry.on_exit(lambda job: endings.append(job.id))
+    jobs = [
+        await registry.start(f"sleep 0.0{i % 5}", session_id=None, generation=1) for i in range(20)
+    ]
+    await asyncio.gather(*(registry.kill(job.id, grace=0.2) for job in jobs))
+    for job in jobs:
+        await finished(job)
+    assert sorted(endings) == sorted(job.id for job in jobs)  # each exactly once
+
+
+async def test_the_agents_kill_consumes_before_any_ending_is_announced(
+    registry: ProcessRegistry,
+) -> None:
+    seen: list[bool] = []
+    registry.on_exit(lambda job: seen.append(job.checkpoint.consumed))
+    jobs = [
+        await registry.start("sleep 1", session_id=None, generation=1, notify_on_complete=True)
+        for _ in range(10)
+    ]
+    await asyncio.gather(*(registry.kill(job.id, grace=0.2, consume=True) for job in jobs))
+    for job in jobs:
+        await finished(job)
+    # The kill's own SIGTERM ends the job, so the reader may notice the ending first: the
+    # listener must still see it consumed. (A job that ended before the kill began is caught
+    # by the notice turn's start transaction instead: test_process_notices.)
+    assert seen == [True] * 10

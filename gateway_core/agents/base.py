@@ -27,6 +27,8 @@ class TurnContext:
     # The transcript tail, ending with this turn's input row. Read on demand: an agent that
     # does not need it (an instant scripted reply) pays nothing for it.
     load_history: Callable[[], Awaitable[tuple[Message, ...]]]
+    # The input is an internal notification (a background job's event), not the user's words.
+    notice: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,9 @@
     steps 3               -> three `clock` calls in a row, then an answer
     ask Which branch?     -> asks the user (clarify) and answers with what they said
 
+A notice turn (a background job finished or matched a watch pattern) answers with the
+notice's first line.
+
 A resumed turn (after a restart) answers once, naming what it was asked, and re-runs
 nothing: that is what the recovery note asks a real model to do.
 """
@@ -36,6 +39,10 @@ class ScriptedAgent:
         if context.resume:
             request = _last_request(await context.load_history())
             yield Answer(f"Back after a restart. You had asked: {request!r}")
+            return
+        if context.notice:  # a background job's event: acknowledge it in one line
+            first = _strip_note(context.input).strip().splitlines()[0]
+            yield Answer(f"Background update: {first.strip('[]')}")
             return
         text = _strip_note(context.input).strip()
         command, _, rest = text.partition(" ")

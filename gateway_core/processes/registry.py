@@ -32,6 +32,7 @@ from gateway_core.model import ProcessCheckpoint
 from gateway_core.processes.killing import KillResult, kill_tree, tree_of
 from gateway_core.processes.output import OutputBuffer
 from gateway_core.processes.sampler import Sample, TreeSampler
+from gateway_core.processes.watch import Breaker, WatchDisabled, Watcher, WatchOutcome
 from gateway_core.store import Store
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class TrackedProcess:
     detached: bool = False  # adopted after a restart: not our child
     sample: Sample | None = None  # the latest CPU / memory / children reading
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    watcher: Watcher | None = None
     _offset: int = 0
     _task: asyncio.Task[None] | None = None
 
@@ -71,6 +73,7 @@ class TrackedProcess:
 
 
 ExitListener = Callable[[TrackedProcess], None]
+WatchListener = Callable[[TrackedProcess, WatchOutcome], None]
 
 
 class ProcessRegistry:
@@ -80,7 +83,9 @@ class ProcessRegistry:
         self._log_dir = log_dir
         self._processes: dict[str, TrackedProcess] = {}
         self._listeners: list[ExitListener] = []
+        self._watch_listeners: list[WatchListener] = []
         self._sampler = TreeSampler()
+        self.breaker = Breaker()  # shared by every job's watcher
 
     @property
     def last_sample_cpu(self) -> float:
@@ -109,6 +114,18 @@ class ProcessRegistry:
 
     def on_exit(self, listener: ExitListener) -> None:
         self._listeners.append(listener)
+
+    def on_watch(self, listener: WatchListener) -> None:
+        self._watch_listeners.append(listener)
+
+    def _track(self, checkpoint: ProcessCheckpoint, *, detached: bool) -> TrackedProcess:
+        tracked = TrackedProcess(
+            checkpoint,
+            detached=detached,
+            watcher=Watcher(checkpoint.watch_patterns, self.breaker),
+        )
+        self._processes[checkpoint.id] = tracked
+        return tracked
 
     def get(self, process_id: str) -> TrackedProcess | None:
         return self._processes.get(process_id)
@@ -159,8 +176,7 @@ class ProcessRegistry:
             consumed=False,
             started_at=self._clock.now(),
         )
-        tracked = TrackedProcess(checkpoint)
-        self._processes[process_id] = tracked
+        tracked = self._track(checkpoint, detached=False)
         await self._store.processes.save(checkpoint)
         tracked._task = asyncio.get_running_loop().create_task(
             self._watch(tracked, child.wait), name=f"watch-{process_id}"
@@ -175,18 +191,47 @@ class ProcessRegistry:
             tracked.checkpoint = replace(tracked.checkpoint, consumed=True)
             await self._store.processes.save(tracked.checkpoint)
 
-    async def kill(self, process_id: str, grace: float = 2.0) -> KillResult:
-        """Kill the whole tree. Reports killed only when nothing of it survived."""
+    async def claim(self, process_id: str, generation: int) -> None:
+        """A later turn of the owning session looked at this job: it owns its events now
+        (they are stamped with its generation, so they are not stale for it)."""
+        tracked = self._processes.get(process_id)
+        if tracked is not None and generation > tracked.checkpoint.generation:
+            tracked.checkpoint = replace(tracked.checkpoint, generation=generation)
+            await self._store.processes.save(tracked.checkpoint)
+
+    def handed_over(self, process_id: str, generation: int, consumed: bool) -> None:
+        """A notice turn took the job over (its start transaction already wrote this)."""
+        tracked = self._processes.get(process_id)
+        if tracked is not None:
+            tracked.checkpoint = replace(
+                tracked.checkpoint,
+                generation=max(generation, tracked.checkpoint.generation),
+                consumed=tracked.checkpoint.consumed or consumed,
+            )
+
+    async def kill(
+        self, process_id: str, grace: float = 2.0, *, consume: bool = False
+    ) -> KillResult:
+        """Kill the whole tree. Reports killed only when nothing of it survived.
+
+        consume=True (the agent's own kill): the completion is consumed BEFORE the signal,
+        so an exit noticed by the reader meanwhile cannot slip a completion notice out."""
         tracked = self._processes.get(process_id)
         if tracked is None or tracked.state != ProcessState.RUNNING:
             return KillResult(True, (), False)
         checkpoint = tracked.checkpoint
         assert checkpoint.pid is not None
+        already = checkpoint.consumed
+        if consume:
+            tracked.checkpoint = replace(checkpoint, consumed=True)
         result = await asyncio.to_thread(
             kill_tree, checkpoint.pid, checkpoint.pid_started_at, grace
         )
         if result.killed:
             await self._finish(tracked, ProcessState.KILLED, None, "killed")
+        elif consume and not already and tracked.state == ProcessState.RUNNING:
+            # It survived: the agent was told so, and may still want to hear when it ends.
+            tracked.checkpoint = replace(tracked.checkpoint, consumed=False)
         return result
 
     async def kill_all(self, grace: float = 2.0) -> list[KillResult]:
@@ -199,8 +244,7 @@ class ProcessRegistry:
         for checkpoint in await self._store.processes.live():
             if checkpoint.id in self._processes:
                 continue
-            tracked = TrackedProcess(checkpoint, detached=True)
-            self._processes[checkpoint.id] = tracked
+            tracked = self._track(checkpoint, detached=True)
             alive = checkpoint.pid is not None and tree_of(
                 checkpoint.pid, checkpoint.pid_started_at
             )
@@ -222,6 +266,15 @@ class ProcessRegistry:
                 await self._finish(tracked, ProcessState.EXITED, code, "exited")
         return adopted
 
+    async def log_tail(self, checkpoint: ProcessCheckpoint, chars: int = 4000) -> str:
+        """The end of a job's log file (for a job this run never tracked)."""
+        tracked = self._processes.get(checkpoint.id)
+        if tracked is not None:
+            return tracked.output.text()[-chars:]
+        if checkpoint.log_path is None:
+            return ""
+        return await asyncio.to_thread(_read_tail, checkpoint.log_path, chars)
+
     async def close(self) -> None:
         """Stop watching (the jobs themselves keep running: they may be re-adopted)."""
         tasks = [p._task for p in self._processes.values() if p._task is not None]
@@ -238,10 +291,12 @@ class ProcessRegistry:
         try:
             while not waiter.done():
                 before = tracked._offset
-                await self._read_log(tracked)
+                await self._read_log(tracked, watch=True)
                 every = TAIL_EVERY if tracked._offset > before else min(every * 2, TAIL_IDLE)
                 await asyncio.wait({waiter}, timeout=every)
-            await self._read_log(tracked)
+            # What it wrote before it exited still counts for its watch patterns; nothing is
+            # read after the ending is recorded, so late output never matches.
+            await self._read_log(tracked, watch=True)
             tracked.output.close()
             if tracked.state != ProcessState.RUNNING:
                 return  # killed meanwhile: already recorded
@@ -253,13 +308,26 @@ class ProcessRegistry:
         finally:
             waiter.cancel()
 
-    async def _read_log(self, tracked: TrackedProcess) -> None:
+    async def _read_log(self, tracked: TrackedProcess, *, watch: bool = False) -> None:
+        """Read new output, matching watch patterns when asked."""
         path = tracked.checkpoint.log_path
         if path is None:
             return
         while data := await asyncio.to_thread(_read_from, path, tracked._offset):
             tracked._offset += len(data)
-            tracked.output.feed(data)
+            lines = tracked.output.feed(data)
+            if watch and lines and tracked.watcher is not None and tracked.watcher.active:
+                for outcome in tracked.watcher.feed(lines, self._clock.monotonic()):
+                    await self._watched(tracked, outcome)
+
+    async def _watched(self, tracked: TrackedProcess, outcome: WatchOutcome) -> None:
+        if isinstance(outcome, WatchDisabled) and not tracked.checkpoint.notify_on_complete:
+            # Watching stopped: the job reports its end instead (persisted: it survives a
+            # restart).
+            tracked.checkpoint = replace(tracked.checkpoint, notify_on_complete=True)
+            await self._store.processes.save(tracked.checkpoint)
+        for listener in self._watch_listeners:
+            listener(tracked, outcome)
 
     async def _finish(
         self, tracked: TrackedProcess, state: ProcessState, code: int | None, reason: str
@@ -288,6 +356,17 @@ def _read_from(path: str, offset: int) -> bytes:
             return handle.read(READ_CHUNK)
     except FileNotFoundError:
         return b""
+
+
+def _read_tail(path: str, chars: int) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - chars * 4))
+            return handle.read().decode("utf-8", errors="replace")[-chars:]
+    except OSError:
+        return ""
 
 
 def _read_status(log_path: str | None) -> int | None:

@@ -40,6 +40,28 @@ def _decode(row: tuple[Any, ...]) -> ProcessCheckpoint:
     )
 
 
+def hand_over_row(
+    db: sqlite3.Connection, process_id: str, generation: int, *, consume: bool
+) -> bool:
+    """Inside a notice turn's start transaction: the turn takes the job over (its later
+    events are stamped with this generation) and, for a completion, consumes it. False when
+    the completion was consumed already (by wait, log or kill): nothing is to be told."""
+    row = db.execute("SELECT consumed FROM processes WHERE id = ?", (process_id,)).fetchone()
+    if row is None or (consume and row[0]):
+        return False
+    db.execute(
+        "UPDATE processes SET generation = MAX(generation, ?), consumed = consumed OR ?"
+        " WHERE id = ?",
+        (generation, int(consume), process_id),
+    )
+    return True
+
+
+def is_consumed_row(db: sqlite3.Connection, process_id: str) -> bool:
+    row = db.execute("SELECT consumed FROM processes WHERE id = ?", (process_id,)).fetchone()
+    return row is None or bool(row[0])
+
+
 class Processes:
     def __init__(self, writer: Writer, reader: Reader) -> None:
         self._writer, self._reader = writer, reader
@@ -64,6 +86,15 @@ class Processes:
     async def live(self) -> list[ProcessCheckpoint]:
         rows = await self._reader.all(
             f"SELECT {_COLUMNS} FROM processes WHERE state = 'running' ORDER BY started_at"
+        )
+        return [_decode(row) for row in rows]
+
+    async def untold_completions(self) -> list[ProcessCheckpoint]:
+        """Ended jobs whose completion notice is still owed (crash or stop before it ran)."""
+        rows = await self._reader.all(
+            f"SELECT {_COLUMNS} FROM processes WHERE state != 'running'"
+            " AND notify_on_complete AND NOT consumed AND session_id IS NOT NULL"
+            " ORDER BY ended_at"
         )
         return [_decode(row) for row in rows]
 

@@ -165,6 +165,8 @@ class ProcessTool:
         job = registry.get(process_id) if isinstance(process_id, str) else None
         if job is None or job.checkpoint.session_id != context.session_id:
             raise ToolError(f"no process {process_id!r} in this conversation")
+        # This turn is looking after the job now: its later events are not stale for it.
+        await registry.claim(job.id, context.generation)
         if action == "poll":
             return ToolOutcome(json.dumps(self._status(job) | {"last_lines": job.output.tail(5)}))
         if action == "log":
@@ -183,10 +185,10 @@ class ProcessTool:
                 return ToolOutcome(json.dumps(self._status(job) | {"note": note}))
             await registry.consume(job.id)
             return ToolOutcome(json.dumps(self._status(job) | {"output": _tail(job)}))
-        result = await registry.kill(job.id)
+        result = await registry.kill(job.id, consume=True)
         if not result.killed:
             raise ToolError(f"not killed: processes {list(result.survivors)} survived")
-        await registry.consume(job.id)
+        await registry.consume(job.id)  # also when it had already exited
         return ToolOutcome(json.dumps(self._status(job) | {"output": _tail(job)}))
 
     async def _log(

@@ -5,7 +5,8 @@
 Starts a gateway (system clock, scripted agent, loopback adapter journaling to FILE), prints
 READY once started, then has N loopback users ("u0".."uN-1") each send M messages, one at a
 time, waiting for each reply before the next, so turns are always in flight. It then idles
-until killed. With --no-traffic it only starts and idles. SIGTERM or SIGINT drains and stops
+until killed. With --no-traffic it only starts and idles. --say TEXT: user "u0" sends TEXT
+once, and SAID is printed when its reply arrived. SIGTERM or SIGINT drains and stops
 the gateway and exits 0; SIGKILL is the crash under test.
 """
 
@@ -41,6 +42,11 @@ async def main(args: argparse.Namespace) -> None:
     await gateway.start()
 
     stop = ready_until_signalled()
+    if args.say is not None:
+        speaker = adapter.user("u0")
+        await speaker.say(args.say)
+        await speaker.wait_for(1, within=30)
+        print("SAID", flush=True)
 
     traffic = None
     if not args.no_traffic:
@@ -70,6 +76,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-traffic", action="store_true")
+    parser.add_argument("--say", default=None)
     return parser.parse_args()
 
 
