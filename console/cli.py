@@ -32,16 +32,24 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(
-        "demo", help="walk through a crash and restart with sessions in every recovery state"
+        "demo", help="the live console over a demo gateway with simulated users"
     )
-    demo.add_argument(
-        "--gate",
-        choices=[gate.value for gate in Gate],
-        default=Gate.SAFE.value,
-        help="recovery gate the restarted gateway uses (default: safe)",
+    walk = commands.add_parser(
+        "walkthrough", help="narrate a crash and restart with sessions in every recovery state"
     )
+    for sub in (demo, walk):
+        sub.add_argument(
+            "--gate",
+            choices=[gate.value for gate in Gate],
+            default=Gate.SAFE.value,
+            help="recovery gate the restarted gateway uses (default: safe)",
+        )
+        sub.add_argument(
+            "--state-dir", type=Path, help="keep the demo state here instead of a temporary dir"
+        )
+    demo.add_argument("--read-only", action="store_true", help="show everything, change nothing")
     demo.add_argument(
-        "--state-dir", type=Path, help="keep the demo database here instead of a temporary dir"
+        "--no-mouse", action="store_true", help="no mouse reporting (safer over SSH and tmux)"
     )
 
     config = commands.add_parser("config", help="print the effective configuration and sources")
@@ -53,9 +61,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "demo":
-            from console.walkthrough import run_walkthrough
+            from console.demo import run_demo
 
             tune_for_long_running_server()
+            if args.state_dir is not None:
+                args.state_dir.mkdir(parents=True, exist_ok=True)
+            return asyncio.run(
+                run_demo(
+                    Gate(args.gate),
+                    args.state_dir,
+                    read_only=args.read_only,
+                    mouse=not args.no_mouse,
+                )
+            )
+        if args.command == "walkthrough":
+            from console.walkthrough import run_walkthrough
+
             return asyncio.run(run_walkthrough(Gate(args.gate), args.state_dir))
         if args.command == "config":
             return print_config(load_config(args.config))

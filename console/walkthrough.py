@@ -1,4 +1,4 @@
-"""`switchboard demo` until the live console lands: a crash and restart, narrated.
+"""`switchboard walkthrough`: a crash and restart, narrated (no console needed).
 
 It writes nine conversations in every interesting state to a throwaway store, leaves the
 first boot without a clean stop (as SIGKILL would), boots again, runs the real recovery pass
@@ -36,7 +36,7 @@ class Scene:
     suspended: bool = False
 
 
-def _scenes(now: float) -> list[Scene]:
+def scenes(now: float) -> list[Scene]:
     def u(text: str, ago: float, kind: str = MessageKind.TEXT) -> NewMessage:
         return NewMessage(Role.USER, text, kind=kind, created_at=now - ago)
 
@@ -138,7 +138,7 @@ async def _walk(console: Console, gate: Gate, state_dir: Path) -> None:
     async with await Store.open(path, clock=clock) as store:
         crashed = await store.runs.begin(pid=os.getpid())
         sessions = {}
-        for scene in _scenes(clock.now()):
+        for scene in scenes(clock.now()):
             key = SessionKey("loopback", scene.user)
             origin = Origin("loopback", scene.user, user_name=scene.user) if scene.origin else None
             session = await store.sessions.ensure(key, origin)
@@ -158,10 +158,7 @@ async def _walk(console: Console, gate: Gate, state_dir: Path) -> None:
         console.print(f"Boot #{boot.run.id} ran the recovery pass with gate [b]{gate}[/b].\n")
         console.print(_decisions_table(boot, sessions))
         console.print(await _gates_table(store, boot, sessions, clock.now()))
-        console.print(
-            "Next: the live operator console (sessions, drain progress, recovery candidates, "
-            "processes, timers) replaces this walkthrough under the same command."
-        )
+        console.print("The live console: switchboard demo")
 
 
 def _decisions_table(boot: BootRecovery, scenes: dict[int, Scene]) -> Table:

@@ -39,6 +39,7 @@ MUTATING = frozenset(
         "interrupt",
         "suspend",
         "unsuspend",
+        "kill-process",
     }
 )
 
@@ -121,6 +122,27 @@ class Control:
 
         return await self._act(actor, "interrupt", [session_id], None, body)
 
+    async def kill_process(self, process_id: str, *, actor: str) -> ActionResult:
+        """Kill a background job's whole tree. Its conversation is still told it ended (an
+        operator's kill is not the agent's: nothing consumed its completion)."""
+
+        async def body() -> ActionResult:
+            job = self._gateway.processes.get(process_id)
+            if job is None:
+                return ActionResult(False, f"no process {process_id}")
+            if job.state != "running":
+                return ActionResult(False, f"process {process_id} is not running ({job.state})")
+            result = await self._gateway.processes.kill(
+                process_id, grace=self._gateway.config.gateway.grace
+            )
+            if not result.killed:
+                return ActionResult(
+                    False, f"process {process_id} NOT killed: {list(result.survivors)} survived"
+                )
+            return ActionResult(True, f"process {process_id} killed")
+
+        return await self._act(actor, "kill-process", [process_id], None, body)
+
     async def quiet(self, *, actor: str) -> ActionResult:
         async def body() -> ActionResult:
             if self._gateway.quiet():
@@ -169,7 +191,7 @@ class Control:
         self,
         actor: str,
         action: str,
-        targets: list[int],
+        targets: list[int] | list[str],
         reason: str | None,
         body: Callable[[], Awaitable[ActionResult]],
     ) -> ActionResult:
@@ -220,7 +242,7 @@ class Control:
         self,
         actor: str,
         action: str,
-        targets: list[int],
+        targets: list[int] | list[str],
         reason: str | None,
         result: ActionResult,
     ) -> ActionResult:

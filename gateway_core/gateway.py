@@ -605,7 +605,7 @@ class Gateway:
                         thread_id=lane.session.key.thread_id,
                         user_name=None if origin is None else origin.user_name,
                         state=state,
-                        generation=None if current is None else current.generation,
+                        generation=lane.generation if current is None else current.generation,
                         turn_age=None if current is None else now_mono - current.started_mono,
                         queued=len(lane.queue),
                         last_activity=lane.last_activity,
@@ -661,4 +661,5 @@ class Gateway:
             processes=processes,
             loop_guard_tripped=bool(self.boot and self.boot.loop_guard_tripped),
             counts=counts,
+            taken_at=now,
         )

@@ -44,6 +44,10 @@ class Lane:
     last_activity: float = 0.0
     # Set when the loop has nothing left to do (drain waits on it).
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    generation: int = 0  # the newest generation this lane has seen start
+
+    def __post_init__(self) -> None:
+        self.generation = self.session.generation
 
     @property
     def busy(self) -> bool:
@@ -159,6 +163,7 @@ class Lanes:
         def learn_generation(generation: int) -> None:
             if lane.current is not None:
                 lane.current.generation = generation
+            lane.generation = max(lane.generation, generation)
 
         task = asyncio.get_running_loop().create_task(
             self._runner.run(lane.session, request, learn_generation),

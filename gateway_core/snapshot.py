@@ -77,3 +77,4 @@ class Snapshot:
     loop_guard_tripped: bool
     processes: tuple[ProcessView, ...] = ()
     counts: Mapping[str, int] = field(default_factory=dict)
+    taken_at: float = 0.0  # the gateway clock's epoch time when this was taken (ages use it)

@@ -49,8 +49,10 @@ def _env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def test_demo_walks_through_a_restart_and_exits_cleanly(tmp_path: Path) -> None:
-    code, screen = run_in_pty([*SWITCHBOARD, "demo", "--state-dir", str(tmp_path)], _env(tmp_path))
+def test_walkthrough_narrates_a_restart_and_exits_cleanly(tmp_path: Path) -> None:
+    code, screen = run_in_pty(
+        [*SWITCHBOARD, "walkthrough", "--state-dir", str(tmp_path)], _env(tmp_path)
+    )
     assert code == 0, screen
     for expected in ("resumable", "ambiguous-tool", "stale", "recovery-loop", "awaiting-user"):
         assert expected in screen

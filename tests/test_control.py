@@ -44,7 +44,7 @@ def ok(action: str, targets: Sequence[int], detail: str, reason: str | None = No
 
 
 def refused(
-    action: str, targets: Sequence[int], detail: str, reason: str | None = None
+    action: str, targets: Sequence[int | str], detail: str, reason: str | None = None
 ) -> AuditRow:
     return (ACTOR, action, tuple(str(t) for t in targets), reason, "refused", detail)
 
@@ -768,13 +768,14 @@ async def test_a_read_only_control_refuses_every_action_and_changes_nothing(
         "resume-intake": await control.resume_intake(actor=ACTOR),
         "drain": await control.drain(actor=ACTOR, timeout=0),
         "restart": await control.restart(actor=ACTOR, timeout=0),
+        "kill-process": await control.kill_process("proc_0", actor=ACTOR),
     }
     assert set(results) == MUTATING
     for action, outcome in results.items():
         assert outcome == ActionResult(False, f"{action} refused: this console is read-only")
         assert "read-only" in outcome.message
 
-    def row(action: str, targets: Sequence[int], reason: str | None = None) -> AuditRow:
+    def row(action: str, targets: Sequence[int | str], reason: str | None = None) -> AuditRow:
         return refused(action, targets, f"{action} refused: this console is read-only", reason)
 
     assert await audit_rows(gateway.store) == [
@@ -788,6 +789,7 @@ async def test_a_read_only_control_refuses_every_action_and_changes_nothing(
         row("resume-intake", []),
         row("drain", []),
         row("restart", []),
+        row("kill-process", ["proc_0"]),
     ]
 
     # Nothing changed: the candidates, the gateway, the run and the running turn.

@@ -1,0 +1,176 @@
+"""`switchboard demo`: the console over a real gateway with simulated users.
+
+Everything runs through the real gateway code on a throwaway state dir: the loopback platform,
+the scripted agent, real background processes. Simulated users keep producing what the
+console can show (quick answers, long turns with notifiers, queued follow-ups, background jobs
+with completions and watch matches, a question nobody answers). "Restart now" interrupts
+every running turn as a crash would and adds crashed conversations of every verdict, so the
+recovery tab fills up and can be worked through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import signal
+import tempfile
+from pathlib import Path
+
+from console.app import ConsoleApp
+from console.backend import InProcessBackend
+from console.walkthrough import scenes
+from gateway_core.adapters.loopback import LoopbackAdapter, LoopbackUser
+from gateway_core.agents.scripted import ScriptedAgent
+from gateway_core.clock import SystemClock
+from gateway_core.config import Config, load_config
+from gateway_core.control import ActionResult
+from gateway_core.gateway import Gateway
+from gateway_core.log_ring import LogRing
+from gateway_core.model import Gate, Origin, SessionKey
+from gateway_core.store import DATABASE_NAME, Store
+
+log = logging.getLogger(__name__)
+
+BUILD = "for i in 1 2 3 4 5 6 7 8; do echo compiling unit $i; sleep 2; done; echo BUILD OK"
+SERVER = (
+    "for i in $(seq 1 40); do echo request $i served; "
+    "[ $((i % 7)) = 0 ] && echo 'ERROR upstream timed out'; sleep 1.5; done"
+)
+HOSTILE = "[/x] [@click=app.quit]click me[/] \x1b]0;pwned\x07\x1b[5mblink"
+
+
+def demo_config(state_dir: Path, gate: Gate) -> Config:
+    path = state_dir / "demo.toml"
+    path.write_text(
+        "[gateway]\n"
+        f'state_dir = "{state_dir}"\n'
+        "drain_timeout = 10\n"
+        "grace = 1\n"
+        "sample_interval = 1\n"
+        "[recovery]\n"
+        f'gate = "{gate.value}"\n'
+        "[notifier]\n"
+        "interval = 6\n"
+        "[agent]\n"
+        'kind = "scripted"\n'
+        "clarify_timeout = 25\n"
+    )
+    return load_config(path, env={})
+
+
+def log_to_file_and_ring(state_dir: Path) -> LogRing:
+    """Logs go to a file and the console's log pane, never to the screen."""
+    ring = LogRing()
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    file_handler = logging.FileHandler(state_dir / "gateway.log")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root.addHandler(file_handler)
+    root.addHandler(ring)
+    root.setLevel(logging.INFO)
+    return ring
+
+
+async def _user(user: LoopbackUser, script: list[tuple[str, float]]) -> None:
+    """Say each line, then wait; forever. A failure is logged, never raised into the UI."""
+    for text, pause in itertools.cycle(script):
+        try:
+            await user.say(text)
+        except Exception:
+            log.exception("simulated user %s failed", user.origin.chat_id)
+        await asyncio.sleep(pause)
+
+
+def users(adapter: LoopbackAdapter) -> list[asyncio.Task[None]]:
+    def terminal(command: str, **flags: object) -> str:
+        return "tool terminal " + json.dumps({"command": command, "background": True, **flags})
+
+    cast = {
+        ("ada", None): [("hello", 4.0), ("what time is it?", 6.0)],
+        ("bob", None): [("think 20", 30.0)],
+        ("cy", None): [("think 8", 0.5), ("and a follow-up", 0.5), ("one more", 25.0)],
+        ("dev-team", "42"): [(terminal(BUILD, notify_on_complete=True), 40.0)],
+        ("dev-team", "7"): [(terminal(SERVER, watch_patterns=["ERROR"]), 70.0)],
+        ("eve", None): [("ask Which branch should I deploy?", 60.0)],
+        ("fay", None): [("steps 4", 15.0), ('tool sleep {"seconds": 3}', 15.0)],
+        ("mallory", None): [(HOSTILE, 20.0)],
+    }
+    tasks = []
+    for (chat, topic), script in cast.items():
+        user = adapter.user(chat, topic, name=chat)
+        tasks.append(asyncio.create_task(_user(user, script), name=f"demo-user-{chat}"))
+    return tasks
+
+
+class Demo:
+    def __init__(self, state_dir: Path, gate: Gate) -> None:
+        self.state_dir = state_dir
+        self.config = demo_config(state_dir, gate)
+        self.adapter = LoopbackAdapter()
+        self.gateway = Gateway(
+            self.config, agent=ScriptedAgent(), adapters=[self.adapter], clock=SystemClock()
+        )
+        self._restarts = itertools.count(1)
+
+    async def crash_restart(self) -> ActionResult:
+        """Interrupt everything as a crash would, add crashed conversations of every verdict,
+        and boot again: the recovery pass decides, the console shows it."""
+        round_ = next(self._restarts)
+        await self.gateway.stop(0)
+        now = self.gateway.clock.now()
+        async with await Store.open(
+            self.state_dir / DATABASE_NAME, clock=self.gateway.clock
+        ) as store:
+            for scene in scenes(now):
+                name = f"{scene.user}-{round_}"
+                origin = Origin("loopback", name, user_name=name) if scene.origin else None
+                session = await store.sessions.ensure(SessionKey("loopback", name), origin)
+                await store.transcript.append(session.id, list(scene.rows))
+                if scene.suspended:
+                    await store.recovery.suspend(session.id, "operator")
+                else:
+                    await store.recovery.mark(session.id, "crash")
+        boot = await self.gateway.start()
+        return ActionResult(
+            True,
+            f"restarted as run {boot.run.id}: {len(boot.candidates)} candidate(s) decided",
+        )
+
+
+async def run_demo(gate: Gate, state_dir: Path | None, *, read_only: bool, mouse: bool) -> int:
+    if state_dir is None:
+        with tempfile.TemporaryDirectory(prefix="switchboard-demo-") as temporary:
+            return await _run(gate, Path(temporary), read_only=read_only, mouse=mouse)
+    return await _run(gate, state_dir, read_only=read_only, mouse=mouse)
+
+
+async def _run(gate: Gate, state_dir: Path, *, read_only: bool, mouse: bool) -> int:
+    ring = log_to_file_and_ring(state_dir)
+    demo = Demo(state_dir, gate)
+    await demo.gateway.start()
+    simulated = users(demo.adapter)
+    backend = InProcessBackend(demo.gateway, read_only=read_only, log=ring)
+    app = ConsoleApp(backend, demo_restart=None if read_only else demo.crash_restart)
+    try:
+        outcome = await app.run_async(mouse=mouse)
+    finally:
+        for task in simulated:
+            task.cancel()
+        await asyncio.gather(*simulated, return_exceptions=True)
+    if outcome in ("detach", None) and demo.gateway.state.value != "stopped":
+        # Detached (or the UI failed): the gateway goes on without it until interrupted.
+        why = "detached" if outcome == "detach" else "the console stopped unexpectedly"
+        print(f"Console {why}; the gateway keeps running. Ctrl+C drains and stops it.")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+    if demo.gateway.state.value != "stopped":
+        report = await demo.gateway.stop()
+        print(f"Gateway stopped ({'clean' if report.clean else 'turns left for recovery'}).")
+    print(f"State and log: {state_dir}")
+    return 0

@@ -1,0 +1,193 @@
+"""Snapshot views turned into table rows: pure functions, no widgets.
+
+Every cell is a `Text`; untrusted parts (names, commands, output, reasons) go through
+`safety.safe`. Column widths are fixed here, once, so a table never re-measures itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.text import Text
+
+from console.safety import safe
+from gateway_core.notifiers import NotifierView
+from gateway_core.snapshot import CandidateView, ProcessView, SessionView
+
+Cells = tuple[Text, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    key: str
+    label: str
+    width: int
+
+
+SESSION_COLUMNS = (
+    Column("id", "#", 6),
+    Column("where", "Conversation", 26),
+    Column("state", "State", 9),
+    Column("gen", "Gen", 5),
+    Column("age", "Turn", 7),
+    Column("queue", "Queue", 5),
+    Column("activity", "Last activity", 13),
+)
+CANDIDATE_COLUMNS = (
+    Column("mark", "✓", 1),
+    Column("id", "#", 6),
+    Column("where", "Conversation", 20),
+    Column("verdict", "Verdict", 14),
+    Column("state", "State", 9),
+    Column("tail", "Tail age", 8),
+    Column("reason", "Reason", 13),
+    Column("tries", "Tries", 5),
+    Column("why", "Explanation", 48),
+)
+PROCESS_COLUMNS = (
+    Column("id", "Process", 17),
+    Column("owner", "Owner", 6),
+    Column("state", "State", 8),
+    Column("age", "Age", 7),
+    Column("cpu", "CPU%", 6),
+    Column("rss", "RSS", 7),
+    Column("watch", "Notify/watch", 16),
+    Column("last", "Last output", 28),
+    Column("command", "Command", 30),
+)
+TIMER_COLUMNS = (
+    Column("id", "#", 6),
+    Column("gen", "Gen", 5),
+    Column("interval", "Every", 7),
+    Column("next", "Next in", 8),
+    Column("sent", "Sent", 5),
+)
+
+STATE_STYLES = {
+    "running": "bold green",
+    "resuming": "bold magenta",
+    "queued": "yellow",
+    "idle": "dim",
+    "exited": "dim",
+    "killed": "red",
+    "lost": "red",
+    "held": "bold yellow",
+    "pending": "yellow",
+    "suspended": "dim",
+}
+VERDICT_STYLES = {
+    "resumable": "green",
+    "ambiguous-tool": "bold yellow",
+    "undetermined": "bold yellow",
+    "no-origin": "yellow",
+    "recovery-loop": "red",
+    "stale": "dim",
+    "complete": "dim",
+    "awaiting-user": "cyan",
+    "suspended": "dim",
+}
+
+
+def age(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
+    if seconds < 86400:
+        return f"{seconds // 3600:.0f}h{seconds % 3600 // 60:02.0f}m"
+    return f"{seconds // 86400:.0f}d{seconds % 86400 // 3600:.0f}h"
+
+
+def size(rss: int | None) -> str:
+    if rss is None:
+        return "–"
+    for unit in ("B", "K", "M", "G"):
+        if rss < 1024 or unit == "G":
+            return f"{rss:.0f}{unit}" if unit == "B" else f"{rss:.1f}{unit}"
+        rss /= 1024  # type: ignore[assignment]
+    return "–"
+
+
+def where(platform: str, chat_id: str, thread_id: str | None, user: str | None) -> str:
+    place = f"{platform}:{chat_id}" + (f"/{thread_id}" if thread_id else "")
+    return f"{place} {user}" if user else place
+
+
+def plain(value: object, style: str = "") -> Text:
+    return Text(str(value), style=style, no_wrap=True)
+
+
+def session_row(view: SessionView, now: float) -> Cells:
+    return (
+        plain(view.session_id),
+        safe(where(view.platform, view.chat_id, view.thread_id, view.user_name), 26),
+        plain(view.state, STATE_STYLES.get(view.state, "")),
+        plain("–" if view.generation is None else view.generation),
+        plain(age(view.turn_age)),
+        plain(view.queued or "", "yellow" if view.queued else ""),
+        plain(age(now - view.last_activity) + " ago" if view.last_activity else "–"),
+    )
+
+
+SESSION_ORDER = {"running": 0, "resuming": 0, "queued": 1, "idle": 2}
+
+
+def session_order(view: SessionView) -> tuple[int, float, int]:
+    """Busy first, then most recently active: what an operator looks for."""
+    return (SESSION_ORDER.get(view.state, 3), -view.last_activity, view.session_id)
+
+
+def candidate_row(view: CandidateView, marked: bool) -> Cells:
+    verdict = view.verdict or "–"
+    return (
+        plain("✓" if marked else " ", "bold"),
+        plain(view.session_id),
+        safe(view.key.removesuffix(":-") + (f" {view.user_name}" if view.user_name else ""), 20),
+        plain(verdict, VERDICT_STYLES.get(verdict, "")),
+        plain(view.state, STATE_STYLES.get(view.state, "")),
+        plain(age(view.tail_age)),
+        safe(view.reason or "–", 13),
+        plain(view.attempts),
+        safe(view.explanation or "", 200),
+    )
+
+
+def process_row(view: ProcessView) -> Cells:
+    flags = []
+    if view.notify_on_complete:
+        flags.append("notify")
+    if view.watch_patterns:
+        flags.append(f"watch:{view.watch_status.split(':')[0]}")
+    if view.consumed:
+        flags.append("consumed")
+    if view.detached:
+        flags.append("adopted")
+    return (
+        plain(view.process_id),
+        plain("–" if view.session_id is None else view.session_id),
+        plain(view.state, STATE_STYLES.get(view.state, "")),
+        plain(age(view.age)),
+        plain("–" if view.cpu_percent is None else f"{view.cpu_percent:.0f}"),
+        plain(size(view.rss)),
+        safe(" ".join(flags) or "–", 16),
+        safe(view.last_line, 28),
+        safe(view.command, 120),
+    )
+
+
+def timer_row(view: NotifierView) -> Cells:
+    return (
+        plain(view.session_id),
+        plain(view.generation),
+        plain(f"{view.interval:g}s"),
+        plain(age(view.next_fire_in)),
+        plain(view.sent),
+    )
+
+
+def widths(columns: Sequence[Column]) -> int:
+    return sum(c.width + 2 for c in columns)

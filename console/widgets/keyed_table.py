@@ -1,0 +1,78 @@
+"""A DataTable that is updated by key, never rebuilt, and keeps its cursor on the same row.
+
+DataTable cursors are index-based: removing a row above the cursor, or sorting, silently
+moves it to another session. `apply()` diffs a wanted list of rows against what is shown,
+touches only changed cells, re-orders only when the order changed, and puts the cursor back on
+the row it was on (by key), all inside one batch. Columns have fixed widths: re-measuring a
+column of thousands of rows stalls the app for seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.coordinate import Coordinate
+from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist
+
+from console.rows import Cells, Column
+
+
+class KeyedTable(DataTable[Text]):
+    DEFAULT_CSS = """
+    KeyedTable { height: 1fr; }
+    """
+
+    def __init__(self, columns: Sequence[Column], *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        self._columns = tuple(columns)
+        self._shown: dict[str, Cells] = {}
+        self._order: list[str] = []
+
+    def on_mount(self) -> None:
+        for column in self._columns:
+            self.add_column(Text(column.label), width=column.width, key=column.key)
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self._order)
+
+    def current_key(self) -> str | None:
+        if not self._shown or self.cursor_row < 0:
+            return None
+        try:
+            row_key = self.coordinate_to_cell_key(Coordinate(self.cursor_row, 0)).row_key
+        except CellDoesNotExist:
+            return None
+        return None if row_key.value is None else str(row_key.value)
+
+    def apply(self, rows: Sequence[tuple[str, Cells]]) -> None:
+        """Show exactly `rows`, in this order, changing as little as possible."""
+        keep = self.current_key()
+        scroll_y = self.scroll_y
+        wanted = dict(rows)
+        with self.app.batch_update():
+            for key in [k for k in self._shown if k not in wanted]:
+                self.remove_row(key)
+                del self._shown[key]
+            for key, cells in rows:
+                shown = self._shown.get(key)
+                if shown is None:
+                    self.add_row(*cells, key=key)
+                elif shown != cells:
+                    for column, old, new in zip(self._columns, shown, cells, strict=True):
+                        if old != new:
+                            self.update_cell(key, column.key, new)
+                self._shown[key] = cells
+            order = [key for key, _ in rows]
+            if order != self._current_order():
+                position = {key: index for index, key in enumerate(order)}
+                self.sort("id", key=lambda cell: position.get(cell.plain, len(position)))
+            self._order = order
+            if keep is not None and keep in self._shown:
+                self.move_cursor(row=self.get_row_index(keep), animate=False, scroll=False)
+                self.scroll_y = scroll_y
+
+    def _current_order(self) -> list[str]:
+        return [str(row.key.value) for row in self.ordered_rows]
