@@ -196,7 +196,11 @@ class ConsoleApp(App[str]):
             ("Replies of unknown fate", "unknown_deliveries"),
         ):
             text.append(f"  {label:<26}{counts.get(key, 0):>7}\n")
-        verdicts = sorted((k[8:], v) for k, v in counts.items() if k.startswith("verdict:"))
+        verdicts = sorted(
+            (k[8:] if k[8:] != "None" else "not decided yet", v)
+            for k, v in counts.items()
+            if k.startswith("verdict:")
+        )
         if verdicts:
             text.append("\n  Candidates by verdict\n", style="bold")
             for verdict, count in verdicts:
