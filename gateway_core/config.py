@@ -347,6 +347,14 @@ SETTINGS: tuple[Setting, ...] = (
     _S("agent", "max_steps", 20, INT, "model calls allowed in one turn", _at_least(1)),
     _S("agent", "clarify_timeout", 3600, FLOAT,
        "seconds a clarify question waits for the user's answer", _above(0)),
+    _S("agent", "stream", True, BOOL,
+       "ask the agent server to stream (text arrives progressively)"),
+    _S("agent", "preview", "notifier", _choice(("notifier", "off")),
+       "streamed text so far shown in the still-working message: notifier | off"),
+    _S("agent", "max_retries", 4, INT,
+       "retries of a 429 or 5xx answer from the agent server, with backoff", _at_least(0)),
+    _S("agent", "request_timeout", 120, FLOAT,
+       "seconds one agent server request may take", _above(0)),
     # Empty means derived: <gateway.state_dir>/control.sock, after state_dir is resolved.
     _S("control", "socket", "", OPTIONAL_PATH,
        "control socket path; empty means <state_dir>/control.sock"),
@@ -418,6 +426,10 @@ class AgentSettings:
     api_key_env: str
     max_steps: int
     clarify_timeout: float
+    stream: bool
+    preview: Literal["notifier", "off"]
+    max_retries: int
+    request_timeout: float
 
 
 @dataclass(frozen=True, slots=True)

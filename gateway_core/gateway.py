@@ -521,6 +521,9 @@ class Gateway:
         await self.deliverer.close()
         for adapter in self._adapters.values():
             await adapter.close()
+        closer = getattr(self._agent, "close", None)
+        if closer is not None:  # an agent with connections (openai) lets them go
+            await closer()
         assert self.run is not None
         await rt.store.runs.finish(self.run.id, clean=clean)
         await rt.store.close()
@@ -584,6 +587,7 @@ class Gateway:
         now_mono = self.clock.monotonic()
         sessions = []
         running = queued = 0
+        rt_usage = {} if self._rt is None else self._rt.usage
         if self._rt is not None:
             for lane in self.lanes.all():
                 current = lane.current
@@ -609,6 +613,7 @@ class Gateway:
                         turn_age=None if current is None else now_mono - current.started_mono,
                         queued=len(lane.queue),
                         last_activity=lane.last_activity,
+                        tokens=rt_usage.get(lane.session.id, (0, 0)),
                     )
                 )
         notifiers = tuple(self.notifiers.views()) if self._rt is not None else ()
@@ -645,6 +650,8 @@ class Gateway:
             "notifiers": len(notifiers),
             "processes": sum(1 for p in processes if p.state == "running"),
             "unknown_deliveries": self.unknown_deliveries,
+            "prompt_tokens": sum(p for p, _ in rt_usage.values()),
+            "completion_tokens": sum(c for _, c in rt_usage.values()),
         }
         for candidate in candidates:
             key = f"verdict:{candidate.verdict}"

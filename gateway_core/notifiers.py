@@ -21,6 +21,10 @@ from gateway_core.runtime import Runtime
 log = logging.getLogger(__name__)
 
 TYPING_EVERY = 4.0
+# Streamed text is shown by editing one message at most this often (platforms rate-limit
+# edits; Telegram allows about one a second per chat).
+PREVIEW_EVERY = 2.0
+PREVIEW_CHARS = 600
 # A turn that answers within this long never shows "typing…": for instant replies the extra
 # request cost more than the reply itself (bench/telegram.py: ~12% of the loop, and a new
 # connection each time a typing request was cut off by the answer).
@@ -42,6 +46,9 @@ class Notifier:
     message_id: str | None = None
     task: asyncio.Task[None] | None = None
     typing_task: asyncio.Task[None] | None = None
+    preview_text: str = ""  # streamed answer text so far
+    preview_shown: str = ""
+    preview_task: asyncio.Task[None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +98,9 @@ class Notifiers:
         if notifier is None:
             return
         self._active.pop((notifier.session_id, notifier.generation), None)
-        tasks = [t for t in (notifier.task, notifier.typing_task) if t is not None]
+        tasks = [
+            t for t in (notifier.task, notifier.typing_task, notifier.preview_task) if t is not None
+        ]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -102,6 +111,47 @@ class Notifiers:
                     await adapter.delete(notifier.origin, notifier.message_id)
                 except DeliveryError as error:
                     log.info("could not remove a still-working notice: %s", error)
+
+    def preview(self, notifier: Notifier, text: str) -> None:
+        """The agent streamed more of its answer: show it (throttled) in the notice."""
+        notifier.preview_text = text
+        if notifier.preview_task is None:
+            notifier.preview_task = asyncio.get_running_loop().create_task(
+                self._show_previews(notifier),
+                name=f"preview-{notifier.session_id}-{notifier.generation}",
+            )
+
+    async def _show_previews(self, notifier: Notifier) -> None:
+        clock = self._rt.clock
+        while self._allowed(notifier):
+            if notifier.preview_text != notifier.preview_shown:
+                notifier.preview_shown = notifier.preview_text
+                try:
+                    await self._say(notifier, self._text(notifier))
+                except DeliveryError as error:
+                    log.info("streamed preview not shown: %s", error)
+            await clock.sleep(PREVIEW_EVERY)
+
+    def _text(self, notifier: Notifier) -> str:
+        text = working_text(self._rt.clock.monotonic() - notifier.started_at)
+        if notifier.preview_shown:
+            tail = notifier.preview_shown[-PREVIEW_CHARS:]
+            text += "\n\n" + ("…" if len(notifier.preview_shown) > PREVIEW_CHARS else "") + tail
+        return text
+
+    async def _say(self, notifier: Notifier, text: str) -> bool:
+        """Send the notice, or edit it in place; True when it was an edit."""
+        adapter = self._rt.adapters[notifier.origin.platform]
+        if notifier.message_id is not None and adapter.capabilities.edit:
+            try:
+                await adapter.edit(notifier.origin, notifier.message_id, text)
+                return True
+            except DeliveryError:
+                # The edit failed; a drain may have started while we awaited it.
+                if not self._allowed(notifier):
+                    raise
+        notifier.message_id = await adapter.send(notifier.origin, text)
+        return False
 
     def views(self) -> list[NotifierView]:
         now = self._rt.clock.monotonic()
@@ -125,26 +175,13 @@ class Notifiers:
         return not self._rt.draining and self._may_speak(notifier.session_id, notifier.generation)
 
     async def _run(self, notifier: Notifier) -> None:
-        adapter = self._rt.adapters[notifier.origin.platform]
         clock = self._rt.clock
         while True:
             await clock.sleep(notifier.next_fire_at - clock.monotonic())
             if not self._allowed(notifier):
                 return  # a false check ends the notifier, it does not just skip a beat
-            text = working_text(clock.monotonic() - notifier.started_at)
-            edited = False
             try:
-                if notifier.message_id is not None and adapter.capabilities.edit:
-                    try:
-                        await adapter.edit(notifier.origin, notifier.message_id, text)
-                        edited = True
-                    except DeliveryError:
-                        # The edit failed; a drain may have started while we awaited it.
-                        if not self._allowed(notifier):
-                            return
-                        notifier.message_id = await adapter.send(notifier.origin, text)
-                else:
-                    notifier.message_id = await adapter.send(notifier.origin, text)
+                edited = await self._say(notifier, self._text(notifier))
             except DeliveryError as error:
                 log.info("still-working notice not delivered: %s", error)
             else:

@@ -6,7 +6,7 @@ place that knows all the parts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from gateway_core.adapters.base import Adapter
@@ -38,6 +38,8 @@ class Runtime:
     adapters: dict[str, Adapter]
     policy: RecoveryPolicy
     state: GatewayState = GatewayState.STARTING
+    # Tokens the agent reported, per session, for this run: {session_id: (prompt, completion)}.
+    usage: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def accepting_turns(self) -> bool:

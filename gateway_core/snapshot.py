@@ -25,6 +25,7 @@ class SessionView:
     turn_age: float | None  # seconds the current turn has run
     queued: int
     last_activity: float
+    tokens: tuple[int, int] = (0, 0)  # (prompt, completion) the agent reported, this run
 
 
 @dataclass(frozen=True, slots=True)

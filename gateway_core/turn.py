@@ -16,6 +16,8 @@ call it left unanswered as interrupted (effect unknown) and keeps any recovery m
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +47,8 @@ if TYPE_CHECKING:
     from gateway_core.delivery import Deliverer
     from gateway_core.notifiers import Notifiers
     from gateway_core.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 HISTORY_ROWS = 200
 MARKED_STATES = ("pending", "held", "resuming")
@@ -217,6 +221,10 @@ class TurnRunner:
             async def load_history() -> tuple[Message, ...]:
                 return tuple(await rt.store.transcript.tail(session.id, HISTORY_ROWS))
 
+            def progress(text: str) -> None:
+                if notifier is not None and rt.config.agent.preview == "notifier":
+                    self._notifiers.preview(notifier, text)
+
             context = TurnContext(
                 session,
                 generation,
@@ -226,6 +234,7 @@ class TurnRunner:
                 rt.clock,
                 load_history,
                 notice=request.kind is RequestKind.NOTICE,
+                progress=progress,
             )
             answer: Answer | None = None
             try:
@@ -245,6 +254,7 @@ class TurnRunner:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # the agent failed: tell the user, keep the gateway up
+                log.warning("turn failed in session %s: %s", session.id, _short(error))
                 answer = Answer(f"⚠️ Sorry, this turn failed: {_short(error)}", FinishReason.ERROR)
                 outcome = Outcome.FAILED
             delivered = await self._finish(session.id, generation, answer)
@@ -285,13 +295,28 @@ class TurnRunner:
                 finish_reason=answer.finish_reason,
                 generation=generation,
             )
-            append_rows(db, session_id, [row], now)
+            rows = [row]
+            if answer.usage is not None:
+                prompt, completion = answer.usage
+                usage = {"prompt_tokens": prompt, "completion_tokens": completion}
+                rows.append(
+                    NewMessage(
+                        Role.SYSTEM,
+                        json.dumps(usage),
+                        kind=MessageKind.META,
+                        generation=generation,
+                    )
+                )
+            append_rows(db, session_id, rows, now)
             end_turn_row(db, session_id, generation)
             if current != generation:
                 return None  # kept in the transcript, never delivered into a newer turn
             clear_row(db, session_id, now)
             return enqueue_row(db, session_id, generation, "reply", answer.text, now)
 
+        if answer.usage is not None:
+            prompt, completion = self._rt.usage.get(session_id, (0, 0))
+            self._rt.usage[session_id] = (prompt + answer.usage[0], completion + answer.usage[1])
         # Shielded: once the answer is committed it must reach the deliverer even if this
         # turn is cancelled while waiting for the commit.
         commit = asyncio.ensure_future(self._rt.store.write(job))

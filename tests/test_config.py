@@ -59,6 +59,10 @@ model = "small-1"
 api_key_env = "LLM_KEY"
 max_steps = 3
 clarify_timeout = 90
+stream = false
+preview = "off"
+max_retries = 2
+request_timeout = 30
 
 [control]
 socket = "/run/sb/ctl.sock"
@@ -197,6 +201,10 @@ def test_full_file_round_trip(tmp_path: Path) -> None:
     assert cfg.agent.api_key_env == "LLM_KEY"
     assert cfg.agent.max_steps == 3
     assert cfg.agent.clarify_timeout == 90.0
+    assert cfg.agent.stream is False
+    assert cfg.agent.preview == "off"
+    assert cfg.agent.max_retries == 2
+    assert cfg.agent.request_timeout == 30.0
     assert cfg.control.socket == Path("/run/sb/ctl.sock")
     assert cfg.log.level == "debug"
     assert cfg.log.file == Path("/var/log/sb.log")

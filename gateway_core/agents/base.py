@@ -29,6 +29,8 @@ class TurnContext:
     load_history: Callable[[], Awaitable[tuple[Message, ...]]]
     # The input is an internal notification (a background job's event), not the user's words.
     notice: bool = False
+    # Streamed answer text so far (shown in the still-working message when configured).
+    progress: Callable[[str], None] = lambda text: None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,7 @@ class ToolDone:
 class Answer:
     text: str
     finish_reason: str = FinishReason.STOP
+    usage: tuple[int, int] | None = None  # (prompt, completion) tokens of the whole turn
 
 
 AgentEvent = AskTools | ToolDone | Answer

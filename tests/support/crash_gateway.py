@@ -6,7 +6,9 @@ Starts a gateway (system clock, scripted agent, loopback adapter journaling to F
 READY once started, then has N loopback users ("u0".."uN-1") each send M messages, one at a
 time, waiting for each reply before the next, so turns are always in flight. It then idles
 until killed. With --no-traffic it only starts and idles. --say TEXT: user "u0" sends TEXT
-once, and SAID is printed when its reply arrived. SIGTERM or SIGINT drains and stops
+once, and SAID is printed when its reply arrived (--no-wait: as soon as it is stored).
+--agent-url URL: the openai agent against that chat-completions server instead of the
+scripted one. SIGTERM or SIGINT drains and stops
 the gateway and exits 0; SIGKILL is the crash under test.
 """
 
@@ -19,7 +21,7 @@ import random
 from pathlib import Path
 
 from gateway_core.adapters.loopback import LoopbackAdapter, LoopbackUser
-from gateway_core.agents.scripted import ScriptedAgent
+from gateway_core.agents.factory import agent_from_config
 from gateway_core.clock import SystemClock
 from gateway_core.gateway import Gateway
 from tests.support.harness import make_config, ready_until_signalled
@@ -36,16 +38,22 @@ async def chat(user: LoopbackUser, messages: int, rng: random.Random) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    config = make_config(args.state_dir, notifier={"interval": 0})
+    agent_section: dict[str, object] = {}
+    if args.agent_url:
+        agent_section = {"kind": "openai", "base_url": args.agent_url, "stream": False}
+    config = make_config(args.state_dir, notifier={"interval": 0}, agent=agent_section)
     adapter = LoopbackAdapter(journal_path=args.journal)
-    gateway = Gateway(config, agent=ScriptedAgent(), adapters=[adapter], clock=SystemClock())
+    gateway = Gateway(
+        config, agent=agent_from_config(config), adapters=[adapter], clock=SystemClock()
+    )
     await gateway.start()
 
     stop = ready_until_signalled()
     if args.say is not None:
         speaker = adapter.user("u0")
         await speaker.say(args.say)
-        await speaker.wait_for(1, within=30)
+        if not args.no_wait:
+            await speaker.wait_for(1, within=30)
         print("SAID", flush=True)
 
     traffic = None
@@ -77,6 +85,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-traffic", action="store_true")
     parser.add_argument("--say", default=None)
+    parser.add_argument("--no-wait", action="store_true")
+    parser.add_argument("--agent-url", default=None)
     return parser.parse_args()
 
 
