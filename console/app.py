@@ -194,6 +194,8 @@ class ConsoleApp(App[str]):
             ("Background jobs running", "processes"),
             ("Notifiers", "notifiers"),
             ("Replies of unknown fate", "unknown_deliveries"),
+            ("Tokens in (this run)", "prompt_tokens"),
+            ("Tokens out (this run)", "completion_tokens"),
         ):
             text.append(f"  {label:<26}{counts.get(key, 0):>7}\n")
         verdicts = sorted(
