@@ -79,9 +79,11 @@ class ConsoleApp(App[str]):
         *,
         refresh_every: float = 1.0,
         demo_restart: Callable[[], Awaitable[ActionResult]] | None = None,
+        attached: bool = False,
     ) -> None:
         super().__init__()
         self.backend = backend
+        self.attached = attached  # over the socket: leaving never stops the gateway
         self.read_only = backend.read_only
         self._refresh_every = refresh_every
         self._demo_restart = demo_restart
@@ -326,7 +328,7 @@ class ConsoleApp(App[str]):
                     for e in entries
                 ]
             )
-        lines = self.backend.log_tail(500)
+        lines = await self.backend.log_tail(500)
         pane = self.query_one("#log", Log)
         if len(lines) != self._log_seen or (lines and self._log_seen == 0):
             pane.clear()
@@ -593,7 +595,7 @@ class ConsoleApp(App[str]):
         if stopped:
             self.exit("stopped")
             return
-        self.push_screen(LeaveScreen(can_stop=not self.read_only), chosen)
+        self.push_screen(LeaveScreen(can_stop=not (self.read_only or self.attached)), chosen)
 
     @work(group="actions")
     async def _stop_and_exit(self) -> None:

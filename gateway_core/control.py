@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import getpass
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from gateway_core.events import OperatorActed
@@ -51,10 +51,22 @@ def current_os_user() -> str:
         return "unknown"
 
 
+# Headless mode restarts by exiting 75 after the drain (the service manager starts it again):
+# the hook drains and arranges that exit, given the drain timeout.
+RestartHook = Callable[[float | None], Awaitable[str]]
+
+
 class Control:
-    def __init__(self, gateway: Gateway, *, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        *,
+        read_only: bool = False,
+        restart_hook: RestartHook | None = None,
+    ) -> None:
         self._gateway = gateway
         self.read_only = read_only
+        self._restart_hook = restart_hook
 
     # -- recovery candidates --------------------------------------------------------------
 
@@ -178,12 +190,67 @@ class Control:
         if refusal is not None:
             return await self._audit(actor, "restart", [], None, refusal)
         await self._audit(actor, "restart", [], None, ActionResult(True, "restarting"))
+        if self._restart_hook is not None:
+            return ActionResult(True, await self._restart_hook(timeout))
         boot = await self._gateway.restart(timeout)
         resumed = len(boot.with_action(RecoveryAction.RESUME))
         held = len(boot.with_action(RecoveryAction.HOLD))
         return ActionResult(
             True, f"restarted as run {boot.run.id}: {resumed} turn(s) resumed, {held} held"
         )
+
+    # -- by name (the console, the socket and the CLI) -----------------------------------
+
+    async def perform(
+        self,
+        action: str,
+        targets: Sequence[str] = (),
+        *,
+        actor: str,
+        reason: str | None = None,
+        timeout: float | None = None,
+    ) -> ActionResult:
+        """Any operator action by its name; several targets are acted on one by one and
+        summed up in one result (ok only if every one succeeded)."""
+        if action not in MUTATING:
+            return ActionResult(False, f"unknown action {action!r}")
+        if action == "quiet":
+            return await self.quiet(actor=actor)
+        if action == "resume-intake":
+            return await self.resume_intake(actor=actor)
+        if action == "drain":
+            return await self.drain(actor=actor, timeout=timeout)
+        if action == "restart":
+            return await self.restart(actor=actor, timeout=timeout)
+        if not targets:
+            return ActionResult(False, f"{action}: no target given")
+        results = [await self._one(action, target, actor, reason) for target in targets]
+        if len(results) == 1:
+            return results[0]
+        failed = [r for r in results if not r.ok]
+        summary = f"{action}: {len(results) - len(failed)} of {len(results)} done"
+        if failed:
+            summary += "; " + "; ".join(r.message for r in failed[:3])
+        return ActionResult(not failed, summary)
+
+    async def _one(self, action: str, target: str, actor: str, reason: str | None) -> ActionResult:
+        if action == "kill-process":
+            return await self.kill_process(target, actor=actor)
+        try:
+            session_id = int(target)
+        except ValueError:
+            return ActionResult(False, f"{target!r} is not a session id")
+        if action == "approve":
+            return await self.approve(session_id, actor=actor)
+        if action == "clear":
+            return await self.clear(session_id, actor=actor)
+        if action == "force-resume":
+            return await self.force_resume(session_id, actor=actor, reason=reason or "")
+        if action == "interrupt":
+            return await self.interrupt(session_id, actor=actor)
+        if action == "suspend":
+            return await self.suspend(session_id, actor=actor, reason=reason or "")
+        return await self.unsuspend(session_id, actor=actor)
 
     # -- helpers --------------------------------------------------------------------------
 

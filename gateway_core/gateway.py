@@ -110,6 +110,7 @@ class Gateway:
         self._started_mono = 0.0
         self._stopped = asyncio.Event()
         self._stopping: asyncio.Task[DrainReport] | None = None
+        self._forced = asyncio.Event()  # a second stop signal: end the drain wait now
         self._refreshing: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Future[None]] = set()
         self.unknown_deliveries = 0
@@ -170,6 +171,7 @@ class Gateway:
         self._rt = rt
         self._stopped.clear()
         self._stopping = None
+        self._forced.clear()
         self._drain = None
         self._started_mono = self.clock.monotonic()
         rt.set_state(GatewayState.STARTING)
@@ -436,6 +438,14 @@ class Gateway:
             self._stopping = asyncio.ensure_future(self._drain_and_close(drain_timeout))
         return await asyncio.shield(self._stopping)
 
+    def force_stop(self) -> bool:
+        """Cut a running drain short: what still runs is interrupted now (marked
+        drain-timeout, left for recovery), without the grace period. False if no drain."""
+        if self._stopping is None or self._stopping.done():
+            return False
+        self._forced.set()
+        return True
+
     async def restart(self, timeout: float | None = None) -> BootRecovery:
         await self.stop(timeout)
         return await self.start()
@@ -457,15 +467,17 @@ class Gateway:
         await self.refresh_candidates()
         finished: set[int] = set()
         waiting = dict(running)
-        while waiting:
+        while waiting and not self._forced.is_set():
             left = deadline - clock.monotonic()
             if left <= 0:
                 break
             self._progress("waiting", running, finished, set(), deadline)
             idle = {asyncio.ensure_future(lane.idle.wait()): sid for sid, lane in waiting.items()}
             tick = asyncio.ensure_future(clock.sleep(min(1.0, left)))
-            done, _ = await asyncio.wait({*idle, tick}, return_when=asyncio.FIRST_COMPLETED)
+            forced = asyncio.ensure_future(self._forced.wait())
+            done, _ = await asyncio.wait({*idle, tick, forced}, return_when=asyncio.FIRST_COMPLETED)
             tick.cancel()
+            forced.cancel()
             for future, sid in idle.items():
                 future.cancel()
                 if future in done or waiting[sid].current is None:
@@ -481,9 +493,8 @@ class Gateway:
                     lane.current.task.cancel()
                     tasks.append(lane.current.task)
             self._progress("grace", running, finished, interrupted, deadline)
-            await wait_or_timeout(
-                clock, asyncio.gather(*tasks, return_exceptions=True), self.config.gateway.grace
-            )
+            grace = 0.0 if self._forced.is_set() else self.config.gateway.grace
+            await wait_or_timeout(clock, asyncio.gather(*tasks, return_exceptions=True), grace)
             for hook in self._kill_hooks:
                 try:
                     await hook(sorted(interrupted))

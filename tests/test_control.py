@@ -171,9 +171,18 @@ def test_every_public_action_of_control_counts_as_mutating() -> None:
     actions = {
         name.replace("_", "-")
         for name, _ in inspect.getmembers(Control, inspect.iscoroutinefunction)
-        if not name.startswith("_")
+        if not name.startswith("_") and name != "perform"  # perform: any action, by name
     }
     assert actions == MUTATING
+
+
+async def test_perform_reaches_every_action_by_name(recovering: Recovering) -> None:
+    control = Control(recovering.gateway, read_only=True)
+    for action in sorted(MUTATING):
+        result = await control.perform(action, ["1"], actor=ACTOR, reason="r", timeout=0)
+        assert result == ActionResult(False, f"{action} refused: this console is read-only")
+    unknown = await control.perform("explode", ["1"], actor=ACTOR)
+    assert unknown == ActionResult(False, "unknown action 'explode'")
 
 
 # -- approve --------------------------------------------------------------------------------

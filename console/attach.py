@@ -1,0 +1,152 @@
+"""The control socket's client: `switchboard attach` and the scripting commands use it.
+
+`SocketBackend` is the console's `Backend` over the socket, so the same ConsoleApp runs
+in-process or attached without knowing which. Leaving an attached console only closes the
+connection; it never stops the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gateway_core.control import ActionResult
+from gateway_core.model import AuditEntry, Message
+from gateway_core.snapshot import Snapshot
+from gateway_core.wire import decode_audit, decode_message, decode_result, decode_snapshot
+
+MAX_LINE = 64 << 20  # a snapshot of 10,000 sessions is a few MB
+REQUEST_TIMEOUT = 30.0
+
+
+class ControlError(Exception):
+    """The gateway refused a request, or could not be reached."""
+
+
+class ControlClient:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader, self._writer = reader, writer
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue(1000)
+        self._reading = asyncio.create_task(self._read())
+        self.hello: dict[str, Any] = {}
+
+    @classmethod
+    async def connect(cls, path: Path, *, read_only: bool = False) -> ControlClient:
+        try:
+            reader, writer = await asyncio.open_unix_connection(str(path), limit=MAX_LINE)
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise ControlError(
+                f"no gateway is listening on {path} (is `switchboard run` running?)"
+            ) from None
+        except PermissionError:
+            raise ControlError(f"{path}: permission denied (the socket is 0600)") from None
+        client = cls(reader, writer)
+        try:
+            client.hello = await client.request("hello", read_only=read_only)
+        except ControlError:
+            await client.close()
+            raise
+        return client
+
+    async def request(self, op: str, **params: Any) -> Any:
+        if self._reading.done():
+            raise ControlError("the connection to the gateway is closed")
+        request_id = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        self._writer.write(json.dumps({"id": request_id, "op": op, **params}).encode() + b"\n")
+        try:
+            await self._writer.drain()
+            return await asyncio.wait_for(future, None if op == "act" else REQUEST_TIMEOUT)
+        except (ConnectionError, TimeoutError) as error:
+            raise ControlError(f"{op}: {type(error).__name__}") from None
+        finally:
+            self._pending.pop(request_id, None)
+
+    async def close(self) -> None:
+        self._reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reading
+        self._writer.close()
+        with contextlib.suppress(ConnectionError):
+            await self._writer.wait_closed()
+
+    async def _read(self) -> None:
+        error = "the gateway closed the connection"
+        try:
+            while raw := await self._reader.readline():
+                try:
+                    message = json.loads(raw)
+                except ValueError:
+                    continue
+                if not isinstance(message, dict):
+                    continue
+                if "event" in message:
+                    if self.events.full():
+                        self.events.get_nowait()  # keep the newest
+                    self.events.put_nowait(message["event"])
+                    continue
+                future = self._pending.get(message.get("id"))  # type: ignore[arg-type]
+                if future is None:
+                    if message.get("ok") is False:  # refused before any request
+                        error = str(message.get("error"))
+                    continue
+                if future.done():
+                    continue
+                if message.get("ok"):
+                    future.set_result(message.get("result"))
+                else:
+                    future.set_exception(ControlError(str(message.get("error"))))
+        except (ConnectionError, ValueError) as failure:
+            error = f"connection lost: {failure}"
+        finally:
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(ControlError(error))
+
+
+class SocketBackend:
+    """The console's Backend, over the control socket."""
+
+    def __init__(self, client: ControlClient) -> None:
+        self._client = client
+        self.read_only = bool(client.hello.get("read_only"))
+        self.actor = str(client.hello.get("actor", "?"))
+
+    async def snapshot(self) -> Snapshot:
+        return decode_snapshot(await self._client.request("snapshot"))
+
+    async def transcript_tail(self, session_id: int, limit: int = 30) -> list[Message]:
+        rows = await self._client.request("transcript", session_id=session_id, limit=limit)
+        return [decode_message(row) for row in rows]
+
+    async def process_log(self, process_id: str, limit: int = 200) -> list[str]:
+        lines = await self._client.request("process_log", process_id=process_id, limit=limit)
+        return [str(line) for line in lines]
+
+    async def audit_tail(self, limit: int = 100) -> list[AuditEntry]:
+        rows = await self._client.request("audit", limit=limit)
+        return [decode_audit(row) for row in rows]
+
+    async def log_tail(self, limit: int = 200) -> list[str]:
+        return [str(line) for line in await self._client.request("log_tail", limit=limit)]
+
+    async def act(
+        self,
+        action: str,
+        targets: Sequence[str] = (),
+        *,
+        reason: str | None = None,
+        timeout: float | None = None,
+    ) -> ActionResult:
+        result = await self._client.request(
+            "act", action=action, targets=list(targets), reason=reason, timeout=timeout
+        )
+        return decode_result(result)

@@ -1,0 +1,142 @@
+"""Scripting over the control socket: status, recovery, quiet, resume-intake, drain, restart.
+
+A readable table by default, stable JSON with --json. An action the gateway refused exits 1
+with its reason on stderr; an unreachable gateway exits 1 with one line saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from console.attach import ControlClient, ControlError
+from console.rows import age
+from console.safety import clean
+from gateway_core.model import SessionKey
+from gateway_core.snapshot import CandidateView, Snapshot
+from gateway_core.wire import decode_result, decode_snapshot
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+
+
+def status_json(snap: Snapshot) -> dict[str, Any]:
+    drain = snap.drain
+    return {
+        "state": snap.state,
+        "run_id": snap.run_id,
+        "uptime_s": round(snap.uptime, 3),
+        "counts": dict(snap.counts),
+        "loop_guard_tripped": snap.loop_guard_tripped,
+        "drain": None
+        if drain is None
+        else {
+            "phase": drain.phase,
+            "total": drain.total,
+            "finished": drain.finished,
+            "running": list(drain.running),
+            "interrupted": list(drain.interrupted),
+            "seconds_left": round(drain.seconds_left, 3),
+        },
+    }
+
+
+def candidate_json(view: CandidateView) -> dict[str, Any]:
+    try:
+        key = SessionKey.parse(view.key)
+        session = {"platform": key.platform, "chat": key.chat_id, "thread": key.thread_id}
+    except ValueError:
+        session = {"platform": None, "chat": None, "thread": None, "key": view.key}
+    return {
+        "id": view.session_id,
+        "session": session,
+        "user": view.user_name,
+        "verdict": view.verdict,
+        "state": view.state,
+        "action": view.action,
+        "reason": view.reason,
+        "explanation": view.explanation,
+        "tail_age_s": None if view.tail_age is None else round(view.tail_age, 3),
+        "attempts": view.attempts,
+    }
+
+
+async def run_op(
+    socket_path: Path, op: str, *, as_json: bool, targets: list[str], reason: str | None,
+    timeout: float | None,
+) -> int:  # fmt: skip
+    try:
+        client = await ControlClient.connect(socket_path)
+    except ControlError as error:
+        print(f"switchboard: {error}", file=sys.stderr)
+        return EXIT_REFUSED
+    try:
+        if op == "status":
+            snap = decode_snapshot(await client.request("snapshot"))
+            _print_status(snap, as_json)
+            return EXIT_OK
+        if op == "recovery-list":
+            snap = decode_snapshot(await client.request("snapshot"))
+            _print_candidates(snap, as_json)
+            return EXIT_OK
+        action = op
+        result = decode_result(
+            await client.request(
+                "act", action=action, targets=targets, reason=reason, timeout=timeout
+            )
+        )
+        if as_json:
+            print(json.dumps({"ok": result.ok, "message": result.message}))
+        elif result.ok:
+            print(result.message)
+        if not result.ok:
+            print(f"switchboard: {action} refused: {result.message}", file=sys.stderr)
+            return EXIT_REFUSED
+        return EXIT_OK
+    except ControlError as error:
+        print(f"switchboard: {error}", file=sys.stderr)
+        return EXIT_REFUSED
+    finally:
+        await client.close()
+
+
+def _print_status(snap: Snapshot, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(status_json(snap), sort_keys=True))
+        return
+    table = Table(title=f"switchboard: {snap.state}, run #{snap.run_id}, up {age(snap.uptime)}")
+    table.add_column("count")
+    table.add_column("value", justify="right")
+    for key, value in sorted(snap.counts.items()):
+        table.add_row(Text(key), Text(str(value)))
+    Console().print(table)
+    if snap.drain is not None:
+        drain = snap.drain
+        print(f"drain: {drain.phase}, {drain.finished} of {drain.total} finished")
+
+
+def _print_candidates(snap: Snapshot, as_json: bool) -> None:
+    candidates = sorted(snap.candidates, key=lambda c: c.session_id)
+    if as_json:
+        print(json.dumps([candidate_json(c) for c in candidates], sort_keys=True))
+        return
+    table = Table(title=f"{len(candidates)} recovery candidate(s)")
+    for column in ("id", "session", "verdict", "state", "reason", "tail age", "explanation"):
+        table.add_column(column)
+    for c in candidates:
+        table.add_row(
+            Text(str(c.session_id)),
+            Text(clean(c.key.removesuffix(":-"), 40)),
+            Text(c.verdict or "-"),
+            Text(c.state),
+            Text(clean(c.reason or "-", 20)),
+            Text(age(c.tail_age)),
+            Text(clean(c.explanation or "", 80)),
+        )
+    Console().print(table)

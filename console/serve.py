@@ -1,0 +1,83 @@
+"""`switchboard run`, `switchboard console` and `switchboard attach`: wiring, no logic.
+
+run and console build the configured gateway (Telegram, the configured agent) as a
+GatewayService; console also shows the ConsoleApp in-process. attach shows the same app over
+the control socket; leaving it only disconnects.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from console.app import ConsoleApp
+from console.attach import ControlClient, ControlError, SocketBackend
+from console.backend import InProcessBackend
+from gateway_core.adapters.factory import telegram_from_config
+from gateway_core.agents.factory import agent_from_config
+from gateway_core.clock import SystemClock
+from gateway_core.config import Config
+from gateway_core.log_ring import LogRing
+from gateway_core.service.json_log import configure_json_logging
+from gateway_core.service.runner import GatewayService
+from gateway_core.service.sdnotify import SystemdNotifier
+
+EXIT_FAILURE = 1
+
+
+def _log_to_file(path: Path, level: str) -> None:
+    """For the console: a file, never the screen."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+async def serve(
+    config: Config, env: Mapping[str, str], *, console: bool, read_only: bool, mouse: bool
+) -> int:
+    secrets = [env.get(config.telegram.token_env, ""), env.get(config.agent.api_key_env, "")]
+    ring = LogRing()
+    if console:
+        _log_to_file(config.log.file or config.gateway.state_dir / "gateway.log", config.log.level)
+    else:
+        configure_json_logging(config.log.level, config.log.file, [s for s in secrets if s])
+    logging.getLogger().addHandler(ring)
+    clock = SystemClock()
+    adapters = [telegram_from_config(config, env, clock)]
+    service = GatewayService(
+        config,
+        agent=agent_from_config(config, env),
+        adapters=adapters,
+        notifier=SystemdNotifier.from_environment(env),
+        clock=clock,
+        ring=ring,
+    )
+    service.install_signal_handlers()
+    await service.start()
+    if console:
+        app = ConsoleApp(InProcessBackend(service.gateway, read_only=read_only, log=ring))
+        outcome = await app.run_async(mouse=mouse)
+        if service.gateway.state.value != "stopped":
+            why = "detached" if outcome == "detach" else "the console stopped"
+            print(f"Console {why}; the gateway keeps running. Ctrl+C (or SIGTERM) drains it.")
+    return await service.wait()
+
+
+async def attach(socket: Path, *, read_only: bool, mouse: bool) -> int:
+    try:
+        client = await ControlClient.connect(socket, read_only=read_only)
+    except ControlError as error:
+        print(f"switchboard: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        await ConsoleApp(SocketBackend(client), attached=True).run_async(mouse=mouse)
+    finally:
+        await client.close()
+    return 0

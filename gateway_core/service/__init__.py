@@ -1,0 +1,1 @@
+"""Running the gateway as a service: headless runner, control socket, systemd, logging."""

@@ -1,0 +1,191 @@
+"""The gateway as a service: `switchboard run` (headless) and `switchboard console` share it.
+
+    lock the state dir -> start the gateway -> open the control socket -> READY=1
+    SIGTERM / SIGINT  -> STOPPING=1, drain with the configured timeout (EXTEND_TIMEOUT_USEC
+                         while it legitimately runs long) -> exit 0
+    a second signal   -> the drain is cut short: what still runs is left for recovery
+    restart (socket)  -> drain, then exit 75 so the service manager starts a fresh process
+    drain (socket)    -> drain, then exit 0
+
+Every gateway event is also a JSON log line naming the event and the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+
+from gateway_core.adapters.base import Adapter
+from gateway_core.agents.base import Agent
+from gateway_core.clock import Clock
+from gateway_core.config import Config
+from gateway_core.events import DrainProgress, Event, GatewayStateChanged
+from gateway_core.gateway import Gateway
+from gateway_core.log_ring import LogRing
+from gateway_core.service.control_server import ControlServer
+from gateway_core.service.sdnotify import SystemdNotifier, watchdog_interval, watchdog_loop
+from gateway_core.service.state_lock import StateLock
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_RESTART = 75
+EXTEND_EVERY = 5.0
+EXTEND_MARGIN = 15.0
+
+
+class GatewayService:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        agent: Agent,
+        adapters: Sequence[Adapter],
+        notifier: SystemdNotifier,
+        clock: Clock | None = None,
+        ring: LogRing | None = None,
+    ) -> None:
+        self.config = config
+        self.gateway = Gateway(config, agent=agent, adapters=adapters, clock=clock)
+        self.notifier = notifier
+        self.ring = ring
+        self.exit_code = EXIT_OK
+        self._lock = StateLock(config.gateway.state_dir)
+        self._server: ControlServer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._signals = 0
+        self._stopping: asyncio.Task[object] | None = None
+        self._started = False
+        self._stop_when_started = False
+
+    async def start(self) -> None:
+        """Lock, boot and listen. Raises StateDirBusy if another gateway has the state dir."""
+        self._lock.acquire()
+        try:
+            self._tasks.append(asyncio.create_task(self._follow_events(), name="event-log"))
+            await self.gateway.start()
+            self._server = ControlServer(
+                self.gateway,
+                self.config.control.socket,
+                log_ring=self.ring,
+                restart_hook=self._restart,
+            )
+            await self._server.start()
+        except BaseException:
+            await self._cleanup()
+            raise
+        interval = watchdog_interval()
+        if interval is not None:
+            self._tasks.append(
+                asyncio.create_task(watchdog_loop(self.notifier, interval), name="watchdog")
+            )
+        self._started = True
+        self.notifier.ready("intake started")
+        log.info("gateway ready", extra={"event": "ready"})
+        if self._stop_when_started:  # a signal came while we were starting
+            self.request_stop()
+
+    def install_signal_handlers(self) -> None:
+        """Before start(): a signal while booting stops the gateway right after the boot."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.on_signal, signum)
+
+    def on_signal(self, signum: int) -> None:
+        self._signals += 1
+        name = signal.Signals(signum).name
+        if self._signals == 1:
+            log.info("%s: draining", name, extra={"event": "signal_drain"})
+            self.request_stop()
+        else:
+            log.warning("%s again: stopping now", name, extra={"event": "signal_force"})
+            if not self.gateway.force_stop():
+                self.request_stop()
+
+    def request_stop(self, timeout: float | None = None) -> None:
+        if not self._started:
+            self._stop_when_started = True
+            return
+        if self._stopping is None and self.gateway.state.value != "stopped":
+            self._stopping = asyncio.ensure_future(self.gateway.stop(timeout))
+
+    async def _restart(self, timeout: float | None) -> str:
+        """Headless restart: drain, then exit 75 for the service manager to start us again."""
+        self.exit_code = EXIT_RESTART
+        report = await self.gateway.stop(timeout)
+        how = "cleanly" if report.clean else f"{len(report.interrupted)} turn(s) left for recovery"
+        return f"drained {how}; exiting {EXIT_RESTART} so the service manager starts it again"
+
+    async def wait(self) -> int:
+        """Until the gateway stopped (a signal, or drain/restart over the socket)."""
+        await self.gateway.wait_stopped()
+        if self._stopping is not None:
+            await asyncio.gather(self._stopping, return_exceptions=True)
+        await self._cleanup()
+        log.info("gateway stopped", extra={"event": "stopped"})
+        return self.exit_code
+
+    async def _cleanup(self) -> None:
+        if self._server is not None:
+            await self._server.close()
+            self._server = None
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._lock.release()
+
+    async def _follow_events(self) -> None:
+        """Log every event as a JSON line; tell systemd about the drain."""
+        subscription = self.gateway.events.subscribe()
+        extending: asyncio.Task[None] | None = None
+        try:
+            async for event in subscription:
+                self._log_event(event)
+                if isinstance(event, GatewayStateChanged) and event.state == "draining":
+                    self.notifier.stopping("draining")
+                    if extending is None:
+                        extending = asyncio.create_task(self._extend_while_draining())
+        finally:
+            self.gateway.events.unsubscribe(subscription)
+            if extending is not None:
+                extending.cancel()
+
+    async def _extend_while_draining(self) -> None:
+        """EXTEND_TIMEOUT_USEC while the drain legitimately runs: systemd's stop timeout is
+        pushed out to what the drain still needs, so it never SIGKILLs a drain in time."""
+        gateway = self.gateway
+        grace = self.config.gateway.grace
+        while gateway.state.value == "draining":
+            drain = gateway.snapshot().drain
+            left = self.config.gateway.drain_timeout if drain is None else drain.seconds_left
+            self.notifier.extend_timeout(left + grace + EXTEND_MARGIN)
+            await gateway.clock.sleep(EXTEND_EVERY)
+
+    def _log_event(self, event: Event) -> None:
+        fields: dict[str, object] = {"event": type(event).__name__}
+        session_id = getattr(event, "session_id", None)
+        if isinstance(session_id, int):
+            fields["session"] = self._session_key(session_id)
+        detail = {
+            key: value
+            for key, value in vars_of(event).items()
+            if key not in ("at", "session_id") and not isinstance(value, tuple | list)
+        }
+        if isinstance(event, DrainProgress):
+            detail["running"] = len(event.running)
+        log.info(
+            " ".join(f"{k}={v}" for k, v in detail.items()) or type(event).__name__,
+            extra=fields,
+        )
+
+    def _session_key(self, session_id: int) -> str:
+        lanes = getattr(self.gateway, "lanes", None)  # set up by the gateway's first start
+        lane = None if lanes is None else lanes.find(session_id)
+        return str(session_id) if lane is None else str(lane.session.key)
+
+
+def vars_of(event: Event) -> dict[str, object]:
+    return {name: getattr(event, name) for name in event.__dataclass_fields__}

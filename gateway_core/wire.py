@@ -1,0 +1,93 @@
+"""Value types to JSON and back, for the control socket (one protocol, two transports).
+
+The console and the CLI see the same Snapshot, Message and AuditEntry objects whether the
+gateway is in-process or behind the socket. Encoding is plain dataclass fields (tuples become
+lists); decoding rebuilds the dataclasses and fails with WireFormatError on anything missing
+or mistyped, so a garbled peer gets a clear error instead of a half-built object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from gateway_core.control import ActionResult
+from gateway_core.events import DrainProgress
+from gateway_core.model import AuditEntry, Message, ToolCall
+from gateway_core.notifiers import NotifierView
+from gateway_core.snapshot import CandidateView, ProcessView, SessionView, Snapshot
+
+T = TypeVar("T")
+
+
+class WireFormatError(ValueError):
+    pass
+
+
+def encode(value: object) -> Any:
+    """Dataclasses, tuples and mappings as JSON-ready values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list | tuple):
+        return [encode(item) for item in value]
+    if isinstance(value, Mapping):
+        return {str(k): encode(v) for k, v in value.items()}
+    return value
+
+
+def _build(cls: type[T], data: object, **nested: Any) -> T:
+    if not isinstance(data, dict):
+        raise WireFormatError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
+    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values = {name: data[name] for name in fields if name in data}
+    values.update(nested)
+    for name, value in values.items():
+        if isinstance(value, list):
+            values[name] = tuple(value)  # every sequence field of our value types is a tuple
+    try:
+        return cls(**values)
+    except TypeError as error:
+        raise WireFormatError(f"{cls.__name__}: {error}") from None
+
+
+def _items(data: object, key: str) -> list[Any]:
+    value = data.get(key, []) if isinstance(data, dict) else None
+    if not isinstance(value, list):
+        raise WireFormatError(f"{key}: expected a list")
+    return value
+
+
+def decode_snapshot(data: object) -> Snapshot:
+    if not isinstance(data, dict):
+        raise WireFormatError("snapshot: expected an object")
+    drain = data.get("drain")
+    counts = data.get("counts", {})
+    if not isinstance(counts, dict):
+        raise WireFormatError("counts: expected an object")
+    return _build(
+        Snapshot,
+        data,
+        sessions=tuple(_build(SessionView, s) for s in _items(data, "sessions")),
+        candidates=tuple(_build(CandidateView, c) for c in _items(data, "candidates")),
+        notifiers=tuple(_build(NotifierView, n) for n in _items(data, "notifiers")),
+        processes=tuple(_build(ProcessView, p) for p in _items(data, "processes")),
+        drain=None if drain is None else _build(DrainProgress, drain),
+        counts={str(k): int(v) for k, v in counts.items()},
+    )
+
+
+def decode_message(data: object) -> Message:
+    calls = tuple(_build(ToolCall, c) for c in _items(data, "tool_calls"))
+    return _build(Message, data, tool_calls=calls)
+
+
+def decode_audit(data: object) -> AuditEntry:
+    return _build(AuditEntry, data)
+
+
+def decode_result(data: object) -> ActionResult:
+    result = _build(ActionResult, data)
+    if not isinstance(result.ok, bool) or not isinstance(result.message, str):
+        raise WireFormatError("action result: ok must be a boolean and message a string")
+    return result
