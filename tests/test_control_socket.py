@@ -15,7 +15,10 @@ from typing import Any
 
 import pytest
 
+from console.app import ConsoleApp
 from console.attach import ControlClient, ControlError, SocketBackend
+from console.screens.dialogs import LeaveScreen
+from console.widgets.keyed_table import KeyedTable
 from gateway_core.clock import ManualClock
 from gateway_core.service.control_server import MAX_LINE, ControlServer, peer_allowed
 from tests.support.harness import Running, start_gateway
@@ -251,3 +254,30 @@ async def test_a_client_that_never_reads_is_dropped_and_others_are_served(
     finally:
         await other.close()
     writer.close()
+
+
+async def test_the_console_attached_over_the_socket_shows_and_leaves_without_stopping(
+    served: tuple[Running, ControlServer],
+) -> None:
+    running, server = served
+    await running.adapter.user("ada").say("hello")
+    await running.adapter.user("ada").wait_for(1)
+    client = await ControlClient.connect(server.path)
+    app = ConsoleApp(SocketBackend(client), refresh_every=0.2, attached=True)
+    try:
+        async with app.run_test(size=(140, 40)) as pilot:
+            await pilot.press("2")
+            await app.tick()
+            await pilot.pause()
+            table = app.query_one("#session-table", KeyedTable)
+            assert table.keys == [str(running.gateway.snapshot().sessions[0].session_id)]
+            await pilot.press("q")
+            await pilot.pause()
+            assert isinstance(app.screen, LeaveScreen)
+            assert not app.screen.query("#stop")  # attached: leaving cannot stop the gateway
+            await pilot.click("#detach")
+            await pilot.pause()
+        assert app.return_value == "detach"
+        assert running.gateway.state.value == "running"
+    finally:
+        await client.close()

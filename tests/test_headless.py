@@ -189,6 +189,29 @@ async def test_sigterm_during_a_long_turn_drains_and_leaves_the_marker(
         (state, reason), = db.execute("SELECT state, reason FROM recovery").fetchall()  # fmt: skip
     assert (state, reason) == ("pending", "drain-timeout")
 
+    # Booted again with the operator gate, the interrupted turn waits for an operator.
+    with config.open("a") as extra:
+        extra.write('[recovery]\ngate = "operator"\n')
+    again = await start(config, env)
+    gateways.append(again)
+    code, out, _ = await cli(config, env, "recovery", "list", "--json")
+    (entry,) = json.loads(out)
+    assert code == 0
+    assert entry["session"] == {"platform": "telegram", "chat": str(CHAT), "thread": None}
+    assert (entry["verdict"], entry["state"], entry["reason"]) == (
+        "resumable",
+        "held",
+        "drain-timeout",
+    )
+    assert entry["explanation"] and entry["tail_age_s"] >= 0 and isinstance(entry["id"], int)
+    code, _, err = await cli(config, env, "recovery", "force-resume", str(entry["id"]))
+    assert code == 2 and "--reason" in err  # a reason is required, before anything is sent
+    code, out, _ = await cli(config, env, "recovery", "approve", str(entry["id"]))
+    assert code == 0 and "resume turn started" in out
+    await fake.wait_for_sent(CHAT, timeout=20)
+    again.process.send_signal(signal.SIGTERM)
+    assert await again.exit_code() == 0
+
 
 async def test_a_second_sigterm_forces_the_stop(
     tmp_path: Path, fake: FakeBotAPI, gateways: list[Gateway]
