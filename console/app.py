@@ -50,7 +50,7 @@ STATE_STYLE = {
 }
 AUDIT_COLUMNS = (
     rows.Column("id", "#", 5),
-    rows.Column("when", "When", 9),
+    rows.Column("when", "When", 11),
     rows.Column("actor", "Who", 10),
     rows.Column("action", "Action", 13),
     rows.Column("targets", "Targets", 14),
@@ -124,6 +124,7 @@ class ConsoleApp(App[str]):
                 yield Label(id="timers-title")
                 yield KeyedTable(rows.TIMER_COLUMNS, id="timer-table")
             with TabPane(TAB_TITLES["audit"] + " [6]", id="audit"):
+                yield Label(Text("Operator actions, newest first; the gateway log below"))
                 yield KeyedTable(AUDIT_COLUMNS, id="audit-table")
                 yield Log(id="log", max_lines=500, auto_scroll=True)
         yield Footer()
@@ -199,7 +200,7 @@ class ConsoleApp(App[str]):
             ("Tokens in (this run)", "prompt_tokens"),
             ("Tokens out (this run)", "completion_tokens"),
         ):
-            text.append(f"  {label:<26}{counts.get(key, 0):>7}\n")
+            text.append(f"  {label:<26}{counts.get(key, 0):>11,}\n")
         verdicts = sorted(
             (k[8:] if k[8:] != "None" else "not decided yet", v)
             for k, v in counts.items()
@@ -210,7 +211,7 @@ class ConsoleApp(App[str]):
             for verdict, count in verdicts:
                 style = rows.VERDICT_STYLES.get(verdict, "")
                 text.append(f"    {verdict:<24}", style=style)
-                text.append(f"{count:>7}\n")
+                text.append(f"{count:>11,}\n")
         self.query_one("#overview-text", Static).update(text)
         drain = snap.drain
         title = self.query_one("#drain-title", Label)
@@ -279,7 +280,8 @@ class ConsoleApp(App[str]):
             detail.update(
                 Text(
                     clean(
-                        f"{chosen.key}: {chosen.verdict} → {chosen.action or 'operator'}\n"
+                        f"{rows.display_key(chosen.key, chosen.user_name)}: {chosen.verdict}"
+                        f" → {chosen.action or 'operator'}\n"
                         f"{chosen.explanation or ''}",
                         600,
                         multiline=True,
@@ -299,8 +301,12 @@ class ConsoleApp(App[str]):
 
     def _update_timers(self, snap: Snapshot) -> None:
         views = sorted(snap.notifiers, key=lambda n: n.next_fire_in)
+        names = {
+            s.session_id: rows.where(s.platform, s.chat_id, s.thread_id, s.user_name)
+            for s in snap.sessions
+        }
         self.query_one("#timer-table", KeyedTable).apply(
-            [(str(n.session_id), rows.timer_row(n)) for n in views]
+            [(str(n.session_id), rows.timer_row(n, names.get(n.session_id, "?"))) for n in views]
         )
         self.query_one("#timers-title", Label).update(
             Text(f"'Still working' notifiers: {len(views)}")
@@ -427,8 +433,13 @@ class ConsoleApp(App[str]):
     def _describe(self, targets: Sequence[str]) -> list[str]:
         if self.snap is None:
             return list(targets)
-        names = {str(s.session_id): s.key for s in self.snap.sessions}
-        names |= {str(c.session_id): f"{c.key} ({c.verdict})" for c in self.snap.candidates}
+        names = {
+            str(s.session_id): rows.display_key(s.key, s.user_name) for s in self.snap.sessions
+        }
+        names |= {
+            str(c.session_id): f"{rows.display_key(c.key, c.user_name)} ({c.verdict})"
+            for c in self.snap.candidates
+        }
         names |= {p.process_id: p.command for p in self.snap.processes}
         return [f"{t}: {names[t]}" if t in names else t for t in targets]
 
@@ -595,7 +606,9 @@ class ConsoleApp(App[str]):
         if stopped:
             self.exit("stopped")
             return
-        self.push_screen(LeaveScreen(can_stop=not (self.read_only or self.attached)), chosen)
+        draining = self.snap is not None and self.snap.state == "draining"
+        can_stop = not (self.read_only or self.attached or draining)
+        self.push_screen(LeaveScreen(can_stop=can_stop), chosen)
 
     @work(group="actions")
     async def _stop_and_exit(self) -> None:

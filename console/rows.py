@@ -27,12 +27,12 @@ class Column:
 
 SESSION_COLUMNS = (
     Column("id", "#", 6),
-    Column("where", "Conversation", 26),
-    Column("state", "State", 9),
-    Column("gen", "Gen", 5),
-    Column("age", "Turn", 7),
+    Column("where", "Conversation", 24),
+    Column("state", "State", 8),
+    Column("gen", "Gen", 4),
+    Column("age", "Turn", 6),
     Column("queue", "Queue", 5),
-    Column("activity", "Last activity", 13),
+    Column("activity", "Active", 10),
 )
 CANDIDATE_COLUMNS = (
     Column("mark", "✓", 1),
@@ -43,21 +43,22 @@ CANDIDATE_COLUMNS = (
     Column("tail", "Tail age", 8),
     Column("reason", "Reason", 13),
     Column("tries", "Tries", 5),
-    Column("why", "Explanation", 48),
+    Column("why", "Explanation (full text below)", 22),
 )
 PROCESS_COLUMNS = (
     Column("id", "Process", 17),
-    Column("owner", "Owner", 6),
-    Column("state", "State", 8),
-    Column("age", "Age", 7),
-    Column("cpu", "CPU%", 6),
-    Column("rss", "RSS", 7),
-    Column("watch", "Notify/watch", 16),
-    Column("last", "Last output", 28),
-    Column("command", "Command", 30),
+    Column("owner", "Owner", 5),
+    Column("state", "State", 9),
+    Column("age", "Age", 6),
+    Column("cpu", "CPU%", 4),
+    Column("rss", "RSS", 6),
+    Column("command", "Command", 24),
+    Column("watch", "Notify/watch", 14),
+    Column("last", "Last output", 14),
 )
 TIMER_COLUMNS = (
     Column("id", "#", 6),
+    Column("where", "Conversation", 30),
     Column("gen", "Gen", 5),
     Column("interval", "Every", 7),
     Column("next", "Next in", 8),
@@ -102,6 +103,22 @@ def age(seconds: float | None) -> str:
     return f"{seconds // 86400:.0f}d{seconds % 86400 // 3600:.0f}h"
 
 
+def ago(seconds: float | None) -> str:
+    """A coarse age for "last activity": it changes rarely, so rows are not repainted every
+    second for a clock nobody reads to the second."""
+    if seconds is None:
+        return "–"
+    if seconds < 10:
+        return "just now"
+    if seconds < 60:
+        return f"{int(seconds) // 10 * 10}s ago"
+    if seconds < 3600:
+        return f"{int(seconds) // 60}m ago"
+    if seconds < 86400:
+        return f"{int(seconds) // 3600}h ago"
+    return f"{int(seconds) // 86400}d ago"
+
+
 def size(rss: int | None) -> str:
     if rss is None:
         return "–"
@@ -117,6 +134,12 @@ def where(platform: str, chat_id: str, thread_id: str | None, user: str | None) 
     return f"{place} {user}" if user else place
 
 
+def display_key(key: str, user: str | None = None) -> str:
+    """A stored session key as people read it: no "-" for a missing topic."""
+    shown = key.removesuffix(":-")
+    return f"{shown} {user}" if user else shown
+
+
 def plain(value: object, style: str = "") -> Text:
     return Text(str(value), style=style, no_wrap=True)
 
@@ -124,12 +147,12 @@ def plain(value: object, style: str = "") -> Text:
 def session_row(view: SessionView, now: float) -> Cells:
     return (
         plain(view.session_id),
-        safe(where(view.platform, view.chat_id, view.thread_id, view.user_name), 26),
+        safe(where(view.platform, view.chat_id, view.thread_id, view.user_name), 24),
         plain(view.state, STATE_STYLES.get(view.state, "")),
         plain("–" if view.generation is None else view.generation),
         plain(age(view.turn_age)),
         plain(view.queued or "", "yellow" if view.queued else ""),
-        plain(age(now - view.last_activity) + " ago" if view.last_activity else "–"),
+        plain(ago(now - view.last_activity) if view.last_activity else "–"),
     )
 
 
@@ -146,7 +169,7 @@ def candidate_row(view: CandidateView, marked: bool) -> Cells:
     return (
         plain("✓" if marked else " ", "bold"),
         plain(view.session_id),
-        safe(view.key.removesuffix(":-") + (f" {view.user_name}" if view.user_name else ""), 20),
+        safe(display_key(view.key, view.user_name), 20),
         plain(verdict, VERDICT_STYLES.get(verdict, "")),
         plain(view.state, STATE_STYLES.get(view.state, "")),
         plain(age(view.tail_age)),
@@ -161,27 +184,31 @@ def process_row(view: ProcessView) -> Cells:
     if view.notify_on_complete:
         flags.append("notify")
     if view.watch_patterns:
-        flags.append(f"watch:{view.watch_status.split(':')[0]}")
+        flags.append("watch" if view.watch_status == "watching" else "watch off")
     if view.consumed:
         flags.append("consumed")
     if view.detached:
         flags.append("adopted")
+    state = view.state
+    if view.exit_code is not None:
+        state = f"exit {view.exit_code}"
     return (
         plain(view.process_id),
         plain("–" if view.session_id is None else view.session_id),
-        plain(view.state, STATE_STYLES.get(view.state, "")),
+        plain(state, STATE_STYLES.get(view.state, "")),
         plain(age(view.age)),
         plain("–" if view.cpu_percent is None else f"{view.cpu_percent:.0f}"),
         plain(size(view.rss)),
-        safe(" ".join(flags) or "–", 16),
-        safe(view.last_line, 28),
         safe(view.command, 120),
+        safe(" ".join(flags) or "–", 40),
+        safe(view.last_line, 120),
     )
 
 
-def timer_row(view: NotifierView) -> Cells:
+def timer_row(view: NotifierView, conversation: str) -> Cells:
     return (
         plain(view.session_id),
+        safe(conversation, 30),
         plain(view.generation),
         plain(f"{view.interval:g}s"),
         plain(age(view.next_fire_in)),

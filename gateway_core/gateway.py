@@ -28,7 +28,7 @@ from gateway_core.clock import Clock, SystemClock, wait_or_timeout
 from gateway_core.config import Config
 from gateway_core.delivery import Deliverer
 from gateway_core.events import BackgroundNotice, DrainProgress, EventBus, RecoveryDecided
-from gateway_core.lanes import LaneFull, Lanes
+from gateway_core.lanes import Lane, LaneFull, Lanes
 from gateway_core.model import (
     Origin,
     ProcessCheckpoint,
@@ -115,6 +115,8 @@ class Gateway:
         self._tasks: set[asyncio.Future[None]] = set()
         self.unknown_deliveries = 0
         self._completions_queued: set[str] = set()  # exactly one completion notice per job
+        # The snapshot's view of each idle session, with the lane version it was built from.
+        self._session_views: dict[int, tuple[int, SessionView]] = {}
         # Set up by start(); they live as long as one run.
         self.processes: ProcessRegistry
         self.deliverer: Deliverer
@@ -192,6 +194,7 @@ class Gateway:
         self.processes.on_exit(self._job_ended)
         self.processes.on_watch(self._job_watched)
         self._completions_queued = set()
+        self._session_views = {}
         self._sampling: asyncio.Task[None] | None = None
         if self.config.gateway.sample_interval > 0:
             self._sampling = asyncio.get_running_loop().create_task(
@@ -594,39 +597,51 @@ class Gateway:
 
     # -- snapshot -------------------------------------------------------------------------
 
+    def _session_view(
+        self, lane: Lane, now_mono: float, usage: Mapping[int, tuple[int, int]]
+    ) -> SessionView:
+        current = lane.current
+        if current is not None:
+            state = "resuming" if current.request.kind is RequestKind.RESUME else "running"
+        else:
+            state = "queued" if lane.queue else "idle"
+        key = lane.session.key
+        origin = lane.session.origin
+        return SessionView(
+            session_id=lane.session.id,
+            key=str(key),
+            platform=key.platform,
+            chat_id=key.chat_id,
+            thread_id=key.thread_id,
+            user_name=None if origin is None else origin.user_name,
+            state=state,
+            generation=lane.generation if current is None else current.generation,
+            turn_age=None if current is None else now_mono - current.started_mono,
+            queued=len(lane.queue),
+            last_activity=lane.last_activity,
+            tokens=usage.get(lane.session.id, (0, 0)),
+        )
+
     def snapshot(self) -> Snapshot:
         now_mono = self.clock.monotonic()
         sessions = []
         running = queued = 0
         rt_usage = {} if self._rt is None else self._rt.usage
         if self._rt is not None:
+            views = self._session_views
             for lane in self.lanes.all():
                 current = lane.current
-                if current is not None:
-                    running += 1
-                    state = "resuming" if current.request.kind is RequestKind.RESUME else "running"
-                elif lane.queue:
-                    state = "queued"
-                else:
-                    state = "idle"
                 queued += len(lane.queue)
-                origin = lane.session.origin
-                sessions.append(
-                    SessionView(
-                        session_id=lane.session.id,
-                        key=str(lane.session.key),
-                        platform=lane.session.key.platform,
-                        chat_id=lane.session.key.chat_id,
-                        thread_id=lane.session.key.thread_id,
-                        user_name=None if origin is None else origin.user_name,
-                        state=state,
-                        generation=lane.generation if current is None else current.generation,
-                        turn_age=None if current is None else now_mono - current.started_mono,
-                        queued=len(lane.queue),
-                        last_activity=lane.last_activity,
-                        tokens=rt_usage.get(lane.session.id, (0, 0)),
-                    )
-                )
+                if current is None:
+                    cached = views.get(lane.session.id)
+                    if cached is not None and cached[0] == lane.version:
+                        sessions.append(cached[1])  # idle and unchanged: built once
+                        continue
+                else:
+                    running += 1
+                view = self._session_view(lane, now_mono, rt_usage)
+                views[lane.session.id] = (lane.version, view)
+                sessions.append(view)
         notifiers = tuple(self.notifiers.views()) if self._rt is not None else ()
         now = self.clock.now()
         processes = tuple(

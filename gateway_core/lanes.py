@@ -45,6 +45,9 @@ class Lane:
     # Set when the loop has nothing left to do (drain waits on it).
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     generation: int = 0  # the newest generation this lane has seen start
+    # Bumped on every change the snapshot shows, so an idle lane's view is built once and
+    # reused (10,000 idle sessions must not cost 10,000 views a tick).
+    version: int = 0
 
     def __post_init__(self) -> None:
         self.generation = self.session.generation
@@ -105,6 +108,7 @@ class Lanes:
         else:
             lane.queue.append(request)
         lane.last_activity = self._rt.clock.now()
+        lane.version += 1
         if request.inbox_id is not None:
             self._rt.events.publish(
                 MessageReceived(self._rt.clock.now(), session.id, request.inbox_id, len(lane.queue))
@@ -155,6 +159,7 @@ class Lanes:
         try:
             while lane.queue and self._rt.accepting_turns:
                 request = lane.queue.popleft()
+                lane.version += 1
                 await self._run_one(lane, request)
         finally:
             lane.idle.set()
@@ -164,12 +169,14 @@ class Lanes:
             if lane.current is not None:
                 lane.current.generation = generation
             lane.generation = max(lane.generation, generation)
+            lane.version += 1
 
         task = asyncio.get_running_loop().create_task(
             self._runner.run(lane.session, request, learn_generation),
             name=f"turn-{lane.session.id}",
         )
         lane.current = ActiveTurn(request, self._rt.clock.now(), self._rt.clock.monotonic(), task)
+        lane.version += 1
         try:
             await asyncio.wait({task})  # never let the turn's cancellation become ours
             if task.cancelled():
@@ -179,6 +186,7 @@ class Lanes:
         finally:
             lane.current = None
             lane.last_activity = self._rt.clock.now()
+            lane.version += 1
             self._on_turn_end(lane.session.id)
 
 

@@ -115,7 +115,9 @@ class InputScreen(_Dialog):
                 yield Button(self._verb, id="confirm", variant="error")
 
     def on_mount(self) -> None:
-        self.query_one("#answer", Input).focus()
+        # Cancel first, as for every mutating action: enter on a pre-filled value must not
+        # drain the gateway. Tab reaches the input.
+        self.query_one("#cancel", Button).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.confirm()
@@ -146,7 +148,7 @@ class LeaveScreen(_Dialog):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(Text("Leave the console?", style="bold"), classes="dialog-title")
-            yield Label(
+            yield Static(
                 Text(
                     "Detach: the gateway keeps running without the console.\n"
                     "Drain and stop: running turns finish (up to the drain timeout), then the "
