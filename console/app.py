@@ -8,6 +8,7 @@ rebuilt) and keep their cursor on the same row. Nothing untrusted is ever parsed
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -39,7 +40,7 @@ from gateway_core.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
-MAX_SESSION_ROWS = 500  # first paint costs ~90 µs a row: past this, filter
+MAX_SESSION_ROWS = 200  # each shown row costs paint and diff time every tick: past this, filter
 SORTS = ("busy first", "by id", "most recent")
 STATE_STYLE = {
     "running": "bold white on dark_green",
@@ -146,11 +147,16 @@ class ConsoleApp(App[str]):
         self._update_banner(snap)
         if len(self.screen_stack) > 1:
             return  # a dialog covers the tables: do not repaint under it
+        # The work of a tick is cut in a few short pieces (asyncio.sleep(0) between them), so
+        # the gateway's own tasks run in between instead of waiting for the whole tick.
+        await asyncio.sleep(0)
         tab = self.active_tab
         if tab == "overview":
             self._update_overview(snap)
         elif tab == "sessions":
-            self._update_sessions(snap)
+            built = self._session_rows(snap)
+            await asyncio.sleep(0)
+            self._show_sessions(built)
         elif tab == "recovery":
             self._update_candidates(snap)
         elif tab == "processes":
@@ -234,7 +240,7 @@ class ConsoleApp(App[str]):
             )
         )
 
-    def _update_sessions(self, snap: Snapshot) -> None:
+    def _session_rows(self, snap: Snapshot) -> tuple[list[tuple[str, rows.Cells]], str]:
         views = list(snap.sessions)
         if self._filter:
             needle = self._filter.lower()
@@ -249,13 +255,19 @@ class ConsoleApp(App[str]):
         else:
             views.sort(key=lambda v: -v.last_activity)
         shown = views[:MAX_SESSION_ROWS]
-        table = self.query_one("#session-table", KeyedTable)
-        table.apply([(str(v.session_id), rows.session_row(v, snap.taken_at)) for v in shown])
         title = f"Sessions: {len(shown)} of {len(snap.sessions)} shown, {sort}"
         if self._filter:
             title += f", filter {clean(self._filter, 40)!r}"
-        self.query_one("#sessions-title", Label).update(Text(title))
+        return [(str(v.session_id), rows.session_row(v, snap.taken_at)) for v in shown], title
+
+    def _show_sessions(self, built: tuple[list[tuple[str, rows.Cells]], str]) -> None:
+        table = self.query_one("#session-table", KeyedTable)
+        table.apply(built[0])
+        self.query_one("#sessions-title", Label).update(Text(built[1]))
         self._load_detail(table.current_key())
+
+    def _update_sessions(self, snap: Snapshot) -> None:
+        self._show_sessions(self._session_rows(snap))
 
     def _update_candidates(self, snap: Snapshot) -> None:
         views = sorted(snap.candidates, key=lambda c: c.session_id)

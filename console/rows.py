@@ -159,9 +159,11 @@ def session_row(view: SessionView, now: float) -> Cells:
 SESSION_ORDER = {"running": 0, "resuming": 0, "queued": 1, "idle": 2}
 
 
-def session_order(view: SessionView) -> tuple[int, float, int]:
-    """Busy first, then most recently active: what an operator looks for."""
-    return (SESSION_ORDER.get(view.state, 3), -view.last_activity, view.session_id)
+def session_order(view: SessionView) -> tuple[int, int]:
+    """Busy first (running, then queued), then by id: rows stay where they are while their
+    sessions idle, so the table is readable and cheap to keep up to date. "most recent" is
+    one key (o) away."""
+    return (SESSION_ORDER.get(view.state, 3), view.session_id)
 
 
 def candidate_row(view: CandidateView, marked: bool) -> Cells:
