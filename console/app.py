@@ -9,6 +9,7 @@ rebuilt) and keep their cursor on the same row. Nothing untrusted is ever parsed
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.widgets import (
     Footer,
     Input,
@@ -93,7 +95,7 @@ class ConsoleApp(App[str]):
         self._filter = ""
         self._sort = 0
         self._detail_for: str | None = None
-        self._log_seen = 0
+        self._log_shown: list[str] = []
         self._audit_seen: int | None = None
         self._busy: str | None = None  # a long action (drain, restart) in progress
 
@@ -139,9 +141,19 @@ class ConsoleApp(App[str]):
 
     async def tick(self) -> None:
         try:
+            await self._tick()
+        except NoMatches:
+            # Every widget a tick touches exists for the app's whole life, except while the
+            # app shuts down and removes them: a late tick then has nothing left to do.
+            log.debug("refresh tick during shutdown skipped")
+
+    async def _tick(self) -> None:
+        try:
             snap = await self.backend.snapshot()
         except Exception as error:  # a backend hiccup must not kill the view
             log.warning("snapshot failed: %s", error)
+            return
+        if not self.is_running:
             return
         self.snap = snap
         self._update_banner(snap)
@@ -347,11 +359,11 @@ class ConsoleApp(App[str]):
                 ]
             )
         lines = await self.backend.log_tail(500)
-        pane = self.query_one("#log", Log)
-        if len(lines) != self._log_seen or (lines and self._log_seen == 0):
+        if lines != self._log_shown:  # compared by content: a full ring stays 500 lines long
+            pane = self.query_one("#log", Log)
             pane.clear()
             pane.write_lines([clean(line, 400) for line in lines])
-            self._log_seen = len(lines)
+            self._log_shown = lines
 
     def _now(self) -> float:
         return 0.0 if self.snap is None else self.snap.taken_at
@@ -375,6 +387,8 @@ class ConsoleApp(App[str]):
     @work(exclusive=True, group="detail")
     async def _show_transcript(self, session_id: int) -> None:
         messages = await self.backend.transcript_tail(session_id, 30)
+        if not self.is_running:
+            return
         text = Text()
         text.append(f"Session {session_id}: last {len(messages)} rows\n", style="bold")
         for message in messages:
@@ -384,7 +398,8 @@ class ConsoleApp(App[str]):
             if message.tool_calls:
                 body = " ".join(f"{c.name}({c.arguments})" for c in message.tool_calls)
             text.append(clean(body, 240) + "\n")
-        self.query_one("#transcript", Static).update(text)
+        with contextlib.suppress(NoMatches):  # the app may be closing meanwhile
+            self.query_one("#transcript", Static).update(text)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "session-filter":
@@ -434,6 +449,9 @@ class ConsoleApp(App[str]):
 
     def action_show_tab(self, tab: str) -> None:
         if tab in TABS:
+            # Let go of the focus first: hiding the focused table would hand the focus to the
+            # next widget of the same pane, and TabbedContent would switch back to that pane.
+            self.screen.set_focus(None)
             self.query_one("#tabs", TabbedContent).active = tab
 
     def _targets(self, table_id: str, *, bulk: bool = False) -> list[str]:
