@@ -11,7 +11,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from gateway_core.adapters.loopback import LoopbackAdapter
+from gateway_core.adapters.loopback import LoopbackAdapter, LoopbackUser
 from gateway_core.clock import ManualClock
 from gateway_core.events import BackgroundNotice, Subscription, TurnStarted
 from gateway_core.model import MessageKind
@@ -46,6 +46,17 @@ async def notice_rows(running: Running, session_id: int) -> list[str]:
     return [row.content for row in rows if row.kind == MessageKind.NOTICE]
 
 
+async def job_started_by_the_agent(
+    running: Running, user: LoopbackUser, command: str
+) -> TrackedProcess:
+    """The user asks for a background job with notify_on_complete; the agent starts it in a
+    real turn (its reply is the user's first message)."""
+    arguments = json.dumps({"command": command, "background": True, "notify_on_complete": True})
+    await user.say(f"tool terminal {arguments}")
+    await user.wait_for(1)
+    return await only_job(running)
+
+
 async def test_poll_only_the_completion_is_told_once_in_a_turn_of_its_own(
     tmp_path: Path, clock: ManualClock
 ) -> None:
@@ -53,10 +64,7 @@ async def test_poll_only_the_completion_is_told_once_in_a_turn_of_its_own(
     events = running.gateway.events.subscribe()
     ada = running.adapter.user("ada")
     go = tmp_path / "go"
-    command = json.dumps({"command": gated(go), "background": True, "notify_on_complete": True})
-    await ada.say(f"tool terminal {command}")
-    await ada.wait_for(1)
-    job = await only_job(running)
+    job = await job_started_by_the_agent(running, ada, gated(go))
     await ada.say(f'tool process {{"action": "poll", "process_id": "{job.id}"}}')
     await ada.wait_for(2)
     assert job.state == "running"
@@ -99,10 +107,7 @@ async def test_a_wait_that_saw_the_exit_means_no_completion_notice(
     events = running.gateway.events.subscribe()
     ada = running.adapter.user("ada")
     go = tmp_path / "go"
-    command = json.dumps({"command": gated(go), "background": True, "notify_on_complete": True})
-    await ada.say(f"tool terminal {command}")
-    await ada.wait_for(1)
-    job = await only_job(running)
+    job = await job_started_by_the_agent(running, ada, gated(go))
     await ada.say(f'tool process {{"action": "wait", "process_id": "{job.id}", "timeout": 30}}')
     await next_event(events, TurnStarted)  # the waiting turn runs...
     go.touch()  # ...when the job ends: the completion is queued behind it, then found consumed
@@ -119,10 +124,7 @@ async def test_a_completion_owed_across_a_restart_is_told_once(
     running = await start(tmp_path, clock)
     ada = running.adapter.user("ada")
     go = tmp_path / "go"
-    command = json.dumps({"command": gated(go), "background": True, "notify_on_complete": True})
-    await ada.say(f"tool terminal {command}")
-    await ada.wait_for(1)
-    job = await only_job(running)
+    job = await job_started_by_the_agent(running, ada, gated(go))
     await running.stop()  # the job keeps running without us
     go.touch()
     status = Path(str(job.checkpoint.log_path)).with_suffix(".status")
