@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import subprocess
 import sys
-import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.terminal import Terminal, tmux_session
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,55 +25,15 @@ pytestmark = [
 ]
 
 
-class Terminal:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def tmux(self, *args: str) -> str:
-        done = subprocess.run(
-            ["tmux", *args], capture_output=True, text=True, check=True, timeout=10
-        )
-        return done.stdout
-
-    def screen(self) -> str:
-        return self.tmux("capture-pane", "-p", "-t", self.name)
-
-    def keys(self, *keys: str) -> None:
-        for key in keys:
-            self.tmux("send-keys", "-t", self.name, key)
-            time.sleep(0.15)  # a human's pace: the app handles one key per frame
-
-    def wait_for(self, check: Callable[[str], bool], within: float, what: str) -> str:
-        """The screen once check(screen) holds; fails with the last screen otherwise."""
-        deadline = time.monotonic() + within
-        screen = ""
-        while time.monotonic() < deadline:
-            screen = self.screen()
-            if check(screen):
-                return screen
-            time.sleep(0.2)  # a terminal has no event to wait on: poll the screen, bounded
-        raise AssertionError(f"not seen within {within} s: {what}\n{screen}")
-
-
 @pytest.fixture
 def terminal(tmp_path: Path) -> Iterator[Terminal]:
-    name = f"sb-{uuid.uuid4().hex[:8]}"
     command = (
         f"cd {REPO} && {sys.executable} -m console.cli demo --no-mouse --state-dir {tmp_path};"
         f" echo $? > {tmp_path / 'exit-code'}"
     )
-    subprocess.run(
-        ["tmux", "new-session", "-d", "-s", name, "-x", "150", "-y", "45", command],
-        check=True,
-        timeout=10,
-        env={"PATH": "/usr/bin:/bin", "TERM": "xterm-256color", "HOME": str(tmp_path)},
-    )
-    term = Terminal(name)
-    term.tmux("set-option", "-t", name, "remain-on-exit", "on")
-    try:
+    env = {"PATH": "/usr/bin:/bin", "TERM": "xterm-256color", "HOME": str(tmp_path)}
+    with tmux_session(command, env) as term:
         yield term
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, timeout=10)
 
 
 def _banner_count(screen: str, label: str) -> int:

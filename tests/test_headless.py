@@ -20,10 +20,10 @@ import pytest
 
 from console.attach import ControlClient, SocketBackend
 from tests.support.fake_bot_api import DEFAULT_TOKEN, FakeBotAPI
+from tests.support.service_config import CHAT, environment, write_config
 
 REPO = Path(__file__).resolve().parent.parent
 ME = pwd.getpwuid(os.getuid()).pw_name
-CHAT = 7001
 pytestmark = pytest.mark.slow
 
 
@@ -31,36 +31,6 @@ pytestmark = pytest.mark.slow
 async def fake() -> AsyncIterator[FakeBotAPI]:
     async with FakeBotAPI() as server:
         yield server
-
-
-def write_config(tmp_path: Path, fake: FakeBotAPI, **gateway: object) -> Path:
-    state = tmp_path / "state"
-    settings = {"drain_timeout": 10, "grace": 0.5, "sample_interval": 0} | gateway
-    lines = ["[gateway]", f'state_dir = "{state}"']
-    lines += [f"{key} = {value}" for key, value in settings.items()]
-    lines += [
-        "[telegram]",
-        f'api_base = "{fake.base_url}"',
-        f"allowed_users = [{CHAT}]",
-        "poll_timeout = 1",
-        "[agent]",
-        'kind = "scripted"',
-        "[notifier]",
-        "interval = 0",
-    ]
-    path = tmp_path / "switchboard.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def environment(tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path),
-        "PYTHONPATH": str(REPO),
-        "SWITCHBOARD_TELEGRAM_TOKEN": DEFAULT_TOKEN,
-        **extra,
-    }
 
 
 @dataclass
