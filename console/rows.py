@@ -43,7 +43,7 @@ CANDIDATE_COLUMNS = (
     Column("tail", "Tail age", 8),
     Column("reason", "Reason", 13),
     Column("tries", "Tries", 5),
-    Column("why", "Explanation (full text below)", 22),
+    Column("why", "Explanation", 22),
 )
 PROCESS_COLUMNS = (
     Column("id", "Process", 17),
