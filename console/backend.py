@@ -1,7 +1,7 @@
 """What the console needs from a gateway, and the in-process way to get it.
 
 The console only talks to a `Backend`. `InProcessBackend` wraps a gateway running in the same
-event loop; the attach client (issue 8) implements the same protocol over the control socket,
+event loop; the attach client (console.attach.SocketBackend) implements it over the control socket,
 so the console never knows which one it has.
 """
 
