@@ -90,6 +90,7 @@ from gateway_core.agents.scripted import ScriptedAgent
 from gateway_core.clock import SystemClock
 from gateway_core.gateway import Gateway
 from gateway_core.model import Origin
+from gateway_core.snapshot import SessionQuery, select_sessions
 from tests.support.harness import make_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -342,7 +343,7 @@ class Bench:
             snap = self.gateway.snapshot()
             snapshot.append(time.thread_time() - started)
             started = time.thread_time()
-            views = sorted(snap.sessions, key=rows.session_order)
+            views = select_sessions(snap.sessions, SessionQuery(limit=MAX_SESSION_ROWS))
             order.append(time.thread_time() - started)
             started = time.thread_time()
             built = [rows.session_row(v, snap.taken_at) for v in views[:MAX_SESSION_ROWS]]

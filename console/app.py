@@ -38,12 +38,13 @@ from console.safety import clean, safe
 from console.screens.dialogs import ConfirmScreen, InputScreen, LeaveScreen, TextScreen
 from console.widgets.keyed_table import KeyedTable
 from gateway_core.control import ActionResult
-from gateway_core.snapshot import Snapshot
+from gateway_core.snapshot import SessionQuery, Snapshot
 
 log = logging.getLogger(__name__)
 
 MAX_SESSION_ROWS = 200  # each shown row costs paint and diff time every tick: past this, filter
-SORTS = ("busy first", "by id", "most recent")
+# (label, SessionQuery order)
+SORTS = (("busy first", "busy"), ("by id", "id"), ("most recent", "recent"))
 STATE_STYLE = {
     "running": "bold white on dark_green",
     "quiet": "bold black on yellow",
@@ -147,9 +148,15 @@ class ConsoleApp(App[str]):
             # app shuts down and removes them: a late tick then has nothing left to do.
             log.debug("refresh tick during shutdown skipped")
 
+    def _session_query(self) -> SessionQuery:
+        """Only the sessions tab needs session rows, and only the ones it shows."""
+        if self.active_tab != "sessions":
+            return SessionQuery(limit=0)
+        return SessionQuery(SORTS[self._sort][1], self._filter, MAX_SESSION_ROWS)
+
     async def _tick(self) -> None:
         try:
-            snap = await self.backend.snapshot()
+            snap = await self.backend.snapshot(self._session_query())
         except Exception as error:  # a backend hiccup must not kill the view
             log.warning("snapshot failed: %s", error)
             return
@@ -253,21 +260,10 @@ class ConsoleApp(App[str]):
         )
 
     def _session_rows(self, snap: Snapshot) -> tuple[list[tuple[str, rows.Cells]], str]:
-        views = list(snap.sessions)
-        if self._filter:
-            needle = self._filter.lower()
-            views = [
-                v for v in views if needle in v.key.lower() or needle in (v.user_name or "").lower()
-            ]
-        sort = SORTS[self._sort]
-        if sort == "busy first":
-            views.sort(key=rows.session_order)
-        elif sort == "by id":
-            views.sort(key=lambda v: v.session_id)
-        else:
-            views.sort(key=lambda v: -v.last_activity)
-        shown = views[:MAX_SESSION_ROWS]
-        title = f"Sessions: {len(shown)} of {len(snap.sessions)} shown, {sort}"
+        """The snapshot's sessions are already the selected ones, in order (SessionQuery)."""
+        shown = snap.sessions[:MAX_SESSION_ROWS]
+        total = snap.counts.get("sessions", len(snap.sessions))
+        title = f"Sessions: {len(shown)} of {total:,} shown, {SORTS[self._sort][0]}"
         if self._filter:
             title += f", filter {clean(self._filter, 40)!r}"
         return [(str(v.session_id), rows.session_row(v, snap.taken_at)) for v in shown], title
@@ -277,9 +273,6 @@ class ConsoleApp(App[str]):
         table.apply(built[0])
         self.query_one("#sessions-title", Label).update(Text(built[1]))
         self._load_detail(table.current_key())
-
-    def _update_sessions(self, snap: Snapshot) -> None:
-        self._show_sessions(self._session_rows(snap))
 
     def _update_candidates(self, snap: Snapshot) -> None:
         views = sorted(snap.candidates, key=lambda c: c.session_id)
@@ -325,12 +318,8 @@ class ConsoleApp(App[str]):
 
     def _update_timers(self, snap: Snapshot) -> None:
         views = sorted(snap.notifiers, key=lambda n: n.next_fire_in)
-        names = {
-            s.session_id: rows.where(s.platform, s.chat_id, s.thread_id, s.user_name)
-            for s in snap.sessions
-        }
         self.query_one("#timer-table", KeyedTable).apply(
-            [(str(n.session_id), rows.timer_row(n, names.get(n.session_id, "?"))) for n in views]
+            [(str(n.session_id), rows.timer_row(n, n.conversation)) for n in views]
         )
         self.query_one("#timers-title", Label).update(
             Text(f"'Still working' notifiers: {len(views)}")
@@ -404,8 +393,7 @@ class ConsoleApp(App[str]):
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "session-filter":
             self._filter = event.value.strip()
-            if self.snap is not None:
-                self._update_sessions(self.snap)
+            self.call_later(self.tick)  # the backend selects the matching sessions
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "session-filter":
@@ -574,8 +562,7 @@ class ConsoleApp(App[str]):
 
     def action_sort(self) -> None:
         self._sort = (self._sort + 1) % len(SORTS)
-        if self.snap is not None:
-            self._update_sessions(self.snap)
+        self.call_later(self.tick)
 
     def action_mark(self) -> None:
         key = self.query_one("#candidate-table", KeyedTable).current_key()

@@ -17,8 +17,14 @@ from typing import Any
 
 from gateway_core.control import ActionResult
 from gateway_core.model import AuditEntry, Message
-from gateway_core.snapshot import Snapshot
-from gateway_core.wire import decode_audit, decode_message, decode_result, decode_snapshot
+from gateway_core.snapshot import SessionQuery, Snapshot
+from gateway_core.wire import (
+    decode_audit,
+    decode_message,
+    decode_result,
+    decode_snapshot,
+    encode,
+)
 
 MAX_LINE = 64 << 20  # a snapshot of 10,000 sessions is a few MB
 REQUEST_TIMEOUT = 30.0
@@ -120,8 +126,9 @@ class SocketBackend:
         self.read_only = bool(client.hello.get("read_only"))
         self.actor = str(client.hello.get("actor", "?"))
 
-    async def snapshot(self) -> Snapshot:
-        return decode_snapshot(await self._client.request("snapshot"))
+    async def snapshot(self, query: SessionQuery | None = None) -> Snapshot:
+        params = {} if query is None else {"sessions": encode(query)}
+        return decode_snapshot(await self._client.request("snapshot", **params))
 
     async def transcript_tail(self, session_id: int, limit: int = 30) -> list[Message]:
         rows = await self._client.request("transcript", session_id=session_id, limit=limit)

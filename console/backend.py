@@ -15,14 +15,17 @@ from gateway_core.gateway import Gateway
 from gateway_core.log_ring import LogRing
 from gateway_core.model import AuditEntry, Message
 from gateway_core.runtime import GatewayState
-from gateway_core.snapshot import Snapshot
+from gateway_core.snapshot import SessionQuery, Snapshot, with_sessions
 
 
 class Backend(Protocol):
     read_only: bool
     actor: str
 
-    async def snapshot(self) -> Snapshot: ...
+    async def snapshot(self, query: SessionQuery | None = None) -> Snapshot:
+        """Counts cover every session; `sessions` holds the ones the query selects, in its
+        order (all of them when query is None)."""
+        ...
 
     async def transcript_tail(self, session_id: int, limit: int = 30) -> list[Message]: ...
 
@@ -60,8 +63,8 @@ class InProcessBackend:
         self._control = Control(gateway, read_only=read_only)
         self._log = log
 
-    async def snapshot(self) -> Snapshot:
-        return self.gateway.snapshot()
+    async def snapshot(self, query: SessionQuery | None = None) -> Snapshot:
+        return with_sessions(self.gateway.snapshot(), query)
 
     async def transcript_tail(self, session_id: int, limit: int = 30) -> list[Message]:
         if self.gateway.state is GatewayState.STOPPED:

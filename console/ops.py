@@ -24,6 +24,7 @@ from gateway_core.wire import decode_result, decode_snapshot
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
+COUNTS_ONLY = {"limit": 0}  # status and recovery need counts and candidates, no session rows
 
 
 def status_json(snap: Snapshot) -> dict[str, Any]:
@@ -78,11 +79,11 @@ async def run_op(
         return EXIT_REFUSED
     try:
         if op == "status":
-            snap = decode_snapshot(await client.request("snapshot"))
+            snap = decode_snapshot(await client.request("snapshot", sessions=COUNTS_ONLY))
             _print_status(snap, as_json)
             return EXIT_OK
         if op == "recovery-list":
-            snap = decode_snapshot(await client.request("snapshot"))
+            snap = decode_snapshot(await client.request("snapshot", sessions=COUNTS_ONLY))
             _print_candidates(snap, as_json)
             return EXIT_OK
         action = op

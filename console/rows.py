@@ -156,16 +156,6 @@ def session_row(view: SessionView, now: float) -> Cells:
     )
 
 
-SESSION_ORDER = {"running": 0, "resuming": 0, "queued": 1, "idle": 2}
-
-
-def session_order(view: SessionView) -> tuple[int, int]:
-    """Busy first (running, then queued), then by id: rows stay where they are while their
-    sessions idle, so the table is readable and cheap to keep up to date. "most recent" is
-    one key (o) away."""
-    return (SESSION_ORDER.get(view.state, 3), view.session_id)
-
-
 def candidate_row(view: CandidateView, marked: bool) -> Cells:
     verdict = view.verdict or "–"
     return (

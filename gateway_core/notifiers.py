@@ -58,6 +58,14 @@ class NotifierView:
     interval: float
     next_fire_in: float
     sent: int
+    conversation: str = ""  # where it speaks: platform:chat[/topic] and user (raw text)
+
+
+def _conversation(origin: Origin) -> str:
+    place = f"{origin.platform}:{origin.chat_id}" + (
+        f"/{origin.thread_id}" if origin.thread_id else ""
+    )
+    return f"{place} {origin.user_name}" if origin.user_name else place
 
 
 def working_text(elapsed: float) -> str:
@@ -156,7 +164,14 @@ class Notifiers:
     def views(self) -> list[NotifierView]:
         now = self._rt.clock.monotonic()
         return [
-            NotifierView(n.session_id, n.generation, n.interval, n.next_fire_at - now, n.sent)
+            NotifierView(
+                n.session_id,
+                n.generation,
+                n.interval,
+                n.next_fire_at - now,
+                n.sent,
+                _conversation(n.origin),
+            )
             for n in self._active.values()
             if n.task is not None
         ]

@@ -6,7 +6,7 @@ Built on demand from in-memory state only (no I/O), so the console can take one 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from gateway_core.events import DrainProgress
 from gateway_core.notifiers import NotifierView
@@ -79,3 +79,44 @@ class Snapshot:
     processes: tuple[ProcessView, ...] = ()
     counts: Mapping[str, int] = field(default_factory=dict)
     taken_at: float = 0.0  # the gateway clock's epoch time when this was taken (ages use it)
+
+
+SESSION_ORDERS = ("busy", "id", "recent")
+_BUSY_RANK = {"running": 0, "resuming": 0, "queued": 1, "idle": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class SessionQuery:
+    """Which sessions a view wants: a console shows a few hundred of 10,000, and over the
+    control socket only those are encoded and sent (the counts always cover all of them).
+
+    order: busy (running, then queued, then the rest; by id within each) | id | recent."""
+
+    order: str = "busy"
+    text: str = ""  # substring of the session key or user name, case-insensitive
+    limit: int | None = 200
+
+
+def select_sessions(
+    sessions: tuple[SessionView, ...], query: SessionQuery
+) -> tuple[SessionView, ...]:
+    views = list(sessions)
+    if query.text:
+        needle = query.text.lower()
+        views = [
+            v for v in views if needle in v.key.lower() or needle in (v.user_name or "").lower()
+        ]
+    if query.order == "id":
+        views.sort(key=lambda v: v.session_id)
+    elif query.order == "recent":
+        views.sort(key=lambda v: (-v.last_activity, v.session_id))
+    else:
+        views.sort(key=lambda v: (_BUSY_RANK.get(v.state, 3), v.session_id))
+    return tuple(views if query.limit is None else views[: max(query.limit, 0)])
+
+
+def with_sessions(snapshot: Snapshot, query: SessionQuery | None) -> Snapshot:
+    """The snapshot with only the sessions the query asks for (all of them for None)."""
+    if query is None:
+        return snapshot
+    return replace(snapshot, sessions=select_sessions(snapshot.sessions, query))

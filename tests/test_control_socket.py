@@ -21,6 +21,7 @@ from console.screens.dialogs import LeaveScreen
 from console.widgets.keyed_table import KeyedTable
 from gateway_core.clock import ManualClock
 from gateway_core.service.control_server import MAX_LINE, ControlServer, peer_allowed
+from gateway_core.snapshot import SessionQuery
 from tests.support.harness import Running, start_gateway
 
 ME = pwd.getpwuid(os.getuid()).pw_name
@@ -279,5 +280,27 @@ async def test_the_console_attached_over_the_socket_shows_and_leaves_without_sto
             await pilot.pause()
         assert app.return_value == "detach"
         assert running.gateway.state.value == "running"
+    finally:
+        await client.close()
+
+
+async def test_a_snapshot_sends_only_the_sessions_asked_for_with_counts_of_all(
+    served: tuple[Running, ControlServer],
+) -> None:
+    running, server = served
+    for name in ("ada", "bob", "cy", "dee"):
+        await running.adapter.user(name).say("hello")
+        await running.adapter.user(name).wait_for(1)
+    client = await ControlClient.connect(server.path)
+    try:
+        backend = SocketBackend(client)
+        snap = await backend.snapshot(SessionQuery(order="id", text="", limit=2))
+        assert [s.session_id for s in snap.sessions] == [1, 2]
+        assert snap.counts["sessions"] == 4
+        found = await backend.snapshot(SessionQuery(text="CY", limit=10))
+        assert [s.key for s in found.sessions] == ["loopback:cy:-"]
+        assert (await backend.snapshot(SessionQuery(limit=0))).sessions == ()
+        with pytest.raises(ControlError, match=r"sessions\.order"):
+            await client.request("snapshot", sessions={"order": "sideways"})
     finally:
         await client.close()

@@ -39,6 +39,7 @@ from gateway_core.control import ActionResult, Control, RestartHook
 from gateway_core.gateway import Gateway
 from gateway_core.log_ring import LogRing
 from gateway_core.runtime import GatewayState
+from gateway_core.snapshot import SESSION_ORDERS, SessionQuery, with_sessions
 from gateway_core.wire import encode
 
 log = logging.getLogger(__name__)
@@ -245,7 +246,10 @@ class _Connection:
         }
 
     async def _snapshot(self, request: dict[str, Any]) -> object:
-        return encode(self._server._gateway.snapshot())
+        """{"sessions": {"order", "text", "limit"}} selects the sessions sent (encoding 10,000
+        of them would hold the gateway's loop for ~150 ms); without it, all are sent."""
+        query = _session_query(request.get("sessions"))
+        return encode(with_sessions(self._server._gateway.snapshot(), query))
 
     async def _transcript(self, request: dict[str, Any]) -> object:
         gateway = self._server._gateway
@@ -332,6 +336,21 @@ class _BadRequest(Exception):
 
 def _line(message: dict[str, Any]) -> bytes:
     return json.dumps(message, ensure_ascii=False).encode() + b"\n"
+
+
+def _session_query(raw: object) -> SessionQuery | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise _BadRequest("sessions must be an object: order, text, limit")
+    order, text, limit = raw.get("order", "busy"), raw.get("text", ""), raw.get("limit", 200)
+    if order not in SESSION_ORDERS:
+        raise _BadRequest(f"sessions.order must be one of {', '.join(SESSION_ORDERS)}")
+    if not isinstance(text, str):
+        raise _BadRequest("sessions.text must be a string")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise _BadRequest("sessions.limit must be a non-negative integer or null")
+    return SessionQuery(order, text, limit)
 
 
 def _int(request: dict[str, Any], key: str) -> int:

@@ -27,7 +27,14 @@ from gateway_core.control import ActionResult
 from gateway_core.events import DrainProgress
 from gateway_core.model import AuditEntry, Message, MessageKind, Role, ToolCall
 from gateway_core.notifiers import NotifierView
-from gateway_core.snapshot import CandidateView, ProcessView, SessionView, Snapshot
+from gateway_core.snapshot import (
+    CandidateView,
+    ProcessView,
+    SessionQuery,
+    SessionView,
+    Snapshot,
+    with_sessions,
+)
 
 TAKEN_AT = 1_760_000_000.0  # 2025-10-09 08:53:20 UTC: the fixed "now" of every picture
 RUN_ID = 42
@@ -366,9 +373,9 @@ PROCESSES: tuple[ProcessView, ...] = (
 )
 
 NOTIFIERS: tuple[NotifierView, ...] = (
-    NotifierView(session_id=107, generation=3, interval=60.0, next_fire_in=14.0, sent=21),
-    NotifierView(session_id=102, generation=9, interval=60.0, next_fire_in=33.0, sent=3),
-    NotifierView(session_id=103, generation=17, interval=90.0, next_fire_in=85.0, sent=1),
+    NotifierView(107, 3, 60.0, 14.0, 21, "telegram:8881234 Grzegorz Brzęczyszczykiewicz"),
+    NotifierView(102, 9, 60.0, 33.0, 3, "loopback:bob bob"),
+    NotifierView(103, 17, 90.0, 85.0, 1, f"telegram:{FORUM_CHAT}/42 dev-team"),
 )
 
 DRAIN = DrainProgress(
@@ -554,8 +561,8 @@ class StaticBackend:
     drain: bool = True
     calls: list[ActCall] = field(default_factory=list)
 
-    async def snapshot(self) -> Snapshot:
-        return snapshot(drain=self.drain)
+    async def snapshot(self, query: SessionQuery | None = None) -> Snapshot:
+        return with_sessions(snapshot(drain=self.drain), query)
 
     async def transcript_tail(self, session_id: int, limit: int = 30) -> list[Message]:
         if session_id not in {s.session_id for s in SESSIONS}:
