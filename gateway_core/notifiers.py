@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway_core.adapters.base import DeliveryError, Typing
 from gateway_core.events import NotifierFired
@@ -49,6 +49,10 @@ class Notifier:
     preview_text: str = ""  # streamed answer text so far
     preview_shown: str = ""
     preview_task: asyncio.Task[None] | None = None
+    # One send or edit at a time (the preview and the periodic notice share the message),
+    # and a send in flight is finished by stop() so its message can be deleted, not orphaned.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    sending: asyncio.Future[str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +116,11 @@ class Notifiers:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if notifier.sending is not None:
+            # A send was cut off by the cancel but may have reached the chat: learn its id.
+            sent = await asyncio.gather(notifier.sending, return_exceptions=True)
+            if isinstance(sent[0], str):
+                notifier.message_id = sent[0]
         if notifier.message_id is not None:
             adapter = self._rt.adapters[notifier.origin.platform]
             if adapter.capabilities.delete:
@@ -131,6 +140,8 @@ class Notifiers:
 
     async def _show_previews(self, notifier: Notifier) -> None:
         clock = self._rt.clock
+        # A quick answer needs no preview: a notice sent and deleted again is only noise.
+        await clock.sleep(max(0.0, TYPING_AFTER - (clock.monotonic() - notifier.started_at)))
         while self._allowed(notifier):
             if notifier.preview_text != notifier.preview_shown:
                 notifier.preview_shown = notifier.preview_text
@@ -150,16 +161,19 @@ class Notifiers:
     async def _say(self, notifier: Notifier, text: str) -> bool:
         """Send the notice, or edit it in place; True when it was an edit."""
         adapter = self._rt.adapters[notifier.origin.platform]
-        if notifier.message_id is not None and adapter.capabilities.edit:
-            try:
-                await adapter.edit(notifier.origin, notifier.message_id, text)
-                return True
-            except DeliveryError:
-                # The edit failed; a drain may have started while we awaited it.
-                if not self._allowed(notifier):
-                    raise
-        notifier.message_id = await adapter.send(notifier.origin, text)
-        return False
+        async with notifier.lock:
+            if notifier.message_id is not None and adapter.capabilities.edit:
+                try:
+                    await adapter.edit(notifier.origin, notifier.message_id, text)
+                    return True
+                except DeliveryError:
+                    # The edit failed; a drain may have started while we awaited it.
+                    if not self._allowed(notifier):
+                        raise
+            notifier.sending = asyncio.ensure_future(adapter.send(notifier.origin, text))
+            notifier.message_id = await asyncio.shield(notifier.sending)
+            notifier.sending = None
+            return False
 
     def views(self) -> list[NotifierView]:
         now = self._rt.clock.monotonic()

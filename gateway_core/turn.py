@@ -38,7 +38,7 @@ from gateway_core.model import (
 from gateway_core.recovery.note import resume_note, with_note
 from gateway_core.store.inbox import finish_row
 from gateway_core.store.outbox import enqueue_row
-from gateway_core.store.processes import hand_over_row, is_consumed_row
+from gateway_core.store.processes import hand_over_row, is_consumed_row, owner_generation_row
 from gateway_core.store.recovery_records import begin_attempt_row, clear_row
 from gateway_core.store.sessions import begin_turn_row, end_turn_row, next_generation_row
 from gateway_core.store.transcript import append_rows
@@ -112,7 +112,9 @@ def _notice_instead_of_turn(
     )
     if notice.consumes and is_consumed_row(db, notice.process_id):
         return TurnStart(current, "none", None, dropped="dropped-consumed")
-    if current == notice.stamp:
+    if current == notice.stamp or owner_generation_row(db, notice.process_id) == current:
+        # Fresh: nothing ran since the event, or the turn that ran since took the job over
+        # (an earlier notice of the same job, or a turn that polled it).
         return None
     if not notice.consumes:
         return TurnStart(current, "none", None, dropped="dropped-stale")

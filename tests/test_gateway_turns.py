@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -114,6 +115,9 @@ async def test_still_working_notice_is_one_message_edited_then_removed(
     clock.advance(60)
     notices = await ada.wait_for(1)
     assert notices[0].text == "⏳ Still working — 1 min so far"
+    async with asyncio.timeout(5):  # counted once the send has returned, a step later
+        while running.gateway.snapshot().notifiers[0].sent != 1:  # noqa: ASYNC110
+            await asyncio.sleep(0)
     view = running.gateway.snapshot().notifiers[0]
     assert (view.sent, view.interval) == (1, 60)
     await clock.wait_for_sleepers(2)

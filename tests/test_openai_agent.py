@@ -110,12 +110,15 @@ async def test_streamed_text_is_previewed_in_the_notice_then_replaced_by_the_ans
     tmp_path: Path, clock: ManualClock, fake: FakeChatAPI
 ) -> None:
     running, _ = await start(tmp_path, clock, fake, stream=True, interval=60)
-    fake.reply_text(chunks=["The answer ", "is ", "forty-two."], chunk_delay=0.1)
+    fake.reply_text(chunks=["The answer ", "is ", "forty-two."], chunk_delay=0.3)
     ada = running.adapter.user("ada")
     await ada.say("question")
-    await running.adapter.wait_until(
-        lambda: any(m.text == "The answer is forty-two." for m in running.adapter.messages)
-    )
+    await fake.wait_for_requests(1)
+    # A preview waits a second (a quick answer needs none): move the turn's clock past it.
+    async with asyncio.timeout(20):
+        while not any(m.text == "The answer is forty-two." for m in running.adapter.messages):
+            clock.advance(0.5)
+            await asyncio.sleep(0.05)  # the stream arrives in real time, the clock is manual
     (request,) = fake.chat_requests()
     assert request.stream and request.include_usage
     previews = [m for m in running.adapter.messages if "Still working" in m.text]
@@ -146,6 +149,22 @@ async def test_429_and_5xx_are_retried_then_the_answer_arrives(
     await ada.say("hello")
     assert [m.text for m in await ada.wait_for(1)] == ["finally"]
     assert len(fake.chat_requests()) == 3
+
+
+async def test_any_5xx_but_not_implemented_is_retried(
+    tmp_path: Path, clock: ManualClock, fake: FakeChatAPI
+) -> None:
+    running, _ = await start(tmp_path, clock, fake)
+    fake.reply_error(529, "overloaded", headers={"Retry-After": "0"})
+    fake.reply_error(520, "origin error", headers={"Retry-After": "0"})
+    fake.reply_text("finally")
+    ada = running.adapter.user("ada")
+    await ada.say("hello")
+    assert [m.text for m in await ada.wait_for(1)] == ["finally"]
+    fake.reply_error(501, "not implemented")
+    await ada.say("again")
+    assert "HTTP 501" in (await ada.wait_for(2))[1].text
+    assert len(fake.chat_requests()) == 4
 
 
 async def test_a_server_that_keeps_failing_fails_the_turn_after_the_retry_limit(

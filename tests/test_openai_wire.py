@@ -49,7 +49,21 @@ def test_orphan_results_and_a_tail_cut_mid_block_are_dropped() -> None:
         row(9, Role.SYSTEM, "{}", kind=MessageKind.META),
     ]
     messages = history_messages(history, "hi with a note")
-    assert messages[1:] == [{"role": "user", "content": "hi with a note"}]
+    assert messages[1:] == [
+        {"role": "assistant", "content": "half"},
+        {"role": "user", "content": "hi with a note"},
+    ]
+
+
+def test_a_tail_that_starts_inside_the_interrupted_turns_tool_loop_keeps_its_results() -> None:
+    history = [
+        row(1, Role.ASSISTANT, tool_calls=(CALL_A,)),
+        row(2, Role.TOOL, "done once", tool_call_id="a"),
+        row(3, Role.USER, "[System note: interrupted]", kind=MessageKind.RECOVERY_NOTE),
+    ]
+    messages = history_messages(history, "[System note: interrupted]")
+    assert [m["role"] for m in messages] == ["system", "assistant", "tool", "user"]
+    assert messages[2]["content"] == "done once"  # seen, so not run again
 
 
 def test_a_whole_completion_and_a_streamed_one_give_the_same_reply() -> None:
@@ -85,6 +99,15 @@ def test_malformed_completions_raise_wire_errors(body: object) -> None:
         parse_completion(body)
 
 
-def test_a_malformed_stream_chunk_raises() -> None:
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        "{not json",
+        '{"choices": [{"delta": "oops"}]}',
+        '{"choices": [{"delta": {"tool_calls": "x"}}]}',
+        '{"error": {"message": "overloaded"}}',
+    ],
+)
+def test_a_malformed_or_failed_stream_chunk_raises(chunk: str) -> None:
     with pytest.raises(WireError):
-        StreamAssembler().feed("{not json")
+        StreamAssembler().feed(chunk)

@@ -16,6 +16,7 @@ from gateway_core.clock import ManualClock
 from gateway_core.events import BackgroundNotice, Subscription, TurnStarted
 from gateway_core.model import MessageKind
 from gateway_core.processes.registry import TrackedProcess
+from gateway_core.turn import Notice, RequestKind, TurnRequest
 from tests.support.harness import Running, make_gateway, next_event, start_gateway, track
 
 
@@ -243,3 +244,30 @@ async def test_a_completion_after_the_conversation_moved_on_tells_the_user_brief
     assert job.checkpoint.session_id is not None
     (row,) = await notice_rows(running, job.checkpoint.session_id)
     assert "secret-output" in row  # the agent reads it in its next turn's history
+
+
+async def test_a_notice_queued_before_an_earlier_notice_took_the_job_over_is_still_told(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """The cap's last match and its "watch disabled" are stamped alike; the match's notice
+    turn takes the job over, and the second notice must not then look stale."""
+    running = await start(tmp_path, clock)
+    events = running.gateway.events.subscribe()
+    ada = running.adapter.user("ada")
+    await ada.say("hello")
+    started = await next_event(events, TurnStarted)
+    await ada.wait_for(1)
+    job = await running.gateway.processes.start(
+        "sleep 30", session_id=started.session_id, generation=started.generation
+    )
+    lane = running.gateway.lanes.find(started.session_id)
+    assert lane is not None
+    for what in ("watch-match", "watch-disabled"):
+        notice = Notice(job.id, started.generation, what, consumes=False)
+        running.gateway.lanes.submit(
+            lane.session, TurnRequest(RequestKind.NOTICE, f"[{what}]", notice=notice)
+        )
+    outcomes = [(await notice_for(events, job.id)).outcome for _ in range(2)]
+    assert outcomes == ["delivered", "delivered"]
+    assert len(await ada.wait_for(3)) == 3
+    await running.gateway.processes.kill(job.id, grace=0.5)

@@ -228,3 +228,38 @@ async def test_the_agents_kill_consumes_before_any_ending_is_announced(
     # listener must still see it consumed. (A job that ended before the kill began is caught
     # by the notice turn's start transaction instead: test_process_notices.)
     assert seen == [True] * 10
+
+
+async def test_a_readopted_job_does_not_match_what_it_wrote_before_the_restart(
+    store: Store, tmp_path: Path
+) -> None:
+    first = ProcessRegistry(store, SystemClock(), tmp_path / "jobs")
+    seen: list[str] = []
+    first.on_watch(lambda job, outcome: seen.append(type(outcome).__name__))
+    go = tmp_path / "go"
+    job = await first.start(
+        f"echo READY; while [ ! -e {go} ]; do sleep 0.05; done; echo READY again; sleep 30",
+        session_id=None,
+        generation=1,
+        watch_patterns=("READY",),
+    )
+    async with asyncio.timeout(10):
+        while not seen:  # noqa: ASYNC110 - the watch loop has no event for a test to await
+            await asyncio.sleep(0.02)
+    await first.close()  # the gateway stops; the job runs on
+
+    second = ProcessRegistry(store, SystemClock(), tmp_path / "jobs")
+    again: list[object] = []
+    second.on_watch(lambda job, outcome: again.append(getattr(outcome, "lines", outcome)))
+    try:
+        (adopted,) = await second.adopt_checkpoints()
+        assert adopted.id == job.id and "READY" in adopted.output.text()
+        go.touch()  # new output after the restart is watched as before
+        async with asyncio.timeout(10):
+            while not again:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        assert again == [("READY again",)]  # the new line only: the old one is not told twice
+        assert adopted.watcher is not None and adopted.watcher.delivered == 1
+    finally:
+        await second.kill_all(grace=0.5)
+        await second.close()

@@ -88,3 +88,14 @@ def test_the_global_breaker_trips_once_and_reports_what_it_dropped() -> None:
     late = Watcher(("E",), breaker)
     (released,) = late.feed(["E"], now=8 + BREAKER_COOLDOWN)
     assert isinstance(released, Match) and released.dropped_by_breaker == 3
+
+
+def test_quiet_time_between_chatty_bursts_counts_as_clean_windows() -> None:
+    watcher = Watcher(("E",), Breaker())
+    now = 0.0
+    for _ in range(5):  # a burst of two every ten minutes: never three strikes in a row
+        (match,) = watcher.feed(["E"], now=now)
+        assert isinstance(match, Match)
+        assert watcher.feed(["E"], now=now + 1) == []
+        now += 600
+    assert watcher.status is WatchStatus.WATCHING

@@ -38,7 +38,10 @@ from gateway_core.tools.registry import ToolContext
 
 log = logging.getLogger(__name__)
 
-RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+# Worth another try: a timeout, a conflict, rate limiting, and any server-side failure
+# except "not implemented" / "version not supported", which will not change by waiting.
+RETRY_STATUSES = frozenset({408, 409, 429})
+NEVER_RETRY_5XX = frozenset({501, 505})
 MAX_BACKOFF = 30.0
 MAX_RETRY_AFTER = 60.0
 
@@ -61,8 +64,14 @@ class OpenAIAgent:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            # No cap on the whole answer (a healthy stream may run for minutes); a connection
+            # that cannot be made, or goes silent for request_timeout, is a failure.
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._settings.request_timeout)
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    sock_connect=min(30.0, self._settings.request_timeout),
+                    sock_read=self._settings.request_timeout,
+                )
             )
         return self._session
 
@@ -148,12 +157,15 @@ class OpenAIAgent:
             headers["Authorization"] = f"Bearer {self._key}"
         try:
             async with self._http().post(url, json=body, headers=headers) as response:
-                if response.status in RETRY_STATUSES:
+                if response.status in RETRY_STATUSES or (
+                    response.status >= 500 and response.status not in NEVER_RETRY_5XX
+                ):
                     raise _Retryable(
                         f"HTTP {response.status}", _retry_after(response.headers.get("Retry-After"))
                     )
                 if response.status >= 400:
-                    detail = self._scrub(_error_message(await response.read()))
+                    # Scrubbed before it is cut short: a key across the cut must not leak.
+                    detail = _error_message(self._scrub(await response.read()))
                     hint = (
                         f" (check the key in ${self._settings.api_key_env})"
                         if response.status in (401, 403)
@@ -172,8 +184,11 @@ class OpenAIAgent:
                 return parse_completion(payload)
         except WireError as error:
             raise AgentError(f"the agent server sent a malformed answer: {error}") from None
-        except (aiohttp.ClientConnectionError, TimeoutError) as error:
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as error:
+            # Refused, reset, or cut off in the middle of the answer: nothing of it was used.
             raise _Retryable(type(error).__name__, None) from None
+        except ValueError as error:  # an SSE line longer than aiohttp's limit (LineTooLong)
+            raise AgentError(f"the agent server sent a malformed answer: {error}") from None
 
     async def _read_stream(self, response: aiohttp.ClientResponse, context: TurnContext) -> Reply:
         assembler = StreamAssembler()
@@ -190,8 +205,8 @@ class OpenAIAgent:
             raise WireError("the stream ended before the answer was complete")
         return assembler.reply
 
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key else text
+    def _scrub(self, body: bytes) -> bytes:
+        return body.replace(self._key.encode(), b"***") if self._key else body
 
 
 class _Retryable(Exception):

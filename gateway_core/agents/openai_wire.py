@@ -48,9 +48,9 @@ class Reply:
 def history_messages(history: Sequence[Message], current_input: str) -> list[dict[str, Any]]:
     """The transcript as chat messages; the last user row carries this turn's input (which
     may hold a recovery note the stored row does not)."""
+    # A tail that begins inside a tool-call block keeps what it has: results whose call was
+    # cut off are orphans (dropped below); an assistant call block may open the history.
     rows = [m for m in history if is_replayable(m)]
-    while rows and rows[0].role != Role.USER:
-        rows.pop(0)  # the tail began inside a tool-call block: start at a user message
     messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM_PROMPT}]
     open_calls: list[str] = []
 
@@ -149,6 +149,8 @@ class StreamAssembler:
             raise WireError(f"malformed stream chunk: {payload[:100]!r}") from None
         if not isinstance(chunk, dict):
             raise WireError("a stream chunk is not a JSON object")
+        if chunk.get("error"):
+            raise WireError(f"the stream reported an error: {str(chunk['error'])[:200]}")
         _usage(self.reply, chunk.get("usage"))
         choices = chunk.get("choices") or []
         if not isinstance(choices, list):
@@ -158,10 +160,17 @@ class StreamAssembler:
             if not isinstance(choice, dict):
                 raise WireError("a stream choice is not an object")
             delta = choice.get("delta") or {}
+            if not isinstance(delta, dict):
+                raise WireError("a stream delta is not an object")
             piece = delta.get("content")
             if isinstance(piece, str):
                 text += piece
-            for call in delta.get("tool_calls") or []:
+            calls = delta.get("tool_calls") or []
+            if not isinstance(calls, list) or not all(isinstance(c, dict) for c in calls):
+                raise WireError("stream tool_calls is not a list of objects")
+            for call in calls:
+                if not isinstance(call.get("function") or {}, dict):
+                    raise WireError("a streamed tool call's function is not an object")
                 index = call.get("index", 0)
                 slot = self._calls.setdefault(index, ["", "", ""])
                 slot[0] = call.get("id") or slot[0]

@@ -32,7 +32,13 @@ from gateway_core.model import ProcessCheckpoint
 from gateway_core.processes.killing import KillResult, kill_tree, tree_of
 from gateway_core.processes.output import OutputBuffer
 from gateway_core.processes.sampler import Sample, TreeSampler
-from gateway_core.processes.watch import Breaker, WatchDisabled, Watcher, WatchOutcome
+from gateway_core.processes.watch import (
+    Breaker,
+    WatchDisabled,
+    Watcher,
+    WatchOutcome,
+    WatchStatus,
+)
 from gateway_core.store import Store
 
 log = logging.getLogger(__name__)
@@ -119,11 +125,12 @@ class ProcessRegistry:
         self._watch_listeners.append(listener)
 
     def _track(self, checkpoint: ProcessCheckpoint, *, detached: bool) -> TrackedProcess:
-        tracked = TrackedProcess(
-            checkpoint,
-            detached=detached,
-            watcher=Watcher(checkpoint.watch_patterns, self.breaker),
-        )
+        watcher = Watcher(checkpoint.watch_patterns, self.breaker)
+        if checkpoint.notify_on_complete and watcher.active:
+            # The tool never starts a job with both; a job that has both had its watching
+            # switched off (and notify-on-exit switched on) before a restart: keep it off.
+            watcher.status = WatchStatus.DISABLED_STRIKES
+        tracked = TrackedProcess(checkpoint, detached=detached, watcher=watcher)
         self._processes[checkpoint.id] = tracked
         return tracked
 
@@ -250,6 +257,9 @@ class ProcessRegistry:
             )
             if alive:
                 assert checkpoint.pid is not None
+                # What it wrote before the restart was matched (and told) by the run that
+                # watched it then: read past it without matching.
+                await self._read_log(tracked, watch=False)
                 tracked._task = asyncio.get_running_loop().create_task(
                     self._watch(tracked, partial(_pidfd_exit, checkpoint.pid)),
                     name=f"watch-{checkpoint.id}",
@@ -297,7 +307,9 @@ class ProcessRegistry:
             # What it wrote before it exited still counts for its watch patterns; nothing is
             # read after the ending is recorded, so late output never matches.
             await self._read_log(tracked, watch=True)
-            tracked.output.close()
+            last = tracked.output.close()  # a last line without a newline still counts
+            if last and tracked.state == ProcessState.RUNNING:
+                await self._match(tracked, last)
             if tracked.state != ProcessState.RUNNING:
                 return  # killed meanwhile: already recorded
             code = _read_status(tracked.checkpoint.log_path)
@@ -316,11 +328,18 @@ class ProcessRegistry:
         while data := await asyncio.to_thread(_read_from, path, tracked._offset):
             tracked._offset += len(data)
             lines = tracked.output.feed(data)
-            if watch and lines and tracked.watcher is not None and tracked.watcher.active:
-                for outcome in tracked.watcher.feed(lines, self._clock.monotonic()):
-                    await self._watched(tracked, outcome)
+            # Only while it runs: once its ending is recorded, nothing it wrote is news.
+            if watch and lines and tracked.state == ProcessState.RUNNING:
+                await self._match(tracked, lines)
+
+    async def _match(self, tracked: TrackedProcess, lines: list[str]) -> None:
+        if tracked.watcher is not None and tracked.watcher.active:
+            for outcome in tracked.watcher.feed(lines, self._clock.monotonic()):
+                await self._watched(tracked, outcome)
 
     async def _watched(self, tracked: TrackedProcess, outcome: WatchOutcome) -> None:
+        if tracked.state != ProcessState.RUNNING:
+            return  # ended while this chunk was read: the completion (if any) covers it
         if isinstance(outcome, WatchDisabled) and not tracked.checkpoint.notify_on_complete:
             # Watching stopped: the job reports its end instead (persisted: it survives a
             # restart).
@@ -379,12 +398,25 @@ def _read_status(log_path: str | None) -> int | None:
         return None
 
 
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 async def _pidfd_exit(pid: int) -> None:
     """Wait for a process that is not our child to exit (Linux pidfd; no polling)."""
     loop = asyncio.get_running_loop()
     try:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
+        return
+    except OSError as error:  # no pidfd here (old kernel, a seccomp profile): poll instead
+        log.info("pidfd_open(%d) failed (%s); polling for its exit", pid, error)
+        # A process that is not our child has no event to wait on without a pidfd.
+        while _running(pid):  # noqa: ASYNC110
+            await asyncio.sleep(1.0)
         return
     done: asyncio.Future[None] = loop.create_future()
 

@@ -149,6 +149,8 @@ class Watcher:
             self.suppressed_total += 1
             return []
         if self._window_end is not None:  # the previous window closed: strike or clean
+            if now >= self._window_end + WINDOW:
+                self._strikes = 0  # at least one whole quiet window passed since: clean
             self._strikes = self._strikes + 1 if self._window_drops else 0
             self._window_drops = 0
             if self._strikes >= STRIKES:

@@ -57,6 +57,11 @@ def hand_over_row(
     return True
 
 
+def owner_generation_row(db: sqlite3.Connection, process_id: str) -> int | None:
+    row = db.execute("SELECT generation FROM processes WHERE id = ?", (process_id,)).fetchone()
+    return None if row is None else int(row[0])
+
+
 def is_consumed_row(db: sqlite3.Connection, process_id: str) -> bool:
     row = db.execute("SELECT consumed FROM processes WHERE id = ?", (process_id,)).fetchone()
     return row is None or bool(row[0])
@@ -75,9 +80,19 @@ class Processes:
         )  # fmt: skip
 
         def job(db: sqlite3.Connection) -> None:
+            # An upsert, not a replace: the owning generation and consumption only ever move
+            # forward, even if this in-memory copy is older than what a notice turn's start
+            # transaction wrote meanwhile.
             db.execute(
-                f"INSERT OR REPLACE INTO processes ({_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO processes ({_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(id) DO UPDATE SET"
+                " generation = MAX(processes.generation, excluded.generation),"
+                " consumed = MAX(processes.consumed, excluded.consumed),"
+                " notify_on_complete = excluded.notify_on_complete,"
+                " state = excluded.state, exit_code = excluded.exit_code,"
+                " end_reason = excluded.end_reason, ended_at = excluded.ended_at,"
+                " pid = excluded.pid, pid_started_at = excluded.pid_started_at",
                 params,
             )
 
