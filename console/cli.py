@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -35,6 +36,16 @@ EXIT_FAILURE = 1
 EXIT_CONFIG = ConfigError.EXIT_CODE
 
 SCRIPT_OPS = ("status", "quiet", "resume-intake", "drain", "restart")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return value
 
 
 def _where(parser: argparse.ArgumentParser) -> None:
@@ -86,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         _where(sub)
         sub.add_argument("--json", action="store_true", help="stable JSON output")
         if name in ("drain", "restart"):
-            sub.add_argument("--timeout", type=float, help="drain timeout in seconds")
+            sub.add_argument("--timeout", type=_seconds, help="drain timeout in seconds")
 
     recovery = commands.add_parser("recovery", help="recovery candidates")
     actions = recovery.add_subparsers(dest="recovery_command", required=True, metavar="ACTION")
@@ -117,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"switchboard: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except StateDirBusy as error:
+        print(f"switchboard: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as error:  # e.g. the control socket cannot be created where configured
         print(f"switchboard: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

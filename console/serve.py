@@ -20,21 +20,32 @@ from gateway_core.agents.factory import agent_from_config
 from gateway_core.clock import SystemClock
 from gateway_core.config import Config
 from gateway_core.log_ring import LogRing
-from gateway_core.service.json_log import configure_json_logging
+from gateway_core.service.json_log import JsonFormatter, configure_json_logging
 from gateway_core.service.runner import GatewayService
 from gateway_core.service.sdnotify import SystemdNotifier
 
 EXIT_FAILURE = 1
 
 
-def _log_to_file(path: Path, level: str) -> None:
+class RedactingFormatter(logging.Formatter):
+    """Plain log lines with the same secret redaction as the JSON log."""
+
+    def __init__(self, redactor: JsonFormatter) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        self._redactor = redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._redactor.redact(super().format(record))
+
+
+def _log_to_file(path: Path, level: str, formatter: logging.Formatter) -> None:
     """For the console: a file, never the screen."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(formatter)
     root.addHandler(handler)
     root.setLevel(level.upper())
 
@@ -44,8 +55,15 @@ async def serve(
 ) -> int:
     secrets = [env.get(config.telegram.token_env, ""), env.get(config.agent.api_key_env, "")]
     ring = LogRing()
+    # The ring is served over the socket and shown in the console: redacted like the JSON log.
+    redactor = JsonFormatter([s for s in secrets if s])
+    ring.setFormatter(RedactingFormatter(redactor))
     if console:
-        _log_to_file(config.log.file or config.gateway.state_dir / "gateway.log", config.log.level)
+        _log_to_file(
+            config.log.file or config.gateway.state_dir / "gateway.log",
+            config.log.level,
+            RedactingFormatter(redactor),
+        )
     else:
         configure_json_logging(config.log.level, config.log.file, [s for s in secrets if s])
     logging.getLogger().addHandler(ring)
@@ -58,6 +76,7 @@ async def serve(
         notifier=SystemdNotifier.from_environment(env),
         clock=clock,
         ring=ring,
+        exit_to_restart=not console,
     )
     service.install_signal_handlers()
     await service.start()

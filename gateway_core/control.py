@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -177,7 +178,7 @@ class Control:
         if refusal is not None:
             return await self._audit(actor, "drain", [], None, refusal)
         seconds = self._gateway.config.gateway.drain_timeout if timeout is None else timeout
-        if seconds < 0:
+        if not _valid_timeout(seconds):
             return await self._audit(
                 actor, "drain", [], None, ActionResult(False, "drain timeout must be >= 0")
             )
@@ -187,6 +188,8 @@ class Control:
 
     async def restart(self, *, actor: str, timeout: float | None = None) -> ActionResult:
         refusal = self._refuse_if_read_only("restart") or self._refuse_unless_live("restart")
+        if refusal is None and timeout is not None and not _valid_timeout(timeout):
+            refusal = ActionResult(False, "drain timeout must be >= 0")
         if refusal is not None:
             return await self._audit(actor, "restart", [], None, refusal)
         await self._audit(actor, "restart", [], None, ActionResult(True, "restarting"))
@@ -327,6 +330,11 @@ class Control:
         if action in ("approve", "clear", "force-resume", "suspend", "unsuspend") and result.ok:
             await gateway.refresh_candidates()
         return result
+
+
+def _valid_timeout(seconds: float) -> bool:
+    """A drain deadline: finite and not negative (NaN would never pass, -1 kills at once)."""
+    return math.isfinite(seconds) and seconds >= 0
 
 
 def _describe(report: DrainReport) -> str:

@@ -457,6 +457,17 @@ class Gateway:
         await self._stopped.wait()
 
     async def _drain_and_close(self, timeout: float) -> DrainReport:
+        try:
+            return await self._drain_steps(timeout)
+        except Exception:
+            # A failing step (a full disk while marking, a hook) must not leave the gateway
+            # half-drained forever: record it as unclean and close what can be closed.
+            log.exception("the drain failed; stopping anyway")
+            if self._rt is not None:
+                await self._close(False)
+            return DrainReport(False, (), (), 0.0)
+
+    async def _drain_steps(self, timeout: float) -> DrainReport:
         rt = self.runtime
         clock = self.clock
         begun = clock.monotonic()
@@ -497,14 +508,20 @@ class Gateway:
                     tasks.append(lane.current.task)
             self._progress("grace", running, finished, interrupted, deadline)
             grace = 0.0 if self._forced.is_set() else self.config.gateway.grace
-            await wait_or_timeout(clock, asyncio.gather(*tasks, return_exceptions=True), grace)
+            stopped = asyncio.gather(*tasks, return_exceptions=True)
+            forced = asyncio.ensure_future(self._forced.wait())  # a second signal ends it
+            await wait_or_timeout(
+                clock, asyncio.wait({stopped, forced}, return_when=asyncio.FIRST_COMPLETED), grace
+            )
+            forced.cancel()
             for hook in self._kill_hooks:
                 try:
                     await hook(sorted(interrupted))
                 except Exception:
                     log.exception("a drain kill hook failed")
         # Replies of turns that finished still go out before the platforms are closed.
-        await self.deliverer.idle(within=max(self.config.gateway.grace, 1.0))
+        if not self._forced.is_set():
+            await self.deliverer.idle(within=max(self.config.gateway.grace, 1.0))
         report = DrainReport(
             clean=not interrupted,
             finished=tuple(sorted(finished)),
@@ -516,7 +533,17 @@ class Gateway:
         return report
 
     async def _close(self, clean: bool) -> None:
+        """Every step is attempted even if one fails, and the gateway always ends STOPPED:
+        a drain that wedged half-way would keep the process alive forever."""
         rt = self.runtime
+        try:
+            await self._close_steps(rt, clean)
+        finally:
+            rt.set_state(GatewayState.STOPPED)
+            self._rt = None
+            self._stopped.set()
+
+    async def _close_steps(self, rt: Runtime, clean: bool) -> None:
         if self._sampling is not None:
             self._sampling.cancel()
             await asyncio.gather(self._sampling, return_exceptions=True)
@@ -532,18 +559,22 @@ class Gateway:
             *(lane.loop_task for lane in self.lanes.all() if lane.loop_task is not None),
             return_exceptions=True,
         )
-        await self.deliverer.close()
-        for adapter in self._adapters.values():
-            await adapter.close()
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("deliverer", self.deliverer.close),
+            *((f"adapter {name}", adapter.close) for name, adapter in self._adapters.items()),
+        ]
         closer = getattr(self._agent, "close", None)
         if closer is not None:  # an agent with connections (openai) lets them go
-            await closer()
-        assert self.run is not None
-        await rt.store.runs.finish(self.run.id, clean=clean)
-        await rt.store.close()
-        rt.set_state(GatewayState.STOPPED)
-        self._rt = None
-        self._stopped.set()
+            steps.append(("agent", closer))
+        run = self.run
+        if run is not None:
+            steps.append(("run record", lambda: rt.store.runs.finish(run.id, clean=clean)))
+        steps.append(("store", rt.store.close))
+        for name, step in steps:
+            try:
+                await step()
+            except Exception:
+                log.exception("closing the %s failed; going on with the rest", name)
 
     def _progress(
         self,

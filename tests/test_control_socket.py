@@ -304,3 +304,61 @@ async def test_a_snapshot_sends_only_the_sessions_asked_for_with_counts_of_all(
             await client.request("snapshot", sessions={"order": "sideways"})
     finally:
         await client.close()
+
+
+async def test_a_line_just_over_the_limit_does_not_swallow_the_next_request(
+    served: tuple[Running, ControlServer],
+) -> None:
+    _, server = served
+    reader, writer = await raw_connection(server)
+    try:
+        writer.write(b'{"id": 1, "op": "' + b"x" * MAX_LINE + b'"}\n{"id": 2, "op": "snapshot"}\n')
+        await writer.drain()
+        refused = json.loads(await asyncio.wait_for(reader.readline(), 10))
+        answered = json.loads(await asyncio.wait_for(reader.readline(), 10))
+        assert "longer than" in refused["error"]
+        assert (answered["id"], answered["ok"]) == (2, True)
+    finally:
+        writer.close()
+
+
+async def test_a_client_that_half_closes_after_asking_still_gets_the_answer(
+    served: tuple[Running, ControlServer],
+) -> None:
+    _, server = served
+    reader, writer = await raw_connection(server)
+    writer.write(b'{"id": 1, "op": "audit"}\n{"id": 2, "op": "act", "action": "quiet"}\n')
+    await writer.drain()
+    writer.write_eof()  # as `echo ... | socat - UNIX-CONNECT:...` does
+    lines = [json.loads(line) for line in (await asyncio.wait_for(reader.read(), 10)).splitlines()]
+    assert sorted(line["id"] for line in lines) == [1, 2]
+    writer.close()
+
+
+@pytest.mark.parametrize("timeout", ["NaN", "Infinity", "-1"])
+async def test_a_drain_timeout_that_is_not_a_finite_number_of_seconds_is_refused(
+    served: tuple[Running, ControlServer], timeout: str
+) -> None:
+    running, server = served
+    reader, writer = await raw_connection(server)
+    try:
+        line = f'{{"id": 1, "op": "act", "action": "drain", "timeout": {timeout}}}\n'
+        answer = await ask(reader, writer, line.encode())
+        assert answer["ok"] is False and "finite number of seconds" in answer["error"]
+        assert running.gateway.state.value == "running"
+    finally:
+        writer.close()
+
+
+async def test_the_socket_path_is_only_replaced_when_it_is_a_dead_socket(
+    tmp_path: Path, served: tuple[Running, ControlServer]
+) -> None:
+    running, live = served
+    not_a_socket = tmp_path / "notes.txt"
+    not_a_socket.write_text("keep me")
+    with pytest.raises(OSError, match="not a socket"):
+        await ControlServer(running.gateway, not_a_socket).start()
+    assert not_a_socket.read_text() == "keep me"
+    with pytest.raises(OSError, match="another gateway is listening"):
+        await ControlServer(running.gateway, live.path).start()
+    assert (await SocketBackend(await ControlClient.connect(live.path)).snapshot()).state

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
+from gateway_core.adapters.loopback import LoopbackAdapter
 from gateway_core.clock import ManualClock
 from gateway_core.events import DrainProgress, Subscription, TurnFinished
 from gateway_core.gateway import DrainReport
@@ -191,3 +192,21 @@ async def test_the_drain_kills_jobs_of_interrupted_turns_only(
     adopted = again.gateway.processes.get(kept.id)
     assert adopted is not None and adopted.detached and adopted.state == "running"
     assert (await again.gateway.processes.kill(kept.id, grace=0.5)).killed  # ...and re-adopted
+
+
+class _BrokenOnClose(LoopbackAdapter):
+    async def close(self) -> None:
+        raise RuntimeError("the platform library blew up while closing")
+
+
+async def test_a_step_that_fails_while_closing_still_leaves_the_gateway_stopped(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    adapter = _BrokenOnClose()
+    running = await start_gateway(tmp_path / "s", clock, adapter, notifier={"interval": 0})
+    report = await running.gateway.stop(0)
+    assert running.gateway.state.value == "stopped"
+    await asyncio.wait_for(running.gateway.wait_stopped(), 5)
+    assert report.clean  # nothing was interrupted; only the adapter's close failed
+    again = await start_gateway(tmp_path / "s", clock, notifier={"interval": 0})
+    assert again.gateway.state.value == "running"  # the store was closed properly

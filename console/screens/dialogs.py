@@ -6,6 +6,7 @@ and `q` cancel; ESC alone is never the only way out (tmux may delay a bare ESC).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from rich.text import Text
@@ -130,7 +131,8 @@ class InputScreen(_Dialog):
             return
         if self._number:
             try:
-                if float(answer) < 0:
+                seconds = float(answer)
+                if not math.isfinite(seconds) or seconds < 0:
                     raise ValueError
             except ValueError:
                 problem.update(Text("Enter a number of seconds (0 or more).", style="bold red"))

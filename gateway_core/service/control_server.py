@@ -26,10 +26,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import pwd
 import socket
+import stat
 import struct
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +49,10 @@ log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
 MAX_LINE = 1 << 20
-MAX_BUFFERED = 4 << 20
+MAX_IN_FLIGHT = 8  # requests of one connection being worked on at once
+MAX_BUFFERED = 4 << 20  # unread output past this must shrink within STALL_SECONDS
+STALL_SECONDS = 5.0
+HARD_LIMIT = 64 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,31 +101,56 @@ class ControlServer:
         self._owner = os.getuid() if owner_uid is None else owner_uid
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
+        self._inode: int | None = None
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists() or self.path.is_symlink():
-            self.path.unlink()  # left by a killed gateway; the state-dir lock says we own it
-        old_umask = os.umask(0o177)  # the socket is created 0600, with no window of 0755
+        self._clear_stale_socket()
+        # Mode 0600 is set on the socket before bind() (Linux honours it there), so there is
+        # no window in which the path is open to others, and the process umask is untouched.
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self._server = await asyncio.start_unix_server(
-                self._serve, path=str(self.path), limit=MAX_LINE
-            )
-        finally:
-            os.umask(old_umask)
-        os.chmod(self.path, 0o600)
+            os.fchmod(sock.fileno(), 0o600)
+            sock.bind(str(self.path))
+            self._inode = os.stat(self.path).st_ino
+            self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=MAX_LINE)
+        except BaseException:
+            sock.close()
+            raise
         log.info("control socket listening", extra={"event": "control_listening"})
+
+    def _clear_stale_socket(self) -> None:
+        """Remove a socket a killed gateway left behind, and nothing else: not a file that is
+        not a socket, and not the live socket of another gateway."""
+        try:
+            mode = os.lstat(self.path).st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(mode):
+            raise OSError(f"{self.path} exists and is not a socket; refusing to replace it")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(self.path))
+        except ConnectionRefusedError:
+            self.path.unlink()  # nobody listens: left by a gateway that died
+            return
+        finally:
+            probe.close()
+        raise OSError(f"{self.path}: another gateway is listening there already")
 
     async def close(self, flush_within: float = 1.0) -> None:
         if self._server is not None:
             self._server.close()
-        for connection in list(self._connections):
-            await connection.close(flush_within)
+        await asyncio.gather(
+            *(connection.close(flush_within) for connection in list(self._connections))
+        )
         if self._server is not None:
-            await self._server.wait_closed()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), flush_within + 1.0)
             self._server = None
         with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+            if os.lstat(self.path).st_ino == self._inode:  # ours, not a successor's
+                self.path.unlink()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = peer_of(writer.get_extra_info("socket"))
@@ -153,6 +184,8 @@ class _Connection:
         self._control = Control(server._gateway, restart_hook=server._restart_hook)
         self._events: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._backlog_since: float | None = None
         self._closed = False
 
     async def run(self) -> None:
@@ -160,57 +193,84 @@ class _Connection:
         try:
             while not self._closed:
                 try:
-                    raw = await self._reader.readline()
-                except ValueError:  # longer than MAX_LINE: the rest of it is skipped too
+                    raw = await self._reader.readuntil(b"\n")
+                except asyncio.LimitOverrunError as error:
+                    # Longer than MAX_LINE: answer once, then discard it up to its newline.
+                    await self._reader.readexactly(error.consumed)
                     if not skipping:
                         self.send({"ok": False, "error": f"request longer than {MAX_LINE} bytes"})
                     skipping = True
                     continue
+                except asyncio.IncompleteReadError:
+                    return  # the client finished writing (or left); answers still go out
                 except ConnectionError:
-                    return
-                if not raw:
                     return
                 if skipping:
                     skipping = False  # this was the end of the long line
                     continue
                 if raw.strip():
-                    # Each request runs on its own: a drain in progress does not hold up
-                    # snapshots on the same connection.
+                    # Each request runs on its own (a drain does not hold up snapshots on the
+                    # same connection), but only a few at a time: a client that floods us
+                    # stops being read instead of piling up work.
+                    await self._slots.acquire()
                     task = asyncio.create_task(self._handle(raw))
                     self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    task.add_done_callback(self._done)
         finally:
-            await self.close(0)
+            await self.close(1.0)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
 
     async def close(self, flush_within: float) -> None:
         if self._events is not None:
             self._events.cancel()
-        if flush_within > 0 and self._tasks:
-            # Answers still being worked out (the drain that stopped us) go out first.
+        if self._closed:
+            for task in list(self._tasks):  # dropped: nobody will read the answers
+                task.cancel()
+        elif flush_within > 0 and self._tasks:
+            # Answers still being worked out (a client that half-closed after asking, or the
+            # drain that stopped us) go out first.
             await asyncio.wait(set(self._tasks), timeout=flush_within)
         if not self._closed:
             self._closed = True
-            if flush_within > 0:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._writer.drain(), flush_within)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._writer.drain(), max(flush_within, 0.01))
+        transport = self._writer.transport
+        if transport.get_write_buffer_size():
+            transport.abort()  # it will not read what is left: do not wait for it
+        else:
             self._writer.close()
 
     def send(self, message: dict[str, Any]) -> None:
-        """Queue a line for the client, never waiting; a client that does not read is cut."""
+        """Queue a line for the client, never waiting. A client that makes no progress with
+        what it was sent for STALL_SECONDS, or lets HARD_LIMIT pile up, is cut off."""
         if self._closed:
             return
         transport = self._writer.transport
         if transport.is_closing():
             self._closed = True
             return
-        if transport.get_write_buffer_size() > MAX_BUFFERED:
+        buffered = transport.get_write_buffer_size()
+        now = time.monotonic()
+        if buffered <= MAX_BUFFERED:
+            self._backlog_since = None
+        elif self._backlog_since is None:
+            self._backlog_since = now
+        stalled = self._backlog_since is not None and now - self._backlog_since > STALL_SECONDS
+        if stalled or buffered > HARD_LIMIT:
             log.warning("control socket: dropped %s, who stopped reading", self.actor)
             self._closed = True
             transport.abort()
+            for task in list(self._tasks):
+                task.cancel()
             return
         self._writer.write(_line(message))
 
     async def _handle(self, raw: bytes) -> None:
+        if self._closed:
+            return
         request_id: object = None
         try:
             request = json.loads(raw)
@@ -288,9 +348,12 @@ class _Connection:
         if reason is not None and not isinstance(reason, str):
             raise _BadRequest("reason must be a string")
         if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, int | float)
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not math.isfinite(timeout)
+            or timeout < 0
         ):
-            raise _BadRequest("timeout must be a number of seconds")
+            raise _BadRequest("timeout must be a finite number of seconds, 0 or more")
         result: ActionResult = await self._control.perform(
             action,
             [str(t) for t in targets],

@@ -46,12 +46,16 @@ class GatewayService:
         notifier: SystemdNotifier,
         clock: Clock | None = None,
         ring: LogRing | None = None,
+        exit_to_restart: bool = True,
     ) -> None:
         self.config = config
         self.gateway = Gateway(config, agent=agent, adapters=adapters, clock=clock)
         self.notifier = notifier
         self.ring = ring
         self.exit_code = EXIT_OK
+        # Headless: a restart exits 75 for the service manager. With a console in the
+        # process, a restart happens in place (nobody would start us again).
+        self._exit_to_restart = exit_to_restart
         self._lock = StateLock(config.gateway.state_dir)
         self._server: ControlServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -70,10 +74,12 @@ class GatewayService:
                 self.gateway,
                 self.config.control.socket,
                 log_ring=self.ring,
-                restart_hook=self._restart,
+                restart_hook=self._restart if self._exit_to_restart else None,
             )
             await self._server.start()
         except BaseException:
+            if self.gateway.state.value != "stopped":
+                await self.gateway.stop(0)  # or its threads keep the process alive
             await self._cleanup()
             raise
         interval = watchdog_interval()
