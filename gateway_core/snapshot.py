@@ -100,6 +100,8 @@ class SessionQuery:
 def select_sessions(
     sessions: tuple[SessionView, ...], query: SessionQuery
 ) -> tuple[SessionView, ...]:
+    if query.limit == 0:
+        return ()  # counts only: no need to look at 10,000 sessions
     views = list(sessions)
     if query.text:
         needle = query.text.lower()
