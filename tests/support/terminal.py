@@ -10,13 +10,17 @@ from contextlib import contextmanager
 
 
 class Terminal:
+    """One tmux session on its own tmux server (`-L`): an operator's own tmux, or another
+    test's, can neither see it nor lend it their environment."""
+
     def __init__(self, name: str) -> None:
         self.name = name
 
     def tmux(self, *args: str) -> str:
         done = subprocess.run(
-            ["tmux", *args], capture_output=True, text=True, check=True, timeout=10
-        )
+            ["tmux", "-L", self.name, *args], capture_output=True, text=True, check=True,
+            timeout=10,
+        )  # fmt: skip
         return done.stdout
 
     def screen(self) -> str:
@@ -46,14 +50,15 @@ def tmux_session(
     """Run `command` in a new detached tmux session; the session is killed afterwards."""
     name = f"sb-{uuid.uuid4().hex[:8]}"
     subprocess.run(
-        ["tmux", "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height), command],
+        ["tmux", "-L", name, "-f", "/dev/null", "new-session", "-d", "-s", name,
+         "-x", str(width), "-y", str(height), command],
         check=True,
         timeout=10,
-        env=env,
-    )
+        env=env,  # a new server of its own starts with exactly this environment
+    )  # fmt: skip
     term = Terminal(name)
     term.tmux("set-option", "-t", name, "remain-on-exit", "on")
     try:
         yield term
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, timeout=10)
+        subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True, timeout=10)
