@@ -20,6 +20,7 @@ from pathlib import Path
 
 from console.app import ConsoleApp
 from console.backend import InProcessBackend
+from console.log_setup import log_to_file
 from console.walkthrough import scenes
 from gateway_core.adapters.loopback import LoopbackAdapter, LoopbackUser
 from gateway_core.agents.scripted import ScriptedAgent
@@ -62,15 +63,9 @@ def demo_config(state_dir: Path, gate: Gate) -> Config:
 
 def log_to_file_and_ring(state_dir: Path) -> LogRing:
     """Logs go to a file and the console's log pane, never to the screen."""
+    log_to_file(state_dir / "gateway.log", "info")
     ring = LogRing()
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    file_handler = logging.FileHandler(state_dir / "gateway.log")
-    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    root.addHandler(file_handler)
-    root.addHandler(ring)
-    root.setLevel(logging.INFO)
+    logging.getLogger().addHandler(ring)
     return ring
 
 

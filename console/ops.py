@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from console.attach import ControlClient, ControlError
-from console.rows import age
+from console.rows import age, display_key
 from console.safety import clean
 from gateway_core.model import SessionKey
 from gateway_core.snapshot import CandidateView, Snapshot
@@ -133,7 +133,7 @@ def _print_candidates(snap: Snapshot, as_json: bool) -> None:
     for c in candidates:
         table.add_row(
             Text(str(c.session_id)),
-            Text(clean(c.key.removesuffix(":-"), 40)),
+            Text(clean(display_key(c.key), 40)),
             Text(c.verdict or "-"),
             Text(c.state),
             Text(clean(c.reason or "-", 20)),

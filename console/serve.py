@@ -15,6 +15,7 @@ from pathlib import Path
 from console.app import ConsoleApp
 from console.attach import ControlClient, ControlError, SocketBackend
 from console.backend import InProcessBackend
+from console.log_setup import log_to_file
 from gateway_core.adapters.factory import telegram_from_config
 from gateway_core.agents.factory import agent_from_config
 from gateway_core.clock import SystemClock
@@ -38,18 +39,6 @@ class RedactingFormatter(logging.Formatter):
         return self._redactor.redact(super().format(record))
 
 
-def _log_to_file(path: Path, level: str, formatter: logging.Formatter) -> None:
-    """For the console: a file, never the screen."""
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
-    handler.setFormatter(formatter)
-    root.addHandler(handler)
-    root.setLevel(level.upper())
-
-
 async def serve(
     config: Config, env: Mapping[str, str], *, console: bool, read_only: bool, mouse: bool
 ) -> int:
@@ -59,7 +48,7 @@ async def serve(
     redactor = JsonFormatter([s for s in secrets if s])
     ring.setFormatter(RedactingFormatter(redactor))
     if console:
-        _log_to_file(
+        log_to_file(
             config.log.file or config.gateway.state_dir / "gateway.log",
             config.log.level,
             RedactingFormatter(redactor),
