@@ -8,7 +8,7 @@
     switchboard status [--json]
     switchboard recovery list [--json] | approve ID | clear ID | force-resume ID --reason TEXT
     switchboard quiet | resume-intake | drain [--timeout S] | restart
-    switchboard config [-c FILE]
+    switchboard config [-c FILE] | --sample
 
 Exit codes: 0 clean stop, 75 restart requested, 78 configuration error, 1 failure (or an
 action the gateway refused). Errors are one line on stderr, never a traceback.
@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = commands.add_parser("config", help="print the effective configuration and sources")
     config.add_argument("-c", "--config", type=Path, help="TOML config file")
+    config.add_argument(
+        "--sample", action="store_true", help="print a sample file: every key, its default, a note"
+    )
     return parser
 
 
@@ -155,6 +158,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return asyncio.run(run_walkthrough(Gate(args.gate), args.state_dir))
     if command == "config":
+        if args.sample:
+            from gateway_core.config_sample import sample_toml
+
+            sys.stdout.write(sample_toml())
+            return EXIT_OK
         return print_config(load_config(args.config))
     if command in ("run", "console"):
         from console.serve import serve
