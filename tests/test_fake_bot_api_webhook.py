@@ -193,7 +193,7 @@ async def test_run_by_hand_prints_the_token_and_takes_messages() -> None:
     )  # fmt: skip
     try:
         assert server.stdout is not None
-        banner = []
+        banner: list[str] = []
         async with asyncio.timeout(20):
             while not banner or banner[-1] != "Ctrl+C stops it.":
                 banner.append((await server.stdout.readline()).decode().rstrip("\n"))
@@ -210,15 +210,15 @@ async def test_run_by_hand_prints_the_token_and_takes_messages() -> None:
         assert out.decode() == f"sent update 1000 from user {DEFAULT_HAND_USER}: hello there\n"
 
         base = f"http://127.0.0.1:{port}"
-        api = TelegramAPIServer.from_base(base)
-        bot = Bot(DEFAULT_TOKEN, session=AiohttpSession(api=api, timeout=10))
+        http = AiohttpSession(api=TelegramAPIServer.from_base(base), timeout=10)
+        bot = Bot(DEFAULT_TOKEN, session=http)
         try:
             async with asyncio.timeout(10):
                 (update,) = await bot.get_updates(timeout=0)
                 assert update.message is not None and update.message.text == "hello there"
                 await bot.send_message(DEFAULT_HAND_USER, "You said: \x1b[31mhello")
                 line = (await server.stdout.readline()).decode()
-                session = await bot.session.create_session()
+                session = await http.create_session()
                 async with session.get(f"{base}/fake/messages") as response:
                     listing = json.loads(await response.text())
         finally:
