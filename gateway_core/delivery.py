@@ -116,22 +116,35 @@ class Deliverer:
             except DeliveryError as error:
                 if error.outcome_unknown:
                     await store.outbox.mark_unknown(outbox_id, str(error))
-                    self._failed(session_id, outbox_id, str(error), final=True)
+                    self._failed(
+                        session_id, outbox_id, str(error), True, origin.platform, unknown=True
+                    )
                     return
                 final = error.final or attempt == MAX_ATTEMPTS
                 await store.outbox.mark_attempt_failed(outbox_id, str(error), final=final)
-                self._failed(session_id, outbox_id, str(error), final)
+                self._failed(session_id, outbox_id, str(error), final, origin.platform)
                 if final:
                     return
                 await self._rt.clock.sleep(min(2.0**attempt, 30.0))
                 continue
             await store.outbox.mark_sent(outbox_id, message_id)
             self._rt.events.publish(
-                ReplySent(self._rt.clock.now(), session_id, outbox_id, message_id)
+                ReplySent(self._rt.clock.now(), session_id, outbox_id, message_id, origin.platform)
             )
             return
 
-    def _failed(self, session_id: int, outbox_id: int, error: str, final: bool) -> None:
+    def _failed(
+        self,
+        session_id: int,
+        outbox_id: int,
+        error: str,
+        final: bool,
+        platform: str = "",
+        *,
+        unknown: bool = False,
+    ) -> None:
         self._rt.events.publish(
-            DeliveryFailed(self._rt.clock.now(), session_id, outbox_id, error, final)
+            DeliveryFailed(
+                self._rt.clock.now(), session_id, outbox_id, error, final, platform, unknown
+            )
         )

@@ -27,7 +27,13 @@ from gateway_core.agents.base import Agent
 from gateway_core.clock import Clock, SystemClock, wait_or_timeout
 from gateway_core.config import Config
 from gateway_core.delivery import Deliverer
-from gateway_core.events import BackgroundNotice, DrainProgress, EventBus, RecoveryDecided
+from gateway_core.events import (
+    BackgroundNotice,
+    DrainProgress,
+    EventBus,
+    RecoveryDecided,
+    UpdatesStored,
+)
 from gateway_core.lanes import Lane, LaneFull, Lanes
 from gateway_core.model import (
     Origin,
@@ -89,6 +95,10 @@ class Gateway:
         self.clock = clock or SystemClock()
         self.events = EventBus()
         self._agent = agent
+        # An agent that reports its requests (openai: duration, tokens) does so on our bus.
+        bind_events = getattr(agent, "bind_events", None)
+        if bind_events is not None:
+            bind_events(self.events)
         self._adapters = {adapter.platform: adapter for adapter in adapters}
         self.questions = Questions(self._adapters, self.clock, self._origin_of)
         # clarify is always offered: asking the user is part of the gateway, not a plug-in.
@@ -251,14 +261,20 @@ class Gateway:
         rt = self.runtime
         now = self.clock.now()
 
+        skipped = duplicates = 0
+
         def job(db: sqlite3.Connection) -> list[tuple[Session, int, str]]:
+            nonlocal skipped, duplicates
             accepted = []
             for message in batch:
                 if message.skip_reason is not None or message.origin is None:
                     # Recorded for dedup and for the operator; never becomes a turn.
-                    skipped = insert_row(db, message.platform, message.update_id, None, "{}", now)
-                    if skipped is not None:
-                        finish_row(db, skipped, "skipped", message.skip_reason, now)
+                    skip = insert_row(db, message.platform, message.update_id, None, "{}", now)
+                    if skip is not None:
+                        finish_row(db, skip, "skipped", message.skip_reason, now)
+                        skipped += 1
+                    else:
+                        duplicates += 1
                     continue
                 session = ensure_row(db, message.origin.key, message.origin, now)
                 payload = json.dumps({"text": message.text})
@@ -267,17 +283,29 @@ class Gateway:
                 )
                 if inbox_id is not None:  # None: a redelivered update, already stored
                     accepted.append((session, inbox_id, message.text))
+                else:
+                    duplicates += 1
             return accepted
 
-        for session, inbox_id, text in await rt.store.write(job):
+        accepted = await rt.store.write(job)
+        refused = 0
+        for session, inbox_id, text in accepted:
             if self.questions.answer(session.id, text):
                 # The answer to the agent's open question: the turn records it as the tool
                 # result, so it does not start a turn of its own.
                 await rt.store.inbox.finish(inbox_id, "answered")
                 continue
-            self._submit_message(session, inbox_id, text)
+            if not self._submit_message(session, inbox_id, text):
+                refused += 1
+        if batch:
+            rt.events.publish(
+                UpdatesStored(
+                    now, batch[0].platform, len(accepted) - refused, duplicates, skipped, refused
+                )
+            )
 
-    def _submit_message(self, session: Session, inbox_id: int, text: str) -> None:
+    def _submit_message(self, session: Session, inbox_id: int, text: str) -> bool:
+        """False when the session's queue is full (the message is refused, the user told)."""
         try:
             self.lanes.submit(session, TurnRequest(RequestKind.MESSAGE, text, inbox_id))
         except LaneFull:
@@ -285,6 +313,8 @@ class Gateway:
             # hours later and out of context, would be worse than asking them to resend.
             log.warning("session %s queue is full; message %s refused", session.id, inbox_id)
             self._background(self._refuse_overflow(session.id, inbox_id))
+            return False
+        return True
 
     async def _queue_inbox_item(self, inbox_id: int, key: str | None, payload: str) -> None:
         if key is None:

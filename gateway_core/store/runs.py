@@ -49,6 +49,14 @@ class Runs:
             )
         )
 
+    async def probe_write(self, run_id: int) -> None:
+        """A real write that changes nothing: the run's row rewritten as it is. It takes the
+        write lock and puts a page in the WAL, so it fails as real writes would (locked by
+        another process, disk full, I/O error); readiness asks it."""
+        await self._writer.submit(
+            lambda db: db.execute("UPDATE runs SET pid = pid WHERE id = ?", (run_id,))
+        )
+
     async def set_candidates(self, run_id: int, count: int) -> None:
         await self._writer.submit(
             lambda db: db.execute("UPDATE runs SET candidates = ? WHERE id = ?", (count, run_id))
