@@ -559,6 +559,11 @@ class FakeBotAPI:
         """The URL of the webhook that is set, or None."""
         return None if self._webhook is None else self._webhook.url
 
+    @property
+    def webhook_in_flight(self) -> int:
+        """Updates being POSTed to the webhook right now (not answered yet)."""
+        return len(self._pushing)
+
     def answered(self, update_id: int) -> list[WebhookAttempt]:
         """The webhook attempts of one update that got a 2xx answer."""
         return [a for a in self.webhook_attempts if a.update_id == update_id and a.ok]
@@ -946,6 +951,7 @@ class FakeBotAPI:
                 self._pushing[update_id] = asyncio.get_running_loop().create_task(
                     self._post(hook, update)
                 )
+                self._notify()
             retries = [at for uid, at in self._retry_at.items() if uid not in self._pushing]
             wait = max(0.001, min(retries) - time.monotonic()) if retries else 3600.0
             # Any change (a push, an answer) or the next retry time: look again.
