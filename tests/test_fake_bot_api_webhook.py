@@ -201,28 +201,31 @@ async def test_run_by_hand_prints_the_token_and_takes_messages() -> None:
         assert f"token:   {DEFAULT_TOKEN}" in text
         assert f"send --port {port} hello" in text and "/fake/send" in text
 
+        # `send` waits for the bot's answer and shows it: here the test is the bot.
         sender = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tests.support.fake_bot_api", "send", "--port", str(port),
             "hello", "there", cwd=REPO, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
-        out, _ = await asyncio.wait_for(sender.communicate(), 20)
-        assert sender.returncode == 0
-        assert out.decode() == f"sent update 1000 from user {DEFAULT_HAND_USER}: hello there\n"
-
         base = f"http://127.0.0.1:{port}"
-        http = AiohttpSession(api=TelegramAPIServer.from_base(base), timeout=10)
+        http = AiohttpSession(api=TelegramAPIServer.from_base(base), timeout=30)
         bot = Bot(DEFAULT_TOKEN, session=http)
         try:
-            async with asyncio.timeout(10):
-                (update,) = await bot.get_updates(timeout=0)
+            async with asyncio.timeout(20):
+                (update,) = await bot.get_updates(timeout=15)  # parks until the send arrives
                 assert update.message is not None and update.message.text == "hello there"
                 await bot.send_message(DEFAULT_HAND_USER, "You said: \x1b[31mhello")
                 line = (await server.stdout.readline()).decode()
                 session = await http.create_session()
                 async with session.get(f"{base}/fake/messages") as response:
                     listing = json.loads(await response.text())
+                out, _ = await sender.communicate()
         finally:
             await bot.session.close()
+        assert sender.returncode == 0
+        assert out.decode() == (
+            f"sent update 1000 from user {DEFAULT_HAND_USER}: hello there\n"
+            f"bot -> chat {DEFAULT_HAND_USER}: You said: \\x1b[31mhello\n"
+        )
         # The reply is shown where the operator runs the fake, its escape sequence inert.
         assert line == f"bot -> chat {DEFAULT_HAND_USER}: You said: \\x1b[31mhello\n"
         assert listing == [
@@ -234,6 +237,15 @@ async def test_run_by_hand_prints_the_token_and_takes_messages() -> None:
                 "deleted": False,
             }
         ]
+
+        # Waiting for the answer (none comes: no gateway runs here) is bounded and says so.
+        waiting = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.support.fake_bot_api", "send", "--port", str(port),
+            "--wait", "0.3", "anyone?", cwd=REPO,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(waiting.communicate(), 20)
+        assert waiting.returncode == 1 and b"no answer within 0.3 s" in err
     finally:
         server.terminate()
         assert await asyncio.wait_for(server.wait(), 10) == 0

@@ -25,7 +25,7 @@ What it imitates (see the shared reference note on aiogram 3.31, sections 1, 2 a
 By hand (the rehearsal in the README)::
 
     python -m tests.support.fake_bot_api --port 8081          # serves; prints the token
-    python -m tests.support.fake_bot_api send --port 8081 hello
+    python -m tests.support.fake_bot_api send --port 8081 hello  # and shows the answer
     curl -s -d '{"chat_id": 7001, "text": "hello"}' http://127.0.0.1:8081/fake/send
     curl -s http://127.0.0.1:8081/fake/messages                # what the bot sent
 
@@ -1039,7 +1039,7 @@ Fake Telegram Bot API listening on {base}
   token:   {fake.token}   (export SWITCHBOARD_TELEGRAM_TOKEN={fake.token})
   api:     telegram.api_base = "{base}"
   user:    {DEFAULT_HAND_USER} (put it in telegram.allowed_users)
-Send a message as that user:
+Send a message as that user (and see the bot's answer):
   python -m tests.support.fake_bot_api send --port {fake.port} hello
   curl -s -d '{{"chat_id": {DEFAULT_HAND_USER}, "text": "hello"}}' {base}/fake/send
 What the bot sent is printed here, and listed by:
@@ -1064,18 +1064,35 @@ async def _serve(port: int, token: str) -> None:
         await fake.stop()
 
 
-async def _send(port: int, chat_id: int, text: str) -> int:
-    url = f"http://127.0.0.1:{port}/fake/send"
-    async with (
-        aiohttp.ClientSession() as client,
-        client.post(url, json={"chat_id": chat_id, "text": text}) as response,
-    ):
-        body = await response.json()
-    if not body.get("ok"):
-        print(f"fake_bot_api: {body.get('error')}", file=sys.stderr)
-        return 1
-    print(f"sent update {body['update_id']} from user {chat_id}: {printable(text)}")
-    return 0
+async def _send(port: int, chat_id: int, text: str, wait: float) -> int:
+    """Send as the user; then, unless wait is 0, show the bot's answer once it came."""
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as client:
+        before = len(await _bot_messages(client, base, chat_id))
+        async with client.post(f"{base}/fake/send", json={"chat_id": chat_id, "text": text}) as r:
+            body = await r.json()
+        if not body.get("ok"):
+            print(f"fake_bot_api: {body.get('error')}", file=sys.stderr)
+            return 1
+        print(f"sent update {body['update_id']} from user {chat_id}: {printable(text)}")
+        if wait <= 0:
+            return 0
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            answers = (await _bot_messages(client, base, chat_id))[before:]
+            if answers:
+                for answer in answers:
+                    print(f"bot -> chat {chat_id}: {printable(answer)}")
+                return 0
+            await asyncio.sleep(0.1)  # another process's server: polling is all there is
+    print(f"fake_bot_api: no answer within {wait:g} s (is the gateway running?)", file=sys.stderr)
+    return 1
+
+
+async def _bot_messages(client: aiohttp.ClientSession, base: str, chat_id: int) -> list[str]:
+    async with client.get(f"{base}/fake/messages") as response:
+        listing = await response.json()
+    return [m["text"] for m in listing if m["chat_id"] == chat_id]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1087,10 +1104,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         sender.add_argument("--port", type=int, default=8081)
         sender.add_argument("--chat", type=int, default=DEFAULT_HAND_USER, help="user/chat id")
+        sender.add_argument(
+            "--wait", type=float, default=10.0, help="seconds to wait for the answer (0: none)"
+        )
         sender.add_argument("text", nargs="+")
         parsed = sender.parse_args(args[1:])
         try:
-            return asyncio.run(_send(parsed.port, parsed.chat, " ".join(parsed.text)))
+            return asyncio.run(_send(parsed.port, parsed.chat, " ".join(parsed.text), parsed.wait))
         except aiohttp.ClientConnectionError as error:
             print(f"fake_bot_api: no fake on port {parsed.port}: {error}", file=sys.stderr)
             return 1
