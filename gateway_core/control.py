@@ -41,6 +41,7 @@ MUTATING = frozenset(
         "suspend",
         "unsuspend",
         "kill-process",
+        "resend",
     }
 )
 
@@ -158,6 +159,19 @@ class Control:
 
         return await self._act(actor, "kill-process", [process_id], None, body)
 
+    async def resend(self, outbox_id: int, *, actor: str) -> ActionResult:
+        """Send again a reply whose outcome is unknown (the gateway died while sending it, or
+        the platform's answer was lost). Only the operator can tell it did not arrive: the
+        gateway never resends it by itself, since a blind retry could show it twice."""
+
+        async def body() -> ActionResult:
+            item = await self._gateway.resend(outbox_id)
+            if item is None:
+                return ActionResult(False, f"delivery {outbox_id} is not of unknown outcome")
+            return ActionResult(True, f"delivery {outbox_id} queued to be sent again")
+
+        return await self._act(actor, "resend", [outbox_id], None, body)
+
     async def quiet(self, *, actor: str) -> ActionResult:
         async def body() -> ActionResult:
             if self._gateway.quiet():
@@ -241,6 +255,11 @@ class Control:
     async def _one(self, action: str, target: str, actor: str, reason: str | None) -> ActionResult:
         if action == "kill-process":
             return await self.kill_process(target, actor=actor)
+        if action == "resend":
+            try:
+                return await self.resend(int(target), actor=actor)
+            except ValueError:
+                return ActionResult(False, f"{target!r} is not a delivery id")
         try:
             session_id = int(target)
         except ValueError:

@@ -32,6 +32,7 @@ from gateway_core.lanes import Lane, LaneFull, Lanes
 from gateway_core.model import (
     Decision,
     Origin,
+    OutboxItem,
     ProcessCheckpoint,
     ProcessState,
     RecoveryAction,
@@ -247,10 +248,10 @@ class Gateway:
             )
             if decision.action is RecoveryAction.HOLD:
                 log.warning(
-                    "recovery candidate held for an operator: session %s (%s): %s",
+                    "recovery candidate held for an operator: session %s: %s",
                     candidate.session.id,
-                    candidate.session.key,
                     decision.explanation,
+                    extra={"event": "recovery_held", "session": str(candidate.session.key)},
                 )
         await self.refresh_candidates()
         rt.set_state(GatewayState.RUNNING)
@@ -345,6 +346,14 @@ class Gateway:
         outbox_id = await self.store.outbox.enqueue(session_id, session.generation, "notice", text)
         self.deliverer.enqueue(session_id, outbox_id)
         return outbox_id
+
+    async def resend(self, outbox_id: int) -> OutboxItem | None:
+        """An operator's resend of a delivery of unknown outcome: queued again, once."""
+        item = await self.store.outbox.requeue_unknown(outbox_id)
+        if item is not None:
+            self.unknown_deliveries = max(0, self.unknown_deliveries - 1)
+            self.deliverer.enqueue(item.session_id, item.id)
+        return item
 
     async def _refuse_overflow(self, session_id: int, inbox_id: int) -> None:
         limit = self.config.lanes.max_queue

@@ -780,6 +780,7 @@ async def test_a_read_only_control_refuses_every_action_and_changes_nothing(
         "drain": await control.drain(actor=ACTOR, timeout=0),
         "restart": await control.restart(actor=ACTOR, timeout=0),
         "kill-process": await control.kill_process("proc_0", actor=ACTOR),
+        "resend": await control.resend(1, actor=ACTOR),
     }
     assert set(results) == MUTATING
     for action, outcome in results.items():
@@ -801,6 +802,7 @@ async def test_a_read_only_control_refuses_every_action_and_changes_nothing(
         row("drain", []),
         row("restart", []),
         row("kill-process", ["proc_0"]),
+        row("resend", [1]),
     ]
 
     # Nothing changed: the candidates, the gateway, the run and the running turn.
@@ -867,5 +869,40 @@ async def test_an_operator_clear_tells_the_user_once(tmp_path: Path, clock: Manu
         )
         assert (await control.clear(held, actor=ACTOR)).ok is False
         assert len(ada.received()) == 2
+    finally:
+        await running.stop()
+
+
+async def test_resend_sends_a_reply_of_unknown_outcome_once_and_only_that(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    # A reply the gateway died sending: never resent by itself; an operator who checked the
+    # chat can send it again, once.
+    state_dir = tmp_path / "state"
+    first = await start_gateway(state_dir, clock)
+    await first.stop()
+    async with await Store.open(state_dir / DATABASE_NAME, clock=clock) as store:
+        session = await store.sessions.ensure(
+            SessionKey("loopback", "ada"), Origin("loopback", "ada", user_name="Ada")
+        )
+        item = await store.outbox.enqueue(session.id, 1, "reply", "the answer")
+        assert await store.outbox.claim(item) is not None  # killed mid-send
+        sent = await store.outbox.enqueue(session.id, 1, "reply", "an earlier one")
+        await store.outbox.mark_sent(sent, "5")
+    running = await start_gateway(state_dir, clock)
+    try:
+        gateway = running.gateway
+        assert gateway.snapshot().counts["unknown_deliveries"] == 1
+        assert running.adapter.messages == []
+        control = Control(gateway)
+        assert await control.resend(item, actor=ACTOR) == ActionResult(
+            True, f"delivery {item} queued to be sent again"
+        )
+        ada = running.adapter.user("ada")
+        assert [m.text for m in await ada.wait_for(1)] == ["the answer"]
+        assert (await control.resend(item, actor=ACTOR)).ok is False  # sent now: not again
+        assert (await control.resend(sent, actor=ACTOR)).ok is False  # never unknown
+        assert gateway.snapshot().counts["unknown_deliveries"] == 0
+        assert [m.text for m in ada.received()] == ["the answer"]
     finally:
         await running.stop()

@@ -136,6 +136,20 @@ class Outbox:
 
         return await self._writer.submit(job)
 
+    async def requeue_unknown(self, item_id: int) -> OutboxItem | None:
+        """An operator's resend of a send whose outcome is unknown (they checked the chat):
+        back to pending. None if the item is not 'unknown'."""
+
+        def txn(db: sqlite3.Connection) -> OutboxItem | None:
+            row = db.execute(
+                "UPDATE outbox SET status = 'pending', last_error = NULL"
+                f" WHERE id = ? AND status = 'unknown' RETURNING {_COLUMNS}",
+                (item_id,),
+            ).fetchone()
+            return None if row is None else decode_outbox(row)
+
+        return await self._writer.submit(txn)
+
     async def by_status(self, status: str, limit: int = 100) -> list[OutboxItem]:
         rows = await self._reader.all(
             f"SELECT {_COLUMNS} FROM outbox WHERE status = ? ORDER BY id DESC LIMIT ?",
