@@ -213,6 +213,8 @@ class Gateway:
             log.warning("reply %s was being sent when the gateway died: not resent", sent.id)
         # Shown to the operator: such a reply may or may not have reached its user.
         self.unknown_deliveries = len(await store.outbox.by_status("unknown", limit=10_000))
+        # "Still working" messages of turns that died with the last run: removed once.
+        self._background(self.notifiers.remove_left_over(await store.working_notices.all()))
         boot = await recover_at_boot(store, self.run, rt.policy)
         self.boot = boot
         for candidate in boot.candidates:
