@@ -38,6 +38,7 @@ from gateway_core.model import (
     SessionKey,
 )
 from gateway_core.notifiers import Notifiers
+from gateway_core.private_files import warn_if_shared
 from gateway_core.processes.notices import (
     completion_for_agent,
     completion_for_user,
@@ -156,6 +157,7 @@ class Gateway:
         if self._rt is not None:
             raise RuntimeError("the gateway is already started")
         config = self.config
+        warn_if_shared(config.gateway.state_dir)
         store = await Store.open(
             config.gateway.state_dir / DATABASE_NAME,
             synchronous=config.store.synchronous,

@@ -2,7 +2,8 @@
 
 Each job runs under a tiny /bin/sh wrapper, in its own session (process group = its pid):
 
-    sh -c 'sh -c "$1" >"$2" 2>&1; code=$?; printf %s "$code" >"$3.tmp"; mv "$3.tmp" "$3"'
+    sh -c 'sh -c "$1" >"$2" 2>&1; code=$?;
+           umask 077; printf %s "$code" >"$3.tmp"; mv "$3.tmp" "$3"'
 
 so the job's output goes to its own log file and its exit code to a status file. Nothing of
 the job is attached to the gateway by a pipe: a gateway crash cannot SIGPIPE it, waiting for
@@ -29,6 +30,7 @@ import psutil
 
 from gateway_core.clock import Clock
 from gateway_core.model import ProcessCheckpoint
+from gateway_core.private_files import private_file
 from gateway_core.processes.killing import KillResult, kill_tree, tree_of
 from gateway_core.processes.output import OutputBuffer
 from gateway_core.processes.sampler import Sample, TreeSampler
@@ -43,7 +45,9 @@ from gateway_core.store import Store
 
 log = logging.getLogger(__name__)
 
-WRAPPER = 'sh -c "$1" >"$2" 2>&1; code=$?; printf %s "$code" >"$3.tmp"; mv "$3.tmp" "$3"'
+# The status file is private (umask 077), set only after the command ran: the command keeps
+# the gateway's umask. The log file is created 0600 before the wrapper starts.
+WRAPPER = 'sh -c "$1" >"$2" 2>&1; code=$?; umask 077; printf %s "$code" >"$3.tmp"; mv "$3.tmp" "$3"'
 # Seconds between reads of a running job's log: fast while it writes, backing off to
 # TAIL_IDLE while it is quiet (hundreds of idle jobs must not keep the loop busy).
 TAIL_EVERY = 0.2
@@ -151,8 +155,7 @@ class ProcessRegistry:
         watch_patterns: tuple[str, ...] = (),
     ) -> TrackedProcess:
         process_id = f"proc_{secrets.token_hex(6)}"
-        self._log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self._log_dir / f"{process_id}.log"
+        log_path = private_file(self._log_dir / f"{process_id}.log")
         status_path = self._log_dir / f"{process_id}.status"
         child = await asyncio.create_subprocess_exec(
             "/bin/sh", "-c", WRAPPER, "switchboard-job", command, str(log_path), str(status_path),
