@@ -84,9 +84,11 @@ class Control:
         """Drop a candidate: its turn will not be resumed."""
 
         async def body() -> ActionResult:
-            if await self._gateway.store.recovery.clear(session_id):
-                return ActionResult(True, f"session {session_id}: recovery marker cleared")
-            return ActionResult(False, f"session {session_id} is not a recovery candidate")
+            cleared, notice_id = await self._gateway.clear_candidate(session_id)
+            if not cleared:
+                return ActionResult(False, f"session {session_id} is not a recovery candidate")
+            told = "; the user was told" if notice_id is not None else ""
+            return ActionResult(True, f"session {session_id}: recovery marker cleared{told}")
 
         return await self._act(actor, "clear", [session_id], None, body)
 
@@ -277,6 +279,8 @@ class Control:
         if session.origin is None:
             return ActionResult(False, f"session {session_id} has no origin: nowhere to reply")
         lane = gateway.lanes.find(session_id)
+        if lane is not None and lane.resume_pending:
+            return ActionResult(False, f"session {session_id}: a resume is already under way")
         if lane is not None and lane.busy:
             return ActionResult(False, f"session {session_id} is running a turn already")
         if gateway.state is not GatewayState.RUNNING:

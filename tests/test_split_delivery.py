@@ -10,7 +10,7 @@ from gateway_core.adapters.base import Capabilities
 from gateway_core.adapters.loopback import LoopbackAdapter
 from gateway_core.clock import ManualClock
 from gateway_core.delivery import split_text
-from gateway_core.events import DeliveryFailed
+from gateway_core.events import DeliveryFailed, ReplySent
 from gateway_core.model import PieceStatus
 from tests.support.harness import Running, next_event, start_gateway
 
@@ -42,9 +42,11 @@ async def test_a_502_on_the_second_piece_resends_only_what_is_missing(
     expected = split_text(REPLY, LIMIT)
     assert len(expected) >= 4
     running = await start(tmp_path, clock)
+    sent = running.gateway.events.subscribe()
     running.adapter.fail_next(1, after=1, reason="HTTP 502 Bad Gateway")
     await running.adapter.user("ada").say(LONG)
     await pump(running, clock, len(expected))
+    await next_event(sent, ReplySent)  # the last piece's confirmation is committed
     for _ in range(5):
         clock.advance(30)  # any further retry would have happened by now
     assert [m.text for m in running.adapter.messages] == expected  # each piece once, in order

@@ -31,6 +31,7 @@ from gateway_core.store.recovery_records import RecoveryRecords
 from gateway_core.store.runs import Runs
 from gateway_core.store.sessions import Sessions
 from gateway_core.store.transcript import Transcript
+from gateway_core.store.turns import Turns
 from gateway_core.store.working_notices import WorkingNotices
 from gateway_core.store.writer import Writer, WriterStats
 
@@ -73,6 +74,7 @@ class Store:
         self.processes = Processes(writer, reader)
         self.runs = Runs(writer, reader, clock)
         self.audit = Audit(writer, reader, clock)
+        self.turns = Turns(reader)
         self.working_notices = WorkingNotices(writer, reader, clock)
         self._closed = False
 
