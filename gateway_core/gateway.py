@@ -41,6 +41,7 @@ from gateway_core.model import (
     SessionKey,
 )
 from gateway_core.notifiers import Notifiers
+from gateway_core.private_files import warn_if_shared
 from gateway_core.processes.notices import (
     completion_for_agent,
     completion_for_user,
@@ -164,6 +165,7 @@ class Gateway:
         if self._rt is not None:
             raise RuntimeError("the gateway is already started")
         config = self.config
+        warn_if_shared(config.gateway.state_dir)
         store = await Store.open(
             config.gateway.state_dir / DATABASE_NAME,
             synchronous=config.store.synchronous,
@@ -232,6 +234,8 @@ class Gateway:
             log.warning("reply %s was being sent when the gateway died: not resent", sent.id)
         # Shown to the operator: such a reply may or may not have reached its user.
         self.unknown_deliveries = len(await store.outbox.by_status("unknown", limit=10_000))
+        # "Still working" messages of turns that died with the last run: removed once.
+        self._background(self.notifiers.remove_left_over(await store.working_notices.all()))
         boot = await recover_at_boot(store, self.run, rt.policy, self.processes.log_tail)
         self.boot = boot
         for candidate in boot.candidates:

@@ -379,6 +379,46 @@ class OutboxItem:
     sent_at: float | None
 
 
+class PieceStatus(StrEnum):
+    """One piece of a reply split to fit the platform's message limit (see store/outbox.py)."""
+
+    PENDING = "pending"
+    SENDING = "sending"  # claimed: its send is about to happen or in flight
+    SENT = "sent"  # confirmed, with its platform message id
+    UNKNOWN = "unknown"  # its send may or may not have landed: never resent automatically
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyPiece:
+    index: int  # 0, 1, ... in sending order
+    content: str
+    status: PieceStatus
+    platform_message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedReply:
+    """An outbox row claimed for sending, with its pieces as stored at its first claim."""
+
+    item: OutboxItem
+    pieces: tuple[ReplyPiece, ...]
+
+    @property
+    def owed(self) -> tuple[ReplyPiece, ...]:
+        """The pieces still to send, in order (the first one is already marked sending)."""
+        return tuple(p for p in self.pieces if p.status is not PieceStatus.SENT)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkingNotice:
+    """The "still working" message of a turn, as recorded while the turn ran."""
+
+    session_id: int
+    generation: int
+    origin: Origin | None
+    message_id: str | None  # None: its first send had not been answered by the platform
+
+
 @dataclass(frozen=True, slots=True)
 class InboxItem:
     id: int

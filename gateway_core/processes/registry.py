@@ -2,7 +2,8 @@
 
 Each job runs under a tiny /bin/sh wrapper, in its own session (process group = its pid):
 
-    sh -c 'sh -c "$1" >"$2" 2>&1; code=$?; printf %s "$code" >"$3.tmp"; mv "$3.tmp" "$3"'
+    sh -c 'printf %s "$$" >"$3.pid"; sh -c "$1" >"$2" 2>&1; code=$?;
+           umask 077; printf %s "$code" >"$3.tmp"; mv "$3.tmp" "$3"'
 
 so the job's output goes to its own log file and its exit code to a status file. Nothing of
 the job is attached to the gateway by a pipe: a gateway crash cannot SIGPIPE it, waiting for
@@ -34,6 +35,7 @@ import psutil
 
 from gateway_core.clock import Clock
 from gateway_core.model import ProcessCheckpoint, ProcessState
+from gateway_core.private_files import private_file
 from gateway_core.processes.killing import KillResult, kill_tree, tree_of
 from gateway_core.processes.output import OutputBuffer
 from gateway_core.processes.sampler import Sample, TreeSampler
@@ -48,9 +50,12 @@ from gateway_core.store import Store
 
 log = logging.getLogger(__name__)
 
+# Every file of a job is private (0600) while the command keeps the gateway's umask: the log
+# and the PID file are created 0600 before the wrapper starts (a redirection keeps an existing
+# file's mode), and the status file is written under umask 077 once the command has ended.
 WRAPPER = (
     'printf %s "$$" >"$3.pid"; '
-    'sh -c "$1" >"$2" 2>&1; code=$?; printf %s "$code" >"$3.tmp"; mv "$3.tmp" "$3"'
+    'sh -c "$1" >"$2" 2>&1; code=$?; umask 077; printf %s "$code" >"$3.tmp"; mv "$3.tmp" "$3"'
 )
 # Seconds between reads of a running job's log: fast while it writes, backing off to
 # TAIL_IDLE while it is quiet (hundreds of idle jobs must not keep the loop busy).
@@ -153,9 +158,9 @@ class ProcessRegistry:
         tool_call_id: str | None = None,
     ) -> TrackedProcess:
         process_id = f"proc_{secrets.token_hex(6)}"
-        self._log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self._log_dir / f"{process_id}.log"
+        log_path = private_file(self._log_dir / f"{process_id}.log")
         status_path = self._log_dir / f"{process_id}.status"
+        private_file(status_path.with_name(f"{status_path.name}.pid"))  # empty reads as absent
         checkpoint = ProcessCheckpoint(
             id=process_id,
             session_id=session_id,

@@ -161,10 +161,39 @@ _V4_TURNS_TOOL_CALLS_TOLD = """
         ALTER TABLE recovery ADD COLUMN told TEXT;
 """
 
+# Version 5 delivers replies piece by piece: a reply longer than one platform message is split
+# once, at its first claim, and each piece is confirmed (with its platform message id) before
+# the next is sent, so a retry or a restart sends only what was not confirmed. And it records
+# the "still working" message of each running turn, so a retry edits that one message and the
+# next boot removes the message of a turn the crash killed.
+_DELIVERY_PIECES_AND_WORKING_NOTICES = """
+        CREATE TABLE outbox_pieces (
+            outbox_id           INTEGER NOT NULL REFERENCES outbox(id),
+            piece               INTEGER NOT NULL,   -- 0, 1, ... in sending order
+            content             TEXT NOT NULL,
+            status              TEXT NOT NULL DEFAULT 'pending',
+            platform_message_id TEXT,
+            sent_at             REAL,
+            PRIMARY KEY (outbox_id, piece)
+        ) WITHOUT ROWID;
+
+        -- One row per running turn that showed (or began to show) a "still working" message;
+        -- the row goes when the turn removed it, so every row found at boot is a dead turn's.
+        CREATE TABLE working_notices (
+            session_id  INTEGER NOT NULL REFERENCES sessions(id),
+            generation  INTEGER NOT NULL,
+            origin      TEXT NOT NULL,
+            message_id  TEXT,                   -- NULL until the platform answered the send
+            created_at  REAL NOT NULL,
+            PRIMARY KEY (session_id, generation)
+        ) WITHOUT ROWID;
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_CORE,
     _V2_PROCESSES_AUDIT_LOOP_GUARD,
     _V3_ACTIVE_TURN,
     _V4_TURNS_TOOL_CALLS_TOLD,
+    _DELIVERY_PIECES_AND_WORKING_NOTICES,
 )
 LATEST_VERSION = len(MIGRATIONS)
