@@ -295,7 +295,6 @@ def _choice(
 
 FLOAT = Kind("float", _float_from_toml, _float_from_env, _float_text)
 INT = Kind("int", _int_from_toml, _int_from_env)
-# No setting is boolean yet; the kind exists so one can be added as a single table row.
 BOOL = Kind("bool", _bool_from_toml, _bool_from_env, lambda value: "true" if value else "false")
 STR = Kind("str", _str_from_toml, lambda text: text)
 URL = Kind("url", lambda raw: _url(_str_from_toml(raw)), _url)
@@ -395,6 +394,8 @@ SETTINGS: tuple[Setting, ...] = (
        "transcript rows read from the end when deciding about a session", _at_least(1)),
     _S("recovery", "hold_inbound", 30, FLOAT,
        "seconds inbound messages for a recovering session are held", _at_least(0)),
+    _S("recovery", "notify_user", True, BOOL,
+       "tell the user once when their interrupted request is held or not resumed"),
     _S("lanes", "busy_mode", "queue", _choice(("queue", "interrupt")),
        "what a message arriving during a running turn does: queue | interrupt"),
     _S("lanes", "max_queue", 32, INT,
@@ -489,6 +490,7 @@ class RecoverySettings:
     max_attempts: int
     tail_rows: int
     hold_inbound: float
+    notify_user: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,10 @@ Each session has its own FIFO and worker, so replies arrive in the order they we
 and one slow chat never holds up another. Every send is claimed durably first ("sending"),
 so a crash mid-send is recorded as an unknown outcome rather than repeated (see
 store/outbox.py for that policy).
+
+A reply longer than the platform's limit is cut once, at its first claim, and sent piece by
+piece: each piece's message id is committed before the next piece goes out, so a retry after
+a 5xx or a restart during the backoff sends only the pieces the user has not got yet.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 
 from gateway_core.adapters.base import DeliveryError
 from gateway_core.clock import wait_or_timeout
@@ -105,14 +110,17 @@ class Deliverer:
             await store.outbox.mark_attempt_failed(outbox_id, "no route to the chat", final=True)
             self._failed(session_id, outbox_id, "no route to the chat", final=True)
             return
+        cut = partial(split_text, limit=adapter.capabilities.max_length)
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            item = await store.outbox.claim(outbox_id)
-            if item is None:
+            claimed = await store.outbox.claim_pieces(outbox_id, cut)
+            if claimed is None:
                 return  # already sent, failed for good, or unknown: never send again
             try:
                 message_id = None
-                for piece in split_text(item.content, adapter.capabilities.max_length):
-                    message_id = await adapter.send(origin, piece)
+                for piece in claimed.owed:
+                    message_id = await adapter.send(origin, piece.content)
+                    # Committed before the next piece is sent: a retry starts after it.
+                    await store.outbox.piece_sent(outbox_id, piece.index, message_id)
             except DeliveryError as error:
                 if error.outcome_unknown:
                     await store.outbox.mark_unknown(outbox_id, str(error))
@@ -127,7 +135,6 @@ class Deliverer:
                     return
                 await self._rt.clock.sleep(min(2.0**attempt, 30.0))
                 continue
-            await store.outbox.mark_sent(outbox_id, message_id)
             self._rt.events.publish(
                 ReplySent(self._rt.clock.now(), session_id, outbox_id, message_id, origin.platform)
             )

@@ -41,6 +41,10 @@ class CandidateView:
     tail_age: float | None
     attempts: int
     marked_at: float | None
+    # How each interrupted tool call was settled from its evidence ("terminal: finished
+    # (exit 0)", "terminal: running", "terminal: unknown").
+    settled: tuple[str, ...] = ()
+    told: str | None = None  # what the user was told about it (held, cleared, waiting)
 
 
 @dataclass(frozen=True, slots=True)

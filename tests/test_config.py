@@ -41,6 +41,7 @@ loop_boots = 4
 max_attempts = 7
 tail_rows = 9
 hold_inbound = 0.25
+notify_user = false
 
 [lanes]
 busy_mode = "interrupt"
@@ -129,6 +130,7 @@ def test_defaults_without_any_file(home: Path) -> None:
     assert cfg.recovery.max_attempts == 3
     assert cfg.recovery.tail_rows == 20
     assert cfg.recovery.hold_inbound == 30.0
+    assert cfg.recovery.notify_user is True
     assert cfg.lanes.busy_mode == "queue"
     assert cfg.lanes.max_queue == 32
     assert cfg.notifier.interval == 180.0
@@ -206,6 +208,7 @@ def test_full_file_round_trip(tmp_path: Path) -> None:
     assert cfg.recovery.max_attempts == 7
     assert cfg.recovery.tail_rows == 9
     assert cfg.recovery.hold_inbound == 0.25
+    assert cfg.recovery.notify_user is False
     assert cfg.lanes.busy_mode == "interrupt"
     assert cfg.lanes.max_queue == 5
     assert cfg.notifier.interval == 0.0

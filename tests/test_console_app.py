@@ -338,7 +338,8 @@ async def test_confirming_approve_runs_the_held_candidates_resume_turn(busy: Bus
         await open_dialog(app, pilot, "a")
         await confirm(app, pilot)
 
-        assert [m.text for m in await ada.wait_for(1)] == [RESUMED]
+        # The held notice came at boot; the resumed answer follows it, once.
+        assert [m.text for m in await ada.wait_for(2)][1:] == [RESUMED]
         record = await gateway.store.recovery.get(busy.ada)
         assert record is not None and record.state == "none"
         (entry,) = await gateway.store.audit.recent()
@@ -509,8 +510,8 @@ async def test_marking_two_candidates_approves_both_after_one_confirmation(busy:
         ), dialog_targets(app)
         await confirm(app, pilot)  # one confirmation for both
 
-        assert [m.text for m in await ada.wait_for(1)] == [RESUMED]
-        assert [m.text for m in await cy.wait_for(1)] == [RESUMED]
+        assert [m.text for m in await ada.wait_for(2)][1:] == [RESUMED]
+        assert [m.text for m in await cy.wait_for(2)][1:] == [RESUMED]
         entries = await gateway.store.audit.recent()
         assert sorted((e.actor, e.action, e.targets, e.outcome) for e in entries) == [
             (ACTOR, "approve", (str(busy.ada),), "ok"),

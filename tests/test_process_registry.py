@@ -13,8 +13,9 @@ import psutil
 import pytest
 
 from gateway_core.clock import SystemClock
+from gateway_core.model import ProcessState
 from gateway_core.processes.output import MAX_LINE
-from gateway_core.processes.registry import ProcessRegistry, ProcessState, TrackedProcess
+from gateway_core.processes.registry import ProcessRegistry, TrackedProcess
 from gateway_core.store import Store
 
 

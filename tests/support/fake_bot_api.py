@@ -169,7 +169,7 @@ class _Webhook:
 
 @dataclass(slots=True)
 class _Fault:
-    kind: Literal["fail", "drop"]
+    kind: Literal["fail", "drop", "pass"]  # pass: answered normally (a fault comes later)
     status: int = 0
     description: str = ""
     retry_after: int | None = None
@@ -436,8 +436,10 @@ class FakeBotAPI:
         times: int = 1,
         *,
         parameters: Mapping[str, Any] | None = None,
+        after: int = 0,
     ) -> None:
-        """Queue ``times`` failures for ``method``, answered before its real behaviour.
+        """Queue ``times`` failures for ``method``, answered before its real behaviour (once
+        ``after`` more calls of it were answered normally: ``after=1`` fails the second call).
 
         JSON envelope ``{"ok": false, "error_code": status, "description": ...}`` with HTTP
         status == status, plus ``parameters.retry_after`` when given (and any extra
@@ -451,15 +453,22 @@ class FakeBotAPI:
         extra = dict(parameters or {})
         if retry_after is not None:
             extra["retry_after"] = retry_after
+        self._let_through(method, after)
         for _ in range(times):
             fault = _Fault("fail", status, description, retry_after, html, dict(extra))
             self._faults.setdefault(method, deque()).append(fault)
 
-    def drop_connection(self, method: str, times: int = 1) -> None:
+    def drop_connection(self, method: str, times: int = 1, *, after: int = 0) -> None:
         """Queue ``times`` requests of ``method`` whose connection is aborted without an answer
-        (the client sees ServerDisconnectedError, aiogram raises TelegramNetworkError)."""
+        (the client sees ServerDisconnectedError, aiogram raises TelegramNetworkError), once
+        ``after`` more calls of it were answered normally."""
+        self._let_through(method, after)
         for _ in range(times):
             self._faults.setdefault(method, deque()).append(_Fault("drop"))
+
+    def _let_through(self, method: str, calls: int) -> None:
+        for _ in range(calls):
+            self._faults.setdefault(method, deque()).append(_Fault("pass"))
 
     def clear_faults(self, method: str | None = None) -> None:
         if method is None:
@@ -656,8 +665,8 @@ class FakeBotAPI:
         self._notify()
         try:
             queue = self._faults.get(method)
-            if queue:
-                fault = queue.popleft()
+            fault = queue.popleft() if queue else None
+            if fault is not None and fault.kind != "pass":
                 if fault.kind == "drop":
                     return self._drop(request)
                 if fault.html:
