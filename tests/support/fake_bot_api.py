@@ -942,13 +942,14 @@ class FakeBotAPI:
         """Pending updates that may be POSTed now, oldest first, within max_connections."""
         free = hook.max_connections - len(self._pushing)
         now = time.monotonic()
-        due = [
-            update
-            for update in self._updates
-            if update["update_id"] not in self._pushing
-            and self._retry_at.get(update["update_id"], 0.0) <= now
-        ]
-        return due[: max(0, free)]
+        due: list[dict[str, Any]] = []
+        for update in self._updates:  # stops at `free`: a long backlog is not scanned
+            if len(due) >= free:
+                break
+            update_id = update["update_id"]
+            if update_id not in self._pushing and self._retry_at.get(update_id, 0.0) <= now:
+                due.append(update)
+        return due
 
     async def _push_forever(self, hook: _Webhook) -> None:
         """Telegram's side of a webhook: POST pending updates, drop those answered 2xx."""
@@ -996,7 +997,11 @@ class FakeBotAPI:
             self._pushing.pop(update_id, None)
         self.webhook_attempts.append(WebhookAttempt(time.monotonic(), update_id, status, error))
         if status is not None and 200 <= status < 300:
-            self._updates = [u for u in self._updates if u["update_id"] != update_id]
+            # Answered updates are near the front (oldest are posted first): no full scan.
+            for index, pending in enumerate(self._updates):
+                if pending["update_id"] == update_id:
+                    del self._updates[index]
+                    break
             self._retry_at.pop(update_id, None)
         else:
             hook.last_error_date = int(time.time())
