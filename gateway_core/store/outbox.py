@@ -7,8 +7,9 @@ sending at boot -> unknown
 Policy for a send whose outcome is unknown (the process died between the platform accepting
 the message and our commit of "sent"): it is NOT sent again, because platforms such as
 Telegram have no idempotency key and a blind retry doubles the reply. It is marked 'unknown'
-and shown to the operator, who can resend it. Losing a reply silently is prevented by the
-transcript (the answer row exists); doubling it could not be undone.
+and shown to the operator, who can resend it once they checked the chat (requeue_unknown, the
+`resend` action). Losing a reply silently is prevented by the transcript (the answer row
+exists) and the operator's count of unknown deliveries; doubling it could not be undone.
 
 A reply too long for one message is sent piece by piece (store/outbox_pieces.py): each piece
 is confirmed with its platform message id before the next is sent, and a retry or a restart
@@ -232,7 +233,8 @@ class Outbox:
 
     async def requeue_unknown(self, item_id: int) -> OutboxItem | None:
         """An operator's resend of a send whose outcome is unknown (they checked the chat):
-        back to pending. None if the item is not 'unknown'."""
+        back to pending, and of a split reply the piece of unknown outcome with it (the
+        pieces confirmed sent stay sent). None if the item is not 'unknown'."""
 
         def txn(db: sqlite3.Connection) -> OutboxItem | None:
             row = db.execute(
@@ -240,7 +242,14 @@ class Outbox:
                 f" WHERE id = ? AND status = 'unknown' RETURNING {_COLUMNS}",
                 (item_id,),
             ).fetchone()
-            return None if row is None else decode_outbox(row)
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE outbox_pieces SET status = 'pending'"
+                " WHERE outbox_id = ? AND status = 'unknown'",
+                (item_id,),
+            )
+            return decode_outbox(row)
 
         return await self._writer.submit(txn)
 
