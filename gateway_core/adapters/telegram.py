@@ -50,6 +50,7 @@ from aiogram.types import Update
 from pydantic import ValidationError
 
 from gateway_core.adapters.base import Capabilities, DeliveryError, InboundMessage, IntakeSink
+from gateway_core.backoff import Backoff
 from gateway_core.clock import Clock
 from gateway_core.model import Origin
 from gateway_core.safe_json import parse_json
@@ -79,7 +80,7 @@ class TelegramAdapter:
         self._allowed = frozenset(allowed_users)
         self._clock = clock
         self._poll_timeout = poll_timeout
-        self._backoff_cap = backoff_cap
+        self._backoff = Backoff(cap=backoff_cap)
         self._session = AiohttpSession(api=TelegramAPIServer.from_base(api_base))
         self.bot = Bot(token, session=self._session)
         self._sink: IntakeSink | None = None
@@ -126,7 +127,7 @@ class TelegramAdapter:
                     "telegram: another instance is polling this bot token (409 Conflict); "
                     "only one gateway may run per bot"
                 )
-                await self._until_stopped(self._clock.sleep(self._backoff(failures)))
+                await self._until_stopped(self._clock.sleep(self._backoff.delay(failures)))
             except (
                 TelegramAPIError,
                 ClientDecodeError,
@@ -136,7 +137,7 @@ class TelegramAdapter:
             ) as e:
                 failures += 1
                 log.warning("telegram: polling failed (%s); retrying", self._scrub(str(e)))
-                await self._until_stopped(self._clock.sleep(self._backoff(failures)))
+                await self._until_stopped(self._clock.sleep(self._backoff.delay(failures)))
 
     async def _accept(self, raw: list[Any]) -> None:
         if not raw:
@@ -224,9 +225,6 @@ class TelegramAdapter:
             await asyncio.gather(work, return_exceptions=True)
             return None
         return work.result()
-
-    def _backoff(self, failures: int) -> float:
-        return float(min(self._backoff_cap, 2 ** min(failures, 10)))
 
     # -- outbound -------------------------------------------------------------------------
 
