@@ -72,6 +72,11 @@ class Deliverer:
             )
 
     @property
+    def busy(self) -> bool:
+        """Some session's worker is still sending (or about to)."""
+        return any(q.worker is not None and not q.worker.done() for q in self._queues.values())
+
+    @property
     def backlog(self) -> int:
         return sum(q.items.qsize() for q in self._queues.values())
 

@@ -509,6 +509,18 @@ class Gateway:
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
 
+    async def wait_idle(self) -> None:
+        """Until no lane has work and no reply waits to be sent (checked together, since a
+        finished turn hands its reply to the deliverer and a delivery can wake nothing)."""
+        while True:
+            busy = [lane.idle.wait() for lane in self.lanes.all() if not lane.idle.is_set()]
+            if busy:
+                await asyncio.gather(*busy)
+                continue
+            if not self.deliverer.busy:
+                return
+            await self.deliverer.idle(within=3600)
+
     async def _drain_and_close(self, timeout: float) -> DrainReport:
         try:
             return await self._drain_steps(timeout)
