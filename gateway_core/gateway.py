@@ -18,7 +18,6 @@ import asyncio
 import json
 import logging
 import os
-import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -61,6 +60,7 @@ from gateway_core.snapshot import CandidateView, ProcessView, SessionView, Snaps
 from gateway_core.store import DATABASE_NAME, Store
 from gateway_core.store.inbox import finish_row, insert_row
 from gateway_core.store.sessions import ensure_row, promote_crashed_turns
+from gateway_core.store.transaction import Transaction
 from gateway_core.tools.basic import ClockTool, SleepTool
 from gateway_core.tools.clarify import ClarifyTool
 from gateway_core.tools.processes import ProcessTool, TerminalTool
@@ -292,7 +292,7 @@ class Gateway:
         rt = self.runtime
         now = self.clock.now()
 
-        def job(db: sqlite3.Connection) -> list[tuple[Session, int, str]]:
+        def txn(db: Transaction) -> list[tuple[Session, int, str]]:
             accepted = []
             for message in batch:
                 if message.skip_reason is not None or message.origin is None:
@@ -310,7 +310,7 @@ class Gateway:
                     accepted.append((session, inbox_id, message.text))
             return accepted
 
-        for session, inbox_id, text in await rt.store.write(job):
+        for session, inbox_id, text in await rt.store.write(txn):
             if self.questions.answer(session.id, text):
                 # The answer to the agent's open question: the turn records it as the tool
                 # result, so it does not start a turn of its own.
