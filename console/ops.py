@@ -65,6 +65,10 @@ def candidate_json(view: CandidateView) -> dict[str, Any]:
         "explanation": view.explanation,
         "tail_age_s": None if view.tail_age is None else round(view.tail_age, 3),
         "attempts": view.attempts,
+        # How each interrupted tool call was settled from its job's evidence, and what the
+        # user was told about the request (held, cleared, waiting), if anything.
+        "settled": list(view.settled),
+        "told": view.told,
     }
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from gateway_core.adapters.base import DeliveryError
+from gateway_core.backoff import Backoff
 from gateway_core.clock import wait_or_timeout
 from gateway_core.events import DeliveryFailed, ReplySent
 from gateway_core.model import Origin
@@ -25,9 +26,11 @@ from gateway_core.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-# Retryable failures (429, 5xx, connection refused) back off 2, 4, 8, 16, 30, 30... seconds:
-# about six minutes of outage before a reply is given up as failed.
-MAX_ATTEMPTS = 15
+# Retryable failures (429, 5xx, connection refused) back off with full jitter under ceilings
+# of 2, 4, 8, 16, 30, 30... seconds (gateway_core/backoff.py), so the delivery workers of many
+# sessions hit by one outage do not retry in lockstep: about five minutes of outage on
+# average before a reply is given up as failed.
+MAX_ATTEMPTS = 25
 
 
 def split_text(text: str, limit: int) -> list[str]:
@@ -58,6 +61,7 @@ class Deliverer:
         self._rt = runtime
         self._queues: dict[int, _SessionQueue] = {}
         self._origins: dict[int, Origin | None] = {}
+        self._backoff = Backoff(cap=30.0)
 
     def enqueue(self, session_id: int, outbox_id: int) -> None:
         queue = self._queues.setdefault(session_id, _SessionQueue())
@@ -66,6 +70,11 @@ class Deliverer:
             queue.worker = asyncio.get_running_loop().create_task(
                 self._work(session_id, queue), name=f"deliver-{session_id}"
             )
+
+    @property
+    def busy(self) -> bool:
+        """Some session's worker is still sending (or about to)."""
+        return any(q.worker is not None and not q.worker.done() for q in self._queues.values())
 
     @property
     def backlog(self) -> int:
@@ -133,7 +142,7 @@ class Deliverer:
                 self._failed(session_id, outbox_id, str(error), final, origin.platform)
                 if final:
                     return
-                await self._rt.clock.sleep(min(2.0**attempt, 30.0))
+                await self._rt.clock.sleep(self._backoff.delay(attempt))
                 continue
             self._rt.events.publish(
                 ReplySent(self._rt.clock.now(), session_id, outbox_id, message_id, origin.platform)

@@ -18,7 +18,6 @@ import asyncio
 import json
 import logging
 import os
-import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -67,6 +66,7 @@ from gateway_core.snapshot import CandidateView, ProcessView, SessionView, Snaps
 from gateway_core.store import DATABASE_NAME, Store
 from gateway_core.store.inbox import finish_row, insert_row
 from gateway_core.store.sessions import ensure_row, promote_crashed_turns
+from gateway_core.store.transaction import Transaction
 from gateway_core.tools.basic import ClockTool, SleepTool
 from gateway_core.tools.clarify import ClarifyTool
 from gateway_core.tools.processes import ProcessTool, TerminalTool
@@ -304,7 +304,7 @@ class Gateway:
 
         skipped = duplicates = 0
 
-        def job(db: sqlite3.Connection) -> list[tuple[Session, int, str]]:
+        def txn(db: Transaction) -> list[tuple[Session, int, str]]:
             nonlocal skipped, duplicates
             accepted = []
             for message in batch:
@@ -328,7 +328,7 @@ class Gateway:
                     duplicates += 1
             return accepted
 
-        accepted = await rt.store.write(job)
+        accepted = await rt.store.write(txn)
         refused = 0
         for session, inbox_id, text in accepted:
             if self.questions.answer(session.id, text):
@@ -538,6 +538,18 @@ class Gateway:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+    async def wait_idle(self) -> None:
+        """Until no lane has work and no reply waits to be sent (checked together, since a
+        finished turn hands its reply to the deliverer and a delivery can wake nothing)."""
+        while True:
+            busy = [lane.idle.wait() for lane in self.lanes.all() if not lane.idle.is_set()]
+            if busy:
+                await asyncio.gather(*busy)
+                continue
+            if not self.deliverer.busy:
+                return
+            await self.deliverer.idle(within=3600)
 
     async def _drain_and_close(self, timeout: float) -> DrainReport:
         try:

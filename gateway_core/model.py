@@ -218,7 +218,7 @@ class RecoveryRecord:
 
 
 class Verdict(StrEnum):
-    """What the durable evidence says about an interrupted session (DESIGN.md's table)."""
+    """What the durable evidence says about an interrupted session (docs/architecture.md 6.2)."""
 
     SUSPENDED = "suspended"
     NO_ORIGIN = "no-origin"

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -56,6 +55,7 @@ from gateway_core.store.sessions import (
     generation_row,
     next_generation_row,
 )
+from gateway_core.store.transaction import Transaction
 from gateway_core.store.transcript import append_rows
 from gateway_core.store.turns import begin_row, end_row
 
@@ -113,7 +113,7 @@ NoticeListener = Callable[[Notice, str, int], None]
 
 
 def _notice_instead_of_turn(
-    db: sqlite3.Connection, session_id: int, request: TurnRequest, now: float
+    db: Transaction, session_id: int, request: TurnRequest, now: float
 ) -> TurnStart | None:
     """A notice that must not become a turn, decided in the start transaction itself (so no
     tool call can consume the completion or start a turn between the check and the turn)."""
@@ -140,8 +140,8 @@ def _notice_instead_of_turn(
 
 def _start_job(
     session_id: int, request: TurnRequest, now: float, run_id: int | None
-) -> Callable[[sqlite3.Connection], TurnStart]:
-    def txn(db: sqlite3.Connection) -> TurnStart:
+) -> Callable[[Transaction], TurnStart]:
+    def txn(db: Transaction) -> TurnStart:
         if request.notice is not None:
             instead = _notice_instead_of_turn(db, session_id, request, now)
             if instead is not None:
@@ -315,7 +315,7 @@ class TurnRunner:
         """The end-of-turn transaction. False when a newer generation owns the session."""
         now = self._rt.clock.now()
 
-        def txn(db: sqlite3.Connection) -> int | None:
+        def txn(db: Transaction) -> int | None:
             current = generation_row(db, session_id)
             row = NewMessage(
                 Role.ASSISTANT,
@@ -376,7 +376,7 @@ class TurnRunner:
             for call in unanswered.values()
         ]
 
-        def txn(db: sqlite3.Connection) -> None:
+        def txn(db: Transaction) -> None:
             if rows:
                 append_rows(db, session_id, rows, now)
             end_turn_row(db, session_id, generation)

@@ -23,7 +23,7 @@ from gateway_core.service.http_surface import HttpSurface
 from tests.support.fake_bot_api import FakeBotAPI
 from tests.support.fake_chat_api import FakeChatAPI
 from tests.support.harness import Stops, make_config, next_event, track
-from tests.support.scrape import Samples, by, label_names, scrape, value
+from tests.support.scrape import Samples, by, label_names, scrape, scrape_until, value
 
 # Every label any switchboard_ metric may carry; none of them identifies a conversation.
 ALLOWED_LABELS = {"platform", "outcome", "state", "verdict", "action", "kind", "code", "le"}
@@ -84,7 +84,11 @@ async def test_metrics_move_with_traffic(
     await bob.say("hello")  # queued behind the thinking turn
     await bob.say("and this")  # max_queue 1: refused, and bob is told so
     await bob.wait_for(1)
-    during = await scrape(base)
+
+    def sent_to(samples: Samples) -> dict[str, float]:
+        return by(samples, "switchboard_messages_sent_total", "outcome", platform="loopback")
+
+    during = await scrape_until(base, lambda samples: sent_to(samples)["sent"] == 2)
     assert value(during, "switchboard_gateway_state", state="running") == 1
     assert value(during, "switchboard_gateway_state", state="stopped") == 0
     assert value(during, "switchboard_lanes_busy") == 1
@@ -94,8 +98,7 @@ async def test_metrics_move_with_traffic(
     assert received == {"accepted": 3, "duplicate": 0, "skipped": 0, "refused": 1}
     assert value(during, "switchboard_turns_total", outcome="completed") == 1
     assert value(during, "switchboard_turn_duration_seconds_count") == 1
-    sent = by(during, "switchboard_messages_sent_total", "outcome", platform="loopback")
-    assert sent == {"sent": 2, "failed": 0, "unknown": 0}  # ada's answer, bob's refusal notice
+    assert sent_to(during) == {"sent": 2, "failed": 0, "unknown": 0}  # ada's; bob's refusal
 
     clock.advance(10)
     await bob.wait_for(3)
@@ -105,7 +108,7 @@ async def test_metrics_move_with_traffic(
     await clock.wait_for_sleepers(1)
     clock.advance(2)
     await ada.wait_for(2)
-    after = await scrape(base)
+    after = await scrape_until(base, lambda samples: sent_to(samples)["sent"] == 5)
     assert value(after, "switchboard_turns_total", outcome="completed") == 4
     assert value(after, "switchboard_turn_duration_seconds_count") == 4
     assert value(after, "switchboard_turn_duration_seconds_sum") >= 10
@@ -113,7 +116,6 @@ async def test_metrics_move_with_traffic(
     assert value(after, "switchboard_lanes_busy") == 0
     assert value(after, "switchboard_queue_depth") == 0
     assert value(after, "switchboard_deliveries_retried_total", platform="loopback") == 1
-    assert by(after, "switchboard_messages_sent_total", "outcome", platform="loopback")["sent"] == 5
     assert value(after, "switchboard_store_write_jobs_total") > 0
     assert value(after, "process_resident_memory_bytes") > 0
     async with asyncio.timeout(10):
@@ -147,7 +149,16 @@ async def test_recovery_and_resumes_after_a_restart(
     await gateway.restart(0)  # the turn is interrupted by the drain deadline
     if verdict_state is None:
         await ada.wait_for(1)  # the resumed turn answered
-    samples = await scrape(base)
+    samples = await scrape_until(
+        base,
+        lambda samples: (
+            value(samples, "switchboard_turns_total", outcome="interrupted") == 1
+            and (
+                verdict_state is not None
+                or value(samples, "switchboard_resumes_total", outcome="completed") == 1
+            )
+        ),
+    )
     assert value(samples, "switchboard_turns_total", outcome="interrupted") == 1
     decided = {
         (dict(labels)["verdict"], dict(labels)["action"]): v
@@ -183,7 +194,13 @@ async def test_agent_request_durations_and_tokens(
         await clock.wait_for_sleepers(1)  # the backoff after the 503
         clock.advance(1)
         await ada.wait_for(1)
-        samples = await scrape(base)
+        samples = await scrape_until(
+            base,
+            lambda samples: (
+                value(samples, "switchboard_agent_request_duration_seconds_count", outcome="ok")
+                == 1
+            ),
+        )
     requests = by(samples, "switchboard_agent_request_duration_seconds_count", "outcome")
     assert requests == {"ok": 1, "retryable": 1, "failed": 0}
     assert value(samples, "switchboard_agent_tokens_total", kind="prompt") == 12
@@ -211,7 +228,18 @@ async def test_telegram_messages_by_outcome(
         fake.push_text(7, "again", user_id=7)
         failed = await next_event(events, DeliveryFailed)
         assert failed.unknown and failed.platform == "telegram"
-        samples = await scrape(base)
+        samples = await scrape_until(
+            base,
+            lambda samples: (
+                value(
+                    samples,
+                    "switchboard_messages_sent_total",
+                    platform="telegram",
+                    outcome="unknown",
+                )
+                == 1
+            ),
+        )
     assert value(samples, "switchboard_platform_up", platform="telegram") == 1
     received = by(samples, "switchboard_messages_received_total", "outcome", platform="telegram")
     assert received == {"accepted": 2, "duplicate": 0, "skipped": 2, "refused": 0}

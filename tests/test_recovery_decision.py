@@ -1008,7 +1008,7 @@ def test_loop_guard_tripped(
 
 
 def test_loop_guard_from_the_default_policy() -> None:
-    # DESIGN.md: three boots with candidates within 300 s trip the guard.
+    # docs/architecture.md 6.2: three boots with candidates within 300 s trip the guard.
     policy = RecoveryPolicy()
     boots = [NOW - 200, NOW - 100, NOW]
     assert loop_guard_tripped(boots, policy.loop_window, policy.loop_boots) is True

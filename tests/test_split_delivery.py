@@ -9,6 +9,7 @@ from pathlib import Path
 from gateway_core.adapters.base import Capabilities
 from gateway_core.adapters.loopback import LoopbackAdapter
 from gateway_core.clock import ManualClock
+from gateway_core.control import Control
 from gateway_core.delivery import split_text
 from gateway_core.events import DeliveryFailed, ReplySent
 from gateway_core.model import PieceStatus
@@ -85,3 +86,29 @@ async def test_a_piece_whose_outcome_is_unknown_is_not_resent_nor_are_the_later_
     assert unknown.last_error == f"piece 2 of {count} (pieces 3-{count} not sent yet): timed out"
     statuses = [p.status for p in await store.outbox.pieces(unknown.id)]
     assert statuses == [PieceStatus.SENT, PieceStatus.UNKNOWN] + [PieceStatus.PENDING] * (count - 2)
+
+
+async def test_an_operator_resend_of_a_split_reply_sends_the_unknown_piece_and_the_rest(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    expected = split_text(REPLY, LIMIT)
+    running = await start(tmp_path, clock)
+    running.adapter.fail_next(1, after=1, unknown=True, reason="timed out")
+    await running.adapter.user("ada").say(LONG)
+    await pump(running, clock, 1)
+    store = running.gateway.store
+    for _ in range(50):
+        unknown = await store.outbox.by_status("unknown")
+        if unknown:
+            break
+        clock.advance(1)
+    assert [m.text for m in running.adapter.messages] == expected[:1]
+    # The operator checked the chat: piece 2 never arrived. One resend sends it and the rest.
+    sent = running.gateway.events.subscribe()
+    result = await Control(running.gateway).resend(unknown[0].id, actor="alice")
+    assert result.ok, result.message
+    await pump(running, clock, len(expected))
+    await next_event(sent, ReplySent)  # the last piece's confirmation is committed
+    assert [m.text for m in running.adapter.messages] == expected  # piece 1 not sent again
+    pieces = await store.outbox.pieces(unknown[0].id)
+    assert all(p.status is PieceStatus.SENT for p in pieces)

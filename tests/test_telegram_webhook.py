@@ -26,7 +26,7 @@ from gateway_core.service.http_surface import HttpSurface
 from gateway_core.store import DATABASE_NAME
 from tests.support.fake_bot_api import FakeBotAPI
 from tests.support.harness import Stops, make_config, next_event, track
-from tests.support.scrape import by, get, scrape
+from tests.support.scrape import Samples, by, get, scrape, scrape_until
 
 ADA = 7
 SECRET = "hook-Secret_42"
@@ -202,13 +202,12 @@ async def test_a_redelivered_update_is_answered_once(
     assert await post(hooked.url, update(600, "once")) == 200
     assert fake.sent(ADA) == ["You said: once"]
     assert hooked.inbox() == [("600", "done", None)]
-    received = by(
-        await scrape(hooked.base),
-        "switchboard_messages_received_total",
-        "outcome",
-        platform="telegram",
-    )
-    assert received == {"accepted": 1, "duplicate": 2, "skipped": 0, "refused": 0}
+
+    def received(samples: Samples) -> dict[str, float]:
+        return by(samples, "switchboard_messages_received_total", "outcome", platform="telegram")
+
+    samples = await scrape_until(hooked.base, lambda samples: received(samples)["duplicate"] == 2)
+    assert received(samples) == {"accepted": 1, "duplicate": 2, "skipped": 0, "refused": 0}
 
 
 @pytest.mark.parametrize("on_stop", ["keep", "delete"])

@@ -61,6 +61,7 @@ from gateway_core.adapters.base import (
     IntakeSink,
 )
 from gateway_core.adapters.telegram_webhook import WebhookIntake, WebhookRegistration
+from gateway_core.backoff import Backoff
 from gateway_core.clock import Clock
 from gateway_core.model import Origin
 from gateway_core.safe_json import parse_json
@@ -94,7 +95,7 @@ class TelegramAdapter:
         self._allowed = frozenset(allowed_users)
         self._clock = clock
         self._poll_timeout = poll_timeout
-        self._backoff_cap = backoff_cap
+        self._backoff = Backoff(cap=backoff_cap)
         self._session = AiohttpSession(api=TelegramAPIServer.from_base(api_base))
         self.bot = Bot(token, session=self._session)
         self._sink: IntakeSink | None = None
@@ -114,7 +115,7 @@ class TelegramAdapter:
                 clock=clock,
                 to_inbound=self._inbound,
                 scrub=self._scrub,
-                backoff=self._backoff,
+                backoff=self._backoff.delay,
             )
         )
 
@@ -183,7 +184,7 @@ class TelegramAdapter:
                         "only one gateway may run per bot"
                     )
                 self._failed_to_reach(failures, "409 Conflict")
-                await self._until_stopped(self._clock.sleep(self._backoff(failures)))
+                await self._until_stopped(self._clock.sleep(self._backoff.delay(failures)))
                 continue
             except (
                 TelegramAPIError,
@@ -196,7 +197,7 @@ class TelegramAdapter:
                 reason = self._scrub(str(e))
                 log.warning("telegram: polling failed (%s); retrying", reason)
                 self._failed_to_reach(failures, reason)
-                await self._until_stopped(self._clock.sleep(self._backoff(failures)))
+                await self._until_stopped(self._clock.sleep(self._backoff.delay(failures)))
                 continue
             try:
                 await self._accept(raw)
@@ -210,7 +211,7 @@ class TelegramAdapter:
                     len(raw),
                     error,
                 )
-                await self._until_stopped(self._clock.sleep(self._backoff(store_failures)))
+                await self._until_stopped(self._clock.sleep(self._backoff.delay(store_failures)))
 
     async def _accept(self, raw: list[Any]) -> None:
         if not raw:
@@ -298,9 +299,6 @@ class TelegramAdapter:
             await asyncio.gather(work, return_exceptions=True)
             return None
         return work.result()
-
-    def _backoff(self, failures: int) -> float:
-        return float(min(self._backoff_cap, 2 ** min(failures, 10)))
 
     # -- outbound -------------------------------------------------------------------------
 

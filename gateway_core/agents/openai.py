@@ -31,6 +31,7 @@ from gateway_core.agents.openai_wire import (
     history_messages,
     parse_completion,
 )
+from gateway_core.backoff import Backoff
 from gateway_core.config import AgentSettings
 from gateway_core.events import AgentRequestFinished, AgentRequestOutcome, EventBus
 from gateway_core.model import FinishReason, ToolCall
@@ -57,6 +58,7 @@ class OpenAIAgent:
         environ = os.environ if env is None else env
         self._key = environ.get(settings.api_key_env, "")
         self._session: aiohttp.ClientSession | None = None
+        self._backoff = Backoff(base=0.5, cap=MAX_BACKOFF)
         self._events: EventBus | None = None
 
     def bind_events(self, events: EventBus) -> None:
@@ -169,7 +171,7 @@ class OpenAIAgent:
                         f"the agent server kept failing ({retry.reason}); gave up after "
                         f"{attempt + 1} attempts"
                     ) from None
-                delay = retry.after if retry.after is not None else min(2.0**attempt, MAX_BACKOFF)
+                delay = retry.after if retry.after is not None else self._backoff.delay(attempt)
                 log.warning(
                     "agent server: %s; retry %d of %d in %.1f s",
                     retry.reason,

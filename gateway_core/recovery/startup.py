@@ -16,7 +16,6 @@ sessions later in the run (after a job a candidate was waiting for ended).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -39,6 +38,7 @@ from gateway_core.recovery.loop_guard import loop_guard_tripped
 from gateway_core.recovery.policy import RecoveryPolicy
 from gateway_core.store import Store
 from gateway_core.store.recovery_records import apply_decision_row
+from gateway_core.store.transaction import Transaction
 
 WIDEN_FACTOR = 50
 # Reads the end of a job's output (its log file) for a recovered tool result.
@@ -144,7 +144,7 @@ async def scan(
 async def apply(store: Store, candidates: Sequence[Candidate], now: float) -> list[Candidate]:
     """Apply decisions in one transaction; the returned candidates carry their notice ids."""
 
-    def txn(db: sqlite3.Connection) -> list[int | None]:
+    def txn(db: Transaction) -> list[int | None]:
         return [apply_decision_row(db, c.record.session_id, c.decision, now) for c in candidates]
 
     notice_ids = await store.write(txn)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections.abc import Callable
 
 from gateway_core.clock import wait_or_timeout
@@ -37,6 +36,7 @@ from gateway_core.model import (
 from gateway_core.processes.registry import ProcessRegistry
 from gateway_core.recovery.startup import Candidate, decide_again
 from gateway_core.runtime import Runtime
+from gateway_core.store.transaction import Transaction
 from gateway_core.store.transcript import append_rows
 from gateway_core.tools import terminal_results
 
@@ -147,7 +147,7 @@ class JobWaiter:
         )
         now = rt.clock.now()
 
-        def txn(db: sqlite3.Connection) -> None:
+        def txn(db: Transaction) -> None:
             append_rows(db, session.id, [row], now)
 
         await rt.store.write(txn)

@@ -7,8 +7,9 @@ sending at boot -> unknown
 Policy for a send whose outcome is unknown (the process died between the platform accepting
 the message and our commit of "sent"): it is NOT sent again, because platforms such as
 Telegram have no idempotency key and a blind retry doubles the reply. It is marked 'unknown'
-and shown to the operator, who can resend it. Losing a reply silently is prevented by the
-transcript (the answer row exists); doubling it could not be undone.
+and shown to the operator, who can resend it once they checked the chat (requeue_unknown, the
+`resend` action). Losing a reply silently is prevented by the transcript (the answer row
+exists) and the operator's count of unknown deliveries; doubling it could not be undone.
 
 A reply too long for one message is sent piece by piece (store/outbox_pieces.py): each piece
 is confirmed with its platform message id before the next is sent, and a retry or a restart
@@ -106,7 +107,7 @@ class Outbox:
     async def claim(self, item_id: int) -> OutboxItem | None:
         """Durably note that a send is about to happen. None if the item is not pending."""
 
-        def job(db: sqlite3.Connection) -> OutboxItem | None:
+        def txn(db: sqlite3.Connection) -> OutboxItem | None:
             row = db.execute(
                 "UPDATE outbox SET status = 'sending', attempts = attempts + 1"
                 f" WHERE id = ? AND status = 'pending' RETURNING {_COLUMNS}",
@@ -114,7 +115,7 @@ class Outbox:
             ).fetchone()
             return None if row is None else decode_outbox(row)
 
-        return await self._writer.submit(job)
+        return await self._writer.submit(txn)
 
     async def claim_pieces(
         self, item_id: int, split: Callable[[str], list[str]]
@@ -126,7 +127,7 @@ class Outbox:
         again (which runs on the writer thread, so it must be pure and quick)."""
         now = self._clock.now()
 
-        def job(db: sqlite3.Connection) -> ClaimedReply | None:
+        def txn(db: sqlite3.Connection) -> ClaimedReply | None:
             row = db.execute(
                 "UPDATE outbox SET status = 'sending', attempts = attempts + 1"
                 f" WHERE id = ? AND status = 'pending' RETURNING {_COLUMNS}",
@@ -154,14 +155,14 @@ class Outbox:
             )
             return ClaimedReply(item, claimed)
 
-        return await self._writer.submit(job)
+        return await self._writer.submit(txn)
 
     async def piece_sent(self, item_id: int, index: int, platform_message_id: str | None) -> bool:
         """Confirm one piece and claim the next in the same commit; after the last piece the
         reply is sent. True when the reply is now sent."""
         now = self._clock.now()
 
-        def job(db: sqlite3.Connection) -> bool:
+        def txn(db: sqlite3.Connection) -> bool:
             count = piece_count_row(db, item_id)
             if count:
                 mark_sent_row(db, item_id, index, platform_message_id, now)
@@ -171,7 +172,7 @@ class Outbox:
             mark_sending_row(db, item_id, index + 1)
             return False
 
-        return await self._writer.submit(job)
+        return await self._writer.submit(txn)
 
     async def mark_sent(self, item_id: int, platform_message_id: str | None) -> bool:
         """Record delivery; False if it was already recorded (never send it again)."""
@@ -185,7 +186,7 @@ class Outbox:
         """A send that surely did not land: back to pending, or failed for good. A piece being
         sent goes back to pending (a failed row's later pieces are never sent)."""
 
-        def job(db: sqlite3.Connection) -> None:
+        def txn(db: sqlite3.Connection) -> None:
             note = settle_sending_row(db, item_id, PieceStatus.PENDING)
             db.execute(
                 "UPDATE outbox SET last_error = ?,"
@@ -194,13 +195,13 @@ class Outbox:
                 (_with_note(error, note), int(final), item_id),
             )
 
-        await self._writer.submit(job)
+        await self._writer.submit(txn)
 
     async def mark_unknown(self, item_id: int, error: str) -> None:
         """A send that may or may not have landed: never sent again automatically, and
         neither are the pieces after it (see the top)."""
 
-        def job(db: sqlite3.Connection) -> None:
+        def txn(db: sqlite3.Connection) -> None:
             note = settle_sending_row(db, item_id, PieceStatus.UNKNOWN)
             db.execute(
                 "UPDATE outbox SET status = 'unknown', last_error = ?"
@@ -208,12 +209,12 @@ class Outbox:
                 (_with_note(error, note), item_id),
             )
 
-        await self._writer.submit(job)
+        await self._writer.submit(txn)
 
     async def mark_unknown_at_boot(self) -> list[OutboxItem]:
         """Sends the previous run started but never confirmed: outcome unknown (see top)."""
 
-        def job(db: sqlite3.Connection) -> list[OutboxItem]:
+        def txn(db: sqlite3.Connection) -> list[OutboxItem]:
             rows = db.execute(
                 "UPDATE outbox SET status = 'unknown' WHERE status = 'sending'"
                 f" RETURNING {_COLUMNS}"
@@ -228,11 +229,12 @@ class Outbox:
                 items.append(item)
             return items
 
-        return await self._writer.submit(job)
+        return await self._writer.submit(txn)
 
     async def requeue_unknown(self, item_id: int) -> OutboxItem | None:
         """An operator's resend of a send whose outcome is unknown (they checked the chat):
-        back to pending. None if the item is not 'unknown'."""
+        back to pending, and of a split reply the piece of unknown outcome with it (the
+        pieces confirmed sent stay sent). None if the item is not 'unknown'."""
 
         def txn(db: sqlite3.Connection) -> OutboxItem | None:
             row = db.execute(
@@ -240,7 +242,14 @@ class Outbox:
                 f" WHERE id = ? AND status = 'unknown' RETURNING {_COLUMNS}",
                 (item_id,),
             ).fetchone()
-            return None if row is None else decode_outbox(row)
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE outbox_pieces SET status = 'pending'"
+                " WHERE outbox_id = ? AND status = 'unknown'",
+                (item_id,),
+            )
+            return decode_outbox(row)
 
         return await self._writer.submit(txn)
 

@@ -82,7 +82,7 @@ class Processes:
             c.exit_code, c.end_reason, int(c.consumed), c.started_at, c.ended_at, c.tool_call_id,
         )  # fmt: skip
 
-        def job(db: sqlite3.Connection) -> None:
+        def txn(db: sqlite3.Connection) -> None:
             # An upsert, not a replace: the owning generation and consumption only ever move
             # forward, even if this in-memory copy is older than what a notice turn's start
             # transaction wrote meanwhile.
@@ -99,7 +99,7 @@ class Processes:
                 params,
             )
 
-        await self._writer.submit(job)
+        await self._writer.submit(txn)
 
     async def live(self) -> list[ProcessCheckpoint]:
         rows = await self._reader.all(

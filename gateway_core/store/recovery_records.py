@@ -136,10 +136,10 @@ class RecoveryRecords:
         """Mark several sessions in one commit; returns the ids that were marked."""
         now = self._clock.now()
 
-        def job(db: sqlite3.Connection) -> list[int]:
+        def txn(db: sqlite3.Connection) -> list[int]:
             return [sid for sid in session_ids if mark_row(db, sid, reason, now)]
 
-        return await self._writer.submit(job)
+        return await self._writer.submit(txn)
 
     async def clear(self, session_id: int) -> bool:
         now = self._clock.now()
@@ -172,7 +172,7 @@ class RecoveryRecords:
     async def suspend(self, session_id: int, reason: str) -> bool:
         now = self._clock.now()
 
-        def job(db: sqlite3.Connection) -> bool:
+        def txn(db: sqlite3.Connection) -> bool:
             cursor = db.execute(
                 "UPDATE recovery SET state = 'suspended', reason = ?, updated_at = ?"
                 " WHERE session_id = ?",
@@ -180,12 +180,12 @@ class RecoveryRecords:
             )
             return cursor.rowcount == 1
 
-        return await self._writer.submit(job)
+        return await self._writer.submit(txn)
 
     async def unsuspend(self, session_id: int) -> bool:
         now = self._clock.now()
 
-        def job(db: sqlite3.Connection) -> bool:
+        def txn(db: sqlite3.Connection) -> bool:
             cursor = db.execute(
                 "UPDATE recovery SET state = 'none', reason = NULL, marked_at = NULL,"
                 " attempts = 0, updated_at = ? WHERE session_id = ? AND state = 'suspended'",
@@ -193,7 +193,7 @@ class RecoveryRecords:
             )
             return cursor.rowcount == 1
 
-        return await self._writer.submit(job)
+        return await self._writer.submit(txn)
 
     async def candidates(self) -> list[tuple[RecoveryRecord, Session]]:
         """Every record that is not 'none', with its session. Reads the partial index only."""
@@ -206,7 +206,7 @@ class RecoveryRecords:
     ) -> bool:
         now = self._clock.now()
 
-        def job(db: sqlite3.Connection) -> bool:
+        def txn(db: sqlite3.Connection) -> bool:
             cursor = db.execute(
                 "UPDATE recovery SET state = coalesce(?, state), last_verdict = ?,"
                 " last_explanation = ?, updated_at = ?"
@@ -221,7 +221,7 @@ class RecoveryRecords:
             )
             return cursor.rowcount == 1
 
-        return await self._writer.submit(job)
+        return await self._writer.submit(txn)
 
 
 def apply_decision_row(

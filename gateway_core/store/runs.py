@@ -32,14 +32,14 @@ class Runs:
     async def begin(self, pid: int) -> RunRecord:
         now = self._clock.now()
 
-        def job(db: sqlite3.Connection) -> RunRecord:
+        def txn(db: sqlite3.Connection) -> RunRecord:
             row = db.execute(
                 f"INSERT INTO runs (started_at, pid) VALUES (?, ?) RETURNING {_COLUMNS}",
                 (now, pid),
             ).fetchone()
             return _decode(row)
 
-        return await self._writer.submit(job)
+        return await self._writer.submit(txn)
 
     async def finish(self, run_id: int, clean: bool) -> None:
         now = self._clock.now()

@@ -6,13 +6,12 @@
     await store.close()   # always: an unclosed aiosqlite connection hangs interpreter exit
 
 Writes that must land together (an answer, its outbox row and the marker clear) go through
-``store.write(job)`` with the row helpers of the table modules, in one transaction.
+``store.write(txn)`` with the row helpers of the table modules, in one transaction.
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -30,6 +29,7 @@ from gateway_core.store.reader import Reader
 from gateway_core.store.recovery_records import RecoveryRecords
 from gateway_core.store.runs import Runs
 from gateway_core.store.sessions import Sessions
+from gateway_core.store.transaction import Transaction
 from gateway_core.store.transcript import Transcript
 from gateway_core.store.turns import Turns
 from gateway_core.store.working_notices import WorkingNotices
@@ -100,9 +100,9 @@ class Store:
             raise
         return cls(path, writer, reader, clock or SystemClock())
 
-    async def write(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        """Run job (given the write connection) in the next group commit; await the commit."""
-        return await self._writer.submit(job)
+    async def write(self, txn: Callable[[Transaction], T]) -> T:
+        """Run txn (given the transaction) in the next group commit; await the commit."""
+        return await self._writer.submit(txn)
 
     @property
     def writer_stats(self) -> WriterStats:

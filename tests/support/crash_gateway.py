@@ -5,7 +5,8 @@
 Starts a gateway (system clock, scripted agent, loopback adapter journaling to FILE), prints
 READY once started, then has N loopback users ("u0".."uN-1") each send M messages, one at a
 time, waiting for each reply before the next, so turns are always in flight. It then idles
-until killed. With --no-traffic it only starts and idles. --say TEXT: user "u0" sends TEXT
+until killed. With --no-traffic it only starts and idles, and prints IDLE once everything the
+boot queued (resumes, the inbox backlog, owed replies) is done. --say TEXT: user "u0" sends TEXT
 once, and SAID is printed when its reply arrived (--no-wait: as soon as it is stored).
 --agent-url URL: the openai agent against that chat-completions server instead of the
 scripted one. --recovery KEY=VALUE sets a [recovery] setting (repeatable). --max-length N: the
@@ -69,6 +70,10 @@ async def main(args: argparse.Namespace) -> None:
             await speaker.wait_for(1, within=30)
         print("SAID", flush=True)
 
+    if args.no_traffic:
+        # The parent waits for this line instead of guessing from idle polls of the store.
+        idle = asyncio.ensure_future(gateway.wait_idle())
+        idle.add_done_callback(lambda done: done.cancelled() or print("IDLE", flush=True))
     traffic = None
     if not args.no_traffic:
         chats = [

@@ -3,8 +3,9 @@ prometheus_client.parser (what a scraper would read)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -26,6 +27,15 @@ async def scrape(base: str) -> Samples:
     status, text = await get(base, "/metrics")
     assert status == 200, f"/metrics answered {status}"
     return parse(text)
+
+
+async def scrape_until(base: str, holds: Callable[[Samples], bool], within: float = 10) -> Samples:
+    """Scrape again until `holds` is true of the samples (bounded): counters follow events,
+    which the metrics subscriber takes a moment to read after the test saw their effect."""
+    async with asyncio.timeout(within):
+        while not holds(samples := await scrape(base)):
+            pass
+    return samples
 
 
 def parse(text: str) -> Samples:
