@@ -56,6 +56,9 @@ class StormPlan:
     min_gap: float = 0.3  # seconds from READY to the kill
     max_gap: float = 2.5
     settle_within: float = 60.0  # after the storm: every request answered by then
+    # After each restart an on-call operator approves what is held with this probability
+    # (seeded); what is still held after the storm is approved at the end in any case.
+    approve_during: float = 0.5
 
 
 @dataclass
@@ -66,7 +69,8 @@ class StormReport:
     lost: int = 0
     duplicated: int = 0
     phantom: int = 0
-    held: int = 0  # candidates the operator found held and approved
+    held: int = 0  # approvals: held candidates the operator approved (during and after)
+    approved_during: int = 0  # ... of which during the storm (the resume may be killed again)
     held_notices: int = 0  # "an operator will review it" messages users got
     unknown_outcome: int = 0  # replies caught mid-send by a kill
     unknown_delivered: int = 0  # ... of which the user had in fact received
@@ -223,9 +227,10 @@ def _query(db: Path, sql: str) -> list[tuple[Any, ...]]:
         connection.close()
 
 
-async def _operator(socket: Path, fake: FakeBotAPI, db: Path, report: StormReport) -> None:
-    """Approve every held candidate; resend the unknown-outcome replies not in the chat."""
+async def _approve_held(socket: Path, report: StormReport) -> int:
+    """Approve every held candidate over the control socket; returns how many."""
     client = await ControlClient.connect(socket)
+    approved = 0
     try:
         backend = SocketBackend(client)
         snapshot = await backend.snapshot()
@@ -234,7 +239,19 @@ async def _operator(socket: Path, fake: FakeBotAPI, db: Path, report: StormRepor
                 result = await backend.act("approve", [str(candidate.session_id)])
                 if not result.ok:
                     report.problems.append(f"approve {candidate.session_id}: {result.message}")
-                report.held += 1
+                approved += 1
+    finally:
+        await client.close()
+    report.held += approved
+    return approved
+
+
+async def _operator(socket: Path, fake: FakeBotAPI, db: Path, report: StormReport) -> None:
+    """Approve every held candidate; resend the unknown-outcome replies not in the chat."""
+    await _approve_held(socket, report)
+    client = await ControlClient.connect(socket)
+    try:
+        backend = SocketBackend(client)
         unknown = _query(db, "SELECT o.id, s.chat_id, o.content FROM outbox AS o"
                              " JOIN sessions AS s ON s.id = o.session_id"
                              " WHERE o.status = 'unknown'")  # fmt: skip
@@ -323,15 +340,18 @@ async def run_storm(tmp_path: Path, plan: StormPlan) -> StormReport:
         db = tmp_path / "state" / "switchboard.db"
         try:
             await service.start()
+            socket = tmp_path / "state" / "control.sock"
             for _ in range(plan.kills):
                 await asyncio.sleep(rng.uniform(plan.min_gap, plan.max_gap))
                 await service.sigkill()
                 report.kills += 1
                 await service.start()
+                if rng.random() < plan.approve_during:
+                    report.approved_during += await _approve_held(socket, report)
             users.stop.set()  # no new requests; the ones in flight still want their answers
             if not await _settle(db, fake, plan.settle_within):
                 report.problems.append("the gateway never went quiet after the storm")
-            await _operator(tmp_path / "state" / "control.sock", fake, db, report)
+            await _operator(socket, fake, db, report)
             done = asyncio.gather(*talking)
             try:
                 await asyncio.wait_for(asyncio.shield(done), plan.settle_within)
