@@ -28,7 +28,7 @@ from console.safety import clean
 from console.screens.dialogs import ConfirmScreen, InputScreen, LeaveScreen, TextScreen
 from console.widgets.keyed_table import KeyedTable
 from gateway_core.clock import ManualClock
-from gateway_core.events import TurnFinished
+from gateway_core.events import OperatorActed, TurnFinished
 from gateway_core.gateway import Gateway
 from gateway_core.lanes import Lane
 from gateway_core.log_ring import LogRing
@@ -407,6 +407,7 @@ async def test_confirming_interrupt_stops_a_thinking_turn(busy: Busy) -> None:
         ended = await next_event(finished, TurnFinished)
         assert (ended.session_id, ended.outcome) == (lane.session.id, "interrupted")
         assert lane.current is None
+        await next_event(finished, OperatorActed)  # its audit row is written after the cancel
         (entry,) = await gateway.store.audit.recent()
         assert (entry.actor, entry.action, entry.outcome, entry.detail) == (
             ACTOR,
