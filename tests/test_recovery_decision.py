@@ -1278,3 +1278,12 @@ def test_a_long_request_is_quoted_short_and_first_line_only() -> None:
     assert d.user_notice is not None
     quoted = d.user_notice.split("“")[1].split("”")[0]
     assert len(quoted) == 60 and quoted.endswith("…") and "second" not in quoted
+
+
+def test_a_completed_turn_held_by_the_attempt_limit_tells_nobody() -> None:
+    # Found by the property test: under gate "all" a completed turn is "resumed", and an
+    # exhausted attempt limit turns that into a hold; the user must still hear nothing.
+    tail = [user("q", ago(20)), assistant("a", ago(10))]
+    d = run(tail, policy=RecoveryPolicy(gate=Gate.ALL, max_attempts=0))
+    expect(d, V.COMPLETE, A.HOLD)
+    assert (d.user_notice, d.told) == (None, None)

@@ -197,9 +197,7 @@ class GatewayService:
         )
 
     def _session_key(self, session_id: int) -> str:
-        lanes = getattr(self.gateway, "lanes", None)  # set up by the gateway's first start
-        lane = None if lanes is None else lanes.find(session_id)
-        return str(session_id) if lane is None else str(lane.session.key)
+        return self.gateway.session_key(session_id) or str(session_id)
 
 
 def vars_of(event: Event) -> dict[str, object]:
