@@ -7,7 +7,7 @@ ever gets a short line (no command, no raw output): it is a receipt, not a log.
 
 from __future__ import annotations
 
-from gateway_core.model import ProcessCheckpoint
+from gateway_core.model import ProcessCheckpoint, ProcessState
 from gateway_core.processes.watch import Match, WatchDisabled, WatchStatus
 
 FOOTER = "[Internal notification from the gateway, not written by the user.]"
@@ -26,9 +26,9 @@ def _duration(seconds: float) -> str:
 
 
 def _ending(job: ProcessCheckpoint) -> str:
-    if job.state == "exited":
+    if job.state == ProcessState.EXITED:
         return "completed normally" if job.exit_code == 0 else f"exited with code {job.exit_code}"
-    if job.state == "killed":
+    if job.state == ProcessState.KILLED:
         return f"was terminated ({job.end_reason or 'killed'})"
     return f"was lost ({job.end_reason or 'no exit code left behind'})"
 
@@ -53,9 +53,9 @@ def completion_for_agent(job: ProcessCheckpoint, output: str) -> str:
 
 def completion_for_user(job: ProcessCheckpoint) -> str:
     took = _duration((job.ended_at or job.started_at) - job.started_at)
-    if job.state == "exited" and job.exit_code == 0:
+    if job.state == ProcessState.EXITED and job.exit_code == 0:
         return f"✅ Done. A background job finished after {took}."
-    if job.state == "exited":
+    if job.state == ProcessState.EXITED:
         return f"❌ A background job hit a problem (exit {job.exit_code}) after {took}."
     return f"⚠️ A background job {_ending(job)} after {took}."
 
