@@ -1,4 +1,4 @@
-"""The `switchboard` command line (DESIGN.md's contract; subcommands may be added, not renamed).
+"""The `switchboard` command line (docs/architecture.md 9: subcommands may be added, not renamed).
 
     switchboard demo                 console + loopback users + scripted agent + live traffic
     switchboard walkthrough          a narrated crash and restart, as plain text

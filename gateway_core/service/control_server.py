@@ -16,8 +16,8 @@ Who acts is the connecting process's OS user, from the socket's peer credentials
 the client claims); a peer of another user is refused (the 0600 mode already keeps them out
 unless they are root). A bad request gets an error line and the connection lives on; a line
 longer than MAX_LINE is answered with an error and skipped. Writing never waits for a client:
-one whose unread output passes MAX_BUFFERED is dropped, so a stuck reader cannot slow the
-gateway.
+one whose unread output stays above MAX_BUFFERED for STALL_SECONDS without shrinking, or that
+lets HARD_LIMIT pile up at all, is dropped, so a stuck reader cannot slow the gateway.
 """
 
 from __future__ import annotations
