@@ -1,21 +1,29 @@
 """Snapshot views turned into table rows: pure functions, no widgets.
 
-Every cell is a `Text`; untrusted parts (names, commands, output, reasons) go through
-`safety.safe`. Column widths are fixed here, once, so a table never re-measures itself.
+Every cell is a `Cell`: its text and its tone (what it means; the stylesheet says how it
+looks). Untrusted parts (names, commands, output, reasons) go through `safety.clean`. Column
+widths are fixed here, once, so a table never re-measures itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from rich.text import Text
-
-from console.safety import safe
+from console.safety import clean
+from console.tones import STATE_TONES, VERDICT_TONES, Tone
+from gateway_core.model import AuditEntry
 from gateway_core.notifiers import NotifierView
 from gateway_core.snapshot import CandidateView, ProcessView, SessionView
 
-Cells = tuple[Text, ...]
+
+class Cell(NamedTuple):
+    text: str
+    tone: Tone = Tone.PLAIN
+
+
+Cells = tuple[Cell, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,30 +72,6 @@ TIMER_COLUMNS = (
     Column("next", "Next in", 8),
     Column("sent", "Sent", 5),
 )
-
-STATE_STYLES = {
-    "running": "bold green",
-    "resuming": "bold magenta",
-    "queued": "yellow",
-    "idle": "dim",
-    "exited": "dim",
-    "killed": "red",
-    "lost": "red",
-    "held": "bold yellow",
-    "pending": "yellow",
-    "suspended": "dim",
-}
-VERDICT_STYLES = {
-    "resumable": "green",
-    "ambiguous-tool": "bold yellow",
-    "undetermined": "bold yellow",
-    "no-origin": "yellow",
-    "recovery-loop": "red",
-    "stale": "dim",
-    "complete": "dim",
-    "awaiting-user": "cyan",
-    "suspended": "dim",
-}
 
 
 def age(seconds: float | None) -> str:
@@ -140,18 +124,24 @@ def display_key(key: str, user: str | None = None) -> str:
     return f"{shown} {user}" if user else shown
 
 
-def plain(value: object, style: str = "") -> Text:
-    return Text(str(value), style=style, no_wrap=True)
+def plain(value: object, tone: Tone = Tone.PLAIN) -> Cell:
+    """Our own text (numbers, states): trusted."""
+    return Cell(str(value), tone)
+
+
+def safe(value: object, limit: int, tone: Tone = Tone.PLAIN) -> Cell:
+    """Untrusted text (names, commands, output), made inert."""
+    return Cell(clean(value, limit), tone)
 
 
 def session_row(view: SessionView, now: float) -> Cells:
     return (
         plain(view.session_id),
         safe(where(view.platform, view.chat_id, view.thread_id, view.user_name), 24),
-        plain(view.state, STATE_STYLES.get(view.state, "")),
+        plain(view.state, STATE_TONES.get(view.state, Tone.PLAIN)),
         plain("–" if view.generation is None else view.generation),
         plain(age(view.turn_age)),
-        plain(view.queued or "", "yellow" if view.queued else ""),
+        plain(view.queued or "", Tone.WARN if view.queued else Tone.PLAIN),
         plain(ago(now - view.last_activity) if view.last_activity else "–"),
     )
 
@@ -159,11 +149,11 @@ def session_row(view: SessionView, now: float) -> Cells:
 def candidate_row(view: CandidateView, marked: bool) -> Cells:
     verdict = view.verdict or "–"
     return (
-        plain("✓" if marked else " ", "bold"),
+        plain("✓" if marked else " ", Tone.STRONG),
         plain(view.session_id),
         safe(display_key(view.key, view.user_name), 20),
-        plain(verdict, VERDICT_STYLES.get(verdict, "")),
-        plain(view.state, STATE_STYLES.get(view.state, "")),
+        plain(verdict, VERDICT_TONES.get(verdict, Tone.PLAIN)),
+        plain(view.state, STATE_TONES.get(view.state, Tone.PLAIN)),
         plain(age(view.tail_age)),
         safe(view.reason or "–", 13),
         plain(view.attempts),
@@ -187,7 +177,7 @@ def process_row(view: ProcessView) -> Cells:
     return (
         plain(view.process_id),
         plain("–" if view.session_id is None else view.session_id),
-        plain(state, STATE_STYLES.get(view.state, "")),
+        plain(state, STATE_TONES.get(view.state, Tone.PLAIN)),
         plain(age(view.age)),
         plain("–" if view.cpu_percent is None else f"{view.cpu_percent:.0f}"),
         plain(size(view.rss)),
@@ -210,3 +200,26 @@ def timer_row(view: NotifierView, conversation: str) -> Cells:
 
 def widths(columns: Sequence[Column]) -> int:
     return sum(c.width + 2 for c in columns)
+
+
+AUDIT_COLUMNS = (
+    Column("id", "#", 5),
+    Column("when", "When", 11),
+    Column("actor", "Who", 10),
+    Column("action", "Action", 13),
+    Column("targets", "Targets", 14),
+    Column("outcome", "Outcome", 8),
+    Column("detail", "Reason / detail", 50),
+)
+
+
+def audit_row(entry: AuditEntry, now: float) -> Cells:
+    return (
+        plain(entry.id),
+        plain(age(now - entry.at) + " ago"),
+        safe(entry.actor, 10),
+        plain(entry.action),
+        safe(",".join(entry.targets) or "–", 14),
+        plain(entry.outcome, Tone.GOOD if entry.outcome == "ok" else Tone.ALARM),
+        safe(" | ".join(x for x in (entry.reason, entry.detail) if x), 200),
+    )

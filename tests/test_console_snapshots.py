@@ -24,6 +24,7 @@ from textual.widgets import Static
 
 from console.app import ConsoleApp
 from console.screens.dialogs import ConfirmScreen, InputScreen, LeaveScreen
+from console.tabs.recovery import RecoveryTab
 from tests.support.console_data import BY_SCREEN, SIZE, ActCall, show, static_backend
 
 
@@ -69,7 +70,7 @@ def picture(snap_compare: SnapCompare, name: str) -> tuple[bool, Seen]:
             for active in app.screen.active_bindings.values()
             if active.binding.show and active.enabled
         }
-        seen.marked = set(app.marked)
+        seen.marked = set(app.query_one(RecoveryTab).marked)
 
     matched = snap_compare(app, terminal_size=SIZE, run_before=run_before)
     return matched, seen

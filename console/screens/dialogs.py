@@ -65,7 +65,7 @@ class ConfirmScreen(_Dialog):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(Text(self._title, style="bold"), classes="dialog-title")
+            yield Label(Text(self._title), classes="dialog-title")
             if self._targets:
                 yield Label(Text(f"{len(self._targets)} target(s):"))
                 yield Static(_targets_text(self._targets), classes="dialog-targets")
@@ -104,7 +104,7 @@ class InputScreen(_Dialog):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(Text(self._title, style="bold"), classes="dialog-title")
+            yield Label(Text(self._title), classes="dialog-title")
             if self._targets:
                 yield Label(Text(f"{len(self._targets)} target(s):"))
                 yield Static(_targets_text(self._targets), classes="dialog-targets")
@@ -127,7 +127,7 @@ class InputScreen(_Dialog):
         answer = self.query_one("#answer", Input).value.strip()
         problem = self.query_one("#problem", Label)
         if self._required and not answer:
-            problem.update(Text("A value is required.", style="bold red"))
+            problem.update(Text("A value is required."))
             return
         if self._number:
             try:
@@ -135,7 +135,7 @@ class InputScreen(_Dialog):
                 if not math.isfinite(seconds) or seconds < 0:
                     raise ValueError
             except ValueError:
-                problem.update(Text("Enter a number of seconds (0 or more).", style="bold red"))
+                problem.update(Text("Enter a number of seconds (0 or more)."))
                 return
         self.dismiss(answer)
 
@@ -149,7 +149,7 @@ class LeaveScreen(_Dialog):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(Text("Leave the console?", style="bold"), classes="dialog-title")
+            yield Label(Text("Leave the console?"), classes="dialog-title")
             yield Static(
                 Text(
                     "Detach: the gateway keeps running without the console.\n"
@@ -181,7 +181,7 @@ class TextScreen(_Dialog):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog dialog-wide"):
-            yield Label(Text(clean(self._title, 100), style="bold"), classes="dialog-title")
+            yield Label(Text(clean(self._title, 100)), classes="dialog-title")
             body = "\n".join(clean(line, 400) for line in self._lines) or "(no output)"
             yield Static(Text(body), classes="dialog-text")
             with Horizontal(classes="dialog-buttons"):

@@ -4,7 +4,8 @@ DataTable cursors are index-based: removing a row above the cursor, or sorting, 
 moves it to another session. `apply()` diffs a wanted list of rows against what is shown,
 touches only changed cells, re-orders only when the order changed, and puts the cursor back on
 the row it was on (by key), all inside one batch. Columns have fixed widths: re-measuring a
-column of thousands of rows stalls the app for seconds.
+column of thousands of rows stalls the app for seconds. Cells arrive as (text, tone); the
+tone's look comes from the stylesheet (`KeyedTable > .tone--hot`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
-from console.rows import Cells, Column
+from console.rows import Cell, Cells, Column
+from console.tones import TONE_CLASSES, Toned
 
 REBUILD_AFTER = 20
 
 
-class KeyedTable(DataTable[Text]):
+class KeyedTable(DataTable[Text], Toned):
+    COMPONENT_CLASSES = TONE_CLASSES
     DEFAULT_CSS = """
     KeyedTable { height: 1fr; }
     """
@@ -68,11 +71,11 @@ class KeyedTable(DataTable[Text]):
             for key, cells in rows:
                 shown = self._shown.get(key)
                 if shown is None:
-                    self.add_row(*cells, key=key)
+                    self.add_row(*(self._text(cell) for cell in cells), key=key)
                 elif shown != cells:
                     for column, old, new in zip(self._columns, shown, cells, strict=True):
                         if old != new:
-                            self.update_cell(key, column.key, new)
+                            self.update_cell(key, column.key, self._text(new))
                 self._shown[key] = cells
             order = [key for key, _ in rows]
             if order != self._current_order():
@@ -82,6 +85,9 @@ class KeyedTable(DataTable[Text]):
             if keep is not None and keep in self._shown:
                 self.move_cursor(row=self.get_row_index(keep), animate=False, scroll=False)
                 self.scroll_y = scroll_y
+
+    def _text(self, cell: Cell) -> Text:
+        return Text(cell.text, style=self.tone_style(cell.tone), no_wrap=True, overflow="ellipsis")
 
     def _current_order(self) -> list[str]:
         return [str(row.key.value) for row in self.ordered_rows]

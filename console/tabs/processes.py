@@ -1,0 +1,72 @@
+"""The processes tab: background jobs, their resources and output; kill, show the log."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.widgets import DataTable, Label
+
+from console import rows
+from console.actions import Tab, tab_bindings
+from console.operations import Request
+from console.screens.dialogs import TextScreen
+from console.tabs.base import ConsoleTab
+from console.widgets.keyed_table import KeyedTable
+from gateway_core.snapshot import ProcessView, Snapshot
+
+
+class ProcessesTab(ConsoleTab):
+    TAB = Tab.PROCESSES
+    BINDINGS = tab_bindings(Tab.PROCESSES)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._views: dict[str, ProcessView] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Label(id="processes-title")
+        yield KeyedTable(rows.PROCESS_COLUMNS, id="process-table")
+
+    @property
+    def table(self) -> KeyedTable:
+        return self.query_one("#process-table", KeyedTable)
+
+    def focus_first(self) -> None:
+        self.table.focus()
+
+    async def show(self, snap: Snapshot) -> None:
+        views = sorted(snap.processes, key=lambda p: (p.state != "running", -p.age))
+        self._views = {p.process_id: p for p in views}
+        self.table.apply([(p.process_id, rows.process_row(p)) for p in views])
+        running = sum(1 for p in views if p.state == "running")
+        self.query_one("#processes-title", Label).update(
+            Text(f"Background jobs: {running} running, {len(views)} known")
+        )
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.host.offered_changed()
+
+    def highlighted(self) -> ProcessView | None:
+        key = self.table.current_key()
+        return None if key is None else self._views.get(key)
+
+    def action_kill(self) -> None:
+        view = self.highlighted()
+        if view is None:
+            self.app.notify("Nothing selected.", severity="warning", markup=False)
+            return
+        self.host.ops.confirm(
+            Request("kill-process", (view.process_id,)),
+            "Kill this job and its children?",
+            "Kill",
+            [f"{view.process_id}: {view.command}"],
+        )
+
+    @work(group="log")
+    async def action_show_log(self) -> None:
+        view = self.highlighted()
+        if view is None:
+            return
+        lines = await self.host.backend.process_log(view.process_id, 200)
+        await self.app.push_screen(TextScreen(f"Output of {view.process_id}", lines))

@@ -1,0 +1,176 @@
+"""The recovery tab: every candidate with its verdict and why; approve, clear, force-resume,
+one row or the marked ones."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import DataTable, Label, Static
+
+from console import rows
+from console.actions import Tab, tab_bindings
+from console.operations import Request
+from console.safety import clean
+from console.screens.dialogs import InputScreen
+from console.tabs.base import ConsoleTab
+from console.tones import TONE_CLASSES, Tone, Toned
+from console.widgets.keyed_table import KeyedTable
+from gateway_core.control import ActionResult
+from gateway_core.snapshot import CandidateView, Snapshot
+
+
+class RecoveryTab(ConsoleTab, Toned):
+    COMPONENT_CLASSES = TONE_CLASSES
+    TAB = Tab.RECOVERY
+    BINDINGS = tab_bindings(Tab.RECOVERY)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.marked: set[str] = set()
+        self._views: dict[str, CandidateView] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Label(id="recovery-title")
+        with Vertical():
+            yield KeyedTable(rows.CANDIDATE_COLUMNS, id="candidate-table")
+            yield Static(id="candidate-detail", classes="detail-bottom")
+
+    @property
+    def table(self) -> KeyedTable:
+        return self.query_one("#candidate-table", KeyedTable)
+
+    def focus_first(self) -> None:
+        self.table.focus()
+
+    async def show(self, snap: Snapshot) -> None:
+        self._fill(snap)
+
+    def _fill(self, snap: Snapshot) -> None:
+        views = sorted(snap.candidates, key=lambda c: c.session_id)
+        self._views = {str(c.session_id): c for c in views}
+        self.marked &= set(self._views)
+        self.table.apply(
+            [
+                (key, rows.candidate_row(view, key in self.marked))
+                for key, view in self._views.items()
+            ]
+        )
+        marked = f", {len(self.marked)} marked" if self.marked else ""
+        self.query_one("#recovery-title", Label).update(
+            Text(f"Recovery candidates: {len(views)}{marked}   (space marks for bulk actions)")
+        )
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        chosen = self.highlighted()
+        detail = self.query_one("#candidate-detail", Static)
+        if chosen is None:
+            detail.update(Text("No candidate selected.", style=self.tone_style(Tone.DIM)))
+            return
+        detail.update(
+            Text(
+                clean(
+                    f"{rows.display_key(chosen.key, chosen.user_name)}: {chosen.verdict}"
+                    f" → {chosen.action or 'operator'}\n"
+                    f"{chosen.explanation or ''}",
+                    600,
+                    multiline=True,
+                )
+            )
+        )
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_detail()
+        self.host.offered_changed()
+
+    # -- actions --------------------------------------------------------------------------
+
+    def highlighted(self) -> CandidateView | None:
+        key = self.table.current_key()
+        return None if key is None else self._views.get(key)
+
+    def why_not(self, action: str) -> str | None:
+        if action in ("unsuspend", "reset_loop_guard"):
+            return "not available yet"
+        return None
+
+    def targets(self) -> list[str]:
+        """The marked rows, else the highlighted one."""
+        if self.marked:
+            return sorted(self.marked, key=int)
+        key = self.table.current_key()
+        return [] if key is None else [key]
+
+    def _describe(self, targets: Sequence[str]) -> list[str]:
+        described = []
+        for target in targets:
+            view = self._views.get(target)
+            if view is None:
+                described.append(target)
+            else:
+                described.append(
+                    f"{target}: {rows.display_key(view.key, view.user_name)} ({view.verdict})"
+                )
+        return described
+
+    def _done(self, result: ActionResult, targets: Sequence[str]) -> None:
+        if result.ok:
+            self.marked -= set(targets)
+
+    def _confirm(self, action: str, title: str, verb: str) -> None:
+        targets = self.targets()
+        if not targets:
+            self.app.notify("Nothing selected.", severity="warning", markup=False)
+            return
+        self.host.ops.confirm(
+            Request(action, tuple(targets)),
+            title,
+            verb,
+            self._describe(targets),
+            lambda result: self._done(result, targets),
+        )
+
+    def action_approve(self) -> None:
+        self._confirm("approve", "Approve: resume these now?", "Approve")
+
+    def action_clear(self) -> None:
+        self._confirm("clear", "Clear: never resume these?", "Clear")
+
+    def action_force_resume(self) -> None:
+        targets = self.targets()
+        if not targets:
+            self.app.notify("Nothing selected.", severity="warning", markup=False)
+            return
+        screen = InputScreen(
+            "Force-resume, whatever the verdict?",
+            self._describe(targets),
+            "Force-resume",
+            prompt="Reason (recorded in the audit log):",
+        )
+        self.host.ops.ask(
+            screen,
+            lambda reason: Request("force-resume", tuple(targets), reason=reason),
+            lambda result: self._done(result, targets),
+        )
+
+    def action_unsuspend(self) -> None:
+        self._confirm("unsuspend", "Unsuspend: let recovery consider these again?", "Unsuspend")
+
+    def action_reset_loop_guard(self) -> None:
+        self.host.ops.confirm(
+            Request("reset-loop-guard"),
+            "Reset the restart-loop guard?",
+            "Reset",
+        )
+
+    def action_mark(self) -> None:
+        key = self.table.current_key()
+        if key is None:
+            return
+        self.marked ^= {key}
+        if self.host.snap is not None:
+            self._fill(self.host.snap)
+        self.host.offered_changed()

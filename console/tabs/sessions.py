@@ -1,0 +1,150 @@
+"""The sessions tab: every conversation, a filter, three orders, and the highlighted one's
+transcript; interrupting a running turn."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.css.query import NoMatches
+from textual.widgets import DataTable, Input, Label, Static
+
+from console import rows
+from console.actions import Tab, tab_bindings
+from console.operations import Request
+from console.safety import clean
+from console.tabs.base import ConsoleTab
+from console.tones import TONE_CLASSES, Tone, Toned
+from console.widgets.keyed_table import KeyedTable
+from gateway_core.snapshot import SessionQuery, SessionView, Snapshot
+
+MAX_SESSION_ROWS = 200  # each shown row costs paint and diff time every tick: past this, filter
+# (label, SessionQuery order)
+SORTS = (("busy first", "busy"), ("by id", "id"), ("most recent", "recent"))
+
+
+class SessionsTab(ConsoleTab, Toned):
+    COMPONENT_CLASSES = TONE_CLASSES
+    TAB = Tab.SESSIONS
+    BINDINGS = tab_bindings(Tab.SESSIONS)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.filter_text = ""
+        self._sort = 0
+        self._views: dict[str, SessionView] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Label(id="sessions-title")
+        yield Input(placeholder="filter: chat, topic or user", id="session-filter")
+        with Horizontal():
+            yield KeyedTable(rows.SESSION_COLUMNS, id="session-table")
+            yield Static(id="transcript", classes="detail")
+
+    def on_mount(self) -> None:
+        self.query_one("#session-filter", Input).display = False
+
+    @property
+    def table(self) -> KeyedTable:
+        return self.query_one("#session-table", KeyedTable)
+
+    def focus_first(self) -> None:
+        self.table.focus()
+
+    def session_query(self) -> SessionQuery:
+        return SessionQuery(SORTS[self._sort][1], self.filter_text, MAX_SESSION_ROWS)
+
+    async def show(self, snap: Snapshot) -> None:
+        """The snapshot's sessions are already the selected ones, in order (SessionQuery)."""
+        shown = snap.sessions[:MAX_SESSION_ROWS]
+        total = snap.counts.get("sessions", len(snap.sessions))
+        title = f"Sessions: {len(shown)} of {total:,} shown, {SORTS[self._sort][0]}"
+        if self.filter_text:
+            title += f", filter {clean(self.filter_text, 40)!r}"
+        built = [(str(v.session_id), rows.session_row(v, snap.taken_at)) for v in shown]
+        self._views = {str(v.session_id): v for v in shown}
+        await asyncio.sleep(0)  # let the gateway's tasks run between the pieces of a tick
+        self.table.apply(built)
+        self.query_one("#sessions-title", Label).update(Text(title))
+        self._load_detail(self.table.current_key())
+
+    # -- the transcript of the highlighted session ----------------------------------------
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        key = event.row_key.value
+        self._load_detail(None if key is None else str(key))
+        self.host.offered_changed()
+
+    def _load_detail(self, key: str | None) -> None:
+        """Show the highlighted session's transcript tail (re-read each tick: it grows)."""
+        if key is not None:
+            self._show_transcript(int(key))
+
+    @work(exclusive=True, group="detail")
+    async def _show_transcript(self, session_id: int) -> None:
+        messages = await self.host.backend.transcript_tail(session_id, 30)
+        if not self.is_attached:
+            return
+        text = Text()
+        text.append(
+            f"Session {session_id}: last {len(messages)} rows\n", style=self.tone_style(Tone.STRONG)
+        )
+        for message in messages:
+            label = message.role if message.kind == "text" else f"{message.role}/{message.kind}"
+            tone = Tone.USER if message.role == "user" else Tone.STRONG
+            text.append(f"{label}: ", style=self.tone_style(tone))
+            body = message.content
+            if message.tool_calls:
+                body = " ".join(f"{c.name}({c.arguments})" for c in message.tool_calls)
+            text.append(clean(body, 240) + "\n")
+        with contextlib.suppress(NoMatches):  # the app may be closing meanwhile
+            self.query_one("#transcript", Static).update(text)
+
+    # -- the filter -----------------------------------------------------------------------
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "session-filter":
+            self.filter_text = event.value.strip()
+            self.host.refresh_soon()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "session-filter":
+            self.table.focus()
+
+    # -- actions --------------------------------------------------------------------------
+
+    def highlighted(self) -> SessionView | None:
+        key = self.table.current_key()
+        return None if key is None else self._views.get(key)
+
+    def why_not(self, action: str) -> str | None:
+        return None
+
+    def action_interrupt(self) -> None:
+        view = self.highlighted()
+        if view is None:
+            self.app.notify("Nothing selected.", severity="warning", markup=False)
+            return
+        self.host.ops.confirm(
+            Request("interrupt", (str(view.session_id),)),
+            "Interrupt this turn?",
+            "Interrupt",
+            [f"{view.session_id}: {rows.display_key(view.key, view.user_name)}"],
+        )
+
+    def action_filter(self) -> None:
+        box = self.query_one("#session-filter", Input)
+        box.display = not box.display
+        if box.display:
+            box.focus()
+        else:
+            box.value = ""
+            self.table.focus()
+
+    def action_sort(self) -> None:
+        self._sort = (self._sort + 1) % len(SORTS)
+        self.host.refresh_soon()
