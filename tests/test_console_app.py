@@ -10,15 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import shlex
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from rich.text import Text
 from textual import events
-from textual.command import CommandList, CommandPalette
-from textual.content import Content
+from textual.command import CommandPalette
 from textual.widgets import Button, Input, Log
 
 from console.actions import ACTIONS
@@ -26,166 +23,44 @@ from console.app import ConsoleApp
 from console.backend import InProcessBackend
 from console.safety import clean
 from console.screens.dialogs import ConfirmScreen, InputScreen, LeaveScreen, TextScreen
-from console.tabs.recovery import RecoveryTab
-from console.widgets.keyed_table import KeyedTable
 from gateway_core.clock import ManualClock
 from gateway_core.events import TurnFinished
-from gateway_core.gateway import Gateway
-from gateway_core.lanes import Lane
 from gateway_core.log_ring import LogRing
-from gateway_core.processes.registry import TrackedProcess
+from tests.support.console_fixtures import Busy
 from tests.support.console_pilot import (
     ACTOR,
     SIZE,
-    ConsolePilot,
     Crashed,
     Jobs,
+    cell,
+    click_button,
+    closed,
+    confirm,
     crashed_gateway,
+    dialog_targets,
     focus_row,
+    focused_id,
     label_text,
+    lists_targets,
     open_console,
+    open_dialog,
+    palette_hits,
+    palette_options,
     quiesce,
+    recovery_tab,
     rendered_lines,
     rendered_segments,
     show_tab,
     shown_texts,
+    state_of,
     static_text,
+    table,
     wait_until,
+    world,
 )
-from tests.support.harness import Running, next_event, start_gateway
+from tests.support.harness import Running, next_event
 
 RESUMED = "Back after a restart. You had asked: 'deploy'"
-
-# -- fixtures -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def running(tmp_path: Path, clock: ManualClock) -> Running:
-    return await start_gateway(tmp_path / "state", clock)
-
-
-@pytest.fixture
-async def jobs() -> AsyncIterator[Jobs]:
-    started = Jobs()
-    try:
-        yield started
-    finally:
-        await started.kill_all()
-
-
-@dataclass
-class Busy:
-    """A gateway with something for every action: two held candidates (ada, cy) and a
-    pending one (bob), a turn thinking for 30 s (carl) and a running `sleep 30` job."""
-
-    running: Running
-    ada: int
-    bob: int
-    cy: int
-    carl: Lane
-    job: TrackedProcess
-
-    @property
-    def gateway(self) -> Gateway:
-        return self.running.gateway
-
-
-@pytest.fixture
-async def busy(tmp_path: Path, clock: ManualClock, jobs: Jobs) -> Busy:
-    running, (ada, bob, cy) = await crashed_gateway(
-        tmp_path / "state",
-        clock,
-        [Crashed("ada", "Ada"), Crashed("bob", "Bob", risky=False), Crashed("cy", "Cy")],
-    )
-    gateway = running.gateway
-    await running.adapter.user("carl", name="Carl").say("think 30")
-    await clock.wait_for_sleepers(2)  # the think and its "still working" notifier
-    (carl,) = gateway.lanes.running()
-    job = await jobs.start(gateway, "sleep 30", carl.session.id)
-    return Busy(running, ada, bob, cy, carl, job)
-
-
-# -- helpers --------------------------------------------------------------------------------
-
-# What an action could change: gateway state, run, candidates, sessions, jobs, audit rows.
-World = tuple[str, int | None, dict[int, str], dict[str, str], dict[str, str], int]
-
-
-async def world(gateway: Gateway) -> World:
-    snap = gateway.snapshot()
-    return (
-        snap.state,
-        snap.run_id,
-        {c.session_id: c.state for c in snap.candidates},
-        {s.chat_id: s.state for s in snap.sessions},
-        {p.process_id: p.state for p in snap.processes},
-        len(await gateway.store.audit.recent(1000)),
-    )
-
-
-def state_of(gateway: Gateway) -> str:
-    """Read fresh each time (a plain attribute read would be narrowed by mypy)."""
-    return gateway.state.value
-
-
-async def open_dialog(app: ConsoleApp, pilot: ConsolePilot, key: str) -> None:
-    await pilot.press(key)
-    await wait_until(pilot, lambda: len(app.screen_stack) == 2, f"a dialog after {key!r}")
-
-
-async def closed(app: ConsoleApp, pilot: ConsolePilot) -> None:
-    """Wait until the dialog is gone and the action it started (if any) has finished."""
-    await wait_until(pilot, lambda: len(app.screen_stack) == 1, "the dialog closed")
-    await app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-async def click_button(app: ConsoleApp, pilot: ConsolePilot, selector: str) -> None:
-    """Click a dialog button once it takes clicks (a Button ignores clicks for 0.2 s after a
-    press, while it shows its "-active" effect)."""
-    button = app.screen.query_one(selector, Button)
-    await wait_until(pilot, lambda: not button.has_class("-active"), f"{selector} clickable")
-    await pilot.click(selector)
-
-
-async def confirm(app: ConsoleApp, pilot: ConsolePilot) -> None:
-    await click_button(app, pilot, "#confirm")
-    await closed(app, pilot)
-
-
-def dialog_targets(app: ConsoleApp) -> str:
-    return static_text(app, ".dialog-targets")
-
-
-def table(app: ConsoleApp, selector: str) -> KeyedTable:
-    return app.query_one(selector, KeyedTable)
-
-
-def cell(app: ConsoleApp, selector: str, row: str, column: str) -> str:
-    return table(app, selector).get_cell(row, column).plain
-
-
-def recovery_tab(app: ConsoleApp) -> RecoveryTab:
-    return app.query_one(RecoveryTab)
-
-
-def focused_id(app: ConsoleApp) -> str | None:
-    return None if app.focused is None else app.focused.id
-
-
-def palette_options(app: ConsoleApp) -> list[tuple[str | None, str]]:
-    """(id, title) of every entry the open command palette lists (the title is line 1)."""
-    found = []
-    for option in app.screen.query_one(CommandList).options:
-        prompt = option.prompt
-        text = prompt.plain if isinstance(prompt, Text | Content) else str(prompt)
-        found.append((option.id, text.split("\n")[0]))
-    return found
-
-
-def palette_hits(app: ConsoleApp) -> list[str]:
-    return [title for option_id, title in palette_options(app) if option_id != "--no-matches"]
-
 
 # -- 1. every mutating action asks first, with Cancel focused --------------------------------
 
@@ -242,14 +117,6 @@ def expected_target(busy: Busy, action: str) -> tuple[str, str] | None:
     if action == "kill-process":
         return f"  • {busy.job.id}: sleep 30", ""
     return None
-
-
-def lists_targets(app: ConsoleApp, *targets: tuple[str, str]) -> bool:
-    lines = dialog_targets(app).split("\n")
-    return len(lines) == len(targets) and all(
-        line.startswith(head) and line.endswith(tail)
-        for line, (head, tail) in zip(lines, targets, strict=True)
-    )
 
 
 @pytest.mark.parametrize("case", CASES)

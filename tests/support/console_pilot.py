@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rich.segment import Segment
 from rich.text import Text
+from textual.command import CommandList
 from textual.content import Content
 from textual.pilot import Pilot
 from textual.widget import Widget
@@ -24,6 +25,8 @@ from textual.widgets import Button, DataTable, Input, Label, Log, Static
 
 from console.app import ConsoleApp
 from console.backend import InProcessBackend
+from console.tabs.recovery import RecoveryTab
+from console.widgets.keyed_table import KeyedTable
 from gateway_core.clock import ManualClock
 from gateway_core.gateway import Gateway
 from gateway_core.log_ring import LogRing
@@ -226,3 +229,93 @@ class Jobs:
             pid = job.checkpoint.pid
             if pid is not None:
                 await asyncio.to_thread(kill_tree, pid, job.checkpoint.pid_started_at, 0.5)
+
+
+# -- acting through the console ----------------------------------------------------------------
+
+# What an action could change: gateway state, run, candidates, sessions, jobs, audit rows.
+World = tuple[str, int | None, dict[int, str], dict[str, str], dict[str, str], int]
+
+
+async def world(gateway: Gateway) -> World:
+    snap = gateway.snapshot()
+    return (
+        snap.state,
+        snap.run_id,
+        {c.session_id: c.state for c in snap.candidates},
+        {s.chat_id: s.state for s in snap.sessions},
+        {p.process_id: p.state for p in snap.processes},
+        len(await gateway.store.audit.recent(1000)),
+    )
+
+
+def state_of(gateway: Gateway) -> str:
+    """Read fresh each time (a plain attribute read would be narrowed by mypy)."""
+    return gateway.state.value
+
+
+async def open_dialog(app: ConsoleApp, pilot: ConsolePilot, key: str) -> None:
+    await pilot.press(key)
+    await wait_until(pilot, lambda: len(app.screen_stack) == 2, f"a dialog after {key!r}")
+
+
+async def closed(app: ConsoleApp, pilot: ConsolePilot) -> None:
+    """Wait until the dialog is gone and the action it started (if any) has finished."""
+    await wait_until(pilot, lambda: len(app.screen_stack) == 1, "the dialog closed")
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def click_button(app: ConsoleApp, pilot: ConsolePilot, selector: str) -> None:
+    """Click a dialog button once it takes clicks (a Button ignores clicks for 0.2 s after a
+    press, while it shows its "-active" effect)."""
+    button = app.screen.query_one(selector, Button)
+    await wait_until(pilot, lambda: not button.has_class("-active"), f"{selector} clickable")
+    await pilot.click(selector)
+
+
+async def confirm(app: ConsoleApp, pilot: ConsolePilot) -> None:
+    await click_button(app, pilot, "#confirm")
+    await closed(app, pilot)
+
+
+def dialog_targets(app: ConsoleApp) -> str:
+    return static_text(app, ".dialog-targets")
+
+
+def table(app: ConsoleApp, selector: str) -> KeyedTable:
+    return app.query_one(selector, KeyedTable)
+
+
+def cell(app: ConsoleApp, selector: str, row: str, column: str) -> str:
+    return table(app, selector).get_cell(row, column).plain
+
+
+def recovery_tab(app: ConsoleApp) -> RecoveryTab:
+    return app.query_one(RecoveryTab)
+
+
+def focused_id(app: ConsoleApp) -> str | None:
+    return None if app.focused is None else app.focused.id
+
+
+def palette_options(app: ConsoleApp) -> list[tuple[str | None, str]]:
+    """(id, title) of every entry the open command palette lists (the title is line 1)."""
+    found = []
+    for option in app.screen.query_one(CommandList).options:
+        prompt = option.prompt
+        text = prompt.plain if isinstance(prompt, Text | Content) else str(prompt)
+        found.append((option.id, text.split("\n")[0]))
+    return found
+
+
+def palette_hits(app: ConsoleApp) -> list[str]:
+    return [title for option_id, title in palette_options(app) if option_id != "--no-matches"]
+
+
+def lists_targets(app: ConsoleApp, *targets: tuple[str, str]) -> bool:
+    lines = dialog_targets(app).split("\n")
+    return len(lines) == len(targets) and all(
+        line.startswith(head) and line.endswith(tail)
+        for line, (head, tail) in zip(lines, targets, strict=True)
+    )
