@@ -172,6 +172,8 @@ class ConsoleApp(App[str]):
         return self.refusal(spec) is None and self.why_not(action) is None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if len(self.screen_stack) > 1:
+            return False  # a dialog is open: no key typed into it may act on the screen below
         spec = BY_NAME.get(action)
         if spec is None or spec.tab is not None:
             return True

@@ -120,9 +120,12 @@ def expected_target(busy: Busy, action: str) -> tuple[str, str] | None:
 
 
 @pytest.mark.parametrize("case", CASES)
-async def test_a_mutating_key_opens_a_confirmation_with_cancel_focused_and_enter_changes_nothing(
+async def test_a_mutating_key_opens_a_confirmation_and_a_lone_enter_changes_nothing(
     busy: Busy, case: Case
 ) -> None:
+    """A yes/no opens on Cancel; a dialog asking for a value opens on its input, where a lone
+    Enter acts on nothing (an empty reason is refused, an untouched default only moves to
+    the button)."""
     gateway = busy.gateway
     async with open_console(gateway) as (app, pilot):
         if case.tab is not None:
@@ -136,10 +139,16 @@ async def test_a_mutating_key_opens_a_confirmation_with_cancel_focused_and_enter
         if target is not None:
             assert "1 target(s):" in shown_texts(app)
             assert lists_targets(app, target), dialog_targets(app)
-        focused = app.focused
-        assert isinstance(focused, Button) and focused.id == "cancel"
-
-        await pilot.press("enter")
+        if case.dialog is ConfirmScreen:
+            focused = app.focused
+            assert isinstance(focused, Button) and focused.id == "cancel"
+            await pilot.press("enter")
+        else:
+            assert focused_id(app) == "answer"
+            await pilot.press("enter")
+            await pilot.pause()
+            assert type(app.screen) is case.dialog  # still asking
+            await pilot.press("escape")
         await closed(app, pilot)
         assert app.is_running
         assert await world(gateway) == before
@@ -153,8 +162,9 @@ async def test_enter_right_after_the_drain_key_leaves_the_gateway_running(
     async with open_console(running.gateway) as (app, pilot):
         await open_dialog(app, pilot, "d")
         await pilot.press("enter")
-        await wait_until(pilot, lambda: len(app.screen_stack) == 1, "the dialog closed")
+        await pilot.pause()
         await app.workers.wait_for_complete()
+        assert isinstance(app.screen, InputScreen)  # still open, on its Drain button now
         assert state_of(running.gateway) == "running"
 
 

@@ -101,6 +101,7 @@ class InputScreen(_Dialog):
         super().__init__()
         self._title, self._targets, self._verb = title, targets, verb
         self._prompt, self._value, self._required, self._number = prompt, value, required, number
+        self._edited = False
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -116,16 +117,30 @@ class InputScreen(_Dialog):
                 yield Button(self._verb, id="confirm", variant="error")
 
     def on_mount(self) -> None:
-        # Cancel first, as for every mutating action: enter on a pre-filled value must not
-        # drain the gateway. Tab reaches the input.
-        self.query_one("#cancel", Button).focus()
+        # The input, so what is typed lands in it (a reason typed with Cancel focused would
+        # press Cancel with its first space). A default value is selected: typing replaces it.
+        self.query_one("#answer", Input).focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self._edited = self._edited or event.value != self._value
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if self._value and not self._edited:
+            # Enter on the untouched default must not act at once (a drain is one stray Enter
+            # away otherwise): it moves to the button, and a second Enter confirms.
+            self.query_one("#confirm", Button).focus()
+            hint = f"Enter again to {self._verb.lower()} with {self._value}, or type another value."
+            problem = self.query_one("#problem", Label)
+            problem.set_class(True, "-hint")
+            problem.update(Text(hint))
+            return
         self.confirm()
 
     def confirm(self) -> None:
         answer = self.query_one("#answer", Input).value.strip()
         problem = self.query_one("#problem", Label)
+        problem.set_class(False, "-hint")
         if self._required and not answer:
             problem.update(Text("A value is required."))
             return

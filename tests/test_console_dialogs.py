@@ -1,0 +1,126 @@
+"""Dialogs keep what is typed into them: a dialog that asks for text focuses its input, and no
+key typed into a dialog reaches the screen below (issue 13, items 1, 3 and 15)."""
+
+from __future__ import annotations
+
+from textual.widgets import Button, Input, Static
+
+from console.screens.dialogs import ConfirmScreen, InputScreen, LeaveScreen
+from tests.support.console_fixtures import Busy
+from tests.support.console_pilot import (
+    ACTOR,
+    closed,
+    focused_id,
+    open_console,
+    open_dialog,
+    show_tab,
+    state_of,
+    table,
+    world,
+)
+from tests.support.console_pilot import focus_row as highlight
+from tests.support.harness import Running
+
+RESUMED = "Back after a restart. You had asked: 'deploy'"
+# Letters that are action keys on the screen below (d drain, c clear, a approve, s quiet, x,
+# k kill, q leave, t interrupt), digits that switch tabs, and the space that presses a button.
+REASON = "ok now: drain, clear and approve 1 2 3 (asked bob) q x k t s"
+
+
+def keys_of(text: str) -> list[str]:
+    names = {
+        " ": "space",
+        ",": "comma",
+        ":": "colon",
+        "(": "left_parenthesis",
+        ")": "right_parenthesis",
+    }
+    return [names.get(char, char) for char in text]
+
+
+async def test_typing_a_force_resume_reason_goes_into_the_reason_and_nowhere_else(
+    busy: Busy,
+) -> None:
+    gateway = busy.gateway
+    async with open_console(gateway) as (app, pilot):
+        await show_tab(app, pilot, "3", "recovery")
+        await highlight(pilot, table(app, "#candidate-table"), str(busy.bob))
+        before = await world(gateway)
+        await open_dialog(app, pilot, "f")
+        assert isinstance(app.screen, InputScreen)
+        assert focused_id(app) == "answer"
+
+        await pilot.press(*keys_of(REASON))
+        answer = app.screen.query_one("#answer", Input)
+        assert answer.value == REASON
+        assert len(app.screen_stack) == 2 and isinstance(app.screen, InputScreen)
+        assert app.active_tab == "recovery"
+        assert await world(gateway) == before
+        assert await gateway.store.audit.recent() == []
+
+        await pilot.press("enter")  # a typed reason: enter confirms
+        await closed(app, pilot)
+        (entry,) = await gateway.store.audit.recent()
+        assert (entry.actor, entry.action, entry.reason, entry.outcome) == (
+            ACTOR,
+            "force-resume",
+            REASON,
+            "ok",
+        )
+        bob = busy.running.adapter.user("bob", name="Bob")
+        assert [m.text for m in await bob.wait_for(1)] == [RESUMED]
+
+
+async def test_the_drain_timeout_is_typed_over_its_default_and_a_lone_enter_does_not_drain(
+    running: Running,
+) -> None:
+    async with open_console(running.gateway) as (app, pilot):
+        await open_dialog(app, pilot, "d")
+        assert focused_id(app) == "answer"
+        await pilot.press("enter")  # the default untouched: enter only moves to the button
+        await pilot.pause()
+        assert isinstance(app.screen, InputScreen)
+        assert focused_id(app) == "confirm"
+        assert state_of(running.gateway) == "running"
+        assert "Enter again" in app.screen.query_one("#problem", Static).content.__str__()
+
+        app.screen.query_one("#answer", Input).focus()
+        await pilot.press("5")  # the default is selected: typing replaces it
+        assert app.screen.query_one("#answer", Input).value == "5"
+        await pilot.press("escape")
+        await closed(app, pilot)
+        assert state_of(running.gateway) == "running"
+
+
+async def test_no_key_typed_into_a_confirmation_reaches_the_screen_below(busy: Busy) -> None:
+    gateway = busy.gateway
+    async with open_console(gateway) as (app, pilot):
+        await show_tab(app, pilot, "3", "recovery")
+        before = await world(gateway)
+        await open_dialog(app, pilot, "a")
+        assert isinstance(app.screen, ConfirmScreen)
+        for key in ("d", "c", "a", "f", "s", "x", "i", "2", "4", "ctrl+r", "ctrl+q", "ctrl+p"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert len(app.screen_stack) == 2, key
+            assert isinstance(app.screen, ConfirmScreen), key
+            assert isinstance(app.focused, Button) and app.focused.id == "cancel", key
+        assert app.active_tab == "recovery"
+        await pilot.press("escape")
+        await closed(app, pilot)
+        assert await world(gateway) == before
+        assert await gateway.store.audit.recent() == []
+
+
+async def test_no_key_typed_into_the_leave_dialog_reaches_the_screen_below(
+    running: Running,
+) -> None:
+    async with open_console(running.gateway) as (app, pilot):
+        await open_dialog(app, pilot, "q")
+        for key in ("ctrl+q", "q", "d", "3"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert [type(s) for s in app.screen_stack[1:]] == [LeaveScreen], key
+        await pilot.press("escape")
+        await closed(app, pilot)
+        assert app.active_tab == "overview"
