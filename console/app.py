@@ -10,12 +10,13 @@ Nothing untrusted is ever parsed as markup.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from pathlib import Path
 
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.css.query import NoMatches
+from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent
 
 from console.actions import ACTIONS, BY_NAME, TAB_TITLES, TABS, ConsoleAction, Tab, app_bindings
@@ -240,6 +241,16 @@ class ConsoleApp(App[str]):
 
     def action_help(self) -> None:
         pass
+
+    async def action_quit(self) -> None:
+        """Textual's own Quit (the palette's) is a way of leaving like any other."""
+        self.action_leave()
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        # "Keys" shows Textual's panel of bindings; our help screen (?) explains them.
+        for command in super().get_system_commands(screen):
+            if command.title != "Keys":
+                yield command
 
     def action_leave(self) -> None:
         def chosen(answer: object) -> None:

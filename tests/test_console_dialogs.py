@@ -3,9 +3,12 @@ key typed into a dialog reaches the screen below (issue 13, items 1, 3 and 15)."
 
 from __future__ import annotations
 
+from textual.command import CommandPalette
 from textual.widgets import Button, Input, Static
 
+from console.app import ConsoleApp
 from console.screens.dialogs import ConfirmScreen, InputScreen, LeaveScreen
+from console.tabs.recovery import RecoveryTab
 from tests.support.console_fixtures import Busy
 from tests.support.console_pilot import (
     ACTOR,
@@ -13,9 +16,13 @@ from tests.support.console_pilot import (
     focused_id,
     open_console,
     open_dialog,
+    palette_hits,
+    rendered_lines,
     show_tab,
+    shown_texts,
     state_of,
     table,
+    wait_until,
     world,
 )
 from tests.support.console_pilot import focus_row as highlight
@@ -124,3 +131,50 @@ async def test_no_key_typed_into_the_leave_dialog_reaches_the_screen_below(
         await pilot.press("escape")
         await closed(app, pilot)
         assert app.active_tab == "overview"
+
+
+# -- item 15: every way of quitting goes through the leave dialog -----------------------------
+
+
+async def test_the_palettes_quit_opens_the_leave_dialog(running: Running) -> None:
+    async with open_console(running.gateway) as (app, pilot):
+        await pilot.press("ctrl+p")
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette), "the palette")
+        await pilot.press(*"quit")
+        await wait_until(pilot, lambda: "Quit" in palette_hits(app), "a Quit hit")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, LeaveScreen), "the leave dialog")
+        assert app.is_running and app.return_value is None
+        assert focused_id(app) == "cancel"
+        await pilot.press("escape")
+        await closed(app, pilot)
+    assert state_of(running.gateway) == "running"
+
+
+# -- item 3: a read-only console offers nothing it cannot do -----------------------------------
+
+
+def leave_text(app: ConsoleApp) -> str:
+    return "\n".join(shown_texts(app))
+
+
+async def test_a_read_only_leave_dialog_describes_only_detaching(running: Running) -> None:
+    async with open_console(running.gateway, read_only=True) as (app, pilot):
+        await open_dialog(app, pilot, "q")
+        assert isinstance(app.screen, LeaveScreen)
+        assert [b.id for b in app.screen.query(Button)] == ["cancel", "detach"]
+        assert "Detach" in leave_text(app)
+        assert "Drain and stop" not in leave_text(app)
+        await pilot.press("escape")
+        await closed(app, pilot)
+
+
+async def test_a_read_only_console_offers_no_marking(busy: Busy) -> None:
+    async with open_console(busy.gateway, read_only=True) as (app, pilot):
+        await show_tab(app, pilot, "3", "recovery")
+        assert table(app, "#candidate-table").current_key() is not None
+        assert not app.offers("mark")
+        assert "Mark" not in rendered_lines(app)[-1]
+        await pilot.press("space")
+        await pilot.pause()
+        assert app.query_one(RecoveryTab).marked == set()

@@ -139,5 +139,5 @@ def test_leave_dialog(snap_compare: SnapCompare) -> None:
 def test_read_only_hides_every_mutating_key(snap_compare: SnapCompare) -> None:
     matched, seen = picture(snap_compare, "read_only")
     assert "READ-ONLY" in seen.banner
-    assert seen.keys == {"mark", "leave"}  # the footer: looking and leaving only
+    assert seen.keys == {"leave"}  # the footer: looking and leaving only
     assert matched

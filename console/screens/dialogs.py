@@ -165,13 +165,13 @@ class LeaveScreen(_Dialog):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(Text("Leave the console?"), classes="dialog-title")
-            yield Static(
-                Text(
-                    "Detach: the gateway keeps running without the console.\n"
+            lines = ["Detach: the gateway keeps running without the console."]
+            if self._can_stop:
+                lines.append(
                     "Drain and stop: running turns finish (up to the drain timeout), then the "
                     "gateway stops."
                 )
-            )
+            yield Static(Text("\n".join(lines)))
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel", variant="primary")
                 yield Button("Detach", id="detach")

@@ -93,6 +93,8 @@ class RecoveryTab(ConsoleTab, Toned):
         return None if key is None else self._views.get(key)
 
     def why_not(self, action: str) -> str | None:
+        if action == "mark" and self.host.read_only:
+            return "marking is for bulk actions, and this console is read-only"
         if action in ("unsuspend", "reset_loop_guard"):
             return "not available yet"
         return None
@@ -168,6 +170,8 @@ class RecoveryTab(ConsoleTab, Toned):
 
     def action_mark(self) -> None:
         key = self.table.current_key()
+        if not self.offered("mark"):
+            return
         if key is None:
             return
         self.marked ^= {key}
