@@ -20,6 +20,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent
 
 from console.actions import ACTIONS, BY_NAME, TAB_TITLES, TABS, ConsoleAction, Tab, app_bindings
+from console.applicable import gateway_actions
 from console.backend import Backend
 from console.commands import ConsoleCommands
 from console.host import PaletteEntry
@@ -47,7 +48,6 @@ TAB_CLASSES: tuple[type[ConsoleTab], ...] = (
     TimersTab,
     AuditTab,
 )
-LIVE = ("running", "quiet")
 
 
 def _css_path() -> Path:
@@ -161,6 +161,12 @@ class ConsoleApp(App[str]):
         """Why an action of the app's own does not apply now."""
         if action == "help":
             return "not available yet"
+        if action in ("help", "leave"):
+            return None
+        if self.snap is None:
+            return "no snapshot of the gateway yet"
+        if action not in gateway_actions(self.snap.state):
+            return f"the gateway is {self.snap.state}"
         return None
 
     def offers(self, action: str) -> bool:

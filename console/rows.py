@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from console.actions import BY_NAME
 from console.safety import clean
 from console.tones import STATE_TONES, VERDICT_TONES, Tone
 from gateway_core.model import AuditEntry
@@ -48,6 +49,7 @@ CANDIDATE_COLUMNS = (
     Column("where", "Conversation", 20),
     Column("verdict", "Verdict", 14),
     Column("state", "State", 9),
+    Column("keys", "Keys", 7),
     Column("tail", "Tail age", 8),
     Column("reason", "Reason", 13),
     Column("tries", "Tries", 5),
@@ -146,7 +148,15 @@ def session_row(view: SessionView, now: float) -> Cells:
     )
 
 
-def candidate_row(view: CandidateView, marked: bool) -> Cells:
+ROW_KEYS = ("approve", "clear", "force_resume", "unsuspend")  # a recovery row's own actions
+
+
+def action_keys(actions: frozenset[str]) -> str:
+    """The keys of the actions that apply to a row, in a fixed order: "a c f"."""
+    return " ".join(BY_NAME[name].keys for name in ROW_KEYS if name in actions) or "–"
+
+
+def candidate_row(view: CandidateView, marked: bool, actions: frozenset[str]) -> Cells:
     verdict = view.verdict or "–"
     return (
         plain("✓" if marked else " ", Tone.STRONG),
@@ -154,6 +164,7 @@ def candidate_row(view: CandidateView, marked: bool) -> Cells:
         safe(display_key(view.key, view.user_name), 20),
         plain(verdict, VERDICT_TONES.get(verdict, Tone.PLAIN)),
         plain(view.state, STATE_TONES.get(view.state, Tone.PLAIN)),
+        plain(action_keys(actions), Tone.STRONG),
         plain(age(view.tail_age)),
         safe(view.reason or "–", 13),
         plain(view.attempts),

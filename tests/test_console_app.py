@@ -127,6 +127,8 @@ async def test_a_mutating_key_opens_a_confirmation_and_a_lone_enter_changes_noth
     Enter acts on nothing (an empty reason is refused, an untouched default only moves to
     the button)."""
     gateway = busy.gateway
+    if case.action == "resume-intake":
+        assert gateway.quiet()  # offered only when there is an intake to resume
     async with open_console(gateway) as (app, pilot):
         if case.tab is not None:
             await show_tab(app, pilot, *case.tab)

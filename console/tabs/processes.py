@@ -9,6 +9,7 @@ from textual.widgets import DataTable, Label
 
 from console import rows
 from console.actions import Tab, tab_bindings
+from console.applicable import process_actions, why_not_all
 from console.operations import Request
 from console.screens.dialogs import TextScreen
 from console.tabs.base import ConsoleTab
@@ -46,6 +47,10 @@ class ProcessesTab(ConsoleTab):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.host.offered_changed()
+
+    def why_not(self, action: str) -> str | None:
+        view = self.highlighted()
+        return why_not_all(action, [] if view is None else [process_actions(view)], what="this job")
 
     def highlighted(self) -> ProcessView | None:
         key = self.table.current_key()

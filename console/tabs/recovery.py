@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Label, Static
 
 from console import rows
 from console.actions import Tab, tab_bindings
+from console.applicable import candidate_actions, why_not_all
 from console.operations import Request
 from console.safety import clean
 from console.screens.dialogs import InputScreen
@@ -52,9 +53,10 @@ class RecoveryTab(ConsoleTab, Toned):
         views = sorted(snap.candidates, key=lambda c: c.session_id)
         self._views = {str(c.session_id): c for c in views}
         self.marked &= set(self._views)
+        chosen, state = self.marked, snap.state
         self.table.apply(
             [
-                (key, rows.candidate_row(view, key in self.marked))
+                (key, rows.candidate_row(view, key in chosen, candidate_actions(view, state)))
                 for key, view in self._views.items()
             ]
         )
@@ -93,11 +95,19 @@ class RecoveryTab(ConsoleTab, Toned):
         return None if key is None else self._views.get(key)
 
     def why_not(self, action: str) -> str | None:
-        if action == "mark" and self.host.read_only:
-            return "marking is for bulk actions, and this console is read-only"
+        if action == "mark":
+            if self.host.read_only:
+                return "marking is for bulk actions, and this console is read-only"
+            return None if self.highlighted() is not None else "nothing is selected"
         if action in ("unsuspend", "reset_loop_guard"):
             return "not available yet"
-        return None
+        state = "stopped" if self.host.snap is None else self.host.snap.state
+        allowed = [
+            candidate_actions(self._views[key], state)
+            for key in self.targets()
+            if key in self._views
+        ]
+        return why_not_all(action, allowed)
 
     def targets(self) -> list[str]:
         """The marked rows, else the highlighted one."""

@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Input, Label, Static
 
 from console import rows
 from console.actions import Tab, tab_bindings
+from console.applicable import session_actions, why_not_all
 from console.operations import Request
 from console.safety import clean
 from console.tabs.base import ConsoleTab
@@ -122,7 +123,11 @@ class SessionsTab(ConsoleTab, Toned):
         return None if key is None else self._views.get(key)
 
     def why_not(self, action: str) -> str | None:
-        return None
+        if action != "interrupt":
+            return None
+        view = self.highlighted()
+        allowed = [] if view is None else [session_actions(view)]
+        return why_not_all(action, allowed, what="a session without a running turn")
 
     def action_interrupt(self) -> None:
         view = self.highlighted()

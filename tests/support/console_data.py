@@ -614,12 +614,22 @@ class Screen:
 SCREENS: tuple[Screen, ...] = (
     Screen("overview", (), "Overview during a drain: 3 of 7 turns finished, 12 s left"),
     Screen("sessions", ("2",), "Sessions, busy first, with the highlighted session's transcript"),
-    Screen("recovery", ("3", "down", "space"), "Recovery: every verdict, one candidate marked"),
+    Screen(
+        "recovery",
+        ("3", "down", "space"),
+        "Recovery: every verdict, one candidate marked",
+        drain=False,
+    ),
     Screen("processes", ("4",), "Background jobs: running, exited, killed, lost, adopted"),
     Screen("timers", ("5",), "'Still working' notifiers"),
     Screen("audit", ("6",), "Audit trail and the gateway log"),
-    Screen("confirm", ("3", "space", "down", "space", "a"), "Approving two marked candidates"),
-    Screen("force_resume", ("3", "down", "f"), "Force-resume asks for a reason"),
+    Screen(
+        "confirm",
+        ("3", "space", "down", "space", "a"),
+        "Approving two marked candidates",
+        drain=False,
+    ),
+    Screen("force_resume", ("3", "down", "f"), "Force-resume asks for a reason", drain=False),
     Screen("leave", ("q",), "Leaving: detach, or drain and stop"),
     Screen("read_only", ("3",), "Read-only: no mutating keys", read_only=True, drain=False),
 )
