@@ -28,6 +28,8 @@ def candidate_actions(view: CandidateView, gateway_state: str) -> frozenset[str]
     """What applies to one recovery candidate. A resume turn needs a running gateway and a
     stored origin to reply to."""
     actions = set()
+    if view.state == "suspended":
+        actions.add("unsuspend")
     if view.state in MARKED:
         actions.add("clear")
         if gateway_state == "running" and view.verdict != "no-origin":

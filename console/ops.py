@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from console.attach import ControlClient, ControlError
+from console.recovery_text import explanation, verdict_label
 from console.rows import age, display_key
 from console.safety import clean
 from gateway_core.model import SessionKey
@@ -134,10 +135,10 @@ def _print_candidates(snap: Snapshot, as_json: bool) -> None:
         table.add_row(
             Text(str(c.session_id)),
             Text(clean(display_key(c.key), 40)),
-            Text(c.verdict or "-"),
+            Text(verdict_label(c)),
             Text(c.state),
             Text(clean(c.reason or "-", 20)),
             Text(age(c.tail_age)),
-            Text(clean(c.explanation or "", 80)),
+            Text(clean(explanation(c), 80)),
         )
     Console().print(table)

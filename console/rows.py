@@ -156,8 +156,10 @@ def action_keys(actions: frozenset[str]) -> str:
     return " ".join(BY_NAME[name].keys for name in ROW_KEYS if name in actions) or "–"
 
 
-def candidate_row(view: CandidateView, marked: bool, actions: frozenset[str]) -> Cells:
-    verdict = view.verdict or "–"
+def candidate_row(
+    view: CandidateView, marked: bool, actions: frozenset[str], verdict: str, why: str
+) -> Cells:
+    """verdict and why: the candidate in words (console.recovery_text)."""
     return (
         plain("✓" if marked else " ", Tone.STRONG),
         plain(view.session_id),
@@ -168,7 +170,7 @@ def candidate_row(view: CandidateView, marked: bool, actions: frozenset[str]) ->
         plain(age(view.tail_age)),
         safe(view.reason or "–", 13),
         plain(view.attempts),
-        safe(view.explanation or "", 200),
+        safe(why, 200),
     )
 
 

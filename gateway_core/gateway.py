@@ -51,7 +51,13 @@ from gateway_core.recovery.policy import policy_from_settings
 from gateway_core.recovery.startup import BootRecovery, recover_at_boot
 from gateway_core.runtime import GatewayState, Runtime
 from gateway_core.safe_json import parse_json
-from gateway_core.snapshot import CandidateView, ProcessView, SessionView, Snapshot
+from gateway_core.snapshot import (
+    CandidateView,
+    ProcessView,
+    SessionView,
+    Snapshot,
+    candidate_counts,
+)
 from gateway_core.store import DATABASE_NAME, Store
 from gateway_core.store.inbox import finish_row, insert_row
 from gateway_core.store.sessions import ensure_row, promote_crashed_turns
@@ -703,16 +709,13 @@ class Gateway:
             "sessions": len(sessions),
             "running": running,
             "queued": queued,
-            "candidates": len(candidates),
+            **candidate_counts(candidates),
             "notifiers": len(notifiers),
             "processes": sum(1 for p in processes if p.state == "running"),
             "unknown_deliveries": self.unknown_deliveries,
             "prompt_tokens": sum(p for p, _ in rt_usage.values()),
             "completion_tokens": sum(c for _, c in rt_usage.values()),
         }
-        for candidate in candidates:
-            key = f"verdict:{candidate.verdict}"
-            counts[key] = counts.get(key, 0) + 1
         return Snapshot(
             state=self.state.value,
             run_id=None if self.run is None else self.run.id,

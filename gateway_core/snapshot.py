@@ -81,6 +81,18 @@ class Snapshot:
     taken_at: float = 0.0  # the gateway clock's epoch time when this was taken (ages use it)
 
 
+def candidate_counts(candidates: tuple[CandidateView, ...]) -> dict[str, int]:
+    """The snapshot's recovery counts. A suspended session is never resumed automatically and
+    no operator action but unsuspend applies to it: it is counted apart, not as a candidate."""
+    suspended = sum(1 for c in candidates if c.state == "suspended")
+    counts = {"candidates": len(candidates) - suspended, "suspended": suspended}
+    for candidate in candidates:
+        if candidate.state != "suspended":
+            key = f"verdict:{candidate.verdict}"
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
 SESSION_ORDERS = ("busy", "id", "recent")
 _BUSY_RANK = {"running": 0, "resuming": 0, "queued": 1, "idle": 2}
 

@@ -17,6 +17,7 @@ COUNTS = (
     ("Running turns", "running"),
     ("Queued messages", "queued"),
     ("Recovery candidates", "candidates"),
+    ("Suspended sessions", "suspended"),
     ("Background jobs running", "processes"),
     ("Notifiers", "notifiers"),
     ("Replies of unknown fate", "unknown_deliveries"),

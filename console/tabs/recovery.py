@@ -14,11 +14,13 @@ from console import rows
 from console.actions import Tab, tab_bindings
 from console.applicable import candidate_actions, why_not_all
 from console.operations import Request
+from console.recovery_text import describe, detail_fields, explanation, verdict_label
 from console.safety import clean
 from console.screens.dialogs import InputScreen
 from console.tabs.base import ConsoleTab
 from console.tones import TONE_CLASSES, Tone, Toned
 from console.widgets.keyed_table import KeyedTable
+from console.words import plural
 from gateway_core.control import ActionResult
 from gateway_core.snapshot import CandidateView, Snapshot
 
@@ -56,14 +58,28 @@ class RecoveryTab(ConsoleTab, Toned):
         chosen, state = self.marked, snap.state
         self.table.apply(
             [
-                (key, rows.candidate_row(view, key in chosen, candidate_actions(view, state)))
+                (
+                    key,
+                    rows.candidate_row(
+                        view,
+                        key in chosen,
+                        candidate_actions(view, state),
+                        verdict_label(view),
+                        explanation(view),
+                    ),
+                )
                 for key, view in self._views.items()
             ]
         )
-        marked = f", {len(self.marked)} marked" if self.marked else ""
-        self.query_one("#recovery-title", Label).update(
-            Text(f"Recovery candidates: {len(views)}{marked}   (space marks for bulk actions)")
-        )
+        suspended = snap.counts.get("suspended", 0)
+        title = f"Recovery: {plural(len(views) - suspended, 'candidate')}"
+        if suspended:
+            title += f", {suspended} suspended"
+        if self.marked:
+            title += f", {len(self.marked)} marked"
+        if not self.host.read_only:
+            title += "   (space marks rows for a bulk action)"
+        self.query_one("#recovery-title", Label).update(Text(title))
         self._show_detail()
 
     def _show_detail(self) -> None:
@@ -72,17 +88,12 @@ class RecoveryTab(ConsoleTab, Toned):
         if chosen is None:
             detail.update(Text("No candidate selected.", style=self.tone_style(Tone.DIM)))
             return
-        detail.update(
-            Text(
-                clean(
-                    f"{rows.display_key(chosen.key, chosen.user_name)}: {chosen.verdict}"
-                    f" → {chosen.action or 'operator'}\n"
-                    f"{chosen.explanation or ''}",
-                    600,
-                    multiline=True,
-                )
-            )
-        )
+        text = Text()
+        for label, value in detail_fields(chosen):
+            text.append(f"{label}: ", style=self.tone_style(Tone.STRONG))
+            text.append(clean(value, 600) + "\n")
+        text.rstrip()
+        detail.update(text)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_detail()
@@ -99,7 +110,7 @@ class RecoveryTab(ConsoleTab, Toned):
             if self.host.read_only:
                 return "marking is for bulk actions, and this console is read-only"
             return None if self.highlighted() is not None else "nothing is selected"
-        if action in ("unsuspend", "reset_loop_guard"):
+        if action == "reset_loop_guard":
             return "not available yet"
         state = "stopped" if self.host.snap is None else self.host.snap.state
         allowed = [
@@ -117,16 +128,10 @@ class RecoveryTab(ConsoleTab, Toned):
         return [] if key is None else [key]
 
     def _describe(self, targets: Sequence[str]) -> list[str]:
-        described = []
-        for target in targets:
-            view = self._views.get(target)
-            if view is None:
-                described.append(target)
-            else:
-                described.append(
-                    f"{target}: {rows.display_key(view.key, view.user_name)} ({view.verdict})"
-                )
-        return described
+        return [
+            target if target not in self._views else describe(self._views[target])
+            for target in targets
+        ]
 
     def _done(self, result: ActionResult, targets: Sequence[str]) -> None:
         if result.ok:
@@ -169,7 +174,11 @@ class RecoveryTab(ConsoleTab, Toned):
         )
 
     def action_unsuspend(self) -> None:
-        self._confirm("unsuspend", "Unsuspend: let recovery consider these again?", "Unsuspend")
+        self._confirm(
+            "unsuspend",
+            "Unsuspend? Nothing runs now; after a restart recovery may resume these again.",
+            "Unsuspend",
+        )
 
     def action_reset_loop_guard(self) -> None:
         self.host.ops.confirm(

@@ -41,8 +41,10 @@ class StatusBar(Static):
         banner.append(
             f"  sessions {counts.get('sessions', 0)}  running {counts.get('running', 0)}"
             f"  queued {counts.get('queued', 0)}  candidates {counts.get('candidates', 0)}"
-            f"  jobs {counts.get('processes', 0)}"
         )
+        if counts.get("suspended"):
+            banner.append(f"  suspended {counts['suspended']}")
+        banner.append(f"  jobs {counts.get('processes', 0)}")
         if snap.loop_guard_tripped:
             banner.append("  RESTART LOOP: all held ", style=style(self.part("alarm")))
         if busy:

@@ -159,7 +159,8 @@ class Crashed:
     """A conversation a crashed run left behind.
 
     risky: the turn was cut during a `tool` call of unknown effect (ambiguous-tool: held);
-    otherwise its clarify question timed out (awaiting-user: pending, waits for the user)."""
+    otherwise its clarify question timed out (awaiting-user: pending, waits for the user).
+    suspended: an operator suspended it instead (never resumed automatically)."""
 
     chat_id: str
     user_name: str
@@ -167,6 +168,7 @@ class Crashed:
     tool: str = "terminal"
     reason: str = "crash"
     risky: bool = True
+    suspended: bool = False
 
 
 async def _write_crashed(
@@ -193,7 +195,10 @@ async def _write_crashed(
                     result("q1", "[no reply]", now, kind=MessageKind.CLARIFY_TIMEOUT),
                 ]
             await store.transcript.append(session.id, rows)
-            assert await store.recovery.mark(session.id, spec.reason)
+            if spec.suspended:
+                assert await store.recovery.suspend(session.id, "operator")
+            else:
+                assert await store.recovery.mark(session.id, spec.reason)
             ids.append(session.id)
     finally:
         await store.close()

@@ -1,0 +1,97 @@
+"""The recovery tab tells the truth: suspended sessions (issue 13, item 4), ages (item 5) and
+the restart-loop guard (item 7), over a real gateway booted on crashed conversations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from console.app import ConsoleApp
+from gateway_core.clock import ManualClock
+from tests.support.console_pilot import (
+    ACTOR,
+    Crashed,
+    cell,
+    closed,
+    confirm,
+    crashed_gateway,
+    dialog_targets,
+    label_text,
+    open_console,
+    open_dialog,
+    show_tab,
+    shown_texts,
+    static_text,
+    table,
+    wait_until,
+)
+from tests.support.console_pilot import focus_row as highlight
+
+CRASHED = [
+    Crashed("ada", "Ada"),
+    Crashed("bob", "Bob", risky=False),
+    Crashed("gus", "Gus", suspended=True),
+]
+
+
+def screen_text(app: ConsoleApp) -> str:
+    return "\n".join(shown_texts(app))
+
+
+async def test_a_suspended_session_says_so_is_counted_apart_and_can_be_unsuspended(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    running, (ada, bob, gus) = await crashed_gateway(tmp_path / "state", clock, CRASHED)
+    gateway = running.gateway
+    snap = gateway.snapshot()
+    assert (snap.counts["candidates"], snap.counts["suspended"]) == (2, 1)
+    async with open_console(gateway) as (app, pilot):
+        banner = static_text(app, "#banner")
+        assert "candidates 2" in banner and "suspended 1" in banner
+        await show_tab(app, pilot, "3", "recovery")
+        row = str(gus)
+        assert cell(app, "#candidate-table", row, "verdict") == "suspended"
+        assert cell(app, "#candidate-table", row, "keys") == "u"
+        assert cell(app, "#candidate-table", row, "why").startswith(
+            "suspended (operator) — never resumed automatically"
+        )
+        assert "2 candidates, 1 suspended" in label_text(app, "#recovery-title")
+        await highlight(pilot, table(app, "#candidate-table"), row)
+        detail = static_text(app, "#candidate-detail")
+        assert "suspended (operator) — never resumed automatically" in detail
+        assert "None" not in screen_text(app)
+        assert not app.offers("approve") and not app.offers("clear")
+        assert app.offers("unsuspend")
+
+        await open_dialog(app, pilot, "u")
+        assert dialog_targets(app) == f"  • {gus}: loopback:gus Gus (suspended)"
+        assert "None" not in screen_text(app)
+        await confirm(app, pilot)
+        (entry,) = await gateway.store.audit.recent()
+        assert (entry.actor, entry.action, entry.targets, entry.outcome) == (
+            ACTOR,
+            "unsuspend",
+            (row,),
+            "ok",
+        )
+        record = await gateway.store.recovery.get(gus)
+        assert record is not None and record.state == "none"
+        await app.tick()
+        await wait_until(
+            pilot, lambda: row not in table(app, "#candidate-table").keys, "the row gone"
+        )
+        assert "suspended" not in static_text(app, "#banner")
+        assert {ada, bob} == {int(k) for k in table(app, "#candidate-table").keys}
+
+
+async def test_unsuspend_is_offered_on_suspended_rows_only(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    running, (ada, _bob, _gus) = await crashed_gateway(tmp_path / "state", clock, CRASHED)
+    async with open_console(running.gateway) as (app, pilot):
+        await show_tab(app, pilot, "3", "recovery")
+        await highlight(pilot, table(app, "#candidate-table"), str(ada))
+        assert not app.offers("unsuspend")
+        await pilot.press("u")
+        await pilot.pause()
+        assert len(app.screen_stack) == 1
+        await closed(app, pilot)
