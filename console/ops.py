@@ -16,11 +16,12 @@ from rich.table import Table
 from rich.text import Text
 
 from console.attach import ControlClient, ControlError
+from console.durations import duration
 from console.recovery_text import explanation, verdict_label
-from console.rows import age, display_key
+from console.rows import display_key
 from console.safety import clean
 from gateway_core.model import SessionKey
-from gateway_core.snapshot import CandidateView, Snapshot
+from gateway_core.snapshot import CandidateView, Snapshot, tail_age
 from gateway_core.wire import decode_result, decode_snapshot
 
 EXIT_OK = 0
@@ -49,7 +50,7 @@ def status_json(snap: Snapshot) -> dict[str, Any]:
     }
 
 
-def candidate_json(view: CandidateView) -> dict[str, Any]:
+def candidate_json(view: CandidateView, now: float) -> dict[str, Any]:
     try:
         key = SessionKey.parse(view.key)
         session = {"platform": key.platform, "chat": key.chat_id, "thread": key.thread_id}
@@ -64,7 +65,7 @@ def candidate_json(view: CandidateView) -> dict[str, Any]:
         "action": view.action,
         "reason": view.reason,
         "explanation": view.explanation,
-        "tail_age_s": None if view.tail_age is None else round(view.tail_age, 3),
+        "tail_age_s": None if (age := tail_age(view, now)) is None else round(age, 3),
         "attempts": view.attempts,
     }
 
@@ -112,7 +113,9 @@ def _print_status(snap: Snapshot, as_json: bool) -> None:
     if as_json:
         print(json.dumps(status_json(snap), sort_keys=True))
         return
-    table = Table(title=f"switchboard: {snap.state}, run #{snap.run_id}, up {age(snap.uptime)}")
+    table = Table(
+        title=f"switchboard: {snap.state}, run #{snap.run_id}, up {duration(snap.uptime)}"
+    )
     table.add_column("count")
     table.add_column("value", justify="right")
     for key, value in sorted(snap.counts.items()):
@@ -126,7 +129,7 @@ def _print_status(snap: Snapshot, as_json: bool) -> None:
 def _print_candidates(snap: Snapshot, as_json: bool) -> None:
     candidates = sorted(snap.candidates, key=lambda c: c.session_id)
     if as_json:
-        print(json.dumps([candidate_json(c) for c in candidates], sort_keys=True))
+        print(json.dumps([candidate_json(c, snap.taken_at) for c in candidates], sort_keys=True))
         return
     table = Table(title=f"{len(candidates)} recovery candidate(s)")
     for column in ("id", "session", "verdict", "state", "reason", "tail age", "explanation"):
@@ -138,7 +141,7 @@ def _print_candidates(snap: Snapshot, as_json: bool) -> None:
             Text(verdict_label(c)),
             Text(c.state),
             Text(clean(c.reason or "-", 20)),
-            Text(age(c.tail_age)),
+            Text(duration(tail_age(c, snap.taken_at))),
             Text(clean(explanation(c), 80)),
         )
     Console().print(table)

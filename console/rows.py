@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from console.actions import BY_NAME
+from console.durations import duration
 from console.safety import clean
 from console.tones import STATE_TONES, VERDICT_TONES, Tone
 from gateway_core.model import AuditEntry
@@ -76,35 +77,6 @@ TIMER_COLUMNS = (
 )
 
 
-def age(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    if seconds < 3600:
-        return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
-    if seconds < 86400:
-        return f"{seconds // 3600:.0f}h{seconds % 3600 // 60:02.0f}m"
-    return f"{seconds // 86400:.0f}d{seconds % 86400 // 3600:.0f}h"
-
-
-def ago(seconds: float | None) -> str:
-    """A coarse age for "last activity": it changes rarely, so rows are not repainted every
-    second for a clock nobody reads to the second."""
-    if seconds is None:
-        return "–"
-    if seconds < 10:
-        return "just now"
-    if seconds < 60:
-        return f"{int(seconds) // 10 * 10}s ago"
-    if seconds < 3600:
-        return f"{int(seconds) // 60}m ago"
-    if seconds < 86400:
-        return f"{int(seconds) // 3600}h ago"
-    return f"{int(seconds) // 86400}d ago"
-
-
 def size(rss: int | None) -> str:
     if rss is None:
         return "–"
@@ -142,9 +114,9 @@ def session_row(view: SessionView, now: float) -> Cells:
         safe(where(view.platform, view.chat_id, view.thread_id, view.user_name), 24),
         plain(view.state, STATE_TONES.get(view.state, Tone.PLAIN)),
         plain("–" if view.generation is None else view.generation),
-        plain(age(view.turn_age)),
+        plain(duration(view.turn_age)),
         plain(view.queued or "", Tone.WARN if view.queued else Tone.PLAIN),
-        plain(ago(now - view.last_activity) if view.last_activity else "–"),
+        plain(duration(now - view.last_activity, coarse=True) if view.last_activity else "–"),
     )
 
 
@@ -157,9 +129,15 @@ def action_keys(actions: frozenset[str]) -> str:
 
 
 def candidate_row(
-    view: CandidateView, marked: bool, actions: frozenset[str], verdict: str, why: str
+    view: CandidateView,
+    marked: bool,
+    actions: frozenset[str],
+    verdict: str,
+    why: str,
+    tail_age: float | None,
 ) -> Cells:
-    """verdict and why: the candidate in words (console.recovery_text)."""
+    """verdict and why: the candidate in words (console.recovery_text); tail_age: the age of
+    its last transcript row at this refresh."""
     return (
         plain("✓" if marked else " ", Tone.STRONG),
         plain(view.session_id),
@@ -167,7 +145,7 @@ def candidate_row(
         plain(verdict, VERDICT_TONES.get(verdict, Tone.PLAIN)),
         plain(view.state, STATE_TONES.get(view.state, Tone.PLAIN)),
         plain(action_keys(actions), Tone.STRONG),
-        plain(age(view.tail_age)),
+        plain(duration(tail_age)),
         safe(view.reason or "–", 13),
         plain(view.attempts),
         safe(why, 200),
@@ -191,7 +169,7 @@ def process_row(view: ProcessView) -> Cells:
         plain(view.process_id),
         plain("–" if view.session_id is None else view.session_id),
         plain(state, STATE_TONES.get(view.state, Tone.PLAIN)),
-        plain(age(view.age)),
+        plain(duration(view.age)),
         plain("–" if view.cpu_percent is None else f"{view.cpu_percent:.0f}"),
         plain(size(view.rss)),
         safe(view.command, 120),
@@ -205,8 +183,8 @@ def timer_row(view: NotifierView, conversation: str) -> Cells:
         plain(view.session_id),
         safe(conversation, 30),
         plain(view.generation),
-        plain(f"{view.interval:g}s"),
-        plain(age(view.next_fire_in)),
+        plain(duration(view.interval)),
+        plain(duration(view.next_fire_in)),
         plain(view.sent),
     )
 
@@ -229,7 +207,7 @@ AUDIT_COLUMNS = (
 def audit_row(entry: AuditEntry, now: float) -> Cells:
     return (
         plain(entry.id),
-        plain(age(now - entry.at) + " ago"),
+        plain(duration(now - entry.at) + " ago"),
         safe(entry.actor, 10),
         plain(entry.action),
         safe(",".join(entry.targets) or "–", 14),

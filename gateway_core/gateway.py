@@ -629,6 +629,7 @@ class Gateway:
                 else max(0.0, now - decision.tail_at),
                 attempts=record.attempts,
                 marked_at=record.marked_at,
+                tail_at=None if decision is None else decision.tail_at,
             )
         self._candidates = views
 

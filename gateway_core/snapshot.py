@@ -38,9 +38,12 @@ class CandidateView:
     verdict: str | None
     action: str | None
     explanation: str | None
-    tail_age: float | None
+    tail_age: float | None  # as of the last refresh of the candidates (see tail_at)
     attempts: int
     marked_at: float | None
+    # The durable time of the last replayable transcript row: a view computes the age from
+    # it and its own "now" at every refresh, so an age never freezes between refreshes.
+    tail_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,13 @@ class Snapshot:
     processes: tuple[ProcessView, ...] = ()
     counts: Mapping[str, int] = field(default_factory=dict)
     taken_at: float = 0.0  # the gateway clock's epoch time when this was taken (ages use it)
+
+
+def tail_age(view: CandidateView, now: float) -> float | None:
+    """How old the candidate's last transcript row is at `now` (a snapshot's taken_at)."""
+    if view.tail_at is None:
+        return view.tail_age
+    return max(0.0, now - view.tail_at)
 
 
 def candidate_counts(candidates: tuple[CandidateView, ...]) -> dict[str, int]:

@@ -95,3 +95,23 @@ async def test_unsuspend_is_offered_on_suspended_rows_only(
         await pilot.pause()
         assert len(app.screen_stack) == 1
         await closed(app, pilot)
+
+
+# -- item 5: ages come from the durable time at each refresh, rounded right -------------------
+
+
+async def test_the_tail_age_follows_the_clock_at_each_refresh(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    running, (ada, _bob, _gus) = await crashed_gateway(tmp_path / "state", clock, CRASHED)
+    async with open_console(running.gateway) as (app, pilot):
+        await show_tab(app, pilot, "3", "recovery")
+        assert cell(app, "#candidate-table", str(ada), "tail") == "0s"
+        clock.advance(299.7)  # the transcript row is 4m59.7s old: shown as 5m00s
+        await app.tick()
+        await pilot.pause()
+        assert cell(app, "#candidate-table", str(ada), "tail") == "5m00s"
+        clock.advance(40)
+        await app.tick()
+        await pilot.pause()
+        assert cell(app, "#candidate-table", str(ada), "tail") == "5m40s"

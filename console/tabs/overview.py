@@ -6,8 +6,8 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import Label, ProgressBar, Static
 
-from console import rows
 from console.actions import Tab
+from console.durations import duration
 from console.tabs.base import ConsoleTab
 from console.tones import STATE_TONES, TONE_CLASSES, VERDICT_TONES, Tone, Toned
 from gateway_core.snapshot import Snapshot
@@ -46,7 +46,7 @@ class OverviewTab(ConsoleTab, Toned):
         text.append(
             f"Gateway {snap.state}", style=self.tone_style(STATE_TONES.get(snap.state, Tone.STRONG))
         )
-        text.append(f"   uptime {rows.age(snap.uptime)}\n\n")
+        text.append(f"   uptime {duration(snap.uptime)}\n\n")
         for label, key in COUNTS:
             text.append(f"  {label:<26}{counts.get(key, 0):>11,}\n")
         verdicts = sorted(
@@ -79,7 +79,7 @@ class OverviewTab(ConsoleTab, Toned):
         still = ", ".join(str(s) for s in drain.running[:20]) or "none"
         detail.update(
             Text(
-                f"{drain.finished} of {drain.total} finished, {drain.seconds_left:.0f} s left\n"
+                f"{drain.finished} of {drain.total} finished, {duration(drain.seconds_left)} left\n"
                 f"still running: {still}\n"
                 f"interrupted: {', '.join(str(s) for s in drain.interrupted[:20]) or 'none'}"
             )

@@ -22,7 +22,7 @@ from console.tones import TONE_CLASSES, Tone, Toned
 from console.widgets.keyed_table import KeyedTable
 from console.words import plural
 from gateway_core.control import ActionResult
-from gateway_core.snapshot import CandidateView, Snapshot
+from gateway_core.snapshot import CandidateView, Snapshot, tail_age
 
 
 class RecoveryTab(ConsoleTab, Toned):
@@ -66,6 +66,7 @@ class RecoveryTab(ConsoleTab, Toned):
                         candidate_actions(view, state),
                         verdict_label(view),
                         explanation(view),
+                        tail_age(view, snap.taken_at),
                     ),
                 )
                 for key, view in self._views.items()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from console import rows
+from console.durations import duration
 from gateway_core.snapshot import Snapshot
 
 STATE_TONES = {
@@ -36,7 +36,7 @@ class StatusBar(Static):
         state_class = self.part(STATE_TONES.get(snap.state, "state-stopped"))
         banner.append(f" {snap.state.upper()} ", style=style(state_class))
         if snap.run_id is not None:
-            banner.append(f"  run #{snap.run_id}  up {rows.age(snap.uptime)}")
+            banner.append(f"  run #{snap.run_id}  up {duration(snap.uptime)}")
         counts = snap.counts
         banner.append(
             f"  sessions {counts.get('sessions', 0)}  running {counts.get('running', 0)}"
