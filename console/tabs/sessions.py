@@ -9,8 +9,10 @@ import contextlib
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.css.query import NoMatches
+from textual.message import Message
 from textual.widgets import DataTable, Input, Label, Static
 
 from console import rows
@@ -28,6 +30,24 @@ MAX_SESSION_ROWS = 200  # each shown row costs paint and diff time every tick: p
 SORTS = (("busy first", "busy"), ("by id", "id"), ("most recent", "recent"))
 
 
+class FilterInput(Input):
+    """The sessions filter. Escape clears and leaves it, Enter keeps it and returns to the
+    table; the footer says so while it has the focus."""
+
+    BINDINGS = [
+        Binding("escape", "leave(True)", "Clear filter"),
+        Binding("enter", "leave(False)", "Keep filter"),
+    ]
+
+    class Left(Message):
+        def __init__(self, cleared: bool) -> None:
+            super().__init__()
+            self.cleared = cleared
+
+    def action_leave(self, clear: bool) -> None:
+        self.post_message(self.Left(clear))
+
+
 class SessionsTab(ConsoleTab, Toned):
     COMPONENT_CLASSES = TONE_CLASSES
     TAB = Tab.SESSIONS
@@ -41,7 +61,7 @@ class SessionsTab(ConsoleTab, Toned):
 
     def compose(self) -> ComposeResult:
         yield Label(id="sessions-title")
-        yield Input(placeholder="filter: chat, topic or user", id="session-filter")
+        yield FilterInput(placeholder="filter: chat, topic or user", id="session-filter")
         with Horizontal():
             yield KeyedTable(rows.SESSION_COLUMNS, id="session-table")
             yield Static(id="transcript", classes="detail")
@@ -112,9 +132,14 @@ class SessionsTab(ConsoleTab, Toned):
             self.filter_text = event.value.strip()
             self.host.refresh_soon()
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "session-filter":
-            self.table.focus()
+    def on_filter_input_left(self, event: FilterInput.Left) -> None:
+        box = self.query_one("#session-filter", FilterInput)
+        if event.cleared:
+            box.value = ""
+            self.filter_text = ""
+            box.display = False
+            self.host.refresh_soon()
+        self.table.focus()
 
     # -- actions --------------------------------------------------------------------------
 
