@@ -15,7 +15,8 @@ from gateway_core.gateway import Gateway
 from gateway_core.log_ring import LogRing
 from gateway_core.model import AuditEntry, Message
 from gateway_core.runtime import GatewayState
-from gateway_core.snapshot import SessionQuery, Snapshot, with_sessions
+from gateway_core.session_listing import snapshot_with_stored_sessions
+from gateway_core.snapshot import SessionQuery, Snapshot
 
 
 class Backend(Protocol):
@@ -64,7 +65,7 @@ class InProcessBackend:
         self._log = log
 
     async def snapshot(self, query: SessionQuery | None = None) -> Snapshot:
-        return with_sessions(self.gateway.snapshot(), query)
+        return await snapshot_with_stored_sessions(self.gateway, query)
 
     async def transcript_tail(self, session_id: int, limit: int = 30) -> list[Message]:
         if self.gateway.state is GatewayState.STOPPED:

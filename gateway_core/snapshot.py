@@ -5,10 +5,11 @@ Built on demand from in-memory state only (no I/O), so the console can take one 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from gateway_core.events import DrainProgress
+from gateway_core.model import Session
 from gateway_core.notifiers import NotifierView
 
 
@@ -137,6 +138,36 @@ def select_sessions(
     else:
         views.sort(key=lambda v: (_BUSY_RANK.get(v.state, 3), v.session_id))
     return tuple(views if query.limit is None else views[: max(query.limit, 0)])
+
+
+def stored_session_view(session: Session) -> SessionView:
+    """A session of the store that has no lane in this run: idle, as last stored."""
+    origin = session.origin
+    return SessionView(
+        session_id=session.id,
+        key=str(session.key),
+        platform=session.key.platform,
+        chat_id=session.key.chat_id,
+        thread_id=session.key.thread_id,
+        user_name=None if origin is None else origin.user_name,
+        state="idle",
+        generation=session.generation or None,
+        turn_age=None,
+        queued=0,
+        last_activity=session.updated_at,
+    )
+
+
+def merge_sessions(
+    live: tuple[SessionView, ...], stored: Sequence[Session], query: SessionQuery
+) -> tuple[SessionView, ...]:
+    """The query's sessions out of this run's lanes (`live`, all of them) and the store's
+    best `query.limit` by the same order (`stored`): a live view wins over its stored row.
+    A lane's activity is never older than its stored row, so no stored session outside the
+    store's first `limit` can belong in the result."""
+    views = {session.id: stored_session_view(session) for session in stored}
+    views.update((view.session_id, view) for view in live)
+    return select_sessions(tuple(views.values()), query)
 
 
 def with_sessions(snapshot: Snapshot, query: SessionQuery | None) -> Snapshot:

@@ -7,11 +7,13 @@ from textual.widgets import Input
 
 from console.tabs.sessions import SessionsTab
 from tests.support.console_pilot import (
+    cell,
     focused_id,
     label_text,
     open_console,
     rendered_lines,
     show_tab,
+    static_text,
     table,
     wait_until,
 )
@@ -59,3 +61,34 @@ async def test_enter_keeps_the_filter_and_returns_to_the_table(running: Running)
         assert "filter 'ada'" in label_text(app, "#sessions-title")
         await pilot.press("1")
         await wait_until(pilot, lambda: app.active_tab == "overview", "the overview")
+
+
+# -- item 6: sessions are counted and listed from the store, not from this run's lanes -------
+
+
+async def test_after_a_restart_every_stored_session_is_listed_counted_and_searchable(
+    running: Running,
+) -> None:
+    names = ("ada", "bob", "cy", "dee", "eve")
+    await say_hello(running, *names)
+    gateway = running.gateway
+    await gateway.restart(0)
+    assert gateway.snapshot().sessions == ()  # no lane yet in the new run
+    await say_hello(running, "fay")
+    async with open_console(gateway) as (app, pilot):
+        assert "sessions 6" in static_text(app, "#banner")
+        await show_tab(app, pilot, "2", "sessions")
+        shown = table(app, "#session-table")
+        assert len(shown.keys) == 6
+        assert "6 of 6 shown" in label_text(app, "#sessions-title")
+        await pilot.press("slash", *"bob")
+        await wait_until(pilot, lambda: len(shown.keys) == 1, "bob found")
+        (bob,) = shown.keys
+        assert cell(app, "#session-table", bob, "where") == "loopback:bob bob"
+        assert cell(app, "#session-table", bob, "state") == "idle"
+        await wait_until(
+            pilot,
+            lambda: static_text(app, "#transcript").startswith(f"Session {bob}"),
+            "bob's transcript from the store",
+        )
+        assert "You said: hello" in static_text(app, "#transcript")

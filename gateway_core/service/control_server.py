@@ -42,7 +42,8 @@ from gateway_core.control import ActionResult, Control, RestartHook
 from gateway_core.gateway import Gateway
 from gateway_core.log_ring import LogRing
 from gateway_core.runtime import GatewayState
-from gateway_core.snapshot import SESSION_ORDERS, SessionQuery, with_sessions
+from gateway_core.session_listing import snapshot_with_stored_sessions
+from gateway_core.snapshot import SESSION_ORDERS, SessionQuery
 from gateway_core.wire import encode
 
 log = logging.getLogger(__name__)
@@ -309,7 +310,7 @@ class _Connection:
         """{"sessions": {"order", "text", "limit"}} selects the sessions sent (encoding 10,000
         of them would hold the gateway's loop for ~150 ms); without it, all are sent."""
         query = _session_query(request.get("sessions"))
-        return encode(with_sessions(self._server._gateway.snapshot(), query))
+        return encode(await snapshot_with_stored_sessions(self._server._gateway, query))
 
     async def _transcript(self, request: dict[str, Any]) -> object:
         gateway = self._server._gateway
