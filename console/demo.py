@@ -52,6 +52,11 @@ def demo_config(state_dir: Path, gate: Gate) -> Config:
         "sample_interval = 1\n"
         "[recovery]\n"
         f'gate = "{gate.value}"\n'
+        # Every "x" leaves held candidates, and every later boot finds them: with the usual
+        # guard (3 boots within 5 min) two x and a ctrl+r looked like a crash loop. Here it
+        # takes six restarts, each within 30 s of the one before.
+        "loop_boots = 6\n"
+        "loop_window = 30\n"
         "[notifier]\n"
         "interval = 6\n"
         "[agent]\n"

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from console.durations import duration, spoken
 from console.rows import display_key
-from gateway_core.snapshot import CandidateView
+from console.words import plural
+from gateway_core.snapshot import CandidateView, LoopGuardView
 
 SUSPENDED = "suspended"
 _KNOWN = {
@@ -79,3 +81,24 @@ def detail_fields(view: CandidateView) -> list[tuple[str, str]]:
         if field.name not in _KNOWN and value not in (None, "", (), 0):
             fields.append((field.name.replace("_", " ").capitalize(), str(value)))
     return fields
+
+
+def loop_guard_lines(guard: LoopGuardView, now: float) -> list[str]:
+    """The restart-loop guard in words: what tripped it, what it means, how to leave it."""
+    if not guard.tripped:
+        return []
+    if guard.reset_by is not None:
+        when = "" if guard.reset_at is None else f" {duration(now - guard.reset_at)} ago"
+        return [f"Restart-loop guard: reset by {guard.reset_by}{when}."]
+    ages = [f"{duration(now - at)} ago" for at in guard.boots]
+    when = ", ".join(ages[:-1]) + f" and {ages[-1]}" if len(ages) > 1 else "".join(ages)
+    held = plural(len(guard.held), "turn")
+    return [
+        f"Restart-loop guard tripped: {plural(len(guard.boots), 'boot')} with recovery "
+        f"candidates, each within {spoken(guard.window)} of the one before ({when}); "
+        f"{guard.needed} trip it.",
+        f"It held back {held} that would have resumed, in case resuming is what crashes "
+        "the gateway.",
+        "To leave it: approve the held rows one by one (a), or reset the guard (r): what it "
+        "held back resumes now, once each. Both are audited.",
+    ]

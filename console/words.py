@@ -1,7 +1,7 @@
-"""Counting things in plain words: "1 row", "3 rows", never "row(s)"."""
+"""Counting things in plain words, on screen as in the gateway's messages."""
 
 from __future__ import annotations
 
+from gateway_core.words import plural
 
-def plural(count: int, noun: str, many: str | None = None) -> str:
-    return f"{count} {noun if count == 1 else many or noun + 's'}"
+__all__ = ["plural"]

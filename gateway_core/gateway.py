@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 
 from gateway_core.adapters.base import Adapter, InboundMessage
 from gateway_core.agents.base import Agent
+from gateway_core.boot_report import BootReport, read_boot_report
 from gateway_core.clock import Clock, SystemClock, wait_or_timeout
 from gateway_core.config import Config
 from gateway_core.delivery import Deliverer
@@ -111,6 +112,8 @@ class Gateway:
         self._rt: Runtime | None = None
         self.run: RunRecord | None = None
         self.boot: BootRecovery | None = None
+        self.report: BootReport | None = None  # the previous run, the loop guard (console)
+        self._previous_drain: DrainProgress | None = None
         self._candidates: dict[int, CandidateView] = {}
         self._drain: DrainProgress | None = None
         self._started_mono = 0.0
@@ -180,11 +183,14 @@ class Gateway:
         self._stopped.clear()
         self._stopping = None
         self._forced.clear()
+        self._previous_drain = self._drain or self._previous_drain  # a restart in-process
         self._drain = None
         self._started_mono = self.clock.monotonic()
         rt.set_state(GatewayState.STARTING)
         try:
-            return await self._boot(rt)
+            boot = await self._boot(rt)
+            self.report = await read_boot_report(store, boot.run, boot, rt.policy)
+            return boot
         except BaseException:
             await store.close()
             self._rt = None
@@ -727,7 +733,10 @@ class Gateway:
             notifiers=notifiers,
             drain=self._drain,
             processes=processes,
-            loop_guard_tripped=bool(self.boot and self.boot.loop_guard_tripped),
+            loop_guard_tripped=self.report is not None and self.report.loop_guard.active,
             counts=counts,
             taken_at=now,
+            loop_guard=None if self.report is None else self.report.loop_guard,
+            previous_run=None if self.report is None else self.report.previous_run,
+            previous_drain=self._previous_drain,
         )

@@ -70,6 +70,32 @@ class ProcessView:
 
 
 @dataclass(frozen=True, slots=True)
+class LoopGuardView:
+    """The restart-loop guard at this boot. `boots`: the start times of the chain of boots
+    with recovery candidates that tripped it, oldest first, this boot last."""
+
+    tripped: bool
+    boots: tuple[float, ...]
+    needed: int  # boots in a chain that trip it (recovery.loop_boots)
+    window: float  # seconds between two boots of a chain (recovery.loop_window)
+    held: tuple[int, ...]  # sessions it held back that would have been resumed
+    reset_by: str | None = None
+    reset_at: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.tripped and self.reset_by is None
+
+
+@dataclass(frozen=True, slots=True)
+class PreviousRun:
+    run_id: int
+    started_at: float
+    stopped_at: float | None
+    clean: bool | None  # None: it never recorded a stop (killed, or still running)
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     state: str
     run_id: int | None
@@ -83,6 +109,9 @@ class Snapshot:
     processes: tuple[ProcessView, ...] = ()
     counts: Mapping[str, int] = field(default_factory=dict)
     taken_at: float = 0.0  # the gateway clock's epoch time when this was taken (ages use it)
+    loop_guard: LoopGuardView | None = None  # why the guard tripped, what it holds
+    previous_run: PreviousRun | None = None  # the run before this one
+    previous_drain: DrainProgress | None = None  # its drain, when it ran in this process
 
 
 def tail_age(view: CandidateView, now: float) -> float | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from console.app import ConsoleApp
 from gateway_core.clock import ManualClock
+from gateway_core.control import Control
 from tests.support.console_pilot import (
     ACTOR,
     Crashed,
@@ -23,8 +24,10 @@ from tests.support.console_pilot import (
     static_text,
     table,
     wait_until,
+    write_crashed,
 )
 from tests.support.console_pilot import focus_row as highlight
+from tests.support.harness import Running, start_gateway
 
 CRASHED = [
     Crashed("ada", "Ada"),
@@ -115,3 +118,97 @@ async def test_the_tail_age_follows_the_clock_at_each_refresh(
         await app.tick()
         await pilot.pause()
         assert cell(app, "#candidate-table", str(ada), "tail") == "5m40s"
+
+
+# -- item 7: the restart-loop guard explains itself and can be left ---------------------------
+
+
+async def looping_gateway(state_dir: Path, clock: ManualClock) -> tuple[Running, int, int]:
+    """Three boots with recovery candidates, seconds apart: the guard trips at the third and
+    holds ada's turn, which would have been resumed. (cy, interrupted during a deploy, is
+    held whatever the guard says.)"""
+    first = await start_gateway(state_dir, clock)
+    await first.stop()
+    (cy,) = await write_crashed(state_dir, clock, [Crashed("cy", "Cy")])
+    for _ in range(2):
+        clock.advance(20)
+        boot = await start_gateway(state_dir, clock)
+        await boot.stop()
+    clock.advance(20)
+    (ada,) = await write_crashed(state_dir, clock, [Crashed("ada", "Ada", unanswered=True)])
+    running = await start_gateway(state_dir, clock)
+    assert running.gateway.snapshot().loop_guard_tripped
+    return running, ada, cy
+
+
+async def test_the_loop_guard_says_what_tripped_it_and_how_to_leave(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    running, ada, cy = await looping_gateway(tmp_path / "state", clock)
+    async with open_console(running.gateway) as (app, pilot):
+        assert "RESTART LOOP" in static_text(app, "#banner")
+        overview = static_text(app, "#overview-text")
+        assert "3 boots" in overview and "300 s" not in overview
+        assert "5 min" in overview  # the window, in words
+        await show_tab(app, pilot, "3", "recovery")
+        explained = static_text(app, "#loop-guard")
+        for words in ("3 boots with recovery candidates", "within 5 min", "1 turn", "approve"):
+            assert words in explained, words
+        times = running.gateway.snapshot().loop_guard
+        assert times is not None and len(times.boots) == 3
+        assert "r" in explained and "reset" in explained.lower()
+        assert app.offers("reset_loop_guard")
+        assert cell(app, "#candidate-table", str(ada), "why").endswith(
+            "held: restart loop guard tripped (3 boots with recovery candidates, each within "
+            "300 s of the last)"
+        )
+
+        await open_dialog(app, pilot, "r")
+        await confirm(app, pilot)
+        ada_user = running.adapter.user("ada", name="Ada")
+        assert [m.text for m in await ada_user.wait_for(1)] == [
+            "Back after a restart. You had asked: 'deploy'"
+        ]
+        (entry,) = await running.gateway.store.audit.recent()
+        assert (entry.actor, entry.action, entry.targets, entry.outcome) == (
+            ACTOR,
+            "reset-loop-guard",
+            (str(ada),),
+            "ok",
+        )
+        await app.tick()
+        assert "RESTART LOOP" not in static_text(app, "#banner")
+        assert not app.offers("reset_loop_guard")
+        record = await running.gateway.store.recovery.get(cy)
+        assert record is not None and record.state == "held"  # not the guard's to release
+
+
+async def test_the_overview_shows_the_previous_runs_drain_after_a_restart(
+    running: Running,
+) -> None:
+    async with open_console(running.gateway) as (app, pilot):
+        assert "No drain has run" in static_text(app, "#drain-title")
+        await running.gateway.restart(0)
+        await app.tick()
+        await pilot.pause()
+        title = static_text(app, "#drain-title")
+        assert "previous run" in title and "#1" in title, title
+        assert "stopped cleanly" in static_text(app, "#drain-text")
+
+
+async def test_the_reset_is_refused_unless_the_guard_tripped_and_resumes_once(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    running, _ada, _cy = await looping_gateway(tmp_path / "state", clock)
+    control = Control(running.gateway)
+    first = await control.reset_loop_guard(actor=ACTOR)
+    assert first.ok and first.message == "restart-loop guard reset: 1 held turn resumed"
+    again = await control.reset_loop_guard(actor=ACTOR)
+    assert not again.ok and again.message == "the restart-loop guard has not tripped"
+    ada_user = running.adapter.user("ada", name="Ada")
+    assert len(await ada_user.wait_for(1)) == 1
+    assert [e.outcome for e in await running.gateway.store.audit.recent()] == ["refused", "ok"]
+
+    calm = await start_gateway(tmp_path / "calm", clock)
+    refused = await Control(calm.gateway).reset_loop_guard(actor=ACTOR)
+    assert not refused.ok

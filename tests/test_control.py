@@ -778,6 +778,7 @@ async def test_a_read_only_control_refuses_every_action_and_changes_nothing(
         "drain": await control.drain(actor=ACTOR, timeout=0),
         "restart": await control.restart(actor=ACTOR, timeout=0),
         "kill-process": await control.kill_process("proc_0", actor=ACTOR),
+        "reset-loop-guard": await control.reset_loop_guard(actor=ACTOR),
     }
     assert set(results) == MUTATING
     for action, outcome in results.items():
@@ -799,6 +800,7 @@ async def test_a_read_only_control_refuses_every_action_and_changes_nothing(
         row("drain", []),
         row("restart", []),
         row("kill-process", ["proc_0"]),
+        row("reset-loop-guard", []),
     ]
 
     # Nothing changed: the candidates, the gateway, the run and the running turn.

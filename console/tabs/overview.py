@@ -1,4 +1,5 @@
-"""The overview tab: the gateway's counts, candidates by verdict, and the drain."""
+"""The overview tab: the gateway's counts, candidates by verdict, the restart-loop guard, and
+the drain (this run's, or the last one of the run before)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from textual.widgets import Label, ProgressBar, Static
 
 from console.actions import Tab
 from console.durations import duration
+from console.recovery_text import loop_guard_lines
 from console.tabs.base import ConsoleTab
 from console.tones import STATE_TONES, TONE_CLASSES, VERDICT_TONES, Tone, Toned
-from gateway_core.snapshot import Snapshot
+from console.words import plural
+from gateway_core.events import DrainProgress
+from gateway_core.snapshot import PreviousRun, Snapshot
 
 COUNTS = (
     ("Sessions", "sessions"),
@@ -24,6 +28,23 @@ COUNTS = (
     ("Tokens in (this run)", "prompt_tokens"),
     ("Tokens out (this run)", "completion_tokens"),
 )
+
+
+def drain_lines(drain: DrainProgress) -> str:
+    """A drain's progress in words."""
+    running = ", ".join(str(s) for s in drain.running[:20]) or "none"
+    interrupted = ", ".join(str(s) for s in drain.interrupted[:20]) or "none"
+    done = f"{drain.finished} of {plural(drain.total, 'turn')} finished"
+    if drain.phase != "stopped":
+        done += f", {duration(drain.seconds_left)} left"
+    return f"{done}\nstill running: {running}\ninterrupted: {interrupted}"
+
+
+def previous_run_line(run: PreviousRun, now: float) -> str:
+    if run.stopped_at is None or run.clean is None:
+        return "It recorded no stop: it was killed or crashed (its turns were recovered)."
+    how = "stopped cleanly" if run.clean else "stopped with turns left for recovery"
+    return f"It {how} {duration(now - run.stopped_at)} ago."
 
 
 class OverviewTab(ConsoleTab, Toned):
@@ -43,9 +64,8 @@ class OverviewTab(ConsoleTab, Toned):
     def _counts(self, snap: Snapshot) -> Text:
         counts = dict(snap.counts)
         text = Text()
-        text.append(
-            f"Gateway {snap.state}", style=self.tone_style(STATE_TONES.get(snap.state, Tone.STRONG))
-        )
+        state_tone = STATE_TONES.get(snap.state, Tone.STRONG)
+        text.append(f"Gateway {snap.state}", style=self.tone_style(state_tone))
         text.append(f"   uptime {duration(snap.uptime)}\n\n")
         for label, key in COUNTS:
             text.append(f"  {label:<26}{counts.get(key, 0):>11,}\n")
@@ -57,10 +77,16 @@ class OverviewTab(ConsoleTab, Toned):
         if verdicts:
             text.append("\n  Candidates by verdict\n", style=self.tone_style(Tone.STRONG))
             for verdict, count in verdicts:
-                text.append(
-                    f"    {verdict:<24}", style=self.tone_style(VERDICT_TONES.get(verdict, ""))
-                )
+                tone = VERDICT_TONES.get(verdict, Tone.PLAIN)
+                text.append(f"    {verdict:<24}", style=self.tone_style(tone))
                 text.append(f"{count:>11,}\n")
+        guard = snap.loop_guard
+        lines = [] if guard is None else loop_guard_lines(guard, snap.taken_at)
+        if lines:
+            tone = Tone.ALARM if snap.loop_guard_tripped else Tone.STRONG
+            text.append(f"\n  {lines[0]}\n", style=self.tone_style(tone))
+            for line in lines[1:]:
+                text.append(f"  {line}\n")
         return text
 
     def _show_drain(self, snap: Snapshot) -> None:
@@ -69,18 +95,24 @@ class OverviewTab(ConsoleTab, Toned):
         bar = self.query_one("#drain-bar", ProgressBar)
         detail = self.query_one("#drain-text", Static)
         if drain is None:
-            title.update(Text("No drain has run.", style=self.tone_style(Tone.DIM)))
             bar.display = False
-            detail.update("")
+            self._show_previous(snap, title, detail)
             return
         bar.display = True
         title.update(Text(f"Drain: {drain.phase}", style=self.tone_style(Tone.STRONG)))
         bar.update(total=max(drain.total, 1), progress=drain.finished if drain.total else 1)
-        still = ", ".join(str(s) for s in drain.running[:20]) or "none"
-        detail.update(
-            Text(
-                f"{drain.finished} of {drain.total} finished, {duration(drain.seconds_left)} left\n"
-                f"still running: {still}\n"
-                f"interrupted: {', '.join(str(s) for s in drain.interrupted[:20]) or 'none'}"
-            )
-        )
+        detail.update(Text(drain_lines(drain)))
+
+    def _show_previous(self, snap: Snapshot, title: Label, detail: Static) -> None:
+        """No drain in this run: the last one of the run before, if there was one."""
+        previous = snap.previous_run
+        if previous is None:
+            title.update(Text("No drain has run.", style=self.tone_style(Tone.DIM)))
+            detail.update("")
+            return
+        heading = f"Last drain: previous run (#{previous.run_id})"
+        title.update(Text(heading, style=self.tone_style(Tone.STRONG)))
+        lines = [previous_run_line(previous, snap.taken_at)]
+        if snap.previous_drain is not None:
+            lines.append(drain_lines(snap.previous_drain))
+        detail.update(Text("\n".join(lines)))

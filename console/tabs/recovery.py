@@ -14,7 +14,13 @@ from console import rows
 from console.actions import Tab, tab_bindings
 from console.applicable import candidate_actions, why_not_all
 from console.operations import Request
-from console.recovery_text import describe, detail_fields, explanation, verdict_label
+from console.recovery_text import (
+    describe,
+    detail_fields,
+    explanation,
+    loop_guard_lines,
+    verdict_label,
+)
 from console.safety import clean
 from console.screens.dialogs import InputScreen
 from console.tabs.base import ConsoleTab
@@ -37,6 +43,7 @@ class RecoveryTab(ConsoleTab, Toned):
 
     def compose(self) -> ComposeResult:
         yield Label(id="recovery-title")
+        yield Static(id="loop-guard")
         with Vertical():
             yield KeyedTable(rows.CANDIDATE_COLUMNS, id="candidate-table")
             yield Static(id="candidate-detail", classes="detail-bottom")
@@ -81,6 +88,10 @@ class RecoveryTab(ConsoleTab, Toned):
         if not self.host.read_only:
             title += "   (space marks rows for a bulk action)"
         self.query_one("#recovery-title", Label).update(Text(title))
+        guard = self.query_one("#loop-guard", Static)
+        lines = [] if snap.loop_guard is None else loop_guard_lines(snap.loop_guard, snap.taken_at)
+        guard.display = snap.loop_guard_tripped
+        guard.update(Text("\n".join(lines)))
         self._show_detail()
 
     def _show_detail(self) -> None:
@@ -112,7 +123,10 @@ class RecoveryTab(ConsoleTab, Toned):
                 return "marking is for bulk actions, and this console is read-only"
             return None if self.highlighted() is not None else "nothing is selected"
         if action == "reset_loop_guard":
-            return "not available yet"
+            snap = self.host.snap
+            if snap is None or not snap.loop_guard_tripped:
+                return "the restart-loop guard has not tripped"
+            return None if snap.state == "running" else f"the gateway is {snap.state}"
         state = "stopped" if self.host.snap is None else self.host.snap.state
         allowed = [
             candidate_actions(self._views[key], state)
@@ -182,10 +196,13 @@ class RecoveryTab(ConsoleTab, Toned):
         )
 
     def action_reset_loop_guard(self) -> None:
+        snap = self.host.snap
+        held = () if snap is None or snap.loop_guard is None else snap.loop_guard.held
         self.host.ops.confirm(
             Request("reset-loop-guard"),
-            "Reset the restart-loop guard?",
+            "Reset the restart-loop guard? What it held back resumes now, once each.",
             "Reset",
+            self._describe([str(sid) for sid in held]),
         )
 
     def action_mark(self) -> None:

@@ -46,7 +46,10 @@ class StatusBar(Static):
             banner.append(f"  suspended {counts['suspended']}")
         banner.append(f"  jobs {counts.get('processes', 0)}")
         if snap.loop_guard_tripped:
-            banner.append("  RESTART LOOP: all held ", style=style(self.part("alarm")))
+            held = 0 if snap.loop_guard is None else len(snap.loop_guard.held)
+            banner.append(
+                f"  RESTART LOOP: {held} held, see 3 Recovery ", style=style(self.part("alarm"))
+            )
         if busy:
             banner.append(f"  {busy}… ", style=style(self.part("busy")))
         if read_only:

@@ -160,6 +160,8 @@ class Crashed:
 
     risky: the turn was cut during a `tool` call of unknown effect (ambiguous-tool: held);
     otherwise its clarify question timed out (awaiting-user: pending, waits for the user).
+    unanswered: only the user's message was written (resumable: resumed at the next boot,
+    unless the restart-loop guard holds it).
     suspended: an operator suspended it instead (never resumed automatically)."""
 
     chat_id: str
@@ -168,6 +170,7 @@ class Crashed:
     tool: str = "terminal"
     reason: str = "crash"
     risky: bool = True
+    unanswered: bool = False
     suspended: bool = False
 
 
@@ -183,7 +186,9 @@ async def _write_crashed(
                 SessionKey("loopback", spec.chat_id),
                 Origin("loopback", spec.chat_id, user_name=spec.user_name),
             )
-            if spec.risky:
+            if spec.unanswered:
+                rows = [user(spec.request, now)]
+            elif spec.risky:
                 rows = [
                     user(spec.request, now),
                     asks(call(spec.tool, "t1", command="./deploy.sh"), at=now),
@@ -203,6 +208,13 @@ async def _write_crashed(
     finally:
         await store.close()
     return ids
+
+
+async def write_crashed(
+    state_dir: Path, clock: ManualClock, crashed: Sequence[Crashed]
+) -> list[int]:
+    """Write `crashed` conversations into a stopped gateway's store; their session ids."""
+    return await _write_crashed(state_dir, clock, crashed)
 
 
 async def crashed_gateway(
