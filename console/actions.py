@@ -64,9 +64,12 @@ ACTIONS = (
     ),
     ConsoleAction("sort", "o", "Sort", "Cycle the order: busy first, by id, most recent", False,
                   Tab.SESSIONS),
-    ConsoleAction("approve", "a", "Approve", "Run the held candidate(s) now", True, Tab.RECOVERY),
     ConsoleAction(
-        "clear", "c", "Clear", "Drop the candidate(s): never resumed", True, Tab.RECOVERY
+        "approve", "a", "Approve", "Run the held candidates now (the marked ones, or this one)",
+        True, Tab.RECOVERY,
+    ),
+    ConsoleAction(
+        "clear", "c", "Clear", "Drop the candidates: never resumed", True, Tab.RECOVERY
     ),
     ConsoleAction(
         "force_resume", "f", "Force-resume",

@@ -29,7 +29,8 @@ from gateway_core.config import Config, load_config
 from gateway_core.control import ActionResult
 from gateway_core.gateway import Gateway
 from gateway_core.log_ring import LogRing
-from gateway_core.model import Gate, Origin, SessionKey
+from gateway_core.model import Gate, Origin, RecoveryAction, SessionKey
+from gateway_core.recovery.startup import BootRecovery
 from gateway_core.store import DATABASE_NAME, Store
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,23 @@ def users(adapter: LoopbackAdapter) -> list[asyncio.Task[None]]:
     return tasks
 
 
+def decided(boot: BootRecovery) -> str:
+    """What the recovery pass of a boot did, counted by what happens to each candidate."""
+
+    def count(action: RecoveryAction) -> int:
+        return len(boot.with_action(action))
+
+    parts = [
+        f"{count(RecoveryAction.RESUME)} resumed",
+        f"{count(RecoveryAction.HOLD)} held for an operator",
+        f"{count(RecoveryAction.WAIT)} waiting for their user",
+        f"{count(RecoveryAction.CLEAR)} cleared (finished or stale)",
+    ]
+    if skipped := count(RecoveryAction.SKIP):
+        parts.append(f"{skipped} suspended")
+    return ", ".join(parts)
+
+
 class Demo:
     def __init__(self, state_dir: Path, gate: Gate) -> None:
         self.state_dir = state_dir
@@ -119,11 +137,13 @@ class Demo:
         """Interrupt everything as a crash would, add crashed conversations of every verdict,
         and boot again: the recovery pass decides, the console shows it."""
         round_ = next(self._restarts)
-        await self.gateway.stop(0)
+        report = await self.gateway.stop(0)
         now = self.gateway.clock.now()
         async with await Store.open(
             self.state_dir / DATABASE_NAME, clock=self.gateway.clock
         ) as store:
+            # stop(0) marked the turns it cut "drain-timeout"; this stands for a crash.
+            await store.recovery.mark_many(list(report.interrupted), "crash")
             for scene in scenes(now):
                 name = f"{scene.user}-{round_}"
                 origin = Origin("loopback", name, user_name=name) if scene.origin else None
@@ -134,10 +154,7 @@ class Demo:
                 else:
                     await store.recovery.mark(session.id, "crash")
         boot = await self.gateway.start()
-        return ActionResult(
-            True,
-            f"restarted as run {boot.run.id}: {len(boot.candidates)} candidate(s) decided",
-        )
+        return ActionResult(True, f"restarted as run {boot.run.id}: {decided(boot)}")
 
 
 async def run_demo(gate: Gate, state_dir: Path | None, *, read_only: bool, mouse: bool) -> int:

@@ -20,6 +20,7 @@ from console.durations import duration
 from console.recovery_text import explanation, verdict_label
 from console.rows import display_key
 from console.safety import clean
+from console.words import plural
 from gateway_core.model import SessionKey
 from gateway_core.snapshot import CandidateView, Snapshot, tail_age
 from gateway_core.wire import decode_result, decode_snapshot
@@ -131,7 +132,7 @@ def _print_candidates(snap: Snapshot, as_json: bool) -> None:
     if as_json:
         print(json.dumps([candidate_json(c, snap.taken_at) for c in candidates], sort_keys=True))
         return
-    table = Table(title=f"{len(candidates)} recovery candidate(s)")
+    table = Table(title=plural(len(candidates), "recovery candidate"))
     for column in ("id", "session", "verdict", "state", "reason", "tail age", "explanation"):
         table.add_column(column)
     for c in candidates:

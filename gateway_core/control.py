@@ -235,7 +235,9 @@ class Control:
         resumed = len(boot.with_action(RecoveryAction.RESUME))
         held = len(boot.with_action(RecoveryAction.HOLD))
         return ActionResult(
-            True, f"restarted as run {boot.run.id}: {resumed} turn(s) resumed, {held} held"
+            True,
+            f"restarted as run {boot.run.id}: {plural(resumed, 'turn')} resumed, "
+            f"{held} held for an operator",
         )
 
     # -- by name (the console, the socket and the CLI) -----------------------------------
@@ -379,9 +381,10 @@ def _valid_timeout(seconds: float) -> bool:
 def _describe(report: DrainReport) -> str:
     if report.clean:
         return (
-            f"drained cleanly in {report.seconds:.1f} s ({len(report.finished)} turn(s) finished)"
+            f"drained cleanly in {report.seconds:.1f} s "
+            f"({plural(len(report.finished), 'turn')} finished)"
         )
     return (
-        f"drained in {report.seconds:.1f} s: {len(report.finished)} finished, "
+        f"drained in {report.seconds:.1f} s: {plural(len(report.finished), 'turn')} finished, "
         f"{len(report.interrupted)} interrupted and left for recovery"
     )

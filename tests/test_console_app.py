@@ -139,7 +139,7 @@ async def test_a_mutating_key_opens_a_confirmation_and_a_lone_enter_changes_noth
         assert any(case.title in text for text in shown_texts(app))
         target = expected_target(busy, case.action)
         if target is not None:
-            assert "1 target(s):" in shown_texts(app)
+            assert "1 target:" in shown_texts(app)
             assert lists_targets(app, target), dialog_targets(app)
         if case.dialog is ConfirmScreen:
             focused = app.focused
@@ -385,7 +385,7 @@ async def test_marking_two_candidates_approves_both_after_one_confirmation(busy:
 
         await open_dialog(app, pilot, "a")
         assert isinstance(app.screen, ConfirmScreen)
-        assert "2 target(s):" in shown_texts(app)
+        assert "2 targets:" in shown_texts(app)
         assert lists_targets(
             app,
             (f"  • {busy.ada}: loopback:ada", "(ambiguous-tool)"),

@@ -92,3 +92,17 @@ async def test_after_a_restart_every_stored_session_is_listed_counted_and_search
             "bob's transcript from the store",
         )
         assert "You said: hello" in static_text(app, "#transcript")
+
+
+async def test_the_transcript_pane_counts_its_rows_in_words(running: Running) -> None:
+    await say_hello(running, "ada")
+    (lane,) = running.gateway.lanes.all()
+    async with open_console(running.gateway) as (app, pilot):
+        await show_tab(app, pilot, "2", "sessions")
+        await wait_until(
+            pilot,
+            lambda: static_text(app, "#transcript").startswith(f"Session {lane.session.id}"),
+            "the transcript",
+        )
+        title = static_text(app, "#transcript").split("\n")[0]
+        assert title == f"Session {lane.session.id}: 2 rows"

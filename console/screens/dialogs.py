@@ -17,6 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from console.safety import clean
+from console.words import plural
 
 MAX_TARGETS_SHOWN = 12
 
@@ -67,7 +68,7 @@ class ConfirmScreen(_Dialog):
         with Vertical(classes="dialog"):
             yield Label(Text(self._title), classes="dialog-title")
             if self._targets:
-                yield Label(Text(f"{len(self._targets)} target(s):"))
+                yield Label(Text(plural(len(self._targets), "target") + ":"))
                 yield Static(_targets_text(self._targets), classes="dialog-targets")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel", variant="primary")
@@ -107,7 +108,7 @@ class InputScreen(_Dialog):
         with Vertical(classes="dialog"):
             yield Label(Text(self._title), classes="dialog-title")
             if self._targets:
-                yield Label(Text(f"{len(self._targets)} target(s):"))
+                yield Label(Text(plural(len(self._targets), "target") + ":"))
                 yield Static(_targets_text(self._targets), classes="dialog-targets")
             yield Label(Text(self._prompt))
             yield Input(value=self._value, id="answer", type="number" if self._number else "text")

@@ -23,6 +23,7 @@ from console.safety import clean
 from console.tabs.base import ConsoleTab
 from console.tones import TONE_CLASSES, Tone, Toned
 from console.widgets.keyed_table import KeyedTable
+from console.words import plural
 from gateway_core.snapshot import SessionQuery, SessionView, Snapshot
 
 MAX_SESSION_ROWS = 200  # each shown row costs paint and diff time every tick: past this, filter
@@ -112,7 +113,8 @@ class SessionsTab(ConsoleTab, Toned):
             return
         text = Text()
         text.append(
-            f"Session {session_id}: last {len(messages)} rows\n", style=self.tone_style(Tone.STRONG)
+            f"Session {session_id}: {plural(len(messages), 'row')}\n",
+            style=self.tone_style(Tone.STRONG),
         )
         for message in messages:
             label = message.role if message.kind == "text" else f"{message.role}/{message.kind}"

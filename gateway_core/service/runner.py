@@ -27,6 +27,7 @@ from gateway_core.log_ring import LogRing
 from gateway_core.service.control_server import ControlServer
 from gateway_core.service.sdnotify import SystemdNotifier, watchdog_interval, watchdog_loop
 from gateway_core.service.state_lock import StateLock
+from gateway_core.words import plural
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,16 @@ class GatewayService:
         """Headless restart: drain, then exit 75 for the service manager to start us again."""
         self.exit_code = EXIT_RESTART
         report = await self.gateway.stop(timeout)
-        how = "cleanly" if report.clean else f"{len(report.interrupted)} turn(s) left for recovery"
-        return f"drained {how}; exiting {EXIT_RESTART} so the service manager starts it again"
+        how = (
+            "drained cleanly"
+            if report.clean
+            else f"drained; {plural(len(report.interrupted), 'turn')} interrupted and left for "
+            "recovery"
+        )
+        return (
+            f"{how}; exiting with code {EXIT_RESTART} so the service manager starts the "
+            "gateway again"
+        )
 
     async def wait(self) -> int:
         """Until the gateway stopped (a signal, or drain/restart over the socket)."""
