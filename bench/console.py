@@ -236,7 +236,7 @@ class MeasuredConsole(ConsoleApp):
 
     async def next_ticks(self, count: int) -> None:
         """Wait until `count` more ticks have run (bounded: a stuck console fails the run)."""
-        async with asyncio.timeout(count * self._refresh_every * 5 + 10):
+        async with asyncio.timeout(count * self.refresh_every * 5 + 10):
             for _ in range(count):
                 self._ticked.clear()
                 await self._ticked.wait()

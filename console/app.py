@@ -76,7 +76,7 @@ class ConsoleApp(App[str]):
         self.backend = backend
         self.attached = attached  # over the socket: leaving never stops the gateway
         self.read_only = backend.read_only
-        self._refresh_every = refresh_every
+        self.refresh_every = refresh_every
         self.snap: Snapshot | None = None
         self._ops = Operations(self, backend, self.tick, demo_restart)
         self._offered: frozenset[str] = frozenset()
@@ -96,7 +96,7 @@ class ConsoleApp(App[str]):
 
     async def on_mount(self) -> None:
         await self.tick()
-        self.set_interval(self._refresh_every, self.tick, name="refresh")
+        self.set_interval(self.refresh_every, self.tick, name="refresh")
 
     def tab(self, tab: Tab | str) -> ConsoleTab:
         return self.query_one(f"#{tab}", ConsoleTab)

@@ -22,6 +22,7 @@ class ConsoleHost(Protocol):
     backend: Backend
     snap: Snapshot | None
     read_only: bool
+    refresh_every: float
 
     @property
     def ops(self) -> Operations: ...

@@ -16,13 +16,15 @@ from pathlib import Path
 import pytest
 from textual import events
 from textual.command import CommandPalette
-from textual.widgets import Button, Input, Log
+from textual.widgets import Button, Input
 
 from console.actions import ACTIONS
 from console.app import ConsoleApp
 from console.backend import InProcessBackend
 from console.safety import clean
-from console.screens.dialogs import ConfirmScreen, InputScreen, LeaveScreen, TextScreen
+from console.screens.dialogs import ConfirmScreen, InputScreen, LeaveScreen
+from console.screens.log_view import LogScreen
+from console.widgets.follow_log import FollowLog
 from gateway_core.clock import ManualClock
 from gateway_core.events import TurnFinished
 from gateway_core.log_ring import LogRing
@@ -696,8 +698,10 @@ async def test_hostile_text_is_shown_inert_in_every_widget(
         assert shows(cell(app, "#process-table", job.id, "last"), hostile)
         inert()
         await pilot.press("l")
-        await wait_until(pilot, lambda: isinstance(app.screen, TextScreen), "the job's log")
-        assert shows(static_text(app, ".dialog-text"), hostile)
+        await wait_until(pilot, lambda: isinstance(app.screen, LogScreen), "the job's log")
+        job_log = app.screen.query_one(FollowLog)
+        await wait_until(pilot, lambda: bool(job_log.lines), "the job's lines")
+        assert shows("".join(job_log.plain_lines).rstrip(), hostile)
         inert()
         await pilot.press("escape")
         await closed(app, pilot)
@@ -708,9 +712,9 @@ async def test_hostile_text_is_shown_inert_in_every_widget(
         await show_tab(app, pilot, "6", "audit")
         detail = f"{hostile} | {entry.detail}"
         assert shows(cell(app, "#audit-table", str(entry.id), "detail"), detail)
-        log_pane = app.query_one("#log", Log)
+        log_pane = app.query_one("#log", FollowLog)
         await wait_until(pilot, lambda: len(log_pane.lines) == 1, "the log line")
-        assert shows(log_pane.lines[0], ring.tail()[0])
+        assert shows(log_pane.plain_lines[0].rstrip(), ring.tail()[0])
         inert()
     assert app.return_value is None
 
@@ -762,9 +766,9 @@ async def test_the_log_pane_shows_new_lines_after_the_ring_is_full(running: Runn
         ring.emit(logging.makeLogRecord({"name": "old", "msg": f"line {number}"}))
     async with open_console(running.gateway, log=ring) as (app, pilot):
         await show_tab(app, pilot, "6", "audit")
-        log_pane = app.query_one("#log", Log)
-        assert log_pane.lines[-1].endswith("old: line 499")
+        log_pane = app.query_one("#log", FollowLog)
+        assert log_pane.plain_lines[-1].rstrip().endswith("old: line 499")
         ring.emit(logging.makeLogRecord({"name": "new", "msg": "the newest line"}))
         await app.tick()
         await pilot.pause()
-        assert log_pane.lines[-1].endswith("new: the newest line")
+        assert log_pane.plain_lines[-1].rstrip().endswith("new: the newest line")

@@ -184,24 +184,3 @@ class LeaveScreen(_Dialog):
 
     def pressed(self, button: str) -> None:
         self.dismiss(None if button == "cancel" else button)
-
-
-class TextScreen(_Dialog):
-    """A read-only page of untrusted lines (a job's log tail)."""
-
-    BINDINGS = [Binding("escape,q,enter", "cancel", "Close")]
-
-    def __init__(self, title: str, lines: Sequence[str]) -> None:
-        super().__init__()
-        self._title, self._lines = title, lines
-
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog dialog-wide"):
-            yield Label(Text(clean(self._title, 100)), classes="dialog-title")
-            body = "\n".join(clean(line, 400) for line in self._lines) or "(no output)"
-            yield Static(Text(body), classes="dialog-text")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Close", id="cancel", variant="primary")
-
-    def on_mount(self) -> None:
-        self.query_one("#cancel", Button).focus()

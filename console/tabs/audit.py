@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.widgets import Label, Log
+from textual.widgets import Label
 
 from console import rows
 from console.actions import Tab
 from console.safety import clean
 from console.tabs.base import ConsoleTab
+from console.widgets.follow_log import FollowLog
 from console.widgets.keyed_table import KeyedTable
 from gateway_core.snapshot import Snapshot
 
@@ -25,7 +26,7 @@ class AuditTab(ConsoleTab):
     def compose(self) -> ComposeResult:
         yield Label(Text("Operator actions, newest first; the gateway log below"))
         yield KeyedTable(rows.AUDIT_COLUMNS, id="audit-table")
-        yield Log(id="log", max_lines=500, auto_scroll=True)
+        yield FollowLog(id="log", max_lines=500)
 
     @property
     def table(self) -> KeyedTable:
@@ -43,7 +44,5 @@ class AuditTab(ConsoleTab):
             self.table.apply([(str(e.id), rows.audit_row(e, snap.taken_at)) for e in entries])
         lines = await backend.log_tail(500)
         if lines != self._log_shown:  # compared by content: a full ring stays 500 lines long
-            pane = self.query_one("#log", Log)
-            pane.clear()
-            pane.write_lines([clean(line, 400) for line in lines])
+            self.query_one("#log", FollowLog).replace([Text(clean(line, 400)) for line in lines])
             self._log_shown = lines

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Label
 
@@ -11,10 +10,12 @@ from console import rows
 from console.actions import Tab, tab_bindings
 from console.applicable import process_actions, why_not_all
 from console.operations import Request
-from console.screens.dialogs import TextScreen
+from console.screens.log_view import LogScreen
 from console.tabs.base import ConsoleTab
 from console.widgets.keyed_table import KeyedTable
 from gateway_core.snapshot import ProcessView, Snapshot
+
+LOG_LINES = 2000  # the tail a job's log view reads (the gateway keeps a bounded tail)
 
 
 class ProcessesTab(ConsoleTab):
@@ -68,10 +69,14 @@ class ProcessesTab(ConsoleTab):
             [f"{view.process_id}: {view.command}"],
         )
 
-    @work(group="log")
-    async def action_show_log(self) -> None:
+    def action_show_log(self) -> None:
         view = self.highlighted()
         if view is None:
             return
-        lines = await self.host.backend.process_log(view.process_id, 200)
-        await self.app.push_screen(TextScreen(f"Output of {view.process_id}", lines))
+        backend, job = self.host.backend, view.process_id
+
+        async def load() -> list[str]:
+            return await backend.process_log(job, LOG_LINES)
+
+        title = f"Output of {job}: {view.command}"
+        self.app.push_screen(LogScreen(title, load, self.host.refresh_every))

@@ -10,7 +10,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Horizontal, VerticalScroll
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import DataTable, Input, Label, Static
@@ -59,13 +59,15 @@ class SessionsTab(ConsoleTab, Toned):
         self.filter_text = ""
         self._sort = 0
         self._views: dict[str, SessionView] = {}
+        self._transcript_of: int | None = None
 
     def compose(self) -> ComposeResult:
         yield Label(id="sessions-title")
         yield FilterInput(placeholder="filter: chat, topic or user", id="session-filter")
-        with Horizontal():
+        with Horizontal(id="sessions-body"):
             yield KeyedTable(rows.SESSION_COLUMNS, id="session-table")
-            yield Static(id="transcript", classes="detail")
+            with VerticalScroll(id="transcript-scroll", classes="detail"):
+                yield Static(id="transcript")
 
     def on_mount(self) -> None:
         self.query_one("#session-filter", Input).display = False
@@ -125,7 +127,14 @@ class SessionsTab(ConsoleTab, Toned):
                 body = " ".join(f"{c.name}({c.arguments})" for c in message.tool_calls)
             text.append(clean(body, 240) + "\n")
         with contextlib.suppress(NoMatches):  # the app may be closing meanwhile
+            pane = self.query_one("#transcript-scroll", VerticalScroll)
+            # The newest rows are at the bottom: follow them, unless the reader scrolled up
+            # in this same session's transcript.
+            follow = session_id != self._transcript_of or pane.scroll_y >= pane.max_scroll_y
+            self._transcript_of = session_id
             self.query_one("#transcript", Static).update(text)
+            if follow:
+                pane.call_after_refresh(pane.scroll_end, animate=False)
 
     # -- the filter -----------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from textual.command import CommandList
 from textual.content import Content
 from textual.pilot import Pilot
 from textual.widget import Widget
-from textual.widgets import Button, DataTable, Input, Label, Log, Static
+from textual.widgets import Button, DataTable, Input, Label, Log, RichLog, Static
 
 from console.app import ConsoleApp
 from console.backend import InProcessBackend
@@ -111,6 +111,8 @@ def widget_text(widget: Widget) -> list[str]:
         return cells + [_plain(column.label) for column in widget.columns.values()]
     if isinstance(widget, Log):
         return list(widget.lines)
+    if isinstance(widget, RichLog):
+        return [strip.text for strip in widget.lines]
     if isinstance(widget, Input):
         return [widget.value]
     if isinstance(widget, Button):
