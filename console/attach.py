@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from gateway_core.control import ActionResult
+from gateway_core.log_ring import LogEntry
 from gateway_core.model import AuditEntry, Message
 from gateway_core.snapshot import SessionQuery, Snapshot
 from gateway_core.wire import (
     decode_audit,
+    decode_log_entry,
     decode_message,
     decode_result,
     decode_snapshot,
@@ -144,6 +146,10 @@ class SocketBackend:
 
     async def log_tail(self, limit: int = 200) -> list[str]:
         return [str(line) for line in await self._client.request("log_tail", limit=limit)]
+
+    async def log_entries(self, after: int = 0, limit: int = 500) -> list[LogEntry]:
+        rows = await self._client.request("log_entries", after=after, limit=limit)
+        return [decode_log_entry(row) for row in rows]
 
     async def act(
         self,

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from gateway_core.control import ActionResult, Control, current_os_user
 from gateway_core.gateway import Gateway
-from gateway_core.log_ring import LogRing
+from gateway_core.log_ring import LogEntry, LogRing
 from gateway_core.model import AuditEntry, Message
 from gateway_core.runtime import GatewayState
 from gateway_core.session_listing import snapshot_with_stored_sessions
@@ -35,6 +35,10 @@ class Backend(Protocol):
     async def audit_tail(self, limit: int = 100) -> list[AuditEntry]: ...
 
     async def log_tail(self, limit: int = 200) -> list[str]: ...
+
+    async def log_entries(self, after: int = 0, limit: int = 500) -> list[LogEntry]:
+        """The gateway log's records numbered above `after` (the newest `limit`)."""
+        ...
 
     async def act(
         self,
@@ -85,6 +89,9 @@ class InProcessBackend:
 
     async def log_tail(self, limit: int = 200) -> list[str]:
         return [] if self._log is None else self._log.tail(limit)
+
+    async def log_entries(self, after: int = 0, limit: int = 500) -> list[LogEntry]:
+        return [] if self._log is None else self._log.entries(after, limit)
 
     async def act(
         self,

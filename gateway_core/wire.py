@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from gateway_core.control import ActionResult
 from gateway_core.events import DrainProgress
+from gateway_core.log_ring import LogEntry
 from gateway_core.model import AuditEntry, Message, ToolCall
 from gateway_core.notifiers import NotifierView
 from gateway_core.snapshot import (
@@ -93,6 +94,10 @@ def decode_snapshot(data: object) -> Snapshot:
 def decode_message(data: object) -> Message:
     calls = tuple(_build(ToolCall, c) for c in _items(data, "tool_calls"))
     return _build(Message, data, tool_calls=calls)
+
+
+def decode_log_entry(data: object) -> LogEntry:
+    return _build(LogEntry, data)
 
 
 def decode_audit(data: object) -> AuditEntry:

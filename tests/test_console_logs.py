@@ -6,13 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from pathlib import Path
 
 from textual.widget import Widget
 
 from console.app import ConsoleApp
+from console.attach import ControlClient, SocketBackend
 from console.screens.log_view import LogScreen
 from console.widgets.follow_log import FollowLog
+from gateway_core.clock import ManualClock
+from gateway_core.events import NotifierFired, TurnFinished
 from gateway_core.log_ring import LogRing
+from gateway_core.service.control_server import ControlServer
+from gateway_core.service.runner import log_event
 from tests.support.console_fixtures import Busy
 from tests.support.console_pilot import (
     ConsolePilot,
@@ -138,3 +145,82 @@ async def test_the_log_pane_shows_the_newest_line_and_keeps_its_place(
         await app.tick()
         await pilot.pause()
         assert log.scroll_y == 0 and "new line 2" in log.plain_lines[-1]
+
+
+# -- item 13: the log pane shows time, level, event, session and a readable message ----------
+
+
+async def test_the_log_pane_shows_time_level_event_session_and_a_readable_message(
+    running: Running, clock: ManualClock
+) -> None:
+    ring = LogRing()
+    service_log = logging.getLogger("gateway_core.service.runner")
+    service_log.addHandler(ring)
+    service_log.setLevel(logging.INFO)
+    try:
+        log_event(
+            TurnFinished(clock.now(), 7, 3, "completed", 0.0013629029999719933), "loopback:ada:-"
+        )
+        log_event(NotifierFired(clock.now(), 7, 3, 2, False), "loopback:ada:-")
+    finally:
+        service_log.removeHandler(ring)
+    async with open_console(running.gateway, log=ring) as (app, pilot):
+        await show_tab(app, pilot, "6", "audit")
+        log = app.query_one("#log", FollowLog)
+        await wait_until(pilot, lambda: len(log.lines) == 2, "the two lines")
+        finished, fired = (line.rstrip() for line in log.plain_lines)
+        stamp = time.strftime("%H:%M:%S", time.localtime(ring.entries()[0].at))
+        assert finished.split() == [
+            stamp,
+            "INFO",
+            "TurnFinished",
+            "loopback:ada",
+            "generation=3",
+            "outcome=completed",
+            "seconds=0.0014",
+        ]
+        assert fired.split()[1:] == [
+            "INFO",
+            "NotifierFired",
+            "loopback:ada",
+            "generation=3",
+            "count=2",
+            "edited=False",
+        ]
+        assert finished.index("loopback") == fired.index("loopback")  # in columns
+
+
+async def test_an_attached_console_shows_the_same_log_lines(
+    running: Running, tmp_path: Path
+) -> None:
+    ring = LogRing()
+    server = ControlServer(running.gateway, tmp_path / "control.sock", log_ring=ring)
+    await server.start()
+    try:
+        logging.getLogger("gateway_core.demo").addHandler(ring)
+        logging.getLogger("gateway_core.demo").warning(
+            "reply %s not sent", 12, extra={"event": "delivery_failed", "session": "tg:1:-"}
+        )
+        client = await ControlClient.connect(server.path)
+        try:
+            entries = await SocketBackend(client).log_entries(0, 10)
+        finally:
+            await client.close()
+    finally:
+        logging.getLogger("gateway_core.demo").removeHandler(ring)
+        await server.close()
+    (entry,) = entries
+    assert (entry.level, entry.event, entry.session, entry.message) == (
+        "WARNING",
+        "delivery_failed",
+        "tg:1:-",
+        "reply 12 not sent",
+    )
+    assert entry == ring.entries()[0]
+
+
+def test_the_log_ring_redacts_its_entries_like_its_lines() -> None:
+    ring = LogRing(redact=lambda text: text.replace("s3cret", "***"))
+    ring.emit(logging.makeLogRecord({"name": "x", "msg": "token s3cret", "levelname": "INFO"}))
+    assert ring.entries()[0].message == "token ***"
+    assert ring.tail()[0].endswith("token ***")

@@ -10,7 +10,8 @@ Protocol, one JSON object per line each way:
     <- {"id": 9, "ok": false, "error": "unknown op 'x'"}
 
 ops: hello, snapshot, transcript (session_id, limit), process_log (process_id, limit),
-audit (limit), log_tail (limit), act (action, targets, reason, timeout), subscribe.
+audit (limit), log_tail (limit), log_entries (after, limit), act (action, targets, reason,
+timeout), subscribe.
 
 Who acts is the connecting process's OS user, from the socket's peer credentials (never what
 the client claims); a peer of another user is refused (the 0600 mode already keeps them out
@@ -337,6 +338,14 @@ class _Connection:
         ring = self._server._ring
         return [] if ring is None else ring.tail(_limit(request, 200))
 
+    async def _log_entries(self, request: dict[str, Any]) -> object:
+        """{"after": seq, "limit": n}: the log's records numbered above `after`."""
+        ring = self._server._ring
+        after = request.get("after", 0)
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise _BadRequest("after must be a non-negative integer")
+        return [] if ring is None else encode(ring.entries(after, _limit(request, 500)))
+
     async def _act(self, request: dict[str, Any]) -> object:
         action = request.get("action")
         targets = request.get("targets") or []
@@ -389,6 +398,7 @@ _OPS: dict[str, Op] = {
     "process_log": _Connection._process_log,
     "audit": _Connection._audit,
     "log_tail": _Connection._log_tail,
+    "log_entries": _Connection._log_entries,
     "act": _Connection._act,
     "subscribe": _Connection._subscribe,
 }

@@ -180,26 +180,36 @@ class GatewayService:
             await gateway.clock.sleep(EXTEND_EVERY)
 
     def _log_event(self, event: Event) -> None:
-        fields: dict[str, object] = {"event": type(event).__name__}
         session_id = getattr(event, "session_id", None)
-        if isinstance(session_id, int):
-            fields["session"] = self._session_key(session_id)
-        detail = {
-            key: value
-            for key, value in vars_of(event).items()
-            if key not in ("at", "session_id") and not isinstance(value, tuple | list)
-        }
-        if isinstance(event, DrainProgress):
-            detail["running"] = len(event.running)
-        log.info(
-            " ".join(f"{k}={v}" for k, v in detail.items()) or type(event).__name__,
-            extra=fields,
-        )
+        log_event(event, self._session_key(session_id) if isinstance(session_id, int) else None)
 
     def _session_key(self, session_id: int) -> str:
         lanes = getattr(self.gateway, "lanes", None)  # set up by the gateway's first start
         lane = None if lanes is None else lanes.find(session_id)
         return str(session_id) if lane is None else str(lane.session.key)
+
+
+def log_event(event: Event, session: str | None) -> None:
+    """One log line for a gateway event: its name and session as fields, the rest readable
+    in the message (key=value, seconds rounded to what a person reads)."""
+    fields: dict[str, object] = {"event": type(event).__name__}
+    if session is not None:
+        fields["session"] = session
+    detail = {
+        key: _readable(value)
+        for key, value in vars_of(event).items()
+        if key not in ("at", "session_id") and not isinstance(value, tuple | list)
+    }
+    if isinstance(event, DrainProgress):
+        detail["running"] = len(event.running)
+    log.info(" ".join(f"{k}={v}" for k, v in detail.items()) or type(event).__name__, extra=fields)
+
+
+def _readable(value: object) -> object:
+    """Floats as a person reads them (41.23, 0.0014), not 0.0013629029999719933."""
+    if not isinstance(value, float):
+        return value
+    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.2g}"
 
 
 def vars_of(event: Event) -> dict[str, object]:

@@ -25,6 +25,7 @@ from textual.widgets import Input
 
 from gateway_core.control import ActionResult
 from gateway_core.events import DrainProgress
+from gateway_core.log_ring import LogEntry
 from gateway_core.model import AuditEntry, Message, MessageKind, Role, ToolCall
 from gateway_core.notifiers import NotifierView
 from gateway_core.snapshot import (
@@ -532,6 +533,22 @@ AUDIT: tuple[AuditEntry, ...] = (
     AuditEntry(10, TAKEN_AT - 2 * HOUR - 90, "operator", "quiet", (), None, "ok", None),
 )
 
+LOG_ENTRIES = [
+    LogEntry(1, TAKEN_AT - 60, "INFO", "gateway_core.service.runner", "DrainProgress", None,
+             "phase=waiting total=7 finished=0 seconds_left=60 running=7"),
+    LogEntry(2, TAKEN_AT - 48, "INFO", "gateway_core.service.runner", "TurnFinished",
+             "telegram:777:-", "generation=5 outcome=completed seconds=41.23"),
+    LogEntry(3, TAKEN_AT - 40, "INFO", "gateway_core.service.runner", "TurnFinished",
+             "telegram:5550001:-", "generation=6 outcome=completed seconds=3.91"),
+    LogEntry(4, TAKEN_AT - 25, "WARNING", "gateway_core.adapters.telegram", None,
+             "telegram:6123987:-", "sendMessage 429: retrying in 3 s"),
+    LogEntry(5, TAKEN_AT - 18, "INFO", "gateway_core.service.runner", "MessageReceived",
+             "loopback:mallory:-", f"text={HOSTILE_TEXT}"),
+    LogEntry(6, TAKEN_AT - 9, "INFO", "gateway_core.service.runner", "WatchMatched",
+             "telegram:-1001234567890:7", "process_id=proc_2b8d41e0aa17 pattern=ERROR"),
+    LogEntry(7, TAKEN_AT - 1, "INFO", "gateway_core.service.runner", "NotifierFired",
+             "telegram:8881234:-", "generation=3 count=21 edited=True"),
+]  # fmt: skip
 LOG_LINES = [
     "2025-10-09 08:52:20,114 INFO gateway_core.gateway drain started: 7 turns running, 60 s",
     "2025-10-09 08:52:31,902 INFO gateway_core.lanes turn 110/5 completed in 41.2 s",
@@ -578,6 +595,9 @@ class StaticBackend:
 
     async def log_tail(self, limit: int = 200) -> list[str]:
         return LOG_LINES[-limit:]
+
+    async def log_entries(self, after: int = 0, limit: int = 500) -> list[LogEntry]:
+        return [e for e in LOG_ENTRIES if e.seq > after][-limit:]
 
     async def act(
         self,
