@@ -15,6 +15,7 @@ from functools import partial
 from pathlib import Path
 
 from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent
@@ -27,6 +28,7 @@ from console.host import PaletteEntry
 from console.operations import Operations, Request
 from console.safety import clean
 from console.screens.dialogs import InputScreen, LeaveScreen
+from console.screens.help import HelpLine, HelpScreen
 from console.tabs.audit import AuditTab
 from console.tabs.base import ConsoleTab
 from console.tabs.overview import OverviewTab
@@ -159,8 +161,6 @@ class ConsoleApp(App[str]):
 
     def why_not(self, action: str) -> str | None:
         """Why an action of the app's own does not apply now."""
-        if action == "help":
-            return "not available yet"
         if action in ("help", "leave"):
             return None
         if self.snap is None:
@@ -246,7 +246,22 @@ class ConsoleApp(App[str]):
         )
 
     def action_help(self) -> None:
-        pass
+        tab = self.tab(self.active_tab)
+        here, everywhere = [], []
+        for action in ACTIONS:
+            if action.demo_only and not self._ops.demo:
+                continue
+            if action.tab is None:
+                why = self.refusal(action) or self.why_not(action.name)
+                everywhere.append(self._help_line(action, why))
+            elif action.tab == self.active_tab:
+                why = self.refusal(action) or tab.why_not(action.name)
+                here.append(self._help_line(action, why))
+        self.push_screen(HelpScreen(TAB_TITLES[Tab(self.active_tab)], here, everywhere))
+
+    def _help_line(self, action: ConsoleAction, why_not: str | None) -> HelpLine:
+        key = self.get_key_display(Binding(action.keys, action.name))
+        return HelpLine(key, action.title, action.help, why_not)
 
     async def action_quit(self) -> None:
         """Textual's own Quit (the palette's) is a way of leaving like any other."""

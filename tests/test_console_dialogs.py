@@ -6,8 +6,10 @@ from __future__ import annotations
 from textual.command import CommandPalette
 from textual.widgets import Button, Input, Static
 
+from console.actions import ACTIONS, Tab
 from console.app import ConsoleApp
 from console.screens.dialogs import ConfirmScreen, InputScreen, LeaveScreen
+from console.screens.help import HelpScreen
 from console.tabs.recovery import RecoveryTab
 from tests.support.console_fixtures import Busy
 from tests.support.console_pilot import (
@@ -178,3 +180,31 @@ async def test_a_read_only_console_offers_no_marking(busy: Busy) -> None:
         await pilot.press("space")
         await pilot.pause()
         assert app.query_one(RecoveryTab).marked == set()
+
+
+# -- item 12: ? shows the keys of this tab, from the same table as the footer ------------------
+
+
+async def test_help_lists_this_tabs_keys_and_the_global_ones(busy: Busy) -> None:
+    async with open_console(busy.gateway) as (app, pilot):
+        await show_tab(app, pilot, "3", "recovery")
+        await pilot.press("question_mark")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), "the help screen")
+        text = "\n".join(shown_texts(app))
+        assert "Recovery" in text
+        for action in ACTIONS:
+            if action.tab in (Tab.RECOVERY, None) and not action.demo_only:
+                assert action.help in text, action.name
+            elif action.tab is not None:
+                assert action.help not in text, action.name  # another tab's
+        assert "not now" in text  # the reset applies only after the guard tripped
+        await pilot.press("escape")
+        await closed(app, pilot)
+        await show_tab(app, pilot, "2", "sessions")
+        await pilot.press("question_mark")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), "the help screen")
+        text = "\n".join(shown_texts(app))
+        assert "Cancel the highlighted session's running turn" in text
+        assert "Run the held candidates" not in text
+        await pilot.press("q")
+        await closed(app, pilot)

@@ -24,6 +24,7 @@ from textual.widgets import Static
 
 from console.app import ConsoleApp
 from console.screens.dialogs import ConfirmScreen, InputScreen, LeaveScreen
+from console.screens.help import HelpScreen
 from console.tabs.recovery import RecoveryTab
 from tests.support.console_data import BY_SCREEN, SIZE, ActCall, show, static_backend
 
@@ -139,5 +140,11 @@ def test_leave_dialog(snap_compare: SnapCompare) -> None:
 def test_read_only_hides_every_mutating_key(snap_compare: SnapCompare) -> None:
     matched, seen = picture(snap_compare, "read_only")
     assert "READ-ONLY" in seen.banner
-    assert seen.keys == {"leave"}  # the footer: looking and leaving only
+    assert seen.keys == {"help", "leave"}  # the footer: looking and leaving only
+    assert matched
+
+
+def test_help_lists_the_keys_of_the_tab(snap_compare: SnapCompare) -> None:
+    matched, seen = picture(snap_compare, "help")
+    assert isinstance(seen.screen, HelpScreen)
     assert matched

@@ -651,6 +651,7 @@ SCREENS: tuple[Screen, ...] = (
     ),
     Screen("force_resume", ("3", "down", "f"), "Force-resume asks for a reason", drain=False),
     Screen("leave", ("q",), "Leaving: detach, or drain and stop"),
+    Screen("help", ("3", "question_mark"), "Help: the keys of the recovery tab", drain=False),
     Screen("read_only", ("3",), "Read-only: no mutating keys", read_only=True, drain=False),
 )
 BY_SCREEN = {screen.name: screen for screen in SCREENS}
