@@ -18,7 +18,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import Footer, TabbedContent
+from textual.widgets import TabbedContent
 
 from console.actions import ACTIONS, BY_NAME, TAB_TITLES, TABS, ConsoleAction, Tab, app_bindings
 from console.applicable import gateway_actions
@@ -36,6 +36,7 @@ from console.tabs.processes import ProcessesTab
 from console.tabs.recovery import RecoveryTab
 from console.tabs.sessions import SessionsTab
 from console.tabs.timers import TimersTab
+from console.widgets.key_bar import KeyBar
 from console.widgets.status_bar import StatusBar
 from gateway_core.control import ActionResult
 from gateway_core.snapshot import Snapshot
@@ -94,7 +95,7 @@ class ConsoleApp(App[str]):
         with TabbedContent(id="tabs", initial=Tab.OVERVIEW.value):
             for tab in TAB_CLASSES:
                 yield tab()
-        yield Footer()
+        yield KeyBar()
 
     async def on_mount(self) -> None:
         await self.tick()

@@ -102,3 +102,16 @@ def loop_guard_lines(guard: LoopGuardView, now: float) -> list[str]:
         "To leave it: approve the held rows one by one (a), or reset the guard (r): what it "
         "held back resumes now, once each. Both are audited.",
     ]
+
+
+def loop_guard_summary(guard: LoopGuardView) -> list[str]:
+    """The same, in two lines for the recovery tab (the overview has the whole story)."""
+    if not guard.active:
+        return []
+    return [
+        f"Restart-loop guard: {plural(len(guard.boots), 'boot')} with recovery candidates, "
+        f"each within {spoken(guard.window)} of the one before; it held back "
+        f"{plural(len(guard.held), 'turn')} that would have resumed.",
+        "Leave it: approve held rows (a), or reset the guard (r) to resume what it held "
+        "back. More on 1 Overview.",
+    ]

@@ -30,51 +30,81 @@ Cells = tuple[Cell, ...]
 
 @dataclass(frozen=True, slots=True)
 class Column:
+    """width: the least it needs. drop: 0 is always shown; past that, the higher the sooner
+    it goes when the table is too narrow. flex: its share of the spare width (text columns
+    take it; numbers and states keep their width)."""
+
     key: str
     label: str
     width: int
+    drop: int = 0
+    flex: int = 0
 
 
 SESSION_COLUMNS = (
     Column("id", "#", 6),
-    Column("where", "Conversation", 24),
+    Column("where", "Conversation", 24, flex=1),
     Column("state", "State", 8),
-    Column("gen", "Gen", 4),
-    Column("age", "Turn", 6),
-    Column("queue", "Queue", 5),
-    Column("activity", "Active", 10),
+    Column("gen", "Gen", 4, drop=3),
+    Column("age", "Turn", 6, drop=1),
+    Column("queue", "Queue", 5, drop=2),
+    Column("activity", "Active", 10, drop=2),
 )
 CANDIDATE_COLUMNS = (
     Column("mark", "✓", 1),
-    Column("id", "#", 6),
-    Column("where", "Conversation", 20),
+    Column("id", "#", 5),
+    Column("where", "Conversation", 18, flex=1),
     Column("verdict", "Verdict", 14),
-    Column("state", "State", 9),
-    Column("keys", "Keys", 7),
-    Column("tail", "Tail age", 8),
-    Column("reason", "Reason", 13),
-    Column("tries", "Tries", 5),
-    Column("why", "Explanation", 22),
+    Column("state", "State", 9, drop=1),
+    Column("keys", "Keys", 5),
+    Column("tail", "Tail age", 8, drop=2),
+    Column("reason", "Reason", 13, drop=3),
+    Column("tries", "Tries", 5, drop=4),
+    Column("why", "Explanation", 16, flex=4),
 )
 PROCESS_COLUMNS = (
     Column("id", "Process", 17),
-    Column("owner", "Owner", 5),
+    Column("owner", "Owner", 5, drop=4),
     Column("state", "State", 9),
-    Column("age", "Age", 6),
-    Column("cpu", "CPU%", 4),
-    Column("rss", "RSS", 6),
-    Column("command", "Command", 24),
-    Column("watch", "Notify/watch", 14),
-    Column("last", "Last output", 14),
+    Column("age", "Age", 6, drop=1),
+    Column("cpu", "CPU%", 4, drop=2),
+    Column("rss", "RSS", 6, drop=2),
+    Column("command", "Command", 16, flex=2),
+    Column("watch", "Notify/watch", 14, drop=3),
+    Column("last", "Last output", 14, drop=1, flex=2),
 )
 TIMER_COLUMNS = (
     Column("id", "#", 6),
-    Column("where", "Conversation", 30),
-    Column("gen", "Gen", 5),
-    Column("interval", "Every", 7),
+    Column("where", "Conversation", 30, flex=1),
+    Column("gen", "Gen", 5, drop=2),
+    Column("interval", "Every", 7, drop=1),
     Column("next", "Next in", 8),
-    Column("sent", "Sent", 5),
+    Column("sent", "Sent", 5, drop=1),
 )
+CELL_PADDING = 2  # a DataTable column is its width plus one space each side
+
+
+def fit_columns(columns: Sequence[Column], room: int) -> list[tuple[Column, int]]:
+    """The columns shown in `room` cells and the width of each: the most droppable go first
+    until the rest fit, then the spare width is shared by the flexible ones."""
+    shown = list(columns)
+    while len(shown) > 1 and sum(c.width + CELL_PADDING for c in shown) > room:
+        droppable = [c for c in shown if c.drop > 0]
+        if not droppable:
+            break
+        shown.remove(max(droppable, key=lambda c: (c.drop, shown.index(c))))
+    spare = max(0, room - sum(c.width + CELL_PADDING for c in shown))
+    flex = sum(c.flex for c in shown)
+    widths = {c.key: c.width for c in shown}
+    if flex:
+        given = 0
+        flexible = [c for c in shown if c.flex]
+        for column in flexible:
+            extra = spare * column.flex // flex
+            widths[column.key] += extra
+            given += extra
+        widths[flexible[-1].key] += spare - given  # the rounding remainder
+    return [(c, widths[c.key]) for c in shown]
 
 
 def size(rss: int | None) -> str:
@@ -111,7 +141,7 @@ def safe(value: object, limit: int, tone: Tone = Tone.PLAIN) -> Cell:
 def session_row(view: SessionView, now: float) -> Cells:
     return (
         plain(view.session_id),
-        safe(where(view.platform, view.chat_id, view.thread_id, view.user_name), 24),
+        safe(where(view.platform, view.chat_id, view.thread_id, view.user_name), 120),
         plain(view.state, STATE_TONES.get(view.state, Tone.PLAIN)),
         plain("–" if view.generation is None else view.generation),
         plain(duration(view.turn_age)),
@@ -141,14 +171,14 @@ def candidate_row(
     return (
         plain("✓" if marked else " ", Tone.STRONG),
         plain(view.session_id),
-        safe(display_key(view.key, view.user_name), 20),
+        safe(display_key(view.key, view.user_name), 120),
         plain(verdict, VERDICT_TONES.get(verdict, Tone.PLAIN)),
         plain(view.state, STATE_TONES.get(view.state, Tone.PLAIN)),
         plain(action_keys(actions), Tone.STRONG),
         plain(duration(tail_age)),
-        safe(view.reason or "–", 13),
+        safe(view.reason or "–", 60),
         plain(view.attempts),
-        safe(why, 200),
+        safe(why, 400),
     )
 
 
@@ -172,16 +202,16 @@ def process_row(view: ProcessView) -> Cells:
         plain(duration(view.age)),
         plain("–" if view.cpu_percent is None else f"{view.cpu_percent:.0f}"),
         plain(size(view.rss)),
-        safe(view.command, 120),
+        safe(view.command, 300),
         safe(" ".join(flags) or "–", 40),
-        safe(view.last_line, 120),
+        safe(view.last_line, 300),
     )
 
 
 def timer_row(view: NotifierView, conversation: str) -> Cells:
     return (
         plain(view.session_id),
-        safe(conversation, 30),
+        safe(conversation, 120),
         plain(view.generation),
         plain(duration(view.interval)),
         plain(duration(view.next_fire_in)),
@@ -189,18 +219,14 @@ def timer_row(view: NotifierView, conversation: str) -> Cells:
     )
 
 
-def widths(columns: Sequence[Column]) -> int:
-    return sum(c.width + 2 for c in columns)
-
-
 AUDIT_COLUMNS = (
     Column("id", "#", 5),
-    Column("when", "When", 11),
-    Column("actor", "Who", 10),
+    Column("when", "When", 11, drop=1),
+    Column("actor", "Who", 10, drop=2),
     Column("action", "Action", 13),
-    Column("targets", "Targets", 14),
+    Column("targets", "Targets", 14, drop=3),
     Column("outcome", "Outcome", 8),
-    Column("detail", "Reason / detail", 50),
+    Column("detail", "Reason / detail", 20, flex=1),
 )
 
 
@@ -210,7 +236,7 @@ def audit_row(entry: AuditEntry, now: float) -> Cells:
         plain(duration(now - entry.at) + " ago"),
         safe(entry.actor, 10),
         plain(entry.action),
-        safe(",".join(entry.targets) or "–", 14),
+        safe(",".join(entry.targets) or "–", 80),
         plain(entry.outcome, Tone.GOOD if entry.outcome == "ok" else Tone.ALARM),
-        safe(" | ".join(x for x in (entry.reason, entry.detail) if x), 200),
+        safe(" | ".join(x for x in (entry.reason, entry.detail) if x), 400),
     )

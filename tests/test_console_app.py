@@ -52,6 +52,7 @@ from tests.support.console_pilot import (
     recovery_tab,
     rendered_lines,
     rendered_segments,
+    settled,
     show_tab,
     shown_texts,
     state_of,
@@ -167,7 +168,7 @@ async def test_enter_right_after_the_drain_key_leaves_the_gateway_running(
         await open_dialog(app, pilot, "d")
         await pilot.press("enter")
         await pilot.pause()
-        await app.workers.wait_for_complete()
+        await settled(app)
         assert isinstance(app.screen, InputScreen)  # still open, on its Drain button now
         assert state_of(running.gateway) == "running"
 

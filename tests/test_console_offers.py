@@ -20,6 +20,7 @@ from tests.support.console_pilot import (
     open_dialog,
     palette_hits,
     rendered_lines,
+    settled,
     show_tab,
     table,
     wait_until,
@@ -41,7 +42,7 @@ async def refreshed(app: ConsoleApp, pilot: ConsolePilot) -> None:
 async def nothing_opens(app: ConsoleApp, pilot: ConsolePilot, key: str) -> None:
     await pilot.press(key)
     await pilot.pause()
-    await app.workers.wait_for_complete()
+    await settled(app)
     assert len(app.screen_stack) == 1, f"{key!r} opened {app.screen!r}"
 
 

@@ -147,7 +147,7 @@ async def test_the_loop_guard_says_what_tripped_it_and_how_to_leave(
     running, ada, cy = await looping_gateway(tmp_path / "state", clock)
     async with open_console(running.gateway) as (app, pilot):
         assert "RESTART LOOP" in static_text(app, "#banner")
-        overview = static_text(app, "#overview-text")
+        overview = static_text(app, "#overview-guard")
         assert "3 boots" in overview and "300 s" not in overview
         assert "5 min" in overview  # the window, in words
         await show_tab(app, pilot, "3", "recovery")

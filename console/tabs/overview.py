@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.containers import VerticalScroll
 from textual.widgets import Label, ProgressBar, Static
 
 from console.actions import Tab
@@ -52,12 +53,19 @@ class OverviewTab(ConsoleTab, Toned):
     TAB = Tab.OVERVIEW
 
     def compose(self) -> ComposeResult:
-        yield Static(id="overview-text")
-        yield Label(id="drain-title")
-        yield ProgressBar(id="drain-bar", show_eta=False, total=1)
-        yield Static(id="drain-text")
+        # One scrollable column: on a short terminal the arrows reach the drain below.
+        with VerticalScroll(id="overview-scroll"):
+            yield Static(id="overview-guard")
+            yield Static(id="overview-text")
+            yield Label(id="drain-title")
+            yield ProgressBar(id="drain-bar", show_eta=False, total=1)
+            yield Static(id="drain-text")
+
+    def focus_first(self) -> None:
+        self.query_one("#overview-scroll", VerticalScroll).focus()
 
     async def show(self, snap: Snapshot) -> None:
+        self._show_guard(snap)
         self.query_one("#overview-text", Static).update(self._counts(snap))
         self._show_drain(snap)
 
@@ -80,14 +88,16 @@ class OverviewTab(ConsoleTab, Toned):
                 tone = VERDICT_TONES.get(verdict, Tone.PLAIN)
                 text.append(f"    {verdict:<24}", style=self.tone_style(tone))
                 text.append(f"{count:>11,}\n")
+        return text
+
+    def _show_guard(self, snap: Snapshot) -> None:
+        """The restart-loop guard first, where a short terminal still shows it."""
         guard = snap.loop_guard
         lines = [] if guard is None else loop_guard_lines(guard, snap.taken_at)
-        if lines:
-            tone = Tone.ALARM if snap.loop_guard_tripped else Tone.STRONG
-            text.append(f"\n  {lines[0]}\n", style=self.tone_style(tone))
-            for line in lines[1:]:
-                text.append(f"  {line}\n")
-        return text
+        box = self.query_one("#overview-guard", Static)
+        box.display = bool(lines)
+        box.set_class(snap.loop_guard_tripped, "-alarm")
+        box.update(Text("\n".join(lines)))
 
     def _show_drain(self, snap: Snapshot) -> None:
         drain = snap.drain

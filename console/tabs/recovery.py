@@ -18,7 +18,7 @@ from console.recovery_text import (
     describe,
     detail_fields,
     explanation,
-    loop_guard_lines,
+    loop_guard_summary,
     verdict_label,
 )
 from console.safety import clean
@@ -29,6 +29,8 @@ from console.widgets.keyed_table import KeyedTable
 from console.words import plural
 from gateway_core.control import ActionResult
 from gateway_core.snapshot import CandidateView, Snapshot, tail_age
+
+SHORT = 30  # rows below which the detail pane gets less of the height
 
 
 class RecoveryTab(ConsoleTab, Toned):
@@ -89,7 +91,7 @@ class RecoveryTab(ConsoleTab, Toned):
             title += "   (space marks rows for a bulk action)"
         self.query_one("#recovery-title", Label).update(Text(title))
         guard = self.query_one("#loop-guard", Static)
-        lines = [] if snap.loop_guard is None else loop_guard_lines(snap.loop_guard, snap.taken_at)
+        lines = [] if snap.loop_guard is None else loop_guard_summary(snap.loop_guard)
         guard.display = snap.loop_guard_tripped
         guard.update(Text("\n".join(lines)))
         self._show_detail()
@@ -106,6 +108,11 @@ class RecoveryTab(ConsoleTab, Toned):
             text.append(clean(value, 600) + "\n")
         text.rstrip()
         detail.update(text)
+
+    def on_resize(self) -> None:
+        # On a short terminal the table keeps most of the height; the detail scrolls.
+        detail = self.query_one("#candidate-detail", Static)
+        detail.styles.max_height = 4 if self.size.height < SHORT else 8
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_detail()

@@ -26,6 +26,7 @@ from console.widgets.keyed_table import KeyedTable
 from console.words import plural
 from gateway_core.snapshot import SessionQuery, SessionView, Snapshot
 
+NARROW = 100  # columns below which the transcript pane goes under the table
 MAX_SESSION_ROWS = 200  # each shown row costs paint and diff time every tick: past this, filter
 # (label, SessionQuery order)
 SORTS = (("busy first", "busy"), ("by id", "id"), ("most recent", "recent"))
@@ -71,6 +72,10 @@ class SessionsTab(ConsoleTab, Toned):
 
     def on_mount(self) -> None:
         self.query_one("#session-filter", Input).display = False
+
+    def on_resize(self) -> None:
+        # Under 100 columns the transcript goes below the table: beside it, both were cut.
+        self.query_one("#sessions-body").set_class(self.size.width < NARROW, "-narrow")
 
     @property
     def table(self) -> KeyedTable:

@@ -1,20 +1,74 @@
-"""The one-line header: the gateway's state, its counts, and any alarm."""
+"""The one-line header: the gateway's state, its counts, and any alarm, fitted to the width.
+
+Each part has a rank; on a narrow terminal the least needed go first (the title, then the
+uptime, the job and queue counts...), so the state, the candidates and every alarm (the
+restart-loop guard, a disconnection, read-only, a drain in progress) always stay.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import Static
 
 from console.durations import duration
 from gateway_core.snapshot import Snapshot
 
-STATE_TONES = {
+STATE_CLASSES = {
     "running": "state-running",
     "quiet": "state-quiet",
     "draining": "state-draining",
     "starting": "state-starting",
     "stopped": "state-stopped",
 }
+KEEP = 0  # a part that is never dropped
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    text: str
+    rank: int  # dropped in decreasing rank order when there is no room
+    look: str = ""  # a component class (status-bar--<look>), or plain
+
+
+def parts(snap: Snapshot, *, busy: str | None, read_only: bool) -> list[Part]:
+    counts = snap.counts
+    found = [
+        Part(" SWITCHBOARD ", 9, "title"),
+        Part(f" {snap.state.upper()} ", KEEP, STATE_CLASSES.get(snap.state, "state-stopped")),
+    ]
+    if snap.run_id is not None:
+        found.append(Part(f" run #{snap.run_id} up {duration(snap.uptime)}", 7))
+    found += [
+        Part(f" sessions {counts.get('sessions', 0)}", 5),
+        Part(f" running {counts.get('running', 0)}", 3),
+        Part(f" queued {counts.get('queued', 0)}", 6),
+        Part(f" candidates {counts.get('candidates', 0)}", KEEP),
+    ]
+    if counts.get("suspended"):
+        found.append(Part(f" suspended {counts['suspended']}", 2))
+    found.append(Part(f" jobs {counts.get('processes', 0)}", 6))
+    if snap.loop_guard_tripped:
+        held = 0 if snap.loop_guard is None else len(snap.loop_guard.held)
+        found.append(Part(f" RESTART LOOP: {held} held, see tab 3 ", KEEP, "alarm"))
+    if busy:
+        found.append(Part(f" {busy}… ", KEEP, "busy"))
+    if read_only:
+        found.append(Part(" READ-ONLY ", KEEP, "read-only"))
+    return found
+
+
+def fit(found: list[Part], width: int) -> list[Part]:
+    """Drop the highest ranks until the parts fit `width` (parts of rank 0 always stay)."""
+    kept = list(found)
+    while sum(cell_len(p.text) + 1 for p in kept) > width:
+        droppable = [p for p in kept if p.rank != KEEP]
+        if not droppable:
+            break
+        kept.remove(max(droppable, key=lambda p: p.rank))
+    return kept
 
 
 class StatusBar(Static):
@@ -23,35 +77,25 @@ class StatusBar(Static):
         "status-bar--alarm",
         "status-bar--busy",
         "status-bar--read-only",
-        *(f"status-bar--{name}" for name in STATE_TONES.values()),
+        *(f"status-bar--{name}" for name in STATE_CLASSES.values()),
     }
 
-    def part(self, name: str) -> str:
-        return f"status-bar--{name}"
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._parts: list[Part] = []
 
     def show(self, snap: Snapshot, *, busy: str | None, read_only: bool) -> None:
-        style = self.get_component_rich_style
+        self._parts = parts(snap, busy=busy, read_only=read_only)
+        self._draw()
+
+    def on_resize(self) -> None:
+        self._draw()
+
+    def _draw(self) -> None:
+        width = self.size.width or 200  # not laid out yet: everything, cut later
         banner = Text()
-        banner.append(" SWITCHBOARD ", style=style(self.part("title")))
-        state_class = self.part(STATE_TONES.get(snap.state, "state-stopped"))
-        banner.append(f" {snap.state.upper()} ", style=style(state_class))
-        if snap.run_id is not None:
-            banner.append(f"  run #{snap.run_id}  up {duration(snap.uptime)}")
-        counts = snap.counts
-        banner.append(
-            f"  sessions {counts.get('sessions', 0)}  running {counts.get('running', 0)}"
-            f"  queued {counts.get('queued', 0)}  candidates {counts.get('candidates', 0)}"
-        )
-        if counts.get("suspended"):
-            banner.append(f"  suspended {counts['suspended']}")
-        banner.append(f"  jobs {counts.get('processes', 0)}")
-        if snap.loop_guard_tripped:
-            held = 0 if snap.loop_guard is None else len(snap.loop_guard.held)
-            banner.append(
-                f"  RESTART LOOP: {held} held, see 3 Recovery ", style=style(self.part("alarm"))
-            )
-        if busy:
-            banner.append(f"  {busy}… ", style=style(self.part("busy")))
-        if read_only:
-            banner.append("  READ-ONLY ", style=style(self.part("read-only")))
+        for part in fit(self._parts, width):
+            style = self.get_component_rich_style(f"status-bar--{part.look}") if part.look else ""
+            banner.append(part.text, style=style)
+            banner.append(" ")
         self.update(banner)

@@ -30,6 +30,7 @@ from gateway_core.model import AuditEntry, Message, MessageKind, Role, ToolCall
 from gateway_core.notifiers import NotifierView
 from gateway_core.snapshot import (
     CandidateView,
+    LoopGuardView,
     ProcessView,
     SessionQuery,
     SessionView,
@@ -390,8 +391,18 @@ DRAIN = DrainProgress(
 )
 
 
-def snapshot(*, drain: bool = True) -> Snapshot:
-    """The whole gateway at TAKEN_AT: draining (3 of 7 turns finished) or running."""
+LOOP_GUARD = LoopGuardView(
+    tripped=True,
+    boots=(TAKEN_AT - UPTIME - 140.0, TAKEN_AT - UPTIME - 70.0, TAKEN_AT - UPTIME),
+    needed=3,
+    window=300.0,
+    held=(201,),
+)
+
+
+def snapshot(*, drain: bool = True, loop: bool = False) -> Snapshot:
+    """The whole gateway at TAKEN_AT: draining (3 of 7 turns finished) or running; with the
+    restart-loop guard tripped if `loop`."""
     counts: dict[str, int] = {
         "sessions": len(SESSIONS),
         "running": sum(1 for s in SESSIONS if s.state in ("running", "resuming")),
@@ -415,7 +426,8 @@ def snapshot(*, drain: bool = True) -> Snapshot:
         candidates=CANDIDATES,
         notifiers=NOTIFIERS,
         drain=DRAIN if drain else None,
-        loop_guard_tripped=False,
+        loop_guard_tripped=loop,
+        loop_guard=LOOP_GUARD if loop else None,
         processes=PROCESSES,
         counts=counts,
         taken_at=TAKEN_AT,
@@ -576,10 +588,11 @@ class StaticBackend:
     read_only: bool = False
     actor: str = "operator"
     drain: bool = True
+    loop: bool = False
     calls: list[ActCall] = field(default_factory=list)
 
     async def snapshot(self, query: SessionQuery | None = None) -> Snapshot:
-        return with_sessions(snapshot(drain=self.drain), query)
+        return with_sessions(snapshot(drain=self.drain, loop=self.loop), query)
 
     async def transcript_tail(self, session_id: int, limit: int = 30) -> list[Message]:
         if session_id not in {s.session_id for s in SESSIONS}:
@@ -612,9 +625,12 @@ class StaticBackend:
         return ActionResult(True, f"{action}: {done} (recorded, static backend)")
 
 
-def static_backend(read_only: bool = False, drain: bool = True) -> StaticBackend:
-    """A backend over the fixed data: draining (the overview shows progress) unless drain=False."""
-    return StaticBackend(read_only=read_only, drain=drain)
+def static_backend(
+    read_only: bool = False, drain: bool = True, loop: bool = False
+) -> StaticBackend:
+    """A backend over the fixed data: draining (the overview shows progress) unless drain=False,
+    the restart-loop guard tripped if loop."""
+    return StaticBackend(read_only=read_only, drain=drain, loop=loop)
 
 
 # -- the pictures -------------------------------------------------------------------------

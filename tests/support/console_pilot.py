@@ -22,6 +22,7 @@ from textual.content import Content
 from textual.pilot import Pilot
 from textual.widget import Widget
 from textual.widgets import Button, DataTable, Input, Label, Log, RichLog, Static
+from textual.worker import WorkerCancelled
 
 from console.app import ConsoleApp
 from console.backend import InProcessBackend
@@ -66,7 +67,18 @@ async def quiesce(app: ConsoleApp) -> None:
     for timer in list(app._timers):
         if timer.name == "refresh":
             timer.stop()
-    await app.workers.wait_for_complete()
+    await settled(app)
+
+
+async def settled(app: ConsoleApp) -> None:
+    """Until no worker runs. A transcript load is an exclusive worker: one started while we
+    wait cancels the one we wait on, which is not a failure."""
+    while True:
+        try:
+            await app.workers.wait_for_complete()
+            return
+        except WorkerCancelled:
+            continue
 
 
 async def wait_until(
@@ -281,7 +293,7 @@ async def open_dialog(app: ConsoleApp, pilot: ConsolePilot, key: str) -> None:
 async def closed(app: ConsoleApp, pilot: ConsolePilot) -> None:
     """Wait until the dialog is gone and the action it started (if any) has finished."""
     await wait_until(pilot, lambda: len(app.screen_stack) == 1, "the dialog closed")
-    await app.workers.wait_for_complete()
+    await settled(app)
     await pilot.pause()
 
 
