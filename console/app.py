@@ -98,6 +98,7 @@ class ConsoleApp(App[str]):
         yield KeyBar()
 
     async def on_mount(self) -> None:
+        self.backend.on_link_change(self.refresh_soon)  # a lost gateway is shown at once
         await self.tick()
         self.set_interval(self.refresh_every, self.tick, name="refresh")
 
@@ -123,17 +124,20 @@ class ConsoleApp(App[str]):
 
     async def _tick(self) -> None:
         tab = self.tab(self.active_tab)
+        bar = self.query_one("#banner", StatusBar)
+        link = self.backend.link
         try:
             snap = await self.backend.snapshot(tab.session_query())
         except Exception as error:  # a backend hiccup must not kill the view
             log.warning("snapshot failed: %s", error)
+            if self.snap is not None and link is not None and not link.connected:
+                bar.show(self.snap, busy=None, read_only=self.read_only, link=link)
+                self.offered_changed()  # nothing can be done until it is back
             return
         if not self.is_running:
             return
         self.snap = snap
-        self.query_one("#banner", StatusBar).show(
-            snap, busy=self._ops.busy, read_only=self.read_only
-        )
+        bar.show(snap, busy=self._ops.busy, read_only=self.read_only, link=link)
         self.offered_changed()
         if len(self.screen_stack) > 1:
             return  # a dialog covers the tables: do not repaint under it
@@ -158,6 +162,9 @@ class ConsoleApp(App[str]):
             return "this console is read-only"
         if action.demo_only and not self._ops.demo:
             return "only in the demo"
+        link = self.backend.link
+        if action.mutating and link is not None and not link.connected:
+            return "not connected to the gateway"
         return None
 
     def why_not(self, action: str) -> str | None:

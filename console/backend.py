@@ -7,9 +7,10 @@ so the console never knows which one it has.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from console.link import Link
 from gateway_core.control import ActionResult, Control, current_os_user
 from gateway_core.gateway import Gateway
 from gateway_core.log_ring import LogEntry, LogRing
@@ -22,6 +23,15 @@ from gateway_core.snapshot import SessionQuery, Snapshot
 class Backend(Protocol):
     read_only: bool
     actor: str
+
+    @property
+    def link(self) -> Link | None:
+        """The connection to a gateway elsewhere (None in-process: nothing to lose)."""
+        ...
+
+    def on_link_change(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` as soon as the link is lost or comes back."""
+        ...
 
     async def snapshot(self, query: SessionQuery | None = None) -> Snapshot:
         """Counts cover every session; `sessions` holds the ones the query selects, in its
@@ -67,6 +77,13 @@ class InProcessBackend:
         self.actor = actor or current_os_user()
         self._control = Control(gateway, read_only=read_only)
         self._log = log
+
+    @property
+    def link(self) -> Link | None:
+        return None
+
+    def on_link_change(self, callback: Callable[[], None]) -> None:
+        """In-process: the gateway cannot go away under the console."""
 
     async def snapshot(self, query: SessionQuery | None = None) -> Snapshot:
         return await snapshot_with_stored_sessions(self.gateway, query)

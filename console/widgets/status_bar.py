@@ -7,6 +7,7 @@ restart-loop guard, a disconnection, read-only, a drain in progress) always stay
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from rich.cells import cell_len
@@ -14,6 +15,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from console.durations import duration
+from console.link import Link
 from gateway_core.snapshot import Snapshot
 
 STATE_CLASSES = {
@@ -33,12 +35,23 @@ class Part:
     look: str = ""  # a component class (status-bar--<look>), or plain
 
 
-def parts(snap: Snapshot, *, busy: str | None, read_only: bool) -> list[Part]:
+def parts(
+    snap: Snapshot, *, busy: str | None, read_only: bool, link: Link | None = None
+) -> list[Part]:
     counts = snap.counts
-    found = [
-        Part(" SWITCHBOARD ", 9, "title"),
-        Part(f" {snap.state.upper()} ", KEEP, STATE_CLASSES.get(snap.state, "state-stopped")),
-    ]
+    found = [Part(" SWITCHBOARD ", 9, "title")]
+    if link is not None and not link.connected:
+        # What follows is the last data received: say how old it is, and what happens next.
+        now = time.time()
+        found.append(Part(" DISCONNECTED ", KEEP, "alarm"))
+        lost = "" if link.lost_at is None else f" for {duration(now - link.lost_at)}"
+        retry = "" if link.next_try_at is None else duration(max(0.0, link.next_try_at - now))
+        found.append(Part(f" gateway gone{lost}; data {duration(now - snap.taken_at)} old", KEEP))
+        if retry:
+            found.append(Part(f" reconnecting in {retry}", 1))
+    else:
+        state = STATE_CLASSES.get(snap.state, "state-stopped")
+        found.append(Part(f" {snap.state.upper()} ", KEEP, state))
     if snap.run_id is not None:
         found.append(Part(f" run #{snap.run_id} up {duration(snap.uptime)}", 7))
     found += [
@@ -84,8 +97,10 @@ class StatusBar(Static):
         super().__init__(id=id)
         self._parts: list[Part] = []
 
-    def show(self, snap: Snapshot, *, busy: str | None, read_only: bool) -> None:
-        self._parts = parts(snap, busy=busy, read_only=read_only)
+    def show(
+        self, snap: Snapshot, *, busy: str | None, read_only: bool, link: Link | None = None
+    ) -> None:
+        self._parts = parts(snap, busy=busy, read_only=read_only, link=link)
         self._draw()
 
     def on_resize(self) -> None:

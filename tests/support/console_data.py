@@ -17,12 +17,13 @@ a screenshot is exactly what a snapshot test checks.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from textual.pilot import Pilot
 from textual.widgets import Input
 
+from console.link import Link
 from gateway_core.control import ActionResult
 from gateway_core.events import DrainProgress
 from gateway_core.log_ring import LogEntry
@@ -590,6 +591,13 @@ class StaticBackend:
     drain: bool = True
     loop: bool = False
     calls: list[ActCall] = field(default_factory=list)
+
+    @property
+    def link(self) -> Link | None:
+        return None
+
+    def on_link_change(self, callback: Callable[[], None]) -> None:
+        pass
 
     async def snapshot(self, query: SessionQuery | None = None) -> Snapshot:
         return with_sessions(snapshot(drain=self.drain, loop=self.loop), query)
