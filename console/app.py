@@ -15,7 +15,6 @@ from functools import partial
 from pathlib import Path
 
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import TabbedContent
@@ -25,10 +24,11 @@ from console.applicable import gateway_actions
 from console.backend import Backend
 from console.commands import ConsoleCommands
 from console.host import PaletteEntry
+from console.leaving import Leave
 from console.operations import Operations, Request
 from console.safety import clean
 from console.screens.dialogs import InputScreen, LeaveScreen
-from console.screens.help import HelpLine, HelpScreen
+from console.screens.help import HelpScreen, help_lines
 from console.tabs.audit import AuditTab
 from console.tabs.base import ConsoleTab
 from console.tabs.overview import OverviewTab
@@ -43,6 +43,9 @@ from gateway_core.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
+
+# The app's own actions that are not in the table; Tab (focus_next) and the like still work.
+BELOW = {"show_tab", "command_palette", "quit"}
 TAB_CLASSES: tuple[type[ConsoleTab], ...] = (
     OverviewTab,
     SessionsTab,
@@ -187,7 +190,7 @@ class ConsoleApp(App[str]):
         return self.refusal(spec) is None and self.why_not(action) is None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if len(self.screen_stack) > 1:
+        if len(self.screen_stack) > 1 and (action in BY_NAME or action in BELOW):
             return False  # a dialog is open: no key typed into it may act on the screen below
         spec = BY_NAME.get(action)
         if spec is None or spec.tab is not None:
@@ -255,21 +258,13 @@ class ConsoleApp(App[str]):
 
     def action_help(self) -> None:
         tab = self.tab(self.active_tab)
-        here, everywhere = [], []
-        for action in ACTIONS:
-            if action.demo_only and not self._ops.demo:
-                continue
-            if action.tab is None:
-                why = self.refusal(action) or self.why_not(action.name)
-                everywhere.append(self._help_line(action, why))
-            elif action.tab == self.active_tab:
-                why = self.refusal(action) or tab.why_not(action.name)
-                here.append(self._help_line(action, why))
-        self.push_screen(HelpScreen(TAB_TITLES[Tab(self.active_tab)], here, everywhere))
 
-    def _help_line(self, action: ConsoleAction, why_not: str | None) -> HelpLine:
-        key = self.get_key_display(Binding(action.keys, action.name))
-        return HelpLine(key, action.title, action.help, why_not)
+        def why_not(action: ConsoleAction) -> str | None:
+            owner = self.why_not if action.tab is None else tab.why_not
+            return self.refusal(action) or owner(action.name)
+
+        here, everywhere = help_lines(self, Tab(self.active_tab), why_not, demo=self._ops.demo)
+        self.push_screen(HelpScreen(TAB_TITLES[Tab(self.active_tab)], here, everywhere))
 
     async def action_quit(self) -> None:
         """Textual's own Quit (the palette's) is a way of leaving like any other."""
@@ -284,13 +279,13 @@ class ConsoleApp(App[str]):
     def action_leave(self) -> None:
         def chosen(answer: object) -> None:
             if answer == "detach":
-                self.exit("detach")
+                self.exit(Leave.DETACH)
             elif answer == "stop":
                 self.run_worker(self._stop_and_exit(), group="actions")
 
         stopped = self.snap is not None and self.snap.state == "stopped"
         if stopped:
-            self.exit("stopped")
+            self.exit(Leave.STOPPED)
             return
         draining = self.snap is not None and self.snap.state == "draining"
         can_stop = not (self.read_only or self.attached or draining)
@@ -302,4 +297,4 @@ class ConsoleApp(App[str]):
         if not result.ok:
             self.notify(clean(result.message), severity="error", markup=False)
             return
-        self.exit("stopped")
+        self.exit(Leave.STOPPED)

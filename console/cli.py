@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--state-dir", type=Path, help="keep the demo state here instead of a temporary dir"
         )
+        sub.add_argument(
+            "--keep-state",
+            action="store_true",
+            help="keep the temporary state dir at the end and print where it is",
+        )
     for sub in (demo, console := commands.add_parser(
         "console", help="the console with the configured gateway, in this process"
     ), attach := commands.add_parser(
@@ -147,13 +152,17 @@ def _dispatch(args: argparse.Namespace) -> int:
             args.state_dir.mkdir(parents=True, exist_ok=True)
         return asyncio.run(
             run_demo(
-                Gate(args.gate), args.state_dir, read_only=args.read_only, mouse=not args.no_mouse
+                Gate(args.gate),
+                args.state_dir,
+                read_only=args.read_only,
+                mouse=not args.no_mouse,
+                keep=args.keep_state,
             )
         )
     if command == "walkthrough":
         from console.walkthrough import run_walkthrough
 
-        return asyncio.run(run_walkthrough(Gate(args.gate), args.state_dir))
+        return asyncio.run(run_walkthrough(Gate(args.gate), args.state_dir, args.keep_state))
     if command == "config":
         return print_config(load_config(args.config))
     if command in ("run", "console"):

@@ -208,3 +208,15 @@ async def test_help_lists_this_tabs_keys_and_the_global_ones(busy: Busy) -> None
         assert "Run the held candidates" not in text
         await pilot.press("q")
         await closed(app, pilot)
+
+
+async def test_tab_moves_between_a_dialogs_buttons(running: Running) -> None:
+    async with open_console(running.gateway) as (app, pilot):
+        await open_dialog(app, pilot, "q")
+        assert focused_id(app) == "cancel"
+        await pilot.press("tab")
+        assert focused_id(app) == "detach"
+        await pilot.press("tab")
+        assert focused_id(app) == "stop"
+        await pilot.press("escape")
+        await closed(app, pilot)

@@ -4,16 +4,18 @@ so the three always agree."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rich.text import Text
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
+from console.actions import ACTIONS, ConsoleAction, Tab
 from console.tones import TONE_CLASSES, Tone, Toned
 
 # Keys that are not actions of the table: how to move around.
@@ -32,6 +34,31 @@ class HelpLine:
     title: str
     help: str
     why_not: str | None  # None: it applies now
+
+
+def help_lines(
+    app: App[Any],
+    tab: Tab,
+    why_not: Callable[[ConsoleAction], str | None],
+    *,
+    demo: bool,
+) -> tuple[list[HelpLine], list[HelpLine]]:
+    """(this tab's, everywhere's) lines, in the table's order."""
+    here, everywhere = [], []
+    for action in ACTIONS:
+        if action.demo_only and not demo:
+            continue
+        line = HelpLine(
+            app.get_key_display(Binding(action.keys, action.name)),
+            action.title,
+            action.help,
+            why_not(action),
+        )
+        if action.tab is None:
+            everywhere.append(line)
+        elif action.tab == tab:
+            here.append(line)
+    return here, everywhere
 
 
 class HelpScreen(ModalScreen[None], Toned):
