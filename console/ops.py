@@ -11,15 +11,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
 from console.attach import ControlClient, ControlError
+from console.cli_tables import print_lines, print_table
 from console.durations import duration
-from console.recovery_text import explanation, verdict_label
+from console.recovery_text import explanation, loop_guard_lines, verdict_label
 from console.rows import display_key
-from console.safety import clean
+from console.status_text import drain_lines, previous_run_line
 from console.words import plural
 from gateway_core.model import SessionKey
 from gateway_core.snapshot import CandidateView, Snapshot, tail_age
@@ -114,17 +111,20 @@ def _print_status(snap: Snapshot, as_json: bool) -> None:
     if as_json:
         print(json.dumps(status_json(snap), sort_keys=True))
         return
-    table = Table(
-        title=f"switchboard: {snap.state}, run #{snap.run_id}, up {duration(snap.uptime)}"
-    )
-    table.add_column("count")
-    table.add_column("value", justify="right")
-    for key, value in sorted(snap.counts.items()):
-        table.add_row(Text(key), Text(str(value)))
-    Console().print(table)
+    title = f"switchboard: {snap.state}, run #{snap.run_id}, up {duration(snap.uptime)}"
+    rows = [(key, str(value)) for key, value in sorted(snap.counts.items())]
+    print_table(title, ("count", "value"), rows, right=("value",))
+    lines = []
     if snap.drain is not None:
-        drain = snap.drain
-        print(f"drain: {drain.phase}, {drain.finished} of {drain.total} finished")
+        lines += [f"Drain: {snap.drain.phase}", *drain_lines(snap.drain).splitlines()]
+    elif snap.previous_run is not None:
+        lines.append(
+            f"Previous run (#{snap.previous_run.run_id}): "
+            + previous_run_line(snap.previous_run, snap.taken_at)
+        )
+    if snap.loop_guard is not None:
+        lines += loop_guard_lines(snap.loop_guard, snap.taken_at)
+    print_lines(lines)
 
 
 def _print_candidates(snap: Snapshot, as_json: bool) -> None:
@@ -132,17 +132,17 @@ def _print_candidates(snap: Snapshot, as_json: bool) -> None:
     if as_json:
         print(json.dumps([candidate_json(c, snap.taken_at) for c in candidates], sort_keys=True))
         return
-    table = Table(title=plural(len(candidates), "recovery candidate"))
-    for column in ("id", "session", "verdict", "state", "reason", "tail age", "explanation"):
-        table.add_column(column)
-    for c in candidates:
-        table.add_row(
-            Text(str(c.session_id)),
-            Text(clean(display_key(c.key), 40)),
-            Text(verdict_label(c)),
-            Text(c.state),
-            Text(clean(c.reason or "-", 20)),
-            Text(duration(tail_age(c, snap.taken_at))),
-            Text(clean(explanation(c), 80)),
+    headers = ("id", "session", "verdict", "state", "reason", "tail age", "explanation")
+    rows = [
+        (
+            str(c.session_id),
+            display_key(c.key, c.user_name),
+            verdict_label(c),
+            c.state,
+            c.reason or "-",
+            duration(tail_age(c, snap.taken_at)),
+            explanation(c),
         )
-    Console().print(table)
+        for c in candidates
+    ]
+    print_table(plural(len(candidates), "recovery candidate"), headers, rows)

@@ -17,6 +17,7 @@ from tests.support.console_pilot import (
     crashed_gateway,
     dialog_targets,
     label_text,
+    looping_gateway,
     open_console,
     open_dialog,
     show_tab,
@@ -24,7 +25,6 @@ from tests.support.console_pilot import (
     static_text,
     table,
     wait_until,
-    write_crashed,
 )
 from tests.support.console_pilot import focus_row as highlight
 from tests.support.harness import Running, start_gateway
@@ -121,24 +121,6 @@ async def test_the_tail_age_follows_the_clock_at_each_refresh(
 
 
 # -- item 7: the restart-loop guard explains itself and can be left ---------------------------
-
-
-async def looping_gateway(state_dir: Path, clock: ManualClock) -> tuple[Running, int, int]:
-    """Three boots with recovery candidates, seconds apart: the guard trips at the third and
-    holds ada's turn, which would have been resumed. (cy, interrupted during a deploy, is
-    held whatever the guard says.)"""
-    first = await start_gateway(state_dir, clock)
-    await first.stop()
-    (cy,) = await write_crashed(state_dir, clock, [Crashed("cy", "Cy")])
-    for _ in range(2):
-        clock.advance(20)
-        boot = await start_gateway(state_dir, clock)
-        await boot.stop()
-    clock.advance(20)
-    (ada,) = await write_crashed(state_dir, clock, [Crashed("ada", "Ada", unanswered=True)])
-    running = await start_gateway(state_dir, clock)
-    assert running.gateway.snapshot().loop_guard_tripped
-    return running, ada, cy
 
 
 async def test_the_loop_guard_says_what_tripped_it_and_how_to_leave(

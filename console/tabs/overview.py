@@ -11,11 +11,10 @@ from textual.widgets import Label, ProgressBar, Static
 from console.actions import Tab
 from console.durations import duration
 from console.recovery_text import loop_guard_lines
+from console.status_text import drain_lines, previous_run_line
 from console.tabs.base import ConsoleTab
 from console.tones import STATE_TONES, TONE_CLASSES, VERDICT_TONES, Tone, Toned
-from console.words import plural
-from gateway_core.events import DrainProgress
-from gateway_core.snapshot import PreviousRun, Snapshot
+from gateway_core.snapshot import Snapshot
 
 COUNTS = (
     ("Sessions", "sessions"),
@@ -29,23 +28,6 @@ COUNTS = (
     ("Tokens in (this run)", "prompt_tokens"),
     ("Tokens out (this run)", "completion_tokens"),
 )
-
-
-def drain_lines(drain: DrainProgress) -> str:
-    """A drain's progress in words."""
-    running = ", ".join(str(s) for s in drain.running[:20]) or "none"
-    interrupted = ", ".join(str(s) for s in drain.interrupted[:20]) or "none"
-    done = f"{drain.finished} of {plural(drain.total, 'turn')} finished"
-    if drain.phase != "stopped":
-        done += f", {duration(drain.seconds_left)} left"
-    return f"{done}\nstill running: {running}\ninterrupted: {interrupted}"
-
-
-def previous_run_line(run: PreviousRun, now: float) -> str:
-    if run.stopped_at is None or run.clean is None:
-        return "It recorded no stop: it was killed or crashed (its turns were recovered)."
-    how = "stopped cleanly" if run.clean else "stopped with turns left for recovery"
-    return f"It {how} {duration(now - run.stopped_at)} ago."
 
 
 class OverviewTab(ConsoleTab, Toned):

@@ -241,6 +241,24 @@ async def crashed_gateway(
     return await start_gateway(state_dir, clock), ids
 
 
+async def looping_gateway(state_dir: Path, clock: ManualClock) -> tuple[Running, int, int]:
+    """Three boots with recovery candidates, seconds apart: the guard trips at the third and
+    holds ada's turn, which would have been resumed. (cy, interrupted during a deploy, is
+    held whatever the guard says.)"""
+    first = await start_gateway(state_dir, clock)
+    await first.stop()
+    (cy,) = await write_crashed(state_dir, clock, [Crashed("cy", "Cy")])
+    for _ in range(2):
+        clock.advance(20)
+        boot = await start_gateway(state_dir, clock)
+        await boot.stop()
+    clock.advance(20)
+    (ada,) = await write_crashed(state_dir, clock, [Crashed("ada", "Ada", unanswered=True)])
+    running = await start_gateway(state_dir, clock)
+    assert running.gateway.snapshot().loop_guard_tripped
+    return running, ada, cy
+
+
 # -- background jobs -------------------------------------------------------------------------
 
 
