@@ -30,9 +30,16 @@ class LogEntry:
 
 class LogRing(logging.Handler):
     def __init__(
-        self, lines: int = DEFAULT_LINES, *, redact: Callable[[str], str] | None = None
+        self,
+        lines: int = DEFAULT_LINES,
+        *,
+        redact: Callable[[str], str] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        """clock: stamps the entries instead of the record's own time (a gateway on a
+        manual clock logs on that clock's time)."""
         super().__init__()
+        self._clock = clock
         self._lines: deque[str] = deque(maxlen=lines)
         self._entries: deque[LogEntry] = deque(maxlen=lines)
         self._redact = redact or (lambda text: text)
@@ -53,7 +60,7 @@ class LogRing(logging.Handler):
         self._entries.append(
             LogEntry(
                 seq=(self._entries[-1].seq + 1) if self._entries else 1,
-                at=record.created,
+                at=record.created if self._clock is None else self._clock(),
                 level=record.levelname,
                 logger=record.name,
                 event=_extra(record, "event"),

@@ -5,8 +5,8 @@ through, every session state, every verdict, every job state, hostile names and 
 `refresh_every=3600` so no tick runs while a picture is taken. The keys are pressed in
 `run_before` (snap_compare's `press` runs after it, too late to wait for what the keys start):
 `show()` then waits for the transcript loader, stops the cursor blinking and lets animations
-end, so a picture never depends on timing. screenshots/make_screenshots.py renders the same
-screens the same way.
+end, so a picture never depends on timing. (The README's screenshots come from a real gateway:
+screenshots/make_screenshots.py.)
 
 Update after an intended change of the console:
     .venv/bin/python -m pytest tests/test_console_snapshots.py --snapshot-update

@@ -198,7 +198,9 @@ def log_event(event: Event, session: str | None) -> None:
     detail = {
         key: _readable(value)
         for key, value in vars_of(event).items()
-        if key not in ("at", "session_id") and not isinstance(value, tuple | list)
+        if key not in ("at", "session_id")
+        and not isinstance(value, tuple | list)
+        and value not in (None, "")  # "reason=None" says nothing
     }
     if isinstance(event, DrainProgress):
         detail["running"] = len(event.running)

@@ -11,8 +11,8 @@ flags, one adopted after a restart), "still working" notifiers, a drain half way
 the audit and log tails.
 
 `SCREENS` names the pictures (which keys lead there, over which backend) and `show()` drives
-the app there and lets it settle; the snapshot tests and the screenshot script share both, so
-a screenshot is exactly what a snapshot test checks.
+the app there and lets it settle. The screenshots of the README are not made from this data:
+screenshots/make_screenshots.py draws the real app over a real gateway (it shares `show()`).
 """
 
 from __future__ import annotations
