@@ -191,12 +191,33 @@ def merge_sessions(
     live: tuple[SessionView, ...], stored: Sequence[Session], query: SessionQuery
 ) -> tuple[SessionView, ...]:
     """The query's sessions out of this run's lanes (`live`, all of them) and the store's
-    best `query.limit` by the same order (`stored`): a live view wins over its stored row.
-    A lane's activity is never older than its stored row, so no stored session outside the
-    store's first `limit` can belong in the result."""
-    views = {session.id: stored_session_view(session) for session in stored}
-    views.update((view.session_id, view) for view in live)
-    return select_sessions(tuple(views.values()), query)
+    best `query.limit` by the same order (`stored`, already in that order): a live view wins
+    over its stored row. Every live session is stored too, and a lane's activity is never
+    older than its stored row, so only a few live views can outrank the stored ones: those
+    are picked out, and 10,000 idle lanes are never sorted (this runs once a tick)."""
+    if query.limit == 0:
+        return ()
+    by_id = {view.session_id: view for view in live}
+    rows = [by_id.get(session.id) or stored_session_view(session) for session in stored]
+    if query.order == "id":
+        chosen = rows  # the store's first ids are the first ids, live or not
+    elif query.order == "recent":
+        # Only a live view newer than the last stored row can climb into the result.
+        full = query.limit is not None and len(stored) >= query.limit
+        floor = stored[-1].updated_at if full and stored else float("-inf")
+        shown = {view.session_id for view in rows}
+        newer = [v for v in live if v.session_id not in shown and v.last_activity >= floor]
+        chosen = rows + [v for v in newer if _matches(v, query.text)]
+    else:
+        busy = [v for v in live if v.state != "idle" and _matches(v, query.text)]
+        busy_ids = {view.session_id for view in busy}
+        chosen = busy + [view for view in rows if view.session_id not in busy_ids]
+    return select_sessions(tuple(chosen), query)
+
+
+def _matches(view: SessionView, text: str) -> bool:
+    needle = text.lower()
+    return not text or needle in view.key.lower() or needle in (view.user_name or "").lower()
 
 
 def with_sessions(snapshot: Snapshot, query: SessionQuery | None) -> Snapshot:
