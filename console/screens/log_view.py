@@ -16,7 +16,7 @@ from console.safety import clean
 from console.widgets.follow_log import FollowLog
 
 Load = Callable[[], Awaitable[list[str]]]
-HINT = "↑↓ PgUp PgDn Home End g G scroll · at the end it follows new output · q or Esc closes"
+HINT = "↑↓ PgUp PgDn Home End g G: scroll; at the end it follows. q: close"
 
 
 class LogScreen(ModalScreen[None]):
