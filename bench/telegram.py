@@ -4,6 +4,8 @@
     python bench/telegram.py --seconds 5            # quicker
     python bench/telegram.py --only saturation      # one phase (handy under a profiler)
     python bench/telegram.py --fake-process both    # also with the fake in its own process
+    python bench/telegram.py --intake both          # polling, then webhook, side by side
+    python bench/telegram.py --intake webhook --metrics   # and /metrics scraped every second
 
 Prints one JSON object. Targets (the Telegram issue), on the 2-core machine this project runs
 on: at least 1,500 updates/s replied at saturation, and p99 update-to-reply latency under 30 ms
@@ -11,14 +13,20 @@ at 300 updates/s offered.
 
 Each phase runs a real Gateway (SystemClock, scripted agent, notifier off) on a fresh store in
 a temporary directory, with the real TelegramAdapter (aiogram, our polling loop) pointed at
-tests/support/fake_bot_api.py. Chat ids are the allowed user ids (private chats). Before it is
-measured, every chat sends one message and gets its reply (sessions created, lanes, delivery
-workers and HTTP connections warm); that warm-up is not counted.
+tests/support/fake_bot_api.py. With `--intake webhook` the adapter registers a webhook instead
+and the fake POSTs every update to the gateway's listener (telegram.webhook_listen on
+loopback, `--max-connections` at once, Telegram's default 40), as Telegram does; the rest of
+the path is the same. `--metrics` also serves /metrics (and the probes) on [http] listen and
+scrapes it once a second during the window: `metrics_scrape` is how long a scrape took.
+Chat ids are the allowed user ids (private chats). Before it is measured, every chat sends one
+message and gets its reply (sessions created, lanes, delivery workers and HTTP connections
+warm); that warm-up is not counted.
 
 Latency is taken on the fake's side, both ends on time.monotonic(): from just before
 push_text() queued the update until the fake logged the matching sendMessage (`Call.at` of its
 call log, matched by the unique token in "You said: <token>"). It therefore includes the wait
-for the next getUpdates, the intake commit, the turn, the outbox and aiogram's send.
+for the next getUpdates (or the webhook POST), the intake commit, the turn, the outbox and
+aiogram's send.
 
   fixed_rate  updates pushed on an absolute schedule (`--rate` per second, round-robin over
               the chats). `schedule_lag` is how late the pacer pushed against its slot (the
@@ -45,6 +53,7 @@ import math
 import multiprocessing
 import os
 import platform
+import socket
 import sqlite3
 import sys
 import tempfile
@@ -60,6 +69,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiogram
+import aiohttp
 
 from bench.measure import (
     Costs,
@@ -71,10 +81,12 @@ from bench.measure import (
     writer_delta,
 )
 from gateway_core.adapters.telegram import TelegramAdapter
+from gateway_core.adapters.telegram_webhook import WebhookRegistration
 from gateway_core.agents.scripted import ScriptedAgent
 from gateway_core.clock import SystemClock
 from gateway_core.gateway import Gateway
 from gateway_core.gc_tuning import tune_for_long_running_server
+from gateway_core.service.http_surface import HttpSurface
 from gateway_core.store.writer import WriterStats
 from tests.support.fake_bot_api import FakeBotAPI
 from tests.support.harness import make_config
@@ -85,6 +97,8 @@ TARGET_P99_MS = 30
 CHAT_BASE = 100_000  # chat id (= user id) of the first chat
 DRAIN_WAIT_S = 30.0  # bound on waiting for replies still outstanding at the end of a phase
 STOP_TIMEOUT_S = 5.0
+WEBHOOK_SECRET = "bench-webhook-secret"
+WEBHOOK_PATH = "/telegram"
 
 
 @dataclass(frozen=True)
@@ -94,6 +108,9 @@ class Plan:
     seconds: float
     rate: float
     backlog: int
+    intake: str = "polling"  # "polling" | "webhook"
+    max_connections: int = 40
+    metrics: bool = False
 
     @property
     def chat_ids(self) -> list[int]:
@@ -106,7 +123,8 @@ class ReplyCountingFake(FakeBotAPI):
     own call log."""
 
     def __init__(self) -> None:
-        super().__init__()
+        # Retries of an unanswered webhook POST come quickly (nothing should need one here).
+        super().__init__(webhook_retry_delay=0.1)
         self.replies: Counter[int] = Counter()
         self.replied = 0
         self.reply_seen = asyncio.Event()
@@ -144,6 +162,7 @@ async def drive(
         raise RuntimeError(f"warm-up: only {fake.replied} of {len(chat_ids)} chats answered")
     warm = fake.replied
     calls_before = len(fake.calls())
+    posts_before = len(fake.webhook_attempts)
     await on_warm()
     cpu_started, wall_started = time.process_time(), time.perf_counter()
     if plan.phase == "fixed":
@@ -193,7 +212,12 @@ async def drive(
     result["drained"] = drained
     polls = methods.get("getUpdates", 0)
     result["bot_api_calls"] = dict(sorted(methods.items()))
-    result["updates_per_getupdates"] = round(len(pushed) / polls, 1) if polls else None
+    if plan.intake == "webhook":
+        posts = fake.webhook_attempts[posts_before:]
+        result["webhook_posts"] = len(posts)
+        result["webhook_posts_not_2xx"] = sum(1 for post in posts if not post.ok)
+    else:
+        result["updates_per_getupdates"] = round(len(pushed) / polls, 1) if polls else None
     result["driver_cpu_cores"] = round(driver_cpu / driver_wall, 2)
     return result
 
@@ -265,19 +289,47 @@ async def _push_saturating(
 # -- the gateway side ------------------------------------------------------------------------
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 class GatewayUnderTest:
-    def __init__(self, directory: Path, base_url: str, token: str, chat_ids: list[int]) -> None:
-        config = make_config(
-            directory / "state",
-            telegram={"api_base": base_url, "allowed_users": chat_ids},
-            notifier={"interval": 0},
-        )
+    def __init__(self, directory: Path, base_url: str, token: str, plan: Plan) -> None:
+        chat_ids = plan.chat_ids
+        telegram: dict[str, object] = {"api_base": base_url, "allowed_users": chat_ids}
+        sections: dict[str, dict[str, object]] = {"notifier": {"interval": 0}}
+        webhook = None
+        if plan.intake == "webhook":
+            port = free_port()
+            url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
+            telegram |= {
+                "mode": "webhook",
+                "webhook_url": url,
+                "webhook_listen": f"127.0.0.1:{port}",
+                "webhook_max_connections": plan.max_connections,
+            }
+            webhook = WebhookRegistration(url, WEBHOOK_SECRET, plan.max_connections)
+        if plan.metrics:
+            sections["http"] = {"listen": "127.0.0.1:0"}
+        config = make_config(directory / "state", telegram=telegram, **sections)
         clock = SystemClock()
-        adapter = TelegramAdapter(token, api_base=base_url, allowed_users=chat_ids, clock=clock)
+        adapter = TelegramAdapter(
+            token, api_base=base_url, allowed_users=chat_ids, clock=clock, webhook=webhook
+        )
         self.gateway = Gateway(config, agent=ScriptedAgent(), adapters=[adapter], clock=clock)
+        self.http = HttpSurface.for_config(config, self.gateway, [adapter])
         self.costs = Costs()
         self._before = WriterStats()
         self.writer: dict[str, float | int] = {}
+        self._scraping: asyncio.Task[None] | None = None
+        self.scrapes: list[float] = []
+
+    async def start(self) -> None:
+        if self.http is not None:
+            await self.http.start()
+        await self.gateway.start()
 
     def stats(self) -> WriterStats:
         stats = self.gateway.store.writer_stats
@@ -286,13 +338,43 @@ class GatewayUnderTest:
     async def begin(self) -> None:
         self._before = self.stats()
         self.costs.begin()
+        if self.http is not None and self.http.metrics is not None:
+            self._scraping = asyncio.ensure_future(self._scrape_every_second(self.http.base_url))
 
     def end(self) -> None:
         self.costs.end()
         self.writer = writer_delta(self._before, self.stats())
+        if self._scraping is not None:
+            self._scraping.cancel()
+
+    async def _scrape_every_second(self, base: str) -> None:
+        """What a (demanding) Prometheus does: GET /metrics once a second."""
+        async with aiohttp.ClientSession() as client:
+            while True:
+                began = time.perf_counter()
+                async with client.get(base + "/metrics") as response:
+                    await response.read()
+                self.scrapes.append(time.perf_counter() - began)
+                await asyncio.sleep(1.0)
+
+    def extra(self) -> dict[str, Any]:
+        if not self.scrapes:
+            return {}
+        took = sorted(self.scrapes)
+        return {
+            "metrics_scrape": {
+                "scrapes": len(took),
+                "p50_ms": ms(percentile(took, 0.5)),
+                "max_ms": ms(took[-1]),
+            }
+        }
 
     async def stop(self) -> dict[str, Any]:
         report = await self.gateway.stop(STOP_TIMEOUT_S)
+        if self._scraping is not None:
+            await asyncio.gather(self._scraping, return_exceptions=True)
+        if self.http is not None:
+            await self.http.close()
         return {"clean": report.clean, "seconds": round(report.seconds, 3)}
 
 
@@ -302,8 +384,8 @@ async def run_in_process(plan: Plan) -> dict[str, Any]:
         fake = ReplyCountingFake()
         await fake.start()
         try:
-            gut = GatewayUnderTest(Path(directory), fake.base_url, fake.token, plan.chat_ids)
-            await gut.gateway.start()
+            gut = GatewayUnderTest(Path(directory), fake.base_url, fake.token, plan)
+            await gut.start()
             try:
                 result = await drive(fake, plan, gut.begin)
                 gut.end()
@@ -312,7 +394,15 @@ async def run_in_process(plan: Plan) -> dict[str, Any]:
         finally:
             await fake.stop()
     del result["start"], result["end"], result["driver_cpu_cores"]  # the same process: costs
-    return result | {"writer": gut.writer, "costs": gut.costs.report(), "stop": stopped}
+    return (
+        result
+        | gut.extra()
+        | {
+            "writer": gut.writer,
+            "costs": gut.costs.report(),
+            "stop": stopped,
+        }
+    )
 
 
 def _fake_process(conn: Connection, plan: Plan, default_gc: bool) -> None:
@@ -368,8 +458,8 @@ async def run_separate(plan: Plan, default_gc: bool) -> dict[str, Any]:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-telegram-") as directory:
             _, base_url, token = await _receive(ours, child, DRAIN_WAIT_S)
-            gut = GatewayUnderTest(Path(directory), base_url, token, plan.chat_ids)
-            await gut.gateway.start()
+            gut = GatewayUnderTest(Path(directory), base_url, token, plan)
+            await gut.start()
             try:
                 ours.send(("go",))
                 await _receive(ours, child, within)  # warm: the measured window begins
@@ -386,7 +476,15 @@ async def run_separate(plan: Plan, default_gc: bool) -> dict[str, Any]:
             child.kill()
     del result["start"], result["end"]
     result["fake_process_cpu_cores"] = result.pop("driver_cpu_cores")
-    return result | {"writer": gut.writer, "costs": gut.costs.report(), "stop": stopped}
+    return (
+        result
+        | gut.extra()
+        | {
+            "writer": gut.writer,
+            "costs": gut.costs.report(),
+            "stop": stopped,
+        }
+    )
 
 
 def run_phase(plan: Plan, separate: bool, default_gc: bool) -> dict[str, Any]:
@@ -419,6 +517,18 @@ def main() -> None:
         default="same",
         help="run the fake on the gateway's loop (same), in a child process, or both ways",
     )
+    parser.add_argument(
+        "--intake",
+        choices=("polling", "webhook", "both"),
+        default="polling",
+        help="how updates reach the gateway; both: every phase with each",
+    )
+    parser.add_argument(
+        "--max-connections", type=int, default=40, help="webhook: POSTs in flight at once"
+    )
+    parser.add_argument(
+        "--metrics", action="store_true", help="also serve /metrics and scrape it every second"
+    )
     add_gc_option(parser)
     args = parser.parse_args()
     gc_mode = apply_gc_option(args)
@@ -435,32 +545,54 @@ def main() -> None:
         "backlog": args.backlog,
         "gc": gc_mode,
         "fake_in_process": args.fake_process != "separate",
+        "metrics_scraped": args.metrics,
     }
+    intakes = ("polling", "webhook") if args.intake == "both" else (args.intake,)
+    for intake in intakes:
+        figures = run_intake(args, intake)
+        if intake == intakes[0]:
+            result["intake"] = intake
+            result |= figures  # the headline figures: the first intake asked for
+        else:
+            result[intake] = figures  # beside them
+    result["targets"] = {"updates_per_s": TARGET_UPDATES_PER_S, "p99_ms_at_300": TARGET_P99_MS}
+    notes = NOTES_SAME if args.fake_process != "separate" else NOTES_SEPARATE
+    result["notes"] = notes + (NOTES_WEBHOOK if "webhook" in intakes else [])
+    print(json.dumps(result, indent=2))
+
+
+def run_intake(args: argparse.Namespace, intake: str) -> dict[str, Any]:
+    """Every phase asked for, with one intake, the fake in process and/or in its own."""
     runs: dict[str, dict[str, Any]] = {}
     for way in ("same", "separate"):
         if args.fake_process not in (way, "both"):
             continue
         separate = way == "separate"
         phases: dict[str, Any] = {}
-        if args.only in (None, "fixed"):
-            plan = Plan("fixed", args.chats, args.seconds, args.rate, args.backlog)
-            phases["fixed_rate"] = run_phase(plan, separate, args.default_gc)
-        if args.only in (None, "saturation"):
-            plan = Plan("saturation", args.chats, args.seconds, args.rate, args.backlog)
-            phases["saturation"] = run_phase(plan, separate, args.default_gc)
+        for phase, name in (("fixed", "fixed_rate"), ("saturation", "saturation")):
+            if args.only in (None, phase):
+                plan = Plan(
+                    phase,
+                    args.chats,
+                    args.seconds,
+                    args.rate,
+                    args.backlog,
+                    intake,
+                    args.max_connections,
+                    args.metrics,
+                )
+                phases[name] = run_phase(plan, separate, args.default_gc)
         runs[way] = phases
     # The headline figures are the ones asked for (fake in process, unless only separate).
     main_run = runs.get("same") or runs["separate"]
-    result |= main_run
-    result["targets"] = {"updates_per_s": TARGET_UPDATES_PER_S, "p99_ms_at_300": TARGET_P99_MS}
-    result["met"] = met(main_run.get("fixed_rate"), main_run.get("saturation"))
+    figures = dict(main_run)
+    figures["met"] = met(main_run.get("fixed_rate"), main_run.get("saturation"))
     if "same" in runs and "separate" in runs:
         separate_run = runs["separate"]
-        result["fake_separate_process"] = separate_run | {
+        figures["fake_separate_process"] = separate_run | {
             "met": met(separate_run.get("fixed_rate"), separate_run.get("saturation"))
         }
-    result["notes"] = NOTES_SAME if "same" in runs else NOTES_SEPARATE
-    print(json.dumps(result, indent=2))
+    return figures
 
 
 NOTES_COMMON = [
@@ -482,6 +614,11 @@ NOTES_SEPARATE = [
     "the fake Bot API and the driver ran in a child process with its own event loop; costs "
     "are the gateway process only (fake_process_cpu_cores is the child's).",
     *NOTES_COMMON,
+]
+NOTES_WEBHOOK = [
+    "webhook: one POST per update, at most max_connections in flight, each answered only after "
+    "its inbox commit (concurrent commits share a group commit); webhook_posts_not_2xx should "
+    "be 0. The polling figures batch up to 100 updates per getUpdates instead.",
 ]
 
 

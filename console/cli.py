@@ -8,7 +8,7 @@
     switchboard status [--json]
     switchboard recovery list [--json] | approve ID | clear ID | force-resume ID --reason TEXT
     switchboard quiet | resume-intake | drain [--timeout S] | restart
-    switchboard config [-c FILE]
+    switchboard config [-c FILE] | --sample
     switchboard completion bash | zsh
 
 Exit codes: 0 clean stop, 75 restart requested, 78 configuration error, 1 failure (or an
@@ -205,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
         "-c", "--config", type=Path, metavar="FILE",
         help="the TOML config file (default: built-in defaults)",
     )  # fmt: skip
+    config.add_argument(
+        "--sample", action="store_true", help="print a sample file: every key, its default, a note"
+    )
 
     completion = _sub(commands, "completion", "print a shell completion script for bash or zsh")
     completion.add_argument(
@@ -257,6 +260,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return asyncio.run(run_walkthrough(Gate(args.gate), args.state_dir, args.keep_state))
     if command == "config":
+        if args.sample:
+            from gateway_core.config_sample import sample_toml
+
+            sys.stdout.write(sample_toml())
+            return EXIT_OK
         return print_config(load_config(args.config))
     if command == "completion":
         from console.completion import script

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from gateway_core.private_files import private_file
+
 PLAIN = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
@@ -15,7 +17,7 @@ def log_to_file(path: Path, level: str, formatter: logging.Formatter | None = No
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_file(path)  # chat text ends up in the log: 0600 whatever the umask
     handler = logging.FileHandler(path)
     handler.setFormatter(formatter or logging.Formatter(PLAIN))
     root.addHandler(handler)

@@ -65,6 +65,10 @@ def candidate_json(view: CandidateView, now: float) -> dict[str, Any]:
         "explanation": view.explanation,
         "tail_age_s": None if (age := tail_age(view, now)) is None else round(age, 3),
         "attempts": view.attempts,
+        # How each interrupted tool call was settled from its job's evidence, and what the
+        # user was told about the request (held, cleared, waiting), if anything.
+        "settled": list(view.settled),
+        "told": view.told,
     }
 
 

@@ -30,6 +30,8 @@ _KNOWN = {
     "tail_at",
     "attempts",
     "marked_at",
+    "settled",
+    "told",
 }
 
 
@@ -76,6 +78,10 @@ def detail_fields(view: CandidateView) -> list[tuple[str, str]]:
     ]
     if view.attempts:
         fields.append(("Resume attempts", str(view.attempts)))
+    if view.settled:
+        fields.append(("Tool calls settled", "; ".join(view.settled)))
+    if view.told:
+        fields.append(("User told", view.told))
     for field in dataclasses.fields(view):
         value = getattr(view, field.name)
         if field.name not in _KNOWN and value not in (None, "", (), 0):

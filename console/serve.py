@@ -42,7 +42,11 @@ class RedactingFormatter(logging.Formatter):
 async def serve(
     config: Config, env: Mapping[str, str], *, console: bool, read_only: bool, mouse: bool
 ) -> int:
-    secrets = [env.get(config.telegram.token_env, ""), env.get(config.agent.api_key_env, "")]
+    secrets = [
+        env.get(config.telegram.token_env, ""),
+        env.get(config.telegram.webhook_secret_env, ""),
+        env.get(config.agent.api_key_env, ""),
+    ]
     # The ring is served over the socket and shown in the console: redacted like the JSON log.
     redactor = JsonFormatter([s for s in secrets if s])
     ring = LogRing(redact=redactor.redact)

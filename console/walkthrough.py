@@ -93,8 +93,11 @@ def scenes(now: float) -> list[Scene]:
         ),
         Scene(
             "fay",
-            "an earlier resume attempt produced nothing",
-            (u("[System note: the previous turn was interrupted ...]", 2 * MIN, NOTE),),
+            "an earlier resume was killed before it wrote anything",
+            (
+                u("Rebuild the search index", 3 * MIN),
+                u("[System note: the previous turn was interrupted ...]", 2 * MIN, NOTE),
+            ),
         ),
         Scene(
             "gus",

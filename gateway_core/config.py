@@ -31,6 +31,7 @@ import os
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -48,14 +49,18 @@ __all__ = [
     "ConfigError",
     "ControlSettings",
     "GatewaySettings",
+    "HttpSettings",
     "Kind",
     "LanesSettings",
+    "ListenAddress",
     "LogSettings",
     "NotifierSettings",
     "RecoverySettings",
     "Setting",
     "StoreSettings",
+    "TelegramMode",
     "TelegramSettings",
+    "WebhookOnStop",
     "load_config",
 ]
 
@@ -213,6 +218,65 @@ def _user_ids_text(value: tuple[int, ...]) -> str:
     return ",".join(str(item) for item in value)
 
 
+class TelegramMode(StrEnum):
+    """How updates reach the gateway: it asks for them, or Telegram pushes them to us."""
+
+    POLLING = "polling"
+    WEBHOOK = "webhook"
+
+
+class WebhookOnStop(StrEnum):
+    """What a stopping gateway does with its registered webhook."""
+
+    KEEP = "keep"  # Telegram keeps the updates and retries until we (or a successor) answer
+    DELETE = "delete"  # Telegram stops pushing; updates wait for getUpdates or a new webhook
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    """Where an HTTP listener binds: host and port, or a Unix socket path."""
+
+    host: str = ""
+    port: int = 0
+    path: Path | None = None
+
+    def __str__(self) -> str:
+        if self.path is not None:
+            return str(self.path)
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def _listen(text: str) -> ListenAddress | None:
+    """Empty (off), "host:port" ("[::1]:port" for IPv6; port 0 picks a free one) or a socket
+    path (absolute, or starting with ./ or ~)."""
+    text = text.strip()
+    if not text:
+        return None
+    if text.startswith(("/", "./", "~")):
+        return ListenAddress(path=Path(text).expanduser())
+    host, colon, port_text = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not colon or not host:
+        raise _Invalid("expected host:port (e.g. 127.0.0.1:9464) or a socket path")
+    try:
+        port = int(port_text, 10)
+    except ValueError:
+        raise _Invalid(f"port {port_text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise _Invalid(f"port {port} is outside 0-65535")
+    return ListenAddress(host, port)
+
+
+def _listen_text(value: ListenAddress | None) -> str:
+    return "" if value is None else str(value)
+
+
+def _optional_url(text: str) -> str:
+    return "" if not text else _url(text)
+
+
 def _choice(
     choices: tuple[str, ...], *, upper: bool = False, convert: Callable[[str], Any] = str
 ) -> Kind:
@@ -231,13 +295,16 @@ def _choice(
 
 FLOAT = Kind("float", _float_from_toml, _float_from_env, _float_text)
 INT = Kind("int", _int_from_toml, _int_from_env)
-# No setting is boolean yet; the kind exists so one can be added as a single table row.
 BOOL = Kind("bool", _bool_from_toml, _bool_from_env, lambda value: "true" if value else "false")
 STR = Kind("str", _str_from_toml, lambda text: text)
 URL = Kind("url", lambda raw: _url(_str_from_toml(raw)), _url)
 PATH = Kind("path", _path_from_toml, _path)
 OPTIONAL_PATH = Kind("path|empty", _optional_path_from_toml, _optional_path, _optional_path_text)
 USER_IDS = Kind("list[int]", _user_ids_from_toml, _user_ids_from_env, _user_ids_text)
+LISTEN = Kind(
+    "host:port|path|empty", lambda raw: _listen(_str_from_toml(raw)), _listen, _listen_text
+)
+OPTIONAL_URL = Kind("url|empty", lambda raw: _optional_url(_str_from_toml(raw)), _optional_url)
 
 
 # Constraints applied after parsing; they return the reason, or None if the value is fine.
@@ -254,6 +321,10 @@ def _above(bound: int) -> Check:
 
 def _not_empty(value: str) -> str | None:
     return None if value else "must not be empty"
+
+
+def _between(low: int, high: int) -> Check:
+    return lambda value: None if low <= value <= high else f"must be between {low} and {high}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -323,6 +394,8 @@ SETTINGS: tuple[Setting, ...] = (
        "transcript rows read from the end when deciding about a session", _at_least(1)),
     _S("recovery", "hold_inbound", 30, FLOAT,
        "seconds inbound messages for a recovering session are held", _at_least(0)),
+    _S("recovery", "notify_user", True, BOOL,
+       "tell the user once when their interrupted request is held or not resumed"),
     _S("lanes", "busy_mode", "queue", _choice(("queue", "interrupt")),
        "what a message arriving during a running turn does: queue | interrupt"),
     _S("lanes", "max_queue", 32, INT,
@@ -337,6 +410,23 @@ SETTINGS: tuple[Setting, ...] = (
        "seconds one getUpdates long poll may wait for new updates", _at_least(0)),
     _S("telegram", "allowed_users", [], USER_IDS,
        "Telegram user ids allowed to talk to the bot; empty means nobody"),
+    _S("telegram", "mode", "polling",
+       _choice(tuple(mode.value for mode in TelegramMode), convert=TelegramMode),
+       "how updates arrive: polling (getUpdates) | webhook (Telegram POSTs them to us)"),
+    _S("telegram", "webhook_url", "", OPTIONAL_URL,
+       "public HTTPS URL Telegram posts to (webhook mode); its path is the path we serve"),
+    _S("telegram", "webhook_listen", "", LISTEN,
+       "where the webhook is served: host:port or a socket path; empty means [http] listen"),
+    _S("telegram", "webhook_secret_env", "SWITCHBOARD_TELEGRAM_WEBHOOK_SECRET", STR,
+       "name of the environment variable holding the webhook secret token", _not_empty),
+    _S("telegram", "webhook_max_connections", 40, INT,
+       "simultaneous webhook requests Telegram may open (1-100)", _between(1, 100)),
+    _S("telegram", "webhook_on_stop", "keep",
+       _choice(tuple(how.value for how in WebhookOnStop), convert=WebhookOnStop),
+       "at stop: keep the webhook (Telegram retries until we are back) | delete it"),
+    _S("telegram", "webhook_max_body", 1048576, INT,
+       "bytes a webhook request body may have; a larger one is answered 413",
+       _at_least(1024)),
     _S("agent", "kind", "openai", _choice(("openai", "scripted")),
        "agent implementation: openai | scripted"),
     _S("agent", "base_url", "http://127.0.0.1:8000/v1", URL,
@@ -361,6 +451,9 @@ SETTINGS: tuple[Setting, ...] = (
     _S("log", "level", "info", _choice(("debug", "info", "warning", "error")),
        "log level: debug | info | warning | error"),
     _S("log", "file", "", OPTIONAL_PATH, "log file path; empty means stdout"),
+    _S("http", "listen", "", LISTEN,
+       "health, readiness, metrics: host:port (e.g. 127.0.0.1:9464) or a socket path; "
+       "empty: off"),
 )  # fmt: skip
 del _S
 
@@ -397,6 +490,7 @@ class RecoverySettings:
     max_attempts: int
     tail_rows: int
     hold_inbound: float
+    notify_user: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,6 +510,13 @@ class TelegramSettings:
     api_base: str
     poll_timeout: int
     allowed_users: tuple[int, ...]
+    mode: TelegramMode
+    webhook_url: str
+    webhook_listen: ListenAddress | None
+    webhook_secret_env: str
+    webhook_max_connections: int
+    webhook_on_stop: WebhookOnStop
+    webhook_max_body: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,6 +544,11 @@ class LogSettings:
     file: Path | None
 
 
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    listen: ListenAddress | None
+
+
 _SECTION_TYPES: Mapping[str, type] = MappingProxyType(
     {
         "gateway": GatewaySettings,
@@ -454,6 +560,7 @@ _SECTION_TYPES: Mapping[str, type] = MappingProxyType(
         "agent": AgentSettings,
         "control": ControlSettings,
         "log": LogSettings,
+        "http": HttpSettings,
     }
 )
 
@@ -469,6 +576,7 @@ class Config:
     agent: AgentSettings
     control: ControlSettings
     log: LogSettings
+    http: HttpSettings
     # Where each value came, keyed by dotted name: "default" | "file" | "env SWITCHBOARD_…".
     # Bookkeeping for describe(), so it takes no part in equality.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -526,8 +634,23 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     if values["control"]["socket"] is None:
         values["control"]["socket"] = values["gateway"]["state_dir"] / "control.sock"
 
+    _check_together(values, sources)
     sections = {name: _SECTION_TYPES[name](**values[name]) for name in SECTIONS}
     return Config(**sections, sources=MappingProxyType(sources), file=file_path)
+
+
+def _check_together(values: Mapping[str, Mapping[str, Any]], sources: Mapping[str, str]) -> None:
+    """Settings that are only valid in combination (each valid on its own)."""
+    telegram = values["telegram"]
+    if telegram["mode"] is not TelegramMode.WEBHOOK:
+        return
+    where = f'telegram.mode = "webhook" ({sources["telegram.mode"]})'
+    if not telegram["webhook_url"]:
+        raise ConfigError(f"{where}: telegram.webhook_url must name the public URL")
+    if telegram["webhook_listen"] is None and values["http"]["listen"] is None:
+        raise ConfigError(
+            f"{where}: set telegram.webhook_listen or http.listen (where the webhook is served)"
+        )
 
 
 def _locate(path: Path | None, env: Mapping[str, str]) -> tuple[Path | None, str | None]:

@@ -44,6 +44,7 @@ class Action(StrEnum):
     SUSPEND = "suspend"
     UNSUSPEND = "unsuspend"
     KILL_PROCESS = "kill-process"
+    RESEND = "resend"
     RESET_LOOP_GUARD = "reset-loop-guard"
 
 
@@ -89,9 +90,11 @@ class Control:
         """Drop a candidate: its turn will not be resumed."""
 
         async def body() -> ActionResult:
-            if await self._gateway.store.recovery.clear(session_id):
-                return ActionResult(True, f"session {session_id}: recovery marker cleared")
-            return ActionResult(False, f"session {session_id} is not a recovery candidate")
+            cleared, notice_id = await self._gateway.clear_candidate(session_id)
+            if not cleared:
+                return ActionResult(False, f"session {session_id} is not a recovery candidate")
+            told = "; the user was told" if notice_id is not None else ""
+            return ActionResult(True, f"session {session_id}: recovery marker cleared{told}")
 
         return await self._act(actor, "clear", [session_id], None, body)
 
@@ -192,6 +195,19 @@ class Control:
 
         return await self._act(actor, "kill-process", [process_id], None, body)
 
+    async def resend(self, outbox_id: int, *, actor: str) -> ActionResult:
+        """Send again a reply whose outcome is unknown (the gateway died while sending it, or
+        the platform's answer was lost). Only the operator can tell it did not arrive: the
+        gateway never resends it by itself, since a blind retry could show it twice."""
+
+        async def body() -> ActionResult:
+            item = await self._gateway.resend(outbox_id)
+            if item is None:
+                return ActionResult(False, f"delivery {outbox_id} is not of unknown outcome")
+            return ActionResult(True, f"delivery {outbox_id} queued to be sent again")
+
+        return await self._act(actor, "resend", [outbox_id], None, body)
+
     async def quiet(self, *, actor: str) -> ActionResult:
         async def body() -> ActionResult:
             if self._gateway.quiet():
@@ -279,6 +295,11 @@ class Control:
     async def _one(self, action: str, target: str, actor: str, reason: str | None) -> ActionResult:
         if action == "kill-process":
             return await self.kill_process(target, actor=actor)
+        if action == "resend":
+            try:
+                return await self.resend(int(target), actor=actor)
+            except ValueError:
+                return ActionResult(False, f"{target!r} is not a delivery id")
         try:
             session_id = int(target)
         except ValueError:
@@ -317,6 +338,8 @@ class Control:
         if session.origin is None:
             return ActionResult(False, f"session {session_id} has no origin: nowhere to reply")
         lane = gateway.lanes.find(session_id)
+        if lane is not None and lane.resume_pending:
+            return ActionResult(False, f"session {session_id}: a resume is already under way")
         if lane is not None and lane.busy:
             return ActionResult(False, f"session {session_id} is running a turn already")
         if gateway.state is not GatewayState.RUNNING:

@@ -4,6 +4,10 @@ Each session has its own FIFO and worker, so replies arrive in the order they we
 and one slow chat never holds up another. Every send is claimed durably first ("sending"),
 so a crash mid-send is recorded as an unknown outcome rather than repeated (see
 store/outbox.py for that policy).
+
+A reply longer than the platform's limit is cut once, at its first claim, and sent piece by
+piece: each piece's message id is committed before the next piece goes out, so a retry after
+a 5xx or a restart during the backoff sends only the pieces the user has not got yet.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 
 from gateway_core.adapters.base import DeliveryError
+from gateway_core.backoff import Backoff
 from gateway_core.clock import wait_or_timeout
 from gateway_core.events import DeliveryFailed, ReplySent
 from gateway_core.model import Origin
@@ -20,9 +26,11 @@ from gateway_core.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-# Retryable failures (429, 5xx, connection refused) back off 2, 4, 8, 16, 30, 30... seconds:
-# about six minutes of outage before a reply is given up as failed.
-MAX_ATTEMPTS = 15
+# Retryable failures (429, 5xx, connection refused) back off with full jitter under ceilings
+# of 2, 4, 8, 16, 30, 30... seconds (gateway_core/backoff.py), so the delivery workers of many
+# sessions hit by one outage do not retry in lockstep: about five minutes of outage on
+# average before a reply is given up as failed.
+MAX_ATTEMPTS = 25
 
 
 def split_text(text: str, limit: int) -> list[str]:
@@ -53,6 +61,7 @@ class Deliverer:
         self._rt = runtime
         self._queues: dict[int, _SessionQueue] = {}
         self._origins: dict[int, Origin | None] = {}
+        self._backoff = Backoff(cap=30.0)
 
     def enqueue(self, session_id: int, outbox_id: int) -> None:
         queue = self._queues.setdefault(session_id, _SessionQueue())
@@ -61,6 +70,11 @@ class Deliverer:
             queue.worker = asyncio.get_running_loop().create_task(
                 self._work(session_id, queue), name=f"deliver-{session_id}"
             )
+
+    @property
+    def busy(self) -> bool:
+        """Some session's worker is still sending (or about to)."""
+        return any(q.worker is not None and not q.worker.done() for q in self._queues.values())
 
     @property
     def backlog(self) -> int:
@@ -105,33 +119,48 @@ class Deliverer:
             await store.outbox.mark_attempt_failed(outbox_id, "no route to the chat", final=True)
             self._failed(session_id, outbox_id, "no route to the chat", final=True)
             return
+        cut = partial(split_text, limit=adapter.capabilities.max_length)
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            item = await store.outbox.claim(outbox_id)
-            if item is None:
+            claimed = await store.outbox.claim_pieces(outbox_id, cut)
+            if claimed is None:
                 return  # already sent, failed for good, or unknown: never send again
             try:
                 message_id = None
-                for piece in split_text(item.content, adapter.capabilities.max_length):
-                    message_id = await adapter.send(origin, piece)
+                for piece in claimed.owed:
+                    message_id = await adapter.send(origin, piece.content)
+                    # Committed before the next piece is sent: a retry starts after it.
+                    await store.outbox.piece_sent(outbox_id, piece.index, message_id)
             except DeliveryError as error:
                 if error.outcome_unknown:
                     await store.outbox.mark_unknown(outbox_id, str(error))
-                    self._failed(session_id, outbox_id, str(error), final=True)
+                    self._failed(
+                        session_id, outbox_id, str(error), True, origin.platform, unknown=True
+                    )
                     return
                 final = error.final or attempt == MAX_ATTEMPTS
                 await store.outbox.mark_attempt_failed(outbox_id, str(error), final=final)
-                self._failed(session_id, outbox_id, str(error), final)
+                self._failed(session_id, outbox_id, str(error), final, origin.platform)
                 if final:
                     return
-                await self._rt.clock.sleep(min(2.0**attempt, 30.0))
+                await self._rt.clock.sleep(self._backoff.delay(attempt))
                 continue
-            await store.outbox.mark_sent(outbox_id, message_id)
             self._rt.events.publish(
-                ReplySent(self._rt.clock.now(), session_id, outbox_id, message_id)
+                ReplySent(self._rt.clock.now(), session_id, outbox_id, message_id, origin.platform)
             )
             return
 
-    def _failed(self, session_id: int, outbox_id: int, error: str, final: bool) -> None:
+    def _failed(
+        self,
+        session_id: int,
+        outbox_id: int,
+        error: str,
+        final: bool,
+        platform: str = "",
+        *,
+        unknown: bool = False,
+    ) -> None:
         self._rt.events.publish(
-            DeliveryFailed(self._rt.clock.now(), session_id, outbox_id, error, final)
+            DeliveryFailed(
+                self._rt.clock.now(), session_id, outbox_id, error, final, platform, unknown
+            )
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,20 @@ class MessageReceived(Event):
     session_id: int
     inbox_id: int
     queued: int  # messages now waiting in the session's lane
+
+
+@dataclass(frozen=True, slots=True)
+class UpdatesStored(Event):
+    """One intake batch of a platform, committed to the inbox: how many updates became
+    messages (accepted), were already stored (duplicate: a redelivery), were recorded but not
+    for a turn (skipped: malformed, not text, a user not allowed) or found their session's
+    queue full (refused: the user is told)."""
+
+    platform: str
+    accepted: int
+    duplicates: int
+    skipped: int
+    refused: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +65,7 @@ class ReplySent(Event):
     session_id: int
     outbox_id: int
     platform_message_id: str | None
+    platform: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +74,24 @@ class DeliveryFailed(Event):
     outbox_id: int
     error: str
     final: bool
+    platform: str = ""
+    unknown: bool = False  # the send may have happened: recorded 'unknown', never repeated
+
+
+class AgentRequestOutcome(StrEnum):
+    OK = "ok"
+    RETRYABLE = "retryable"  # 429, 5xx, timeout, refused: tried again (unless out of retries)
+    FAILED = "failed"  # refused for good (4xx) or a malformed answer: the turn fails
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRequestFinished(Event):
+    """One request to the agent's model server (each retry is a request of its own)."""
+
+    seconds: float
+    outcome: AgentRequestOutcome
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)

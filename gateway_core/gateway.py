@@ -18,7 +18,6 @@ import asyncio
 import json
 import logging
 import os
-import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -28,17 +27,27 @@ from gateway_core.boot_report import BootReport, read_boot_report
 from gateway_core.clock import Clock, SystemClock, wait_or_timeout
 from gateway_core.config import Config
 from gateway_core.delivery import Deliverer
-from gateway_core.events import BackgroundNotice, DrainProgress, EventBus, RecoveryDecided
+from gateway_core.events import (
+    BackgroundNotice,
+    DrainProgress,
+    EventBus,
+    RecoveryDecided,
+    UpdatesStored,
+)
 from gateway_core.lanes import Lane, LaneFull, Lanes
 from gateway_core.model import (
+    Decision,
     Origin,
+    OutboxItem,
     ProcessCheckpoint,
+    ProcessState,
     RecoveryAction,
     RunRecord,
     Session,
     SessionKey,
 )
 from gateway_core.notifiers import Notifiers
+from gateway_core.private_files import warn_if_shared
 from gateway_core.processes.notices import (
     completion_for_agent,
     completion_for_user,
@@ -48,8 +57,10 @@ from gateway_core.processes.notices import (
 from gateway_core.processes.registry import ProcessRegistry, TrackedProcess
 from gateway_core.processes.watch import BreakerTripped, Match, WatchOutcome
 from gateway_core.questions import Questions
+from gateway_core.recovery.decision import operator_clear_notice
 from gateway_core.recovery.policy import policy_from_settings
-from gateway_core.recovery.startup import BootRecovery, recover_at_boot
+from gateway_core.recovery.startup import BootRecovery, Candidate, recover_at_boot
+from gateway_core.recovery.waiting import JobWaiter
 from gateway_core.runtime import GatewayState, Runtime
 from gateway_core.safe_json import parse_json
 from gateway_core.snapshot import (
@@ -62,6 +73,7 @@ from gateway_core.snapshot import (
 from gateway_core.store import DATABASE_NAME, Store
 from gateway_core.store.inbox import finish_row, insert_row
 from gateway_core.store.sessions import ensure_row, promote_crashed_turns
+from gateway_core.store.transaction import Transaction
 from gateway_core.tools.basic import ClockTool, SleepTool
 from gateway_core.tools.clarify import ClarifyTool
 from gateway_core.tools.processes import ProcessTool, TerminalTool
@@ -96,6 +108,10 @@ class Gateway:
         self.clock = clock or SystemClock()
         self.events = EventBus()
         self._agent = agent
+        # An agent that reports its requests (openai: duration, tokens) does so on our bus.
+        bind_events = getattr(agent, "bind_events", None)
+        if bind_events is not None:
+            bind_events(self.events)
         self._adapters = {adapter.platform: adapter for adapter in adapters}
         self.questions = Questions(self._adapters, self.clock, self._origin_of)
         # clarify is always offered: asking the user is part of the gateway, not a plug-in.
@@ -115,6 +131,9 @@ class Gateway:
         self.report: BootReport | None = None  # the previous run, the loop guard (console)
         self._previous_drain: DrainProgress | None = None
         self._candidates: dict[int, CandidateView] = {}
+        # The newest decision on each candidate (the boot's, or a later one after a job it
+        # waited for ended): what the console shows as its action.
+        self._decisions: dict[int, Decision] = {}
         self._drain: DrainProgress | None = None
         self._started_mono = 0.0
         self._stopped = asyncio.Event()
@@ -152,7 +171,7 @@ class Gateway:
         """At the drain deadline: the background jobs of interrupted turns go too."""
         wanted = set(sessions)
         for job in self.processes.all():
-            if job.state == "running" and job.checkpoint.session_id in wanted:
+            if job.state == ProcessState.RUNNING and job.checkpoint.session_id in wanted:
                 result = await self.processes.kill(job.id, grace=self.config.gateway.grace)
                 if not result.killed:
                     log.error("job %s survived the drain kill: pids %s", job.id, result.survivors)
@@ -165,6 +184,7 @@ class Gateway:
         if self._rt is not None:
             raise RuntimeError("the gateway is already started")
         config = self.config
+        warn_if_shared(config.gateway.state_dir)
         store = await Store.open(
             config.gateway.state_dir / DATABASE_NAME,
             synchronous=config.store.synchronous,
@@ -200,13 +220,23 @@ class Gateway:
         store = rt.store
         self.deliverer = Deliverer(rt)
         self.notifiers = Notifiers(rt, self._may_speak)
-        runner = TurnRunner(rt, self.deliverer, self.notifiers, on_notice=self._notice_settled)
-        self.lanes = Lanes(rt, runner, on_turn_end=self._turn_ended)
         self.processes = ProcessRegistry(store, self.clock, self.config.gateway.state_dir / "jobs")
         self.processes.on_exit(self._job_ended)
         self.processes.on_watch(self._job_watched)
+        waiter = JobWaiter(
+            rt,
+            self.processes,
+            self.deliverer,
+            loop_guard_tripped=lambda: bool(self.boot and self.boot.loop_guard_tripped),
+            on_decided=self._decided_later,
+        )
+        runner = TurnRunner(
+            rt, self.deliverer, self.notifiers, on_notice=self._notice_settled, job_waits=waiter
+        )
+        self.lanes = Lanes(rt, runner, on_turn_end=self._turn_ended)
         self._completions_queued = set()
         self._session_views = {}
+        self._decisions = {}
         self._sampling: asyncio.Task[None] | None = None
         if self.config.gateway.sample_interval > 0:
             self._sampling = asyncio.get_running_loop().create_task(
@@ -214,6 +244,7 @@ class Gateway:
                 name="process-sampler",
             )
         self.run = await store.runs.begin(os.getpid())
+        rt.run_id = self.run.id
         promoted = await store.write(lambda db: promote_crashed_turns(db, self.clock.now()))
         if promoted:
             log.warning("previous run died during %d turn(s); marked for recovery", len(promoted))
@@ -225,9 +256,12 @@ class Gateway:
             log.warning("reply %s was being sent when the gateway died: not resent", sent.id)
         # Shown to the operator: such a reply may or may not have reached its user.
         self.unknown_deliveries = len(await store.outbox.by_status("unknown", limit=10_000))
-        boot = await recover_at_boot(store, self.run, rt.policy)
+        # "Still working" messages of turns that died with the last run: removed once.
+        self._background(self.notifiers.remove_left_over(await store.working_notices.all()))
+        boot = await recover_at_boot(store, self.run, rt.policy, self.processes.log_tail)
         self.boot = boot
         for candidate in boot.candidates:
+            self._decisions[candidate.session.id] = candidate.decision
             decision = candidate.decision
             rt.events.publish(
                 RecoveryDecided(
@@ -238,23 +272,40 @@ class Gateway:
                     decision.explanation,
                 )
             )
+            if decision.action is RecoveryAction.HOLD:
+                log.warning(
+                    "recovery candidate held for an operator: session %s: %s",
+                    candidate.session.id,
+                    decision.explanation,
+                    extra={"event": "recovery_held", "session": str(candidate.session.key)},
+                )
         await self.refresh_candidates()
         rt.set_state(GatewayState.RUNNING)
-        # Resume turns go to the front of their lanes, before any inbound backlog.
+        # Resume turns go to the front of their lanes, before any inbound backlog; a resume
+        # whose interrupted call's job still runs waits for that job first, in its lane.
         for candidate in boot.with_action(RecoveryAction.RESUME):
             self.lanes.submit(candidate.session, TurnRequest(RequestKind.RESUME), first=True)
+        for candidate in boot.with_action(RecoveryAction.AWAIT_JOB):
+            request = TurnRequest(RequestKind.RESUME, await_jobs=True)
+            self.lanes.submit(candidate.session, request, first=True)
         # Completions owed from before (the job ended while we were down, or its notice
         # had not run yet): read from the store, so each is told exactly once.
         for job in await store.processes.untold_completions():
             await self._queue_completion(job, await self.processes.log_tail(job))
         for inbound in await store.inbox.open_items(limit=100_000):
             await self._queue_inbox_item(inbound.id, inbound.session_key, inbound.payload)
+        # Replies owed, and the notices this boot's decisions queued for users.
         for owed in await store.outbox.pending(limit=100_000):
             self.deliverer.enqueue(owed.session_id, owed.id)
         self.lanes.kick_all()  # lanes given work while the gateway was still starting
         for adapter in self._adapters.values():
             await adapter.start_intake(self._accept)
         return boot
+
+    def _decided_later(self, candidate: Candidate) -> None:
+        """A candidate was decided again during the run (a job it waited for ended)."""
+        self._decisions[candidate.session.id] = candidate.decision
+        self._schedule_refresh()
 
     # -- intake ---------------------------------------------------------------------------
 
@@ -263,14 +314,20 @@ class Gateway:
         rt = self.runtime
         now = self.clock.now()
 
-        def job(db: sqlite3.Connection) -> list[tuple[Session, int, str]]:
+        skipped = duplicates = 0
+
+        def txn(db: Transaction) -> list[tuple[Session, int, str]]:
+            nonlocal skipped, duplicates
             accepted = []
             for message in batch:
                 if message.skip_reason is not None or message.origin is None:
                     # Recorded for dedup and for the operator; never becomes a turn.
-                    skipped = insert_row(db, message.platform, message.update_id, None, "{}", now)
-                    if skipped is not None:
-                        finish_row(db, skipped, "skipped", message.skip_reason, now)
+                    skip = insert_row(db, message.platform, message.update_id, None, "{}", now)
+                    if skip is not None:
+                        finish_row(db, skip, "skipped", message.skip_reason, now)
+                        skipped += 1
+                    else:
+                        duplicates += 1
                     continue
                 session = ensure_row(db, message.origin.key, message.origin, now)
                 payload = json.dumps({"text": message.text})
@@ -279,17 +336,29 @@ class Gateway:
                 )
                 if inbox_id is not None:  # None: a redelivered update, already stored
                     accepted.append((session, inbox_id, message.text))
+                else:
+                    duplicates += 1
             return accepted
 
-        for session, inbox_id, text in await rt.store.write(job):
+        accepted = await rt.store.write(txn)
+        refused = 0
+        for session, inbox_id, text in accepted:
             if self.questions.answer(session.id, text):
                 # The answer to the agent's open question: the turn records it as the tool
                 # result, so it does not start a turn of its own.
                 await rt.store.inbox.finish(inbox_id, "answered")
                 continue
-            self._submit_message(session, inbox_id, text)
+            if not self._submit_message(session, inbox_id, text):
+                refused += 1
+        if batch:
+            rt.events.publish(
+                UpdatesStored(
+                    now, batch[0].platform, len(accepted) - refused, duplicates, skipped, refused
+                )
+            )
 
-    def _submit_message(self, session: Session, inbox_id: int, text: str) -> None:
+    def _submit_message(self, session: Session, inbox_id: int, text: str) -> bool:
+        """False when the session's queue is full (the message is refused, the user told)."""
         try:
             self.lanes.submit(session, TurnRequest(RequestKind.MESSAGE, text, inbox_id))
         except LaneFull:
@@ -297,6 +366,8 @@ class Gateway:
             # hours later and out of context, would be worse than asking them to resend.
             log.warning("session %s queue is full; message %s refused", session.id, inbox_id)
             self._background(self._refuse_overflow(session.id, inbox_id))
+            return False
+        return True
 
     async def _queue_inbox_item(self, inbox_id: int, key: str | None, payload: str) -> None:
         if key is None:
@@ -322,6 +393,14 @@ class Gateway:
         self.deliverer.enqueue(session_id, outbox_id)
         return outbox_id
 
+    async def resend(self, outbox_id: int) -> OutboxItem | None:
+        """An operator's resend of a delivery of unknown outcome: queued again, once."""
+        item = await self.store.outbox.requeue_unknown(outbox_id)
+        if item is not None:
+            self.unknown_deliveries = max(0, self.unknown_deliveries - 1)
+            self.deliverer.enqueue(item.session_id, item.id)
+        return item
+
     async def _refuse_overflow(self, session_id: int, inbox_id: int) -> None:
         limit = self.config.lanes.max_queue
         await self.store.inbox.finish(inbox_id, "refused", f"more than {limit} messages queued")
@@ -344,7 +423,11 @@ class Gateway:
     def _turn_ended(self, session_id: int) -> None:
         """A candidate's turn ended: its marker may have cleared. Re-read the candidates once
         (coalesced: one refresh in flight at a time) so the snapshot follows the store."""
-        if session_id in self._candidates and (self._refreshing is None or self._refreshing.done()):
+        if session_id in self._candidates:
+            self._schedule_refresh()
+
+    def _schedule_refresh(self) -> None:
+        if self._refreshing is None or self._refreshing.done():
             self._refreshing = asyncio.get_running_loop().create_task(self.refresh_candidates())
 
     def _may_speak(self, session_id: int, generation: int) -> bool:
@@ -467,6 +550,18 @@ class Gateway:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+    async def wait_idle(self) -> None:
+        """Until no lane has work and no reply waits to be sent (checked together, since a
+        finished turn hands its reply to the deliverer and a delivery can wake nothing)."""
+        while True:
+            busy = [lane.idle.wait() for lane in self.lanes.all() if not lane.idle.is_set()]
+            if busy:
+                await asyncio.gather(*busy)
+                continue
+            if not self.deliverer.busy:
+                return
+            await self.deliverer.idle(within=3600)
 
     async def _drain_and_close(self, timeout: float) -> DrainReport:
         try:
@@ -611,16 +706,27 @@ class Gateway:
 
     # -- recovery candidates --------------------------------------------------------------
 
+    async def clear_candidate(self, session_id: int) -> tuple[bool, int | None]:
+        """An operator drops a candidate; its user is told once, in the same transaction.
+        Returns (cleared, the notice's outbox id)."""
+        store = self.store
+        record = await store.recovery.get(session_id)
+        session = await store.sessions.get(session_id)
+        if record is None or session is None:
+            return False, None
+        tail = await store.transcript.tail(session_id, self.runtime.policy.tail_rows)
+        notice, told = operator_clear_notice(record, session.origin, tail, self.runtime.policy)
+        cleared, notice_id = await store.recovery.clear_and_tell(session_id, notice, told)
+        if notice_id is not None:
+            self.deliverer.enqueue(session_id, notice_id)
+        return cleared, notice_id
+
     async def refresh_candidates(self) -> None:
         """Re-read every recovery record that is not 'none' (an indexed read of few rows)."""
         now = self.clock.now()
         views = {}
         for record, session in await self.store.recovery.candidates():
-            decision = None
-            if self.boot is not None:
-                decision = next(
-                    (c.decision for c in self.boot.candidates if c.session.id == session.id), None
-                )
+            decision = self._decisions.get(session.id)
             views[session.id] = CandidateView(
                 session_id=session.id,
                 key=str(session.key),
@@ -635,6 +741,8 @@ class Gateway:
                 else max(0.0, now - decision.tail_at),
                 attempts=record.attempts,
                 marked_at=record.marked_at,
+                settled=() if decision is None else tuple(_settled_text(decision)),
+                told=None if record.told is None else str(record.told),
                 tail_at=None if decision is None else decision.tail_at,
             )
         self._candidates = views
@@ -718,7 +826,7 @@ class Gateway:
             "queued": queued,
             **candidate_counts(candidates),
             "notifiers": len(notifiers),
-            "processes": sum(1 for p in processes if p.state == "running"),
+            "processes": sum(1 for p in processes if p.state == ProcessState.RUNNING),
             "unknown_deliveries": self.unknown_deliveries,
             "prompt_tokens": sum(p for p, _ in rt_usage.values()),
             "completion_tokens": sum(c for _, c in rt_usage.values()),
@@ -740,3 +848,13 @@ class Gateway:
             previous_run=None if self.report is None else self.report.previous_run,
             previous_drain=self._previous_drain,
         )
+
+
+def _settled_text(decision: Decision) -> list[str]:
+    texts = []
+    for call in decision.settled:
+        text = f"{call.tool_name}: {call.how.value}"
+        if call.exit_code is not None:
+            text += f" (exit {call.exit_code})"
+        texts.append(text)
+    return texts

@@ -56,6 +56,13 @@ class Lane:
     def busy(self) -> bool:
         return self.current is not None
 
+    @property
+    def resume_pending(self) -> bool:
+        """A resume turn is queued or running (a second one would be refused anyway by its
+        start transaction; this lets an operator hear so at once)."""
+        running = self.current is not None and self.current.request.kind is RequestKind.RESUME
+        return running or any(r.kind is RequestKind.RESUME for r in self.queue)
+
 
 class Lanes:
     def __init__(

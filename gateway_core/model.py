@@ -72,6 +72,9 @@ class MessageKind(StrEnum):
     CLARIFY_UNDELIVERED = "clarify_undelivered"
     # A tool result written because the turn was interrupted while the tool ran: effect unknown.
     TOOL_INTERRUPTED = "tool_interrupted"
+    # A tool result the gateway wrote after a restart from the call's durable evidence (the
+    # exit status of the job the call started): the call's real outcome, not a guess.
+    TOOL_RECOVERED = "tool_recovered"
     # Bookkeeping rows that are never replayed to a model.
     META = "meta"
 
@@ -131,6 +134,45 @@ class Message:
     malformed: bool = False
 
 
+class TurnKind(StrEnum):
+    MESSAGE = "message"  # a user's message
+    RESUME = "resume"  # the gateway continues an interrupted turn
+    NOTICE = "notice"  # a background job's event, told to the agent
+
+
+class TurnOutcome(StrEnum):
+    """How a turn ended, as its durable turn row records it."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"  # the agent raised; the user was told
+    INTERRUPTED = "interrupted"  # cancelled in-process (drain deadline, operator, interrupt mode)
+    SUPERSEDED = "superseded"  # a newer generation took over; the answer is kept, not sent
+    DROPPED = "dropped"  # a notice that did not become a turn (stale, consumed): no turn row
+    CRASHED = "crashed"  # still running when its gateway died: found so by the next boot
+
+
+# A turn that ran to its end: whatever it wrote is all it was ever going to write.
+ENDED_OUTCOMES = frozenset({TurnOutcome.COMPLETED, TurnOutcome.FAILED, TurnOutcome.SUPERSEDED})
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRecord:
+    """One turn's durable row: what kind it was and how it ended (None while it runs)."""
+
+    session_id: int
+    generation: int
+    kind: TurnKind | str
+    run_id: int | None
+    started_at: float
+    ended_at: float | None = None
+    outcome: TurnOutcome | str | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        """It did not run to its end: cancelled in-process, or its gateway died under it."""
+        return self.outcome in (TurnOutcome.INTERRUPTED, TurnOutcome.CRASHED)
+
+
 class RecoveryState(StrEnum):
     NONE = "none"
     PENDING = "pending"  # marked: a turn was (or may have been) interrupted
@@ -140,6 +182,14 @@ class RecoveryState(StrEnum):
 
 
 CANDIDATE_STATES = frozenset({RecoveryState.PENDING, RecoveryState.HELD, RecoveryState.RESUMING})
+
+
+class Told(StrEnum):
+    """What the user was told about an interrupted request, once per recovery episode."""
+
+    HELD = "held"  # it waits for an operator
+    CLEARED = "cleared"  # it will not be resumed (too old, or an operator dropped it)
+    WAITING = "waiting"  # the agent's question never reached them: their reply continues it
 
 
 class MarkReason(StrEnum):
@@ -162,10 +212,13 @@ class RecoveryRecord:
     attempts: int = 0
     last_attempt_at: float | None = None
     updated_at: float | None = None
+    # What the user was told in this episode (None: nothing yet). Reset when a new
+    # interruption marks the session again after it was cleared.
+    told: Told | str | None = None
 
 
 class Verdict(StrEnum):
-    """What the durable evidence says about an interrupted session (DESIGN.md's table)."""
+    """What the durable evidence says about an interrupted session (docs/architecture.md 6.2)."""
 
     SUSPENDED = "suspended"
     NO_ORIGIN = "no-origin"
@@ -176,6 +229,9 @@ class Verdict(StrEnum):
     AWAITING_USER = "awaiting-user"
     STALE = "stale"
     AMBIGUOUS_TOOL = "ambiguous-tool"
+    # A foreground tool call's job is still running: re-adopted, and waited for within the
+    # call's own timeout before the turn resumes.
+    TOOL_RUNNING = "tool-running"
     RESUMABLE = "resumable"
 
 
@@ -185,6 +241,7 @@ class RecoveryAction(StrEnum):
     CLEAR = "clear"  # drop the marker: nothing to resume
     WAIT = "wait"  # keep the marker, no synthetic turn; the user's next message continues
     SKIP = "skip"  # suspended: never touched automatically
+    AWAIT_JOB = "await-job"  # wait for a re-adopted job, then decide again
 
 
 class Gate(StrEnum):
@@ -192,6 +249,46 @@ class Gate(StrEnum):
     OPERATOR = "operator"
     ALL = "all"
     OFF = "off"
+
+
+class Settlement(StrEnum):
+    """How an interrupted tool call was settled from durable evidence after a restart."""
+
+    FINISHED = "finished"  # its job ended with an exit status: the real result is recorded
+    STARTED = "started"  # a background start whose job exists: the start itself is the result
+    RUNNING = "running"  # its job still runs: re-adopted and waited for
+    UNKNOWN = "unknown"  # no evidence settles it: effect unknown
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvidence:
+    """What the store knows of the job a tool call started (the call's durable evidence)."""
+
+    process_id: str
+    tool_call_id: str
+    state: ProcessState | str
+    exit_code: int | None
+    end_reason: str | None
+    started_at: float
+    pid: int | None = None
+    output_tail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SettledCall:
+    """One interrupted tool call and what its evidence says."""
+
+    call_id: str
+    tool_name: str
+    how: Settlement
+    explanation: str
+    process_id: str | None = None
+    exit_code: int | None = None
+    # The tool result to record (FINISHED, STARTED); None otherwise.
+    result: str | None = None
+    # RUNNING: the epoch time by which the call's own timeout runs out.
+    deadline: float | None = None
+    generation: int = 0  # the turn that made the call (its recovered result belongs to it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +300,12 @@ class Decision:
     tail_at: float | None = None
     tail_age: float | None = None
     unresolved_tools: tuple[str, ...] = field(default=())
+    # Interrupted tool calls and how their evidence settled them (results to record first).
+    settled: tuple[SettledCall, ...] = field(default=())
+    # The one message the user gets because their request is not resumed automatically
+    # (None: nothing to say, or already said in this episode, or notices are off).
+    user_notice: str | None = None
+    told: Told | None = None  # what user_notice tells, recorded with it
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +332,13 @@ class AuditEntry:
     detail: str | None = None
 
 
+class ProcessState(StrEnum):
+    RUNNING = "running"
+    EXITED = "exited"
+    KILLED = "killed"
+    LOST = "lost"  # gone while we were not watching, and no exit code was left behind
+
+
 @dataclass(frozen=True, slots=True)
 class ProcessCheckpoint:
     """What the store keeps of a background process so it can be re-adopted after a restart."""
@@ -249,6 +359,9 @@ class ProcessCheckpoint:
     consumed: bool
     started_at: float
     ended_at: float | None = None
+    # The agent's tool call that started the job (recorded before the job starts), so a
+    # restart can settle that call from the job's exit status instead of guessing.
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +377,46 @@ class OutboxItem:
     platform_message_id: str | None
     created_at: float
     sent_at: float | None
+
+
+class PieceStatus(StrEnum):
+    """One piece of a reply split to fit the platform's message limit (see store/outbox.py)."""
+
+    PENDING = "pending"
+    SENDING = "sending"  # claimed: its send is about to happen or in flight
+    SENT = "sent"  # confirmed, with its platform message id
+    UNKNOWN = "unknown"  # its send may or may not have landed: never resent automatically
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyPiece:
+    index: int  # 0, 1, ... in sending order
+    content: str
+    status: PieceStatus
+    platform_message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedReply:
+    """An outbox row claimed for sending, with its pieces as stored at its first claim."""
+
+    item: OutboxItem
+    pieces: tuple[ReplyPiece, ...]
+
+    @property
+    def owed(self) -> tuple[ReplyPiece, ...]:
+        """The pieces still to send, in order (the first one is already marked sending)."""
+        return tuple(p for p in self.pieces if p.status is not PieceStatus.SENT)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkingNotice:
+    """The "still working" message of a turn, as recorded while the turn ran."""
+
+    session_id: int
+    generation: int
+    origin: Origin | None
+    message_id: str | None  # None: its first send had not been answered by the platform
 
 
 @dataclass(frozen=True, slots=True)

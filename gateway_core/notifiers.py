@@ -4,19 +4,28 @@ One notifier per running turn, owned by (session, generation). It sends one mess
 edits it in place; it stops with its turn (its task is cancelled and awaited in the turn's
 `finally`, before any queued follow-up starts), and it never speaks once a drain has started,
 checked again after every await so a notice cannot land after the drain began.
+
+The message is recorded in the store (store/working_notices.py) before it is first sent and
+its id as soon as the platform answers, so a failed edit is retried as an edit and never
+becomes a second message, and a send whose outcome is unknown is never repeated. A turn that
+ends removes its message and the record; a run that dies leaves the record, and the next boot
+removes that message once (remove_left_over). A record without an id (the run died while the
+platform had not yet answered the send) cannot be acted on: it is dropped with a warning.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 
-from gateway_core.adapters.base import DeliveryError, Typing
+from gateway_core.adapters.base import Adapter, DeliveryError, Typing
 from gateway_core.events import NotifierFired
-from gateway_core.model import Origin
+from gateway_core.model import Origin, WorkingNotice
 from gateway_core.runtime import Runtime
+from gateway_core.store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +41,14 @@ TYPING_AFTER = 1.0
 
 # (session_id, generation) -> may this turn's notifier speak now?
 OwnershipCheck = Callable[[int, int], bool]
+# Where a platform cannot delete a dead turn's message, it is edited to say this instead.
+INTERRUPTED_TEXT = "⚠️ Interrupted by a restart."
+
+
+class Spoke(StrEnum):
+    SENT = "sent"
+    EDITED = "edited"
+    HELD = "held"  # nothing said: it could have been a second message, or a drain began
 
 
 @dataclass
@@ -53,6 +70,10 @@ class Notifier:
     # and a send in flight is finished by stop() so its message can be deleted, not orphaned.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     sending: asyncio.Future[str | None] | None = None
+    recorded: bool = False  # its message has a record in the store (begun before the send)
+    # Never speak again this turn: a send's outcome is unknown (it may be showing), or the
+    # message can no longer be edited. Either way another message could be a second bubble.
+    silenced: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,13 +142,51 @@ class Notifiers:
             sent = await asyncio.gather(notifier.sending, return_exceptions=True)
             if isinstance(sent[0], str):
                 notifier.message_id = sent[0]
+        removed = True
         if notifier.message_id is not None:
             adapter = self._rt.adapters[notifier.origin.platform]
             if adapter.capabilities.delete:
-                try:
-                    await adapter.delete(notifier.origin, notifier.message_id)
-                except DeliveryError as error:
-                    log.info("could not remove a still-working notice: %s", error)
+                removed = await _remove(adapter, notifier.origin, notifier.message_id)
+        if notifier.recorded and removed:  # else the record stays: the next boot tries again
+            await self._forget(notifier.session_id, notifier.generation)
+
+    async def remove_left_over(self, notices: Sequence[WorkingNotice]) -> None:
+        """At boot: remove the messages of turns the previous run left "still working".
+
+        Each is removed once: its record goes right after, and a second try after a crash in
+        between finds the message gone, which counts as removed."""
+        for notice in notices:
+            if await self._remove_left_over(notice):
+                await self._forget(notice.session_id, notice.generation)
+
+    async def _remove_left_over(self, notice: WorkingNotice) -> bool:
+        """True when nothing more can be done about it (removed, or impossible)."""
+        origin = notice.origin
+        adapter = None if origin is None else self._rt.adapters.get(origin.platform)
+        if origin is None or adapter is None or notice.message_id is None:
+            log.warning(
+                "a still-working message of session %s (turn %s) may still be showing: the "
+                "previous run died before it learned its message id",
+                notice.session_id,
+                notice.generation,
+            )
+            return True
+        log.info("removing a still-working message of session %s", notice.session_id)
+        if adapter.capabilities.delete:
+            return await _remove(adapter, origin, notice.message_id)
+        if adapter.capabilities.edit:
+            try:
+                await adapter.edit(origin, notice.message_id, INTERRUPTED_TEXT)
+            except DeliveryError as error:
+                log.info("could not mark a still-working message as interrupted: %s", error)
+                return error.final
+        return True
+
+    async def _forget(self, session_id: int, generation: int) -> None:
+        try:
+            await self._rt.store.working_notices.end(session_id, generation)
+        except StoreError as error:  # a stuck record costs one more removal try at boot
+            log.warning("could not forget a still-working message: %s", error)
 
     def preview(self, notifier: Notifier, text: str) -> None:
         """The agent streamed more of its answer: show it (throttled) in the notice."""
@@ -158,22 +217,41 @@ class Notifiers:
             text += "\n\n" + ("…" if len(notifier.preview_shown) > PREVIEW_CHARS else "") + tail
         return text
 
-    async def _say(self, notifier: Notifier, text: str) -> bool:
-        """Send the notice, or edit it in place; True when it was an edit."""
+    async def _say(self, notifier: Notifier, text: str) -> Spoke:
+        """Send the notice once, then only ever edit that one message. Raises DeliveryError
+        (a failed edit is simply tried again next time, as an edit)."""
         adapter = self._rt.adapters[notifier.origin.platform]
+        store = self._rt.store
         async with notifier.lock:
+            if notifier.silenced:
+                return Spoke.HELD
             if notifier.message_id is not None and adapter.capabilities.edit:
                 try:
                     await adapter.edit(notifier.origin, notifier.message_id, text)
-                    return True
-                except DeliveryError:
-                    # The edit failed; a drain may have started while we awaited it.
-                    if not self._allowed(notifier):
-                        raise
+                except DeliveryError as error:
+                    if error.final:  # gone or no longer editable
+                        notifier.silenced = True
+                    raise
+                return Spoke.EDITED
+            if not notifier.recorded:
+                notifier.recorded = True
+                await store.working_notices.begin(
+                    notifier.session_id, notifier.generation, notifier.origin
+                )
+                if not self._allowed(notifier):  # a drain may have begun during the commit
+                    return Spoke.HELD
             notifier.sending = asyncio.ensure_future(adapter.send(notifier.origin, text))
-            notifier.message_id = await asyncio.shield(notifier.sending)
+            try:
+                notifier.message_id = await asyncio.shield(notifier.sending)
+            except DeliveryError as error:
+                if error.outcome_unknown:  # it may be showing: never send a second one
+                    notifier.silenced = True
+                raise
             notifier.sending = None
-            return False
+            await store.working_notices.shown(
+                notifier.session_id, notifier.generation, notifier.message_id
+            )
+            return Spoke.SENT
 
     def views(self) -> list[NotifierView]:
         now = self._rt.clock.monotonic()
@@ -210,14 +288,30 @@ class Notifiers:
             if not self._allowed(notifier):
                 return  # a false check ends the notifier, it does not just skip a beat
             try:
-                edited = await self._say(notifier, self._text(notifier))
+                spoke = await self._say(notifier, self._text(notifier))
             except DeliveryError as error:
                 log.info("still-working notice not delivered: %s", error)
             else:
-                notifier.sent += 1
-                self._rt.events.publish(
-                    NotifierFired(
-                        clock.now(), notifier.session_id, notifier.generation, notifier.sent, edited
+                if spoke is not Spoke.HELD:
+                    notifier.sent += 1
+                    edited = spoke is Spoke.EDITED
+                    self._rt.events.publish(
+                        NotifierFired(
+                            clock.now(),
+                            notifier.session_id,
+                            notifier.generation,
+                            notifier.sent,
+                            edited,
+                        )
                     )
-                )
             notifier.next_fire_at += notifier.interval
+
+
+async def _remove(adapter: Adapter, origin: Origin, message_id: str) -> bool:
+    """Delete a still-working message; True unless a later try could still succeed."""
+    try:
+        await adapter.delete(origin, message_id)
+    except DeliveryError as error:
+        log.info("could not remove a still-working notice: %s", error)
+        return error.final  # final: it cannot be removed (already gone, or not allowed)
+    return True

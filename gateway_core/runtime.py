@@ -38,6 +38,7 @@ class Runtime:
     adapters: dict[str, Adapter]
     policy: RecoveryPolicy
     state: GatewayState = GatewayState.STARTING
+    run_id: int | None = None  # this boot's row in `runs`, once recorded
     # Tokens the agent reported, per session, for this run: {session_id: (prompt, completion)}.
     usage: dict[int, tuple[int, int]] = field(default_factory=dict)
 

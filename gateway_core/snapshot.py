@@ -42,6 +42,10 @@ class CandidateView:
     tail_age: float | None  # as of the last refresh of the candidates (see tail_at)
     attempts: int
     marked_at: float | None
+    # How each interrupted tool call was settled from its evidence ("terminal: finished
+    # (exit 0)", "terminal: running", "terminal: unknown").
+    settled: tuple[str, ...] = ()
+    told: str | None = None  # what the user was told about it (held, cleared, waiting)
     # The durable time of the last replayable transcript row: a view computes the age from
     # it and its own "now" at every refresh, so an age never freezes between refreshes.
     tail_at: float | None = None

@@ -11,6 +11,13 @@ next one, so a tool call is on disk before the tool runs.
 End (one transaction): the answer row, its outbox row, the recovery marker cleared (the turn
 really completed) and the turn marker cleared. An interrupted turn instead records each tool
 call it left unanswered as interrupted (effect unknown) and keeps any recovery marker.
+
+Every turn also has a row in `turns` (opened at the start, closed at the end with how it
+ended): restart recovery reads it to tell a resume that was killed from one that ran to its
+end. A resume turn starts only while its session is still a recovery candidate (an answer or
+an operator's clear meanwhile makes it unnecessary), so approving twice cannot answer twice.
+A resume whose interrupted tool call's job is still running first waits for that job (the
+JobWaiter), within the call's own timeout, and is decided again before it starts.
 """
 
 from __future__ import annotations
@@ -18,30 +25,39 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from gateway_core.agents.base import Answer, AskTools, ToolDone, TurnContext
 from gateway_core.events import BackgroundNotice, TurnFinished, TurnStarted
 from gateway_core.model import (
+    CANDIDATE_STATES,
     FinishReason,
     Message,
     MessageKind,
     NewMessage,
+    RecoveryState,
     Role,
     Session,
     ToolCall,
+    TurnKind,
+    TurnOutcome,
 )
 from gateway_core.recovery.note import resume_note, with_note
 from gateway_core.store.inbox import finish_row
 from gateway_core.store.outbox import enqueue_row
 from gateway_core.store.processes import hand_over_row, is_consumed_row, owner_generation_row
-from gateway_core.store.recovery_records import begin_attempt_row, clear_row
-from gateway_core.store.sessions import begin_turn_row, end_turn_row, next_generation_row
+from gateway_core.store.recovery_records import begin_attempt_row, clear_row, record_row
+from gateway_core.store.sessions import (
+    begin_turn_row,
+    end_turn_row,
+    generation_row,
+    next_generation_row,
+)
+from gateway_core.store.transaction import Transaction
 from gateway_core.store.transcript import append_rows
+from gateway_core.store.turns import begin_row, end_row
 
 if TYPE_CHECKING:
     from gateway_core.delivery import Deliverer
@@ -51,21 +67,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HISTORY_ROWS = 200
-MARKED_STATES = ("pending", "held", "resuming")
+
+Outcome = TurnOutcome
+RequestKind = TurnKind
 
 
-class Outcome(StrEnum):
-    COMPLETED = "completed"
-    FAILED = "failed"  # the agent raised; the user was told
-    INTERRUPTED = "interrupted"
-    SUPERSEDED = "superseded"  # a newer generation took over; the answer is kept, not sent
-    DROPPED = "dropped"  # a notice that did not become a turn (stale, consumed)
-
-
-class RequestKind(StrEnum):
-    MESSAGE = "message"
-    RESUME = "resume"
-    NOTICE = "notice"  # a background job's event, told to the agent as an internal turn
+class JobWaits(Protocol):
+    async def settle(self, session: Session) -> bool:
+        """Wait for the jobs a candidate's interrupted calls started and decide again; True
+        when the resume should run now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +96,16 @@ class TurnRequest:
     text: str = ""
     inbox_id: int | None = None
     notice: Notice | None = None
+    # A resume whose interrupted tool call's job still runs: wait for it first.
+    await_jobs: bool = False
 
 
 @dataclass
 class TurnStart:
     generation: int
-    marker_state: str
+    marker_state: RecoveryState | str
     marker_reason: str | None
-    dropped: str | None = None  # a notice not turned into a turn: why (BackgroundNotice)
+    dropped: str | None = None  # a notice or resume not turned into a turn: why
     outbox_id: int | None = None
 
 
@@ -101,15 +113,13 @@ NoticeListener = Callable[[Notice, str, int], None]
 
 
 def _notice_instead_of_turn(
-    db: sqlite3.Connection, session_id: int, request: TurnRequest, now: float
+    db: Transaction, session_id: int, request: TurnRequest, now: float
 ) -> TurnStart | None:
     """A notice that must not become a turn, decided in the start transaction itself (so no
     tool call can consume the completion or start a turn between the check and the turn)."""
     notice = request.notice
     assert notice is not None
-    current = int(
-        db.execute("SELECT generation FROM sessions WHERE id = ?", (session_id,)).fetchone()[0]
-    )
+    current = generation_row(db, session_id)
     if notice.consumes and is_consumed_row(db, notice.process_id):
         return TurnStart(current, "none", None, dropped="dropped-consumed")
     if current == notice.stamp or owner_generation_row(db, notice.process_id) == current:
@@ -129,18 +139,24 @@ def _notice_instead_of_turn(
 
 
 def _start_job(
-    session_id: int, request: TurnRequest, now: float
-) -> Callable[[sqlite3.Connection], TurnStart]:
-    def job(db: sqlite3.Connection) -> TurnStart:
+    session_id: int, request: TurnRequest, now: float, run_id: int | None
+) -> Callable[[Transaction], TurnStart]:
+    def txn(db: Transaction) -> TurnStart:
         if request.notice is not None:
             instead = _notice_instead_of_turn(db, session_id, request, now)
             if instead is not None:
                 return instead
+        record = record_row(db, session_id)
+        state = RecoveryState.NONE if record is None else record.state
+        reason = None if record is None else record.reason
+        if request.kind is RequestKind.RESUME and state not in CANDIDATE_STATES:
+            # Answered or cleared since the resume was queued: running it would answer twice.
+            return TurnStart(
+                generation_row(db, session_id), state, reason, dropped="no-longer-a-candidate"
+            )
         generation = next_generation_row(db, session_id)
         begin_turn_row(db, session_id, generation, now)
-        state, reason = db.execute(
-            "SELECT state, reason FROM recovery WHERE session_id = ?", (session_id,)
-        ).fetchone()
+        begin_row(db, session_id, generation, request.kind, run_id, now)
         if request.kind is RequestKind.RESUME:
             note = NewMessage(
                 Role.USER,
@@ -164,9 +180,9 @@ def _start_job(
             )
         if request.inbox_id is not None:
             finish_row(db, request.inbox_id, "done", None, now)
-        return TurnStart(generation, str(state), reason)
+        return TurnStart(generation, state, reason)
 
-    return job
+    return txn
 
 
 class TurnRunner:
@@ -176,11 +192,13 @@ class TurnRunner:
         deliverer: Deliverer,
         notifiers: Notifiers,
         on_notice: NoticeListener = lambda notice, outcome, generation: None,
+        job_waits: JobWaits | None = None,
     ) -> None:
         self._rt = runtime
         self._deliverer = deliverer
         self._notifiers = notifiers
         self._on_notice = on_notice
+        self._job_waits = job_waits
 
     async def run(
         self, session: Session, request: TurnRequest, on_generation: Callable[[int], None]
@@ -188,8 +206,16 @@ class TurnRunner:
         """Run one turn; on_generation learns the turn's generation as soon as it exists."""
         rt = self._rt
         started_mono = rt.clock.monotonic()
-        start = await rt.store.write(_start_job(session.id, request, rt.clock.now()))
+        # Nothing is written while waiting: a drain or an interrupt that cancels the wait
+        # leaves the candidate (and its re-adopted job) for the next boot to settle.
+        waits = request.await_jobs and self._job_waits is not None
+        if waits and self._job_waits is not None and not await self._job_waits.settle(session):
+            return Outcome.DROPPED
+        start = await rt.store.write(_start_job(session.id, request, rt.clock.now(), rt.run_id))
         generation = start.generation
+        if start.dropped is not None and request.notice is None:
+            log.info("resume of session %s not needed: %s", session.id, start.dropped)
+            return Outcome.DROPPED
         if request.notice is not None:
             outcome_name = start.dropped or "delivered"
             self._on_notice(request.notice, outcome_name, generation)
@@ -210,7 +236,7 @@ class TurnRunner:
         resume = request.kind is RequestKind.RESUME
         if resume:
             agent_input = resume_note(start.marker_reason)
-        elif start.marker_state in MARKED_STATES:
+        elif start.marker_state in CANDIDATE_STATES:
             agent_input = with_note(start.marker_reason, request.text)
         else:
             agent_input = request.text
@@ -259,7 +285,7 @@ class TurnRunner:
                 log.warning("turn failed in session %s: %s", session.id, _short(error))
                 answer = Answer(f"⚠️ Sorry, this turn failed: {_short(error)}", FinishReason.ERROR)
                 outcome = Outcome.FAILED
-            delivered = await self._finish(session.id, generation, answer)
+            delivered = await self._finish(session.id, generation, answer, outcome)
             if not delivered:
                 outcome = Outcome.SUPERSEDED
         except asyncio.CancelledError:
@@ -283,14 +309,14 @@ class TurnRunner:
     async def _append(self, session_id: int, generation: int, row: NewMessage) -> None:
         await self._rt.store.transcript.append(session_id, [row])
 
-    async def _finish(self, session_id: int, generation: int, answer: Answer) -> bool:
+    async def _finish(
+        self, session_id: int, generation: int, answer: Answer, outcome: TurnOutcome
+    ) -> bool:
         """The end-of-turn transaction. False when a newer generation owns the session."""
         now = self._rt.clock.now()
 
-        def job(db: sqlite3.Connection) -> int | None:
-            current = db.execute(
-                "SELECT generation FROM sessions WHERE id = ?", (session_id,)
-            ).fetchone()[0]
+        def txn(db: Transaction) -> int | None:
+            current = generation_row(db, session_id)
             row = NewMessage(
                 Role.ASSISTANT,
                 answer.text,
@@ -312,7 +338,9 @@ class TurnRunner:
             append_rows(db, session_id, rows, now)
             end_turn_row(db, session_id, generation)
             if current != generation:
+                end_row(db, session_id, generation, TurnOutcome.SUPERSEDED, now)
                 return None  # kept in the transcript, never delivered into a newer turn
+            end_row(db, session_id, generation, outcome, now)
             clear_row(db, session_id, now)
             return enqueue_row(db, session_id, generation, "reply", answer.text, now)
 
@@ -321,7 +349,7 @@ class TurnRunner:
             self._rt.usage[session_id] = (prompt + answer.usage[0], completion + answer.usage[1])
         # Shielded: once the answer is committed it must reach the deliverer even if this
         # turn is cancelled while waiting for the commit.
-        commit = asyncio.ensure_future(self._rt.store.write(job))
+        commit = asyncio.ensure_future(self._rt.store.write(txn))
         commit.add_done_callback(lambda done: self._hand_over(session_id, done))
         outbox_id = await asyncio.shield(commit)
         return outbox_id is not None
@@ -348,12 +376,13 @@ class TurnRunner:
             for call in unanswered.values()
         ]
 
-        def job(db: sqlite3.Connection) -> None:
+        def txn(db: Transaction) -> None:
             if rows:
                 append_rows(db, session_id, rows, now)
             end_turn_row(db, session_id, generation)
+            end_row(db, session_id, generation, TurnOutcome.INTERRUPTED, now)
 
-        await self._rt.store.write(job)
+        await self._rt.store.write(txn)
 
 
 def _calls_row(event: AskTools, generation: int) -> NewMessage:

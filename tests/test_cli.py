@@ -54,7 +54,7 @@ def test_walkthrough_narrates_a_restart_and_exits_cleanly(tmp_path: Path) -> Non
         [*SWITCHBOARD, "walkthrough", "--state-dir", str(tmp_path)], _env(tmp_path)
     )
     assert code == 0, screen
-    for expected in ("resumable", "ambiguous-tool", "stale", "recovery-loop", "awaiting-user"):
+    for expected in ("resumable", "ambiguous-tool", "stale", "awaiting-user", "interrupted"):
         assert expected in screen
     assert (tmp_path / "switchboard.db").exists()
 

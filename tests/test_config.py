@@ -15,6 +15,9 @@ from gateway_core.config import (
     SETTINGS,
     Config,
     ConfigError,
+    ListenAddress,
+    TelegramMode,
+    WebhookOnStop,
     load_config,
 )
 from gateway_core.model import Gate
@@ -38,6 +41,7 @@ loop_boots = 4
 max_attempts = 7
 tail_rows = 9
 hold_inbound = 0.25
+notify_user = false
 
 [lanes]
 busy_mode = "interrupt"
@@ -51,6 +55,13 @@ token_env = "MY_BOT_TOKEN"
 api_base = "http://127.0.0.1:8081"
 poll_timeout = 3
 allowed_users = [11, 22, 33]
+mode = "webhook"
+webhook_url = "https://bot.example/tg/hook"
+webhook_listen = "/run/sb/webhook.sock"
+webhook_secret_env = "MY_HOOK_SECRET"
+webhook_max_connections = 10
+webhook_on_stop = "delete"
+webhook_max_body = 65536
 
 [agent]
 kind = "scripted"
@@ -70,6 +81,9 @@ socket = "/run/sb/ctl.sock"
 [log]
 level = "debug"
 file = "/var/log/sb.log"
+
+[http]
+listen = "127.0.0.1:9464"
 """
 
 
@@ -116,6 +130,7 @@ def test_defaults_without_any_file(home: Path) -> None:
     assert cfg.recovery.max_attempts == 3
     assert cfg.recovery.tail_rows == 20
     assert cfg.recovery.hold_inbound == 30.0
+    assert cfg.recovery.notify_user is True
     assert cfg.lanes.busy_mode == "queue"
     assert cfg.lanes.max_queue == 32
     assert cfg.notifier.interval == 180.0
@@ -130,6 +145,11 @@ def test_defaults_without_any_file(home: Path) -> None:
     assert cfg.control.socket == home / ".local/state/switchboard/control.sock"
     assert cfg.log.level == "info"
     assert cfg.log.file is None
+    assert cfg.telegram.mode is TelegramMode.POLLING
+    assert cfg.telegram.webhook_url == ""
+    assert cfg.telegram.webhook_listen is None
+    assert cfg.telegram.webhook_on_stop is WebhookOnStop.KEEP
+    assert cfg.http.listen is None
 
 
 def test_default_location_is_used_when_present(home: Path) -> None:
@@ -188,6 +208,7 @@ def test_full_file_round_trip(tmp_path: Path) -> None:
     assert cfg.recovery.max_attempts == 7
     assert cfg.recovery.tail_rows == 9
     assert cfg.recovery.hold_inbound == 0.25
+    assert cfg.recovery.notify_user is False
     assert cfg.lanes.busy_mode == "interrupt"
     assert cfg.lanes.max_queue == 5
     assert cfg.notifier.interval == 0.0
@@ -208,6 +229,14 @@ def test_full_file_round_trip(tmp_path: Path) -> None:
     assert cfg.control.socket == Path("/run/sb/ctl.sock")
     assert cfg.log.level == "debug"
     assert cfg.log.file == Path("/var/log/sb.log")
+    assert cfg.telegram.mode is TelegramMode.WEBHOOK
+    assert cfg.telegram.webhook_url == "https://bot.example/tg/hook"
+    assert cfg.telegram.webhook_listen == ListenAddress(path=Path("/run/sb/webhook.sock"))
+    assert cfg.telegram.webhook_secret_env == "MY_HOOK_SECRET"
+    assert cfg.telegram.webhook_max_connections == 10
+    assert cfg.telegram.webhook_on_stop is WebhookOnStop.DELETE
+    assert cfg.telegram.webhook_max_body == 65536
+    assert cfg.http.listen == ListenAddress("127.0.0.1", 9464)
     assert all(source == "file" for _, _, source in cfg.describe())
 
 

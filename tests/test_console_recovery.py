@@ -148,9 +148,9 @@ async def test_the_loop_guard_says_what_tripped_it_and_how_to_leave(
         await open_dialog(app, pilot, "r")
         await confirm(app, pilot)
         ada_user = running.adapter.user("ada", name="Ada")
-        assert [m.text for m in await ada_user.wait_for(1)] == [
-            "Back after a restart. You had asked: 'deploy'"
-        ]
+        said = [m.text for m in await ada_user.wait_for(2)]  # told it was held, then answered
+        assert said[-1] == "Back after a restart. You had asked: 'deploy'"
+        assert sum("Back after a restart" in text for text in said) == 1
         (entry,) = await running.gateway.store.audit.recent()
         assert (entry.actor, entry.action, entry.targets, entry.outcome) == (
             ACTOR,
@@ -188,7 +188,8 @@ async def test_the_reset_is_refused_unless_the_guard_tripped_and_resumes_once(
     again = await control.reset_loop_guard(actor=ACTOR)
     assert not again.ok and again.message == "the restart-loop guard has not tripped"
     ada_user = running.adapter.user("ada", name="Ada")
-    assert len(await ada_user.wait_for(1)) == 1
+    said = [m.text for m in await ada_user.wait_for(2)]  # told it was held, then answered once
+    assert sum("Back after a restart" in text for text in said) == 1
     assert [e.outcome for e in await running.gateway.store.audit.recent()] == ["refused", "ok"]
 
     calm = await start_gateway(tmp_path / "calm", clock)

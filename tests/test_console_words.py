@@ -53,3 +53,18 @@ def test_a_duration_in_a_sentence(seconds: float, said: str) -> None:
 
 def test_plural() -> None:
     assert [plural(n, "row") for n in (0, 1, 2)] == ["0 rows", "1 row", "2 rows"]
+
+
+def test_a_candidates_settled_calls_and_what_its_user_was_told_read_in_words() -> None:
+    from console.recovery_text import detail_fields
+    from gateway_core.snapshot import CandidateView
+
+    view = CandidateView(
+        7, "telegram:1:-", "ada", "held", "crash", "ambiguous-tool", "hold", "effect unknown",
+        None, 0, None, settled=("terminal: finished (exit 0)", "terminal: unknown"),
+        told="held",
+    )  # fmt: skip
+    fields = dict(detail_fields(view))
+    assert fields["Tool calls settled"] == "terminal: finished (exit 0); terminal: unknown"
+    assert fields["User told"] == "held"
+    assert not any("(" in label or "'" in value[:2] for label, value in fields.items())

@@ -142,7 +142,9 @@ async def recovering(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Recove
     first = await start_gateway(state_dir, clock)
     await first.stop()
     held, waiting = await _prepare_crashed_sessions(state_dir, clock)
-    second = await start_gateway(state_dir, clock)
+    # These tests count the replies users get after an action; what users are told when a
+    # request is held is tested on its own (test_the_user_hears_about_a_held_request_once).
+    second = await start_gateway(state_dir, clock, recovery={"notify_user": False})
     try:
         yield Recovering(second, held, waiting)
     finally:
@@ -778,6 +780,7 @@ async def test_a_read_only_control_refuses_every_action_and_changes_nothing(
         "drain": await control.drain(actor=ACTOR, timeout=0),
         "restart": await control.restart(actor=ACTOR, timeout=0),
         "kill-process": await control.kill_process("proc_0", actor=ACTOR),
+        "resend": await control.resend(1, actor=ACTOR),
         "reset-loop-guard": await control.reset_loop_guard(actor=ACTOR),
     }
     assert set(results) == MUTATING
@@ -800,6 +803,7 @@ async def test_a_read_only_control_refuses_every_action_and_changes_nothing(
         row("drain", []),
         row("restart", []),
         row("kill-process", ["proc_0"]),
+        row("resend", [1]),
         row("reset-loop-guard", []),
     ]
 
@@ -815,3 +819,92 @@ async def test_a_read_only_control_refuses_every_action_and_changes_nothing(
     assert [m.text for m in recovering.running.adapter.messages] == [
         "Thought for 100 s about it. Done."
     ]
+
+
+async def test_the_user_hears_about_a_held_request_once_and_approving_answers_it_once(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    state_dir = tmp_path / "state"
+    first = await start_gateway(state_dir, clock)
+    await first.stop()
+    held, _ = await _prepare_crashed_sessions(state_dir, clock)
+    running = await start_gateway(state_dir, clock)
+    try:
+        ada = running.adapter.user("ada")
+        notice = (
+            "⚠️ Your request “deploy” was interrupted by a restart. An operator will review it "
+            "before I continue."
+        )
+        assert [m.text for m in await ada.wait_for(1)] == [notice]
+        control = Control(running.gateway)
+        assert (await control.approve(held, actor=ACTOR)).ok
+        # A second approval before the resume ran (a double click, two operators) is refused.
+        again = await control.approve(held, actor=ACTOR)
+        assert again.ok is False, again.message
+        resumed = "Back after a restart. You had asked: 'deploy'"
+        assert [m.text for m in await ada.wait_for(2)] == [notice, resumed]
+        assert (await control.approve(held, actor=ACTOR)).ok is False  # no longer held
+        await went_idle(running.gateway.lanes.find(held))  # type: ignore[arg-type]
+        assert [m.text for m in ada.received()] == [notice, resumed]
+    finally:
+        await running.stop()
+
+
+async def test_an_operator_clear_tells_the_user_once(tmp_path: Path, clock: ManualClock) -> None:
+    state_dir = tmp_path / "state"
+    first = await start_gateway(state_dir, clock)
+    await first.stop()
+    held, _ = await _prepare_crashed_sessions(state_dir, clock)
+    running = await start_gateway(state_dir, clock)
+    try:
+        ada = running.adapter.user("ada")
+        await ada.wait_for(1)  # held: an operator will review it
+        control = Control(running.gateway)
+        cleared = await control.clear(held, actor=ACTOR)
+        assert cleared == ActionResult(
+            True, f"session {held}: recovery marker cleared; the user was told"
+        )
+        texts = [m.text for m in await ada.wait_for(2)]
+        assert texts[1] == (
+            "⚠️ Your request “deploy” was interrupted by a restart, and an operator decided not "
+            "to resume it. Send it again if you still need it."
+        )
+        assert (await control.clear(held, actor=ACTOR)).ok is False
+        assert len(ada.received()) == 2
+    finally:
+        await running.stop()
+
+
+async def test_resend_sends_a_reply_of_unknown_outcome_once_and_only_that(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    # A reply the gateway died sending: never resent by itself; an operator who checked the
+    # chat can send it again, once.
+    state_dir = tmp_path / "state"
+    first = await start_gateway(state_dir, clock)
+    await first.stop()
+    async with await Store.open(state_dir / DATABASE_NAME, clock=clock) as store:
+        session = await store.sessions.ensure(
+            SessionKey("loopback", "ada"), Origin("loopback", "ada", user_name="Ada")
+        )
+        item = await store.outbox.enqueue(session.id, 1, "reply", "the answer")
+        assert await store.outbox.claim(item) is not None  # killed mid-send
+        sent = await store.outbox.enqueue(session.id, 1, "reply", "an earlier one")
+        await store.outbox.mark_sent(sent, "5")
+    running = await start_gateway(state_dir, clock)
+    try:
+        gateway = running.gateway
+        assert gateway.snapshot().counts["unknown_deliveries"] == 1
+        assert running.adapter.messages == []
+        control = Control(gateway)
+        assert await control.resend(item, actor=ACTOR) == ActionResult(
+            True, f"delivery {item} queued to be sent again"
+        )
+        ada = running.adapter.user("ada")
+        assert [m.text for m in await ada.wait_for(1)] == ["the answer"]
+        assert (await control.resend(item, actor=ACTOR)).ok is False  # sent now: not again
+        assert (await control.resend(sent, actor=ACTOR)).ok is False  # never unknown
+        assert gateway.snapshot().counts["unknown_deliveries"] == 0
+        assert [m.text for m in ada.received()] == ["the answer"]
+    finally:
+        await running.stop()

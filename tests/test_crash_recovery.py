@@ -162,17 +162,14 @@ async def _poll(condition: Callable[[], bool], within: float, every: float = 0.0
     return True
 
 
-async def _wait_quiet(db: Path, within: float, polls: int = 3) -> bool:
-    """True once the gateway had nothing to do on `polls` polls in a row (a resume turn the
-    boot queued may not have started at the first quiet look); False after `within` s."""
-    quiet = 0
-
-    def settled() -> bool:
-        nonlocal quiet
-        quiet = 0 if any(_busy(db).values()) else quiet + 1
-        return quiet >= polls
-
-    return await _poll(settled, within, every=0.1)
+async def _wait_idle(process: asyncio.subprocess.Process, within: float) -> bool:
+    """True once the idle gateway printed IDLE (everything its boot queued is done)."""
+    assert process.stdout is not None
+    try:
+        line = await asyncio.wait_for(process.stdout.readline(), within)
+    except TimeoutError:
+        return False
+    return line == b"IDLE\n"
 
 
 async def _start(files: Files, *options: str) -> asyncio.subprocess.Process:
@@ -349,7 +346,7 @@ async def test_sigkill_mid_turn_loses_nothing_and_doubles_nothing(
 
         # Run 2: no traffic; the boot recovers and delivers what is owed, then a clean stop.
         second = await _start(files, "--no-traffic")
-        settled_in_time = await _wait_quiet(files.db, SETTLE_WITHIN)
+        settled_in_time = await _wait_idle(second, SETTLE_WITHIN)
         os.kill(second.pid, signal.SIGTERM)
         code = await asyncio.wait_for(second.wait(), EXIT_WITHIN)
         assert code == 0, f"SIGTERM exit code {code}\n{_tail(files.log)}"

@@ -291,6 +291,20 @@ async def test_faults_queue_in_order_and_times(fake: FakeBotAPI, bot: Bot) -> No
     assert len(fake.calls("getUpdates")) == 4
 
 
+async def test_a_fault_can_wait_for_the_nth_call(fake: FakeBotAPI, bot: Bot) -> None:
+    fake.fail("sendMessage", 502, html=True, after=1)
+    fake.drop_connection("sendMessage", after=1)
+    async with asyncio.timeout(5):
+        assert (await bot.send_message(CHAT, "first")).text == "first"
+        with pytest.raises(ClientDecodeError):
+            await bot.send_message(CHAT, "second")
+        assert (await bot.send_message(CHAT, "third")).text == "third"
+        with pytest.raises(TelegramNetworkError):
+            await bot.send_message(CHAT, "fourth")
+        assert (await bot.send_message(CHAT, "fifth")).text == "fifth"
+    assert fake.sent(CHAT) == ["first", "third", "fifth"]
+
+
 async def test_blocked_chat_is_forbidden(fake: FakeBotAPI, bot: Bot) -> None:
     fake.blocked_chats.add(CHAT)
     async with asyncio.timeout(5):

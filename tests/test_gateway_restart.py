@@ -102,19 +102,44 @@ async def test_a_session_idle_past_the_freshness_window_is_not_resumed(
     assert running.adapter.messages == []
 
 
-async def test_a_tail_that_is_our_own_recovery_note_is_cleared_not_resumed(
+async def test_a_resume_interrupted_again_is_resumed_again_then_held_and_the_user_told_once(
     tmp_path: Path, clock: ManualClock
 ) -> None:
+    # `work` resumes by working again, so a restart can interrupt the resume itself. Quick
+    # restarts, as in a crash storm; the loop guard is set wide so the attempt limit shows.
     state = tmp_path / "state"
-    note = user("[System note: ...]", clock.now() - 10, kind=MessageKind.RECOVERY_NOTE)
-    await _seed(state, clock, "fay", [user("go", clock.now() - 20), note])
-    running = await start_gateway(state, clock)
-    boot = running.gateway.boot
-    assert boot is not None
-    assert [(c.decision.verdict, c.decision.action) for c in boot.candidates] == [
-        ("recovery-loop", RecoveryAction.CLEAR)
-    ]
-    assert running.adapter.messages == []
+    running = await start_gateway(
+        state,
+        clock,
+        notifier={"interval": 0},
+        recovery={"max_attempts": 2, "loop_boots": 10},
+    )
+    fay = running.adapter.user("fay")
+    await fay.say("work 1000")
+    await clock.wait_for_sleepers(1)
+    first = await running.gateway.restart(0)  # interrupts the turn
+    assert [c.decision.action for c in first.candidates] == [RecoveryAction.RESUME]
+    await clock.wait_for_sleepers(1)  # the resume works again
+    second = await running.gateway.restart(0)  # interrupts the resume: attempt 1 of 2
+    (candidate,) = second.candidates
+    assert (candidate.decision.verdict, candidate.decision.action) == (
+        "resumable",
+        RecoveryAction.RESUME,
+    )
+    assert "interrupted" in candidate.decision.explanation
+    await clock.wait_for_sleepers(1)
+    third = await running.gateway.restart(0)  # attempt 2 of 2 interrupted: held, user told
+    (candidate,) = third.candidates
+    assert candidate.decision.action is RecoveryAction.HOLD
+    assert "interrupted 2 times while resuming" in candidate.decision.explanation
+    told = ["⚠️ Your request “work 1000” was interrupted by a restart. An operator will review "
+            "it before I continue."]  # fmt: skip
+    assert [m.text for m in await fay.wait_for(1)] == told
+    fourth = await running.gateway.restart(0)  # still held, and not told a second time
+    assert [c.decision.action for c in fourth.candidates] == [RecoveryAction.HOLD]
+    snapshot = running.gateway.snapshot()
+    assert [(c.state, c.told) for c in snapshot.candidates] == [("held", "held")]
+    assert [m.text for m in fay.received()] == told
 
 
 async def test_three_quick_restarts_trip_the_loop_guard(tmp_path: Path, clock: ManualClock) -> None:
@@ -147,7 +172,11 @@ async def test_an_interrupted_mutating_tool_call_is_held_for_the_operator(
     decision = boot.candidates[0].decision
     assert (decision.verdict, decision.action) == ("ambiguous-tool", RecoveryAction.HOLD)
     assert decision.unresolved_tools == ("sleep",)
-    assert running.adapter.messages == []  # nothing was re-run behind the operator's back
+    # Nothing was re-run behind the operator's back; the user was told it waits for one.
+    assert [m.text for m in await running.adapter.user("dee").wait_for(1)] == [
+        '⚠️ Your request “tool sleep {"seconds": 600}” was interrupted by a restart. An '
+        "operator will review it before I continue."
+    ]
 
 
 class RecordingAgent:
@@ -175,7 +204,7 @@ async def test_a_message_to_a_marked_session_carries_one_note_and_is_stored_clea
     track(Running(gateway, adapter))
     assert gateway.snapshot().candidates[0].state == "held"
     await adapter.user("dee").say("what happened?")
-    await adapter.user("dee").wait_for(1)
+    await adapter.user("dee").wait_for(2)  # the held notice, then the answer
     (seen,) = agent.inputs
     assert seen.startswith("[System note:") and seen.endswith("\n\nwhat happened?")
     assert seen.count("[System note:") == 1

@@ -111,3 +111,29 @@ def test_malformed_completions_raise_wire_errors(body: object) -> None:
 def test_a_malformed_or_failed_stream_chunk_raises(chunk: str) -> None:
     with pytest.raises(WireError):
         StreamAssembler().feed(chunk)
+
+
+def test_a_result_recovered_after_an_interrupted_one_takes_its_place() -> None:
+    # Cancelled in-process ("effect unknown"), then settled at the next boot from the job's
+    # exit status: the model must see the real result, once, in the call's place.
+    history = [
+        row(1, Role.USER, "build"),
+        row(2, Role.ASSISTANT, tool_calls=(CALL_A,)),
+        row(3, Role.TOOL, '{"error": "interrupted"}', tool_call_id="a",
+            kind=MessageKind.TOOL_INTERRUPTED),
+        row(4, Role.TOOL, '{"exit_code": 0}', tool_call_id="a", kind=MessageKind.TOOL_RECOVERED),
+        row(5, Role.USER, "[System note: interrupted]", kind=MessageKind.RECOVERY_NOTE),
+    ]  # fmt: skip
+    messages = history_messages(history, "[System note: interrupted]")
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "tool", "user"]
+    assert messages[3] == {"role": "tool", "tool_call_id": "a", "content": '{"exit_code": 0}'}
+
+
+def test_a_second_real_result_for_a_call_is_dropped() -> None:
+    history = [
+        row(1, Role.ASSISTANT, tool_calls=(CALL_A,)),
+        row(2, Role.TOOL, "first", tool_call_id="a"),
+        row(3, Role.TOOL, "second", tool_call_id="a", kind=MessageKind.TOOL_RECOVERED),
+    ]
+    messages = history_messages(history, "")
+    assert [m.get("content") for m in messages if m["role"] == "tool"] == ["first"]

@@ -13,8 +13,9 @@ import psutil
 import pytest
 
 from gateway_core.clock import SystemClock
+from gateway_core.model import ProcessState
 from gateway_core.processes.output import MAX_LINE
-from gateway_core.processes.registry import ProcessRegistry, ProcessState, TrackedProcess
+from gateway_core.processes.registry import ProcessRegistry, TrackedProcess
 from gateway_core.store import Store
 
 
@@ -55,6 +56,20 @@ async def descendants(pid: int, count: int, within: float = 10) -> set[int]:
         while len(pids := tree_pids(pid)) < count + 1:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
     return pids
+
+
+async def cpu_burnt(pid: int, seconds: float, within: float = 30) -> None:
+    """Wait until the process tree under pid has used `seconds` of CPU time since now."""
+
+    def used() -> float:
+        tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        return sum(sum(p.cpu_times()[:2]) for p in tree)
+
+    start = used()
+    async with asyncio.timeout(within):
+        # CPU time has no event to wait on: poll it, bounded.
+        while used() - start < seconds:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
 
 
 async def test_output_and_exit_code_are_recorded(registry: ProcessRegistry, store: Store) -> None:
@@ -190,12 +205,14 @@ async def test_sampling_reads_cpu_memory_and_children_of_each_tree(
     assert family.checkpoint.pid is not None
     await descendants(family.checkpoint.pid, 2)
     await registry.sample_once()  # the first tick has no earlier reading to compare with
-    await asyncio.sleep(0.5)  # let the busy loop burn measurable CPU time
+    assert busy.checkpoint.pid is not None
+    await cpu_burnt(busy.checkpoint.pid, 0.2)  # however loaded the machine is
     await registry.sample_once()
-    assert busy.sample is not None and busy.sample.cpu_percent > 20
-    assert family.sample is not None
+    assert busy.sample is not None and family.sample is not None
     assert family.sample.children == 2 and family.sample.rss > 0
-    assert family.sample.cpu_percent < 20
+    # The busy tree burnt at least 0.2 s of CPU between the ticks; the sleepers almost none.
+    assert busy.sample.cpu_percent > 0
+    assert family.sample.cpu_percent < busy.sample.cpu_percent
 
 
 async def test_exactly_one_ending_per_job_when_kill_and_the_reader_race(
@@ -235,7 +252,13 @@ async def test_a_readopted_job_does_not_match_what_it_wrote_before_the_restart(
 ) -> None:
     first = ProcessRegistry(store, SystemClock(), tmp_path / "jobs")
     seen: list[str] = []
-    first.on_watch(lambda job, outcome: seen.append(type(outcome).__name__))
+    matched = asyncio.Event()
+
+    def watched(job: TrackedProcess, outcome: object) -> None:
+        seen.append(type(outcome).__name__)
+        matched.set()
+
+    first.on_watch(watched)
     go = tmp_path / "go"
     job = await first.start(
         f"echo READY; while [ ! -e {go} ]; do sleep 0.05; done; echo READY again; sleep 30",
@@ -244,20 +267,24 @@ async def test_a_readopted_job_does_not_match_what_it_wrote_before_the_restart(
         watch_patterns=("READY",),
     )
     async with asyncio.timeout(10):
-        while not seen:  # noqa: ASYNC110 - the watch loop has no event for a test to await
-            await asyncio.sleep(0.02)
+        await matched.wait()
     await first.close()  # the gateway stops; the job runs on
 
     second = ProcessRegistry(store, SystemClock(), tmp_path / "jobs")
     again: list[object] = []
-    second.on_watch(lambda job, outcome: again.append(getattr(outcome, "lines", outcome)))
+    matched_again = asyncio.Event()
+
+    def watched_again(job: TrackedProcess, outcome: object) -> None:
+        again.append(getattr(outcome, "lines", outcome))
+        matched_again.set()
+
+    second.on_watch(watched_again)
     try:
         (adopted,) = await second.adopt_checkpoints()
         assert adopted.id == job.id and "READY" in adopted.output.text()
         go.touch()  # new output after the restart is watched as before
         async with asyncio.timeout(10):
-            while not again:  # noqa: ASYNC110
-                await asyncio.sleep(0.02)
+            await matched_again.wait()
         assert again == [("READY again",)]  # the new line only: the old one is not told twice
         assert adopted.watcher is not None and adopted.watcher.delivered == 1
     finally:

@@ -1,12 +1,14 @@
 """Example-based tests for the pure recovery decision (gateway_core.recovery).
 
-DESIGN.md "Recovery decision table" and recovery-prior-art.md §2.3 / §6 (cases C20, C26-C32,
-E, F48). Each test builds a transcript tail with the builders below so it reads like the
-conversation that was interrupted, then asserts a concrete verdict and action.
+The decision table in docs/architecture.md, row by row, with the peer incidents each rule
+answers. Each test builds a transcript tail with the builders below so it reads like the
+conversation that was interrupted, then asserts a concrete verdict and action (and, where it
+matters, what the user is told and how interrupted tool calls were settled).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from collections.abc import Callable, Sequence
@@ -18,14 +20,21 @@ from gateway_core.model import (
     Decision,
     FinishReason,
     Gate,
+    JobEvidence,
     Message,
     MessageKind,
     Origin,
+    ProcessState,
     RecoveryAction,
     RecoveryRecord,
     RecoveryState,
     Role,
+    Settlement,
+    Told,
     ToolCall,
+    TurnKind,
+    TurnOutcome,
+    TurnRecord,
     Verdict,
 )
 from gateway_core.recovery import (
@@ -62,13 +71,36 @@ def user(text: str, at: float | None, kind: str = MessageKind.TEXT) -> Message:
     return _row(Role.USER, text, at, kind=kind)
 
 
-def note(at: float | None) -> Message:
+def note(at: float | None, generation: int = 0) -> Message:
     """The recovery note the gateway itself wrote when it resumed a turn earlier."""
-    return user(
+    return _row(
+        Role.USER,
         "[System note: the previous turn was interrupted by a gateway restart]",
         at,
         kind=MessageKind.RECOVERY_NOTE,
+        generation=generation,
     )
+
+
+def resume_turn(generation: int, outcome: TurnOutcome | None) -> TurnRecord:
+    """The durable row of the resume turn that wrote the note of `generation`."""
+    return TurnRecord(1, generation, TurnKind.RESUME, 1, ago(10), None, outcome)
+
+
+def job(
+    call_id: str,
+    state: ProcessState = ProcessState.EXITED,
+    exit_code: int | None = 0,
+    started: float = ago(9),
+    end_reason: str | None = "exited",
+    output: str = "step2\n",
+) -> dict[str, JobEvidence]:
+    """The job a tool call started, as the store's checkpoint describes it."""
+    return {
+        call_id: JobEvidence(
+            f"proc_{call_id}", call_id, state, exit_code, end_reason, started, 4242, output
+        )
+    }
 
 
 def assistant(
@@ -120,8 +152,19 @@ def run(
     origin: Origin | None = ORIGIN,
     now: float = NOW,
     loop_guard: bool = False,
+    last_turn: TurnRecord | None = None,
+    jobs: dict[str, JobEvidence] | None = None,
 ) -> Decision:
-    return decide(record, origin, tail, now, policy, loop_guard_tripped=loop_guard)
+    return decide(
+        record,
+        origin,
+        tail,
+        now,
+        policy,
+        loop_guard_tripped=loop_guard,
+        last_turn=last_turn,
+        jobs=jobs,
+    )
 
 
 def expect(decision: Decision, verdict: Verdict, action: RecoveryAction) -> None:
@@ -314,20 +357,84 @@ def test_assistant_row_with_tool_calls_is_never_a_final_answer() -> None:
 # Row 4: recovery-loop
 
 
-def test_recovery_note_tail_is_a_loop_and_cleared() -> None:
-    # C29: our own persisted note and nothing after it: the earlier resume produced nothing.
+def test_a_resume_killed_before_it_wrote_anything_is_resumed_again() -> None:
+    # The resume turn's row says the gateway died under it: an attempt, not "produced nothing".
     tail = [
         user("deploy", ago(100)),
         calls(ago(90), call("terminal", "c1", cmd="deploy")),
-        note(ago(10)),
+        note(ago(10), generation=3),
     ]
+    record = RecoveryRecord(1, state=RecoveryState.RESUMING, reason="crash", attempts=1)
+    d = run(tail, record=record, last_turn=resume_turn(3, TurnOutcome.CRASHED))
+    expect(d, V.RESUMABLE, A.RESUME)
+    assert "interrupted" in d.explanation and "recovery note" in d.explanation
+    assert d.user_notice is None  # it will be answered: nothing to tell yet
+
+
+def test_a_resume_cancelled_by_a_drain_deadline_is_resumed_again() -> None:
+    tail = [user("report", ago(100)), note(ago(10), generation=2)]
+    record = RecoveryRecord(1, state=RecoveryState.RESUMING, reason="drain-timeout", attempts=1)
+    d = run(tail, record=record, last_turn=resume_turn(2, TurnOutcome.INTERRUPTED))
+    expect(d, V.RESUMABLE, A.RESUME)
+
+
+def test_a_note_without_a_turn_row_counts_as_an_interrupted_attempt() -> None:
+    # Data from before turn rows existed: the attempt limit still ends the loop.
+    expect(run([user("q", ago(60)), note(ago(10))]), V.RESUMABLE, A.RESUME)
+
+
+def test_interrupted_three_times_while_resuming_is_held_and_the_user_told() -> None:
+    tail = [user("fix the build", ago(100)), note(ago(10), generation=5)]
+    record = RecoveryRecord(1, state=RecoveryState.RESUMING, reason="crash", attempts=3)
+    d = run(tail, record=record, last_turn=resume_turn(5, TurnOutcome.CRASHED))
+    expect(d, V.RESUMABLE, A.HOLD)
+    assert "interrupted 3 times while resuming" in d.explanation
+    assert d.told is Told.HELD
+    assert d.user_notice is not None and "“fix the build”" in d.user_notice
+    assert "operator will review" in d.user_notice
+
+
+def test_a_resume_that_ran_to_its_end_and_wrote_nothing_is_a_loop_held_not_cleared() -> None:
+    # C29: our own note and nothing after it, and the resume turn ended by itself.
+    tail = [
+        user("deploy", ago(100)),
+        calls(ago(90), call("terminal", "c1", cmd="deploy")),
+        note(ago(10), generation=4),
+    ]
+    d = run(tail, last_turn=resume_turn(4, TurnOutcome.COMPLETED))
+    expect(d, V.RECOVERY_LOOP, A.HOLD)
+    assert "ran to its end" in d.explanation
+    assert d.told is Told.HELD
+
+
+def test_a_loop_verdict_needs_the_turn_row_of_that_very_note() -> None:
+    # An older resume completed; the note at the tail is from a newer one that was killed.
+    tail = [user("q", ago(60)), note(ago(10), generation=7)]
+    d = run(tail, last_turn=resume_turn(6, TurnOutcome.COMPLETED))
+    expect(d, V.RESUMABLE, A.RESUME)
+
+
+def test_freshness_of_a_note_tail_is_the_request_not_the_note() -> None:
+    # Every resume writes a fresh note; a two-hour-old request must not stay "fresh" by it.
+    tail = [user("pip install sdk", ago(2 * HOUR)), note(ago(10)), note(ago(5))]
     d = run(tail)
-    expect(d, V.RECOVERY_LOOP, A.CLEAR)
-    assert "recovery note" in d.explanation
+    expect(d, V.STALE, A.CLEAR)
+    assert d.tail_at == ago(2 * HOUR)
+    assert d.user_notice is not None and "2.0 h old" in d.user_notice
+    assert d.told is Told.CLEARED
 
 
-def test_recovery_note_is_a_loop_even_when_old() -> None:
-    expect(run([note(ago(30 * DAY))]), V.RECOVERY_LOOP, A.CLEAR)
+def test_recovery_note_alone_and_old_is_stale() -> None:
+    expect(run([note(ago(30 * DAY))]), V.STALE, A.CLEAR)
+
+
+def test_a_held_note_tail_stays_held_across_boots() -> None:
+    # The earlier boot held it (loop guard); this boot must not drop it silently.
+    tail = [user("q", ago(60)), note(ago(30), generation=2)]
+    record = RecoveryRecord(1, state=RecoveryState.HELD, attempts=1, told=Told.HELD)
+    d = run(tail, record=record, last_turn=resume_turn(2, TurnOutcome.CRASHED))
+    expect(d, V.RESUMABLE, A.HOLD)
+    assert d.user_notice is None  # told once already in this episode
 
 
 def test_recovery_note_kind_on_an_assistant_row_is_not_a_loop() -> None:
@@ -721,10 +828,11 @@ def _matrix() -> dict[tuple[Gate, Verdict], RecoveryAction]:
         V.NO_ORIGIN: A.HOLD,
         V.UNDETERMINED: A.HOLD,
         V.COMPLETE: A.CLEAR,
-        V.RECOVERY_LOOP: A.CLEAR,
+        V.RECOVERY_LOOP: A.HOLD,
         V.AWAITING_USER: A.WAIT,
         V.STALE: A.CLEAR,
         V.AMBIGUOUS_TOOL: A.HOLD,
+        V.TOOL_RUNNING: A.AWAIT_JOB,
         V.RESUMABLE: A.RESUME,
     }
     operator = {**safe, V.RESUMABLE: A.HOLD}
@@ -753,7 +861,10 @@ SCENARIOS: dict[Verdict, Callable[[], dict[str, object]]] = {
     V.NO_ORIGIN: lambda: {"tail": fresh_question(), "origin": None},
     V.UNDETERMINED: lambda: {"tail": [user("q", None)]},
     V.COMPLETE: lambda: {"tail": [user("q", ago(20)), assistant("a", ago(10))]},
-    V.RECOVERY_LOOP: lambda: {"tail": [user("q", ago(20)), note(ago(10))]},
+    V.RECOVERY_LOOP: lambda: {
+        "tail": [user("q", ago(20)), note(ago(10), generation=2)],
+        "last_turn": resume_turn(2, TurnOutcome.COMPLETED),
+    },
     V.AWAITING_USER: lambda: {
         "tail": [
             calls(ago(20), call("clarify", "c1")),
@@ -763,6 +874,10 @@ SCENARIOS: dict[Verdict, Callable[[], dict[str, object]]] = {
     V.STALE: lambda: {"tail": [user("q", ago(2 * HOUR))]},
     V.AMBIGUOUS_TOOL: lambda: {
         "tail": [user("q", ago(20)), calls(ago(10), call("terminal", "c1"))]
+    },
+    V.TOOL_RUNNING: lambda: {
+        "tail": [user("q", ago(20)), calls(ago(10), call("terminal", "c1", command="make"))],
+        "jobs": job("c1", ProcessState.RUNNING, None, end_reason=None),
     },
     V.RESUMABLE: lambda: {"tail": fresh_question()},
 }
@@ -830,18 +945,37 @@ def test_held_record_stays_held() -> None:
 
 @pytest.mark.parametrize("verdict", [v for v in Verdict if v is not V.RESUMABLE])
 @pytest.mark.parametrize("gate", [Gate.SAFE, Gate.OPERATOR, Gate.OFF])
-def test_overrides_leave_non_resume_actions_alone(verdict: Verdict, gate: Gate) -> None:
+def test_loop_guard_and_attempts_leave_non_resume_actions_alone(
+    verdict: Verdict, gate: Gate
+) -> None:
     scenario = SCENARIOS[verdict]()
     policy = RecoveryPolicy(gate=gate)
     plain = run(**scenario, policy=policy)  # type: ignore[arg-type]
     record = scenario.get("record", PENDING)
     assert isinstance(record, RecoveryRecord)
-    state = record.state if record.state == RecoveryState.SUSPENDED else RecoveryState.HELD
-    scenario["record"] = RecoveryRecord(1, state=state, attempts=99)
+    scenario["record"] = dataclasses.replace(record, attempts=99)
     guarded = run(**scenario, policy=policy, loop_guard=True)  # type: ignore[arg-type]
     assert guarded.action is plain.action is MATRIX[gate, verdict]
     assert guarded.action is not A.RESUME
     assert guarded.explanation == plain.explanation
+
+
+@pytest.mark.parametrize(
+    "verdict", [v for v in Verdict if v not in (V.RESUMABLE, V.SUSPENDED, V.COMPLETE)]
+)
+def test_what_an_operator_holds_stays_held(verdict: Verdict) -> None:
+    # An operator's queue is not emptied by a restart: a held candidate that is now stale,
+    # a loop, waiting for the user or for a job stays held until someone decides.
+    scenario = SCENARIOS[verdict]()
+    scenario["record"] = RecoveryRecord(1, state=RecoveryState.HELD)
+    d = run(**scenario)  # type: ignore[arg-type]
+    expect(d, verdict, A.HOLD)
+
+
+def test_a_held_candidate_whose_turn_completed_is_cleared() -> None:
+    scenario = SCENARIOS[V.COMPLETE]()
+    d = run(**scenario, record=RecoveryRecord(1, state=RecoveryState.HELD))  # type: ignore[arg-type]
+    expect(d, V.COMPLETE, A.CLEAR)
 
 
 # --------------------------------------------------------------------------------------------
@@ -874,7 +1008,7 @@ def test_loop_guard_tripped(
 
 
 def test_loop_guard_from_the_default_policy() -> None:
-    # DESIGN.md: three boots with candidates within 300 s trip the guard.
+    # docs/architecture.md 6.2: three boots with candidates within 300 s trip the guard.
     policy = RecoveryPolicy()
     boots = [NOW - 200, NOW - 100, NOW]
     assert loop_guard_tripped(boots, policy.loop_window, policy.loop_boots) is True
@@ -903,3 +1037,244 @@ def test_reason_and_marked_at_do_not_change_the_decision() -> None:
     b = run(tail, record=RecoveryRecord(1, state="pending", reason="crash", marked_at=NOW))
     c = run(tail, record=RecoveryRecord(1, state="pending", reason=None, marked_at=None))
     assert a == b == c
+
+
+# --------------------------------------------------------------------------------------------
+# Interrupted tool calls, settled from the evidence their jobs left (before they count as
+# unknown): one row per case.
+
+
+def _terminal_tail(**arguments: object) -> list[Message]:
+    return [
+        user("build it", ago(30)),
+        calls(ago(10), call("terminal", "c1", command="sleep 1; echo step2", **arguments)),
+    ]
+
+
+def test_a_call_whose_job_finished_while_down_gets_its_real_result() -> None:
+    d = run(_terminal_tail(), jobs=job("c1", exit_code=0))
+    expect(d, V.RESUMABLE, A.RESUME)
+    assert "terminal finished with exit 0 while the gateway was down; result recovered" in (
+        d.explanation
+    )
+    (settled,) = d.settled
+    assert (settled.how, settled.call_id, settled.exit_code) == (Settlement.FINISHED, "c1", 0)
+    assert settled.result is not None
+    result = json.loads(settled.result)
+    assert (result["exit_code"], result["state"], result["output"]) == (0, "exited", "step2\n")
+    assert "recovered" in result["note"]
+
+
+def test_a_failed_exit_is_a_known_outcome_too() -> None:
+    d = run(_terminal_tail(), jobs=job("c1", exit_code=2))
+    expect(d, V.RESUMABLE, A.RESUME)
+    assert d.settled[0].exit_code == 2
+
+
+def test_a_call_whose_job_still_runs_waits_for_it_within_its_timeout() -> None:
+    d = run(
+        _terminal_tail(timeout=30),
+        jobs=job("c1", ProcessState.RUNNING, None, started=ago(9), end_reason=None),
+    )
+    expect(d, V.TOOL_RUNNING, A.AWAIT_JOB)
+    (settled,) = d.settled
+    assert settled.how is Settlement.RUNNING and settled.result is None
+    assert settled.deadline == ago(9) + 30
+    assert "still running" in d.explanation and "30 s timeout" in d.explanation
+    assert d.user_notice is None
+
+
+def test_the_default_timeout_applies_when_the_call_gave_none() -> None:
+    d = run(_terminal_tail(), jobs=job("c1", ProcessState.RUNNING, None, started=ago(9)))
+    assert d.settled[0].deadline == ago(9) + 180
+
+
+@pytest.mark.parametrize(
+    ("state", "reason", "words"),
+    [
+        (ProcessState.KILLED, "killed", "ended without an exit status (killed)"),
+        (ProcessState.LOST, "gone while the gateway was down", "ended without an exit status"),
+    ],
+)
+def test_a_job_gone_without_an_exit_status_leaves_the_call_unknown(
+    state: ProcessState, reason: str, words: str
+) -> None:
+    d = run(_terminal_tail(), jobs=job("c1", state, None, end_reason=reason))
+    expect(d, V.AMBIGUOUS_TOOL, A.HOLD)
+    assert words in d.explanation
+    assert d.settled[0].how is Settlement.UNKNOWN
+
+
+def test_a_call_with_no_job_recorded_is_unknown() -> None:
+    d = run(_terminal_tail())
+    expect(d, V.AMBIGUOUS_TOOL, A.HOLD)
+    assert "no job was recorded for this call" in d.explanation
+
+
+def test_a_job_older_than_its_call_is_not_taken_for_its_evidence() -> None:
+    # Tool call ids are only unique within a turn: a job started before this call was made
+    # was started by an older call that happened to have the same id.
+    d = run(_terminal_tail(), jobs=job("c1", exit_code=0, started=ago(600)))
+    expect(d, V.AMBIGUOUS_TOOL, A.HOLD)
+
+
+def test_a_tool_that_starts_no_job_stays_unknown() -> None:
+    tail = [user("write it", ago(30)), calls(ago(10), call("write_file", "c1", path="x"))]
+    d = run(tail, jobs=job("c1"))
+    expect(d, V.AMBIGUOUS_TOOL, A.HOLD)
+    assert "write_file leaves no record of its effect" in d.explanation
+
+
+def test_a_background_start_is_settled_by_its_job_existing() -> None:
+    d = run(_terminal_tail(background=True), jobs=job("c1", ProcessState.RUNNING, None))
+    expect(d, V.RESUMABLE, A.RESUME)
+    (settled,) = d.settled
+    assert settled.how is Settlement.STARTED
+    assert settled.result is not None
+    assert json.loads(settled.result)["process_id"] == "proc_c1"
+
+
+def test_an_interrupted_result_is_settled_by_the_exit_status_after_it() -> None:
+    # An in-process cancel wrote "effect unknown"; the job then finished before the kill.
+    tail = [
+        *_terminal_tail(),
+        result("c1", ago(5), kind=MessageKind.TOOL_INTERRUPTED),
+    ]
+    d = run(tail, jobs=job("c1", exit_code=0))
+    expect(d, V.RESUMABLE, A.RESUME)
+    assert d.settled[0].how is Settlement.FINISHED
+
+
+def test_a_recovered_result_resolves_the_call_on_the_next_boot() -> None:
+    tail = [*_terminal_tail(), result("c1", ago(5), kind=MessageKind.TOOL_RECOVERED)]
+    d = run(tail)
+    expect(d, V.RESUMABLE, A.RESUME)
+    assert d.settled == ()
+
+
+def test_one_unknown_call_beside_a_finished_one_is_ambiguous_but_both_are_reported() -> None:
+    tail = [
+        user("deploy", ago(30)),
+        calls(ago(10), call("terminal", "c1", command="make"), call("deploy", "c2")),
+    ]
+    d = run(tail, jobs=job("c1", exit_code=0))
+    expect(d, V.AMBIGUOUS_TOOL, A.HOLD)
+    assert [(s.call_id, s.how) for s in d.settled] == [
+        ("c1", Settlement.FINISHED),
+        ("c2", Settlement.UNKNOWN),
+    ]
+    assert d.unresolved_tools == ("deploy",)
+
+
+def test_a_running_job_beside_an_open_question_waits_for_the_job() -> None:
+    tail = [
+        user("deploy", ago(30)),
+        calls(ago(10), call("terminal", "c1", command="make"), call("clarify", "c2")),
+    ]
+    d = run(tail, jobs=job("c1", ProcessState.RUNNING, None))
+    expect(d, V.TOOL_RUNNING, A.AWAIT_JOB)
+
+
+def test_a_finished_job_beside_an_open_question_waits_for_the_user() -> None:
+    tail = [
+        user("deploy", ago(30)),
+        calls(ago(10), call("terminal", "c1", command="make"), call("clarify", "c2")),
+    ]
+    d = run(tail, jobs=job("c1", exit_code=0))
+    expect(d, V.AWAITING_USER, A.WAIT)
+    assert d.settled[0].how is Settlement.FINISHED  # its result is still recorded
+
+
+@pytest.mark.parametrize(
+    ("gate", "action"),
+    [(Gate.SAFE, A.AWAIT_JOB), (Gate.OPERATOR, A.AWAIT_JOB), (Gate.OFF, A.HOLD)],
+)
+def test_waiting_for_a_job_under_each_gate(gate: Gate, action: RecoveryAction) -> None:
+    d = run(
+        _terminal_tail(),
+        jobs=job("c1", ProcessState.RUNNING, None),
+        policy=RecoveryPolicy(gate=gate),
+    )
+    expect(d, V.TOOL_RUNNING, action)
+
+
+# --------------------------------------------------------------------------------------------
+# What the user is told when their request is not resumed automatically: once per episode,
+# never for a turn that completed.
+
+
+def test_a_held_request_tells_the_user_once_quoting_it() -> None:
+    tail = [user("run the nightly report", ago(30)), calls(ago(10), call("deploy", "c1"))]
+    d = run(tail)
+    expect(d, V.AMBIGUOUS_TOOL, A.HOLD)
+    assert d.told is Told.HELD
+    assert d.user_notice == (
+        "⚠️ Your request “run the nightly report” was interrupted by a restart. An operator "
+        "will review it before I continue."
+    )
+    again = run(tail, record=dataclasses.replace(PENDING, told=Told.HELD))
+    assert (again.user_notice, again.told) == (None, None)
+
+
+def test_a_stale_request_tells_the_user_to_send_it_again() -> None:
+    d = run([user("pip install sdk", ago(3 * HOUR))])
+    expect(d, V.STALE, A.CLEAR)
+    assert d.user_notice == (
+        "⚠️ Your request “pip install sdk” was interrupted by a restart and not resumed "
+        "because it was 3.0 h old. Send it again if you still need it."
+    )
+    assert d.told is Told.CLEARED
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        {"tail": [user("q", ago(20)), assistant("a", ago(10))]},  # completed
+        {"tail": fresh_question()},  # resumed: the answer will come
+        {"tail": fresh_question(), "origin": None},  # nowhere to say it
+        {"tail": [user("q", ago(20)), calls(ago(10), call("clarify", "c1"))]},  # asked
+    ],
+)
+def test_no_notice_where_there_is_nothing_to_tell(scenario: dict[str, Any]) -> None:
+    d = run(**scenario)
+    assert (d.user_notice, d.told) == (None, None)
+
+
+def test_notices_are_off_with_notify_user_false() -> None:
+    tail = [user("q", ago(20)), calls(ago(10), call("deploy", "c1"))]
+    d = run(tail, policy=RecoveryPolicy(notify_user=False))
+    expect(d, V.AMBIGUOUS_TOOL, A.HOLD)
+    assert (d.user_notice, d.told) == (None, None)
+
+
+def test_a_held_notice_turn_tells_nobody() -> None:
+    # The gateway's own work (a background job's notice) is not something the user asked.
+    tail = [
+        user("build it", ago(300)),
+        assistant("started", ago(290)),
+        user("[job proc_1 finished]", ago(20), kind=MessageKind.NOTICE),
+        calls(ago(10), call("deploy", "c1")),
+    ]
+    d = run(tail)
+    expect(d, V.AMBIGUOUS_TOOL, A.HOLD)
+    assert d.user_notice is None
+
+
+def test_a_question_that_never_reached_the_user_tells_them_to_reply() -> None:
+    tail = [
+        user("plan the migration", ago(60)),
+        calls(ago(20), call("clarify", "c1")),
+        result("c1", ago(10), kind=MessageKind.CLARIFY_UNDELIVERED),
+    ]
+    d = run(tail)
+    expect(d, V.AWAITING_USER, A.WAIT)
+    assert d.told is Told.WAITING
+    assert d.user_notice is not None and "“plan the migration”" in d.user_notice
+
+
+def test_a_long_request_is_quoted_short_and_first_line_only() -> None:
+    text = "please " + "x" * 200 + "\nsecond line"
+    d = run([user(text, ago(20)), calls(ago(10), call("deploy", "c1"))])
+    assert d.user_notice is not None
+    quoted = d.user_notice.split("“")[1].split("”")[0]
+    assert len(quoted) == 60 and quoted.endswith("…") and "second" not in quoted

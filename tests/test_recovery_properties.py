@@ -273,9 +273,16 @@ def test_decide_is_total(
         assert d.tail_at is not None
     if d.unresolved_tools:
         assert d.verdict is V.AMBIGUOUS_TOOL
-    # decide() is the gate's action, except that a RESUME may be turned into a HOLD
+    # decide() is the gate's action, except that a RESUME may be turned into a HOLD, and a
+    # held record stays held whatever the gate says (unless its turn completed)
     gated = gate_action(d.verdict, policy.gate)
-    assert d.action is gated or (gated is A.RESUME and d.action is A.HOLD)
+    held = record.state == RecoveryState.HELD and d.verdict is not V.COMPLETE
+    assert d.action is gated or (d.action is A.HOLD and (gated is A.RESUME or held))
+    # the user is told only when the request is not resumed, and never about a completed turn
+    if d.user_notice is not None:
+        assert d.told is not None and d.told != record.told
+        assert d.action in (A.HOLD, A.CLEAR, A.WAIT)
+        assert d.verdict is not V.COMPLETE and origin is not None
     # the first rows of the table depend on the record and origin only
     if record.state == RecoveryState.SUSPENDED:
         assert (d.verdict, d.action) == (V.SUSPENDED, A.SKIP)

@@ -83,7 +83,8 @@ async def test_each_kind_of_tail_gets_its_action_and_it_is_stored(
         "asked": RecoveryAction.RESUME,
         "answered": RecoveryAction.CLEAR,
         "ancient": RecoveryAction.CLEAR,
-        "looped": RecoveryAction.CLEAR,
+        # Our note alone at the tail: a resume that was killed before it wrote anything.
+        "looped": RecoveryAction.RESUME,
         "risky": RecoveryAction.HOLD,
         "waiting": RecoveryAction.WAIT,
         "nowhere": RecoveryAction.HOLD,
@@ -92,7 +93,7 @@ async def test_each_kind_of_tail_gets_its_action_and_it_is_stored(
     assert await _state(store, asked) == ("pending", "resumable")
     assert await _state(store, answered) == ("none", "complete")
     assert await _state(store, ancient) == ("none", "stale")
-    assert await _state(store, looped) == ("none", "recovery-loop")
+    assert await _state(store, looped) == ("pending", "resumable")
     assert await _state(store, risky) == ("held", "ambiguous-tool")
     assert await _state(store, waiting) == ("pending", "awaiting-user")
     assert await _state(store, nowhere) == ("held", "no-origin")
@@ -103,6 +104,21 @@ async def test_each_kind_of_tail_gets_its_action_and_it_is_stored(
     assert record is not None and "terminal" in (record.last_explanation or "")
     # Seven candidates (the suspended session does not count) are recorded on the run.
     assert (await store.runs.recent(1))[0].candidates == 7
+    # The users whose requests are not resumed are told, in the decision's transaction: the
+    # held one (risky; "nowhere" has no origin to tell) and the stale one.
+    notices = {
+        (await store.sessions.get(item.session_id)).key.chat_id: item.content  # type: ignore[union-attr]
+        for item in await store.outbox.pending()
+    }
+    assert set(notices) == {"risky", "ancient"}
+    assert "“deploy”" in notices["risky"] and "operator will review" in notices["risky"]
+    assert "“pip install x”" in notices["ancient"] and "send it again" in notices["ancient"].lower()
+    assert [c.notice_id is not None for c in boot.candidates if c.session.id == risky.id] == [True]
+    # Exactly once: the next boot decides the held one again and tells nobody anything new.
+    await _boot(store)
+    assert len(await store.outbox.pending()) == 2
+    record = await store.recovery.get(risky.id)
+    assert record is not None and record.told == "held"
 
 
 async def test_re_marking_on_every_restart_never_makes_an_old_task_fresh(

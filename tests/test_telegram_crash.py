@@ -53,7 +53,7 @@ class Gateways:
     def db(self) -> Path:
         return self.state_dir / DATABASE_NAME
 
-    async def start(self) -> asyncio.subprocess.Process:
+    async def start(self, *options: str) -> asyncio.subprocess.Process:
         """A gateway process, once it printed READY (bounded)."""
         with self.log.open("a", encoding="utf-8") as log:
             log.write(f"===== start #{len(self.processes) + 1} =====\n")
@@ -66,6 +66,7 @@ class Gateways:
                 *("--api-base", self.fake.base_url),
                 *("--allowed", str(USER)),
                 *("--poll-timeout", str(POLL_TIMEOUT)),
+                *options,
                 cwd=REPO,
                 env={
                     **os.environ,
@@ -289,3 +290,53 @@ async def test_killed_after_the_reply_was_sent_never_replies_twice(
         )
         assert gw.runs() == [(None, False), (1, True)]
         print(f"\n[{'lost' if confirmation_lost else 'natural'}] redelivered={redelivered}")
+
+
+async def test_the_still_working_message_of_a_killed_turn_is_removed_once_at_the_next_boot(
+    fake: FakeBotAPI, tmp_path: Path
+) -> None:
+    async with gateways(fake, tmp_path) as gw:
+        notifying = ("--notifier-interval", "1")
+        first = await gw.start(*notifying)
+        fake.push_text(USER, "think 60", user_id=USER)
+        # The message shows and its id is on disk: then the process dies mid-turn.
+        async with asyncio.timeout(STEP_WITHIN):
+            await fake.wait_until(
+                lambda: any("Still working" in text for text in fake.sent(USER)),
+                timeout=STEP_WITHIN,
+            )
+            await poll(
+                lambda: (
+                    gw.query("SELECT message_id FROM working_notices") != [(None,)]
+                    and gw.query("SELECT count(*) FROM working_notices") == [(1,)]
+                ),
+                within=STEP_WITHIN,
+            )
+        ((message_id,),) = gw.query("SELECT message_id FROM working_notices")
+        await gw.sigkill(first)
+        assert fake.messages[(USER, int(message_id))]["text"].startswith("⏳ Still working")
+
+        def removals() -> list[Any]:
+            return [
+                c
+                for c in fake.calls("deleteMessage")
+                if c.params.get("message_id") == int(message_id)
+            ]
+
+        second = await gw.start(*notifying)
+        async with asyncio.timeout(STEP_WITHIN):
+            await fake.wait_until(lambda: len(removals()) == 1, timeout=STEP_WITHIN)
+            await poll(
+                lambda: gw.query("SELECT count(*) FROM working_notices") == [(0,)],
+                within=STEP_WITHIN,
+            )
+        assert fake.messages[(USER, int(message_id))]["deleted"]
+        await gw.sigterm(second)
+
+        third = await gw.start(*notifying)  # nothing is left to remove: no second try
+        seen = polls(fake)
+        async with asyncio.timeout(2 * POLL_TIMEOUT + STEP_WITHIN):
+            await fake.wait_for_calls("getUpdates", seen + 2, timeout=2 * POLL_TIMEOUT + 5)
+        await gw.sigterm(third)
+        assert len(removals()) == 1
+        assert not any("Still working" in text for text in fake.sent(USER))

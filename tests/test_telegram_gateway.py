@@ -16,6 +16,7 @@ import pytest
 from gateway_core.adapters.telegram import MAX_MESSAGE, TelegramAdapter
 from gateway_core.agents.scripted import ScriptedAgent
 from gateway_core.clock import ManualClock
+from gateway_core.delivery import split_text
 from gateway_core.events import DeliveryFailed
 from gateway_core.gateway import Gateway
 from tests.support.fake_bot_api import FakeBotAPI
@@ -201,6 +202,46 @@ async def test_a_long_reply_is_split_on_line_boundaries(
     assert all(len(piece) <= MAX_MESSAGE for piece in pieces)
     assert "\n".join(pieces) == f"You said: {text}"
     assert pieces[1].startswith("line ")  # cut at a line break, not inside a line
+
+
+def long_text() -> str:
+    """About 9,000 characters in lines: its answer is three Telegram messages."""
+    return "\n".join(f"line {i:04d} " + "y" * 48 for i in range(153))
+
+
+async def test_a_502_on_the_second_piece_of_a_long_answer_sends_each_piece_once(
+    tmp_path: Path, clock: ManualClock, fake: FakeBotAPI
+) -> None:
+    await start(tmp_path, clock, fake)
+    text = long_text()
+    expected = split_text(f"You said: {text}", MAX_MESSAGE)
+    assert len(text) >= 9000 and len(expected) == 3
+    fake.fail("sendMessage", 502, html=True, after=1)
+    fake.push_text(ADA, text, user_id=ADA)
+    await pump_until(clock, fake, lambda: len(fake.sent(ADA)) == len(expected), step=5)
+    for _ in range(5):
+        clock.advance(30)  # any further retry would have happened by now
+    assert fake.sent(ADA) == expected
+    assert len(fake.calls("sendMessage")) == len(expected) + 1  # only the 502'd piece again
+
+
+async def test_a_dropped_piece_of_a_long_answer_is_never_resent_nor_what_follows(
+    tmp_path: Path, clock: ManualClock, fake: FakeBotAPI
+) -> None:
+    gateway = await start(tmp_path, clock, fake)
+    text = long_text()
+    expected = split_text(f"You said: {text}", MAX_MESSAGE)
+    fake.drop_connection("sendMessage", after=1)
+    fake.push_text(ADA, text, user_id=ADA)
+    await fake.wait_for_calls("sendMessage", count=2, timeout=10)
+    fake.push_text(ADA, "and this?", user_id=ADA)
+    await fake.wait_for_sent(ADA, count=2, timeout=10)
+    for _ in range(5):
+        clock.advance(30)
+    assert fake.sent(ADA) == [expected[0], "You said: and this?"]
+    (unknown,) = await gateway.store.outbox.by_status("unknown")
+    assert unknown.last_error is not None
+    assert unknown.last_error.startswith("piece 2 of 3 (piece 3 not sent yet): ")
 
 
 async def test_hostile_text_goes_through_as_plain_text(

@@ -39,6 +39,23 @@ class Typing(Protocol):
         """Show the user that the bot is working (lasts a few seconds on the platform)."""
 
 
+@dataclass(frozen=True, slots=True)
+class IntakeHealth:
+    """Whether an adapter's intake can reach its platform right now (readiness reads it).
+
+    reachable is False until the platform answered once, and again after failures that are
+    more than a blip (each adapter says what that means for it); detail says why."""
+
+    reachable: bool
+    detail: str = ""
+
+
+@runtime_checkable
+class ReportsIntake(Protocol):
+    def intake_health(self) -> IntakeHealth:
+        """The current state of intake's connection to the platform."""
+
+
 class DeliveryError(Exception):
     """A send, edit or delete that failed.
 

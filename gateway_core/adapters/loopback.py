@@ -75,7 +75,7 @@ class LoopbackAdapter:
     _waiting: list[InboundMessage] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _journal: TextIO | None = None
-    _failures: list[DeliveryError] = field(default_factory=list)
+    _failures: list[DeliveryError | None] = field(default_factory=list)  # None: succeed
 
     def __post_init__(self) -> None:
         if self.journal_path is not None:
@@ -92,9 +92,22 @@ class LoopbackAdapter:
         async with asyncio.timeout(within), self.changed:
             await self.changed.wait_for(predicate)
 
-    def fail_next(self, count: int, *, final: bool = False, reason: str = "injected") -> None:
-        """Make the next `count` sends/edits/deletes fail (fault injection for tests)."""
-        self._failures.extend(DeliveryError(reason, final=final) for _ in range(count))
+    def fail_next(
+        self,
+        count: int,
+        *,
+        final: bool = False,
+        unknown: bool = False,
+        after: int = 0,
+        reason: str = "injected",
+    ) -> None:
+        """Make the next `count` sends/edits/deletes fail, once `after` more have succeeded
+        (fault injection for tests). unknown: the failure is an unknown outcome (a timeout),
+        though nothing reaches the chat."""
+        self._failures.extend(None for _ in range(after))
+        self._failures.extend(
+            DeliveryError(reason, final=final, outcome_unknown=unknown) for _ in range(count)
+        )
 
     # -- intake ---------------------------------------------------------------------------
 
@@ -172,7 +185,9 @@ class LoopbackAdapter:
 
     def _maybe_fail(self) -> None:
         if self._failures:
-            raise self._failures.pop(0)
+            failure = self._failures.pop(0)
+            if failure is not None:
+                raise failure
 
     async def _notify(self) -> None:
         async with self.changed:

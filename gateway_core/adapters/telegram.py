@@ -9,7 +9,11 @@ handlers finish, and stalls forever on one malformed update):
 
 So an update is confirmed only after it is durable; a crash before that gets it redelivered,
 and the inbox's unique (platform, update_id) makes the redelivery a no-op. A malformed update is
-recorded as skipped with a log line and never stalls polling.
+recorded as skipped with a log line and never stalls polling. A store that fails does not stop
+polling either: the offset stays, and the same updates are fetched again after a backoff.
+
+With a webhook registration (telegram.mode = "webhook") there is no polling: Telegram POSTs
+each update, see telegram_webhook.py; everything else here is the same.
 
 Sending policy (the Bot API has no idempotency key, so a blind retry can double a message):
 - 429: wait retry_after and try again here; the request was refused, nothing was sent.
@@ -49,7 +53,15 @@ from aiogram.exceptions import (
 from aiogram.types import Update
 from pydantic import ValidationError
 
-from gateway_core.adapters.base import Capabilities, DeliveryError, InboundMessage, IntakeSink
+from gateway_core.adapters.base import (
+    Capabilities,
+    DeliveryError,
+    InboundMessage,
+    IntakeHealth,
+    IntakeSink,
+)
+from gateway_core.adapters.telegram_webhook import WebhookIntake, WebhookRegistration
+from gateway_core.backoff import Backoff
 from gateway_core.clock import Clock
 from gateway_core.model import Origin
 from gateway_core.safe_json import parse_json
@@ -59,6 +71,9 @@ log = logging.getLogger(__name__)
 PLATFORM = "telegram"
 MAX_MESSAGE = 4096
 RETRY_AFTER_LIMIT = 10  # 429s tolerated for one request before it is handed back as retryable
+# Failed polls in a row that make Telegram "unreachable" for readiness: one is a blip (the next
+# try is 2 s later), two mean it stayed down.
+UNREACHABLE_AFTER = 2
 
 
 class TelegramAdapter:
@@ -74,12 +89,13 @@ class TelegramAdapter:
         clock: Clock,
         poll_timeout: int = 25,
         backoff_cap: float = 30.0,
+        webhook: WebhookRegistration | None = None,
     ) -> None:
         self._token = token
         self._allowed = frozenset(allowed_users)
         self._clock = clock
         self._poll_timeout = poll_timeout
-        self._backoff_cap = backoff_cap
+        self._backoff = Backoff(cap=backoff_cap)
         self._session = AiohttpSession(api=TelegramAPIServer.from_base(api_base))
         self.bot = Bot(token, session=self._session)
         self._sink: IntakeSink | None = None
@@ -88,17 +104,50 @@ class TelegramAdapter:
         self._offset: int | None = None
         self.blocked_chats: set[str] = set()
         self.username: str | None = None
+        self._health = IntakeHealth(False, "intake not started")
+        # Webhook mode: Telegram pushes updates (served by gateway_core/service/webhook.py).
+        self.webhook = (
+            None
+            if webhook is None
+            else WebhookIntake(
+                self.bot,
+                webhook,
+                clock=clock,
+                to_inbound=self._inbound,
+                scrub=self._scrub,
+                backoff=self._backoff.delay,
+            )
+        )
 
     # -- intake ---------------------------------------------------------------------------
 
     async def start_intake(self, sink: IntakeSink) -> None:
-        """Start polling in the background (getMe is retried there until it succeeds)."""
+        """Start polling in the background (getMe is retried there until it succeeds), or
+        take pushed updates and register the webhook."""
+        if self.webhook is not None:
+            await self.webhook.start(sink)
+            return
         self._sink = sink
         self._stop.clear()
+        self._health = IntakeHealth(False, "connecting to the Bot API")
         self._poller = asyncio.get_running_loop().create_task(self._poll(), name="telegram-poll")
 
+    def intake_health(self) -> IntakeHealth:
+        return self._health if self.webhook is None else self.webhook.health()
+
+    def _reached(self) -> None:
+        if not self._health.reachable:
+            self._health = IntakeHealth(True, f"polling as @{self.username}")
+
+    def _failed_to_reach(self, failures: int, reason: str) -> None:
+        if failures >= UNREACHABLE_AFTER or not self._health.reachable:
+            self._health = IntakeHealth(False, f"{failures} poll(s) failed in a row: {reason}")
+
     async def stop_intake(self) -> None:
-        """Stop polling at once and confirm what was persisted."""
+        """Stop polling at once and confirm what was persisted (or stop taking pushes)."""
+        if self.webhook is not None:
+            await self.webhook.stop()
+            return
         self._stop.set()
         if self._poller is not None:
             await asyncio.gather(self._poller, return_exceptions=True)
@@ -106,27 +155,37 @@ class TelegramAdapter:
             await self._confirm_offset()
 
     async def _poll(self) -> None:
-        failures = 0
+        failures = store_failures = 0
         while not self._stop.is_set():
             try:
                 if self.username is None:
                     me = await self.bot.get_me()
                     self.username = me.username
                     log.info("telegram: polling as @%s", me.username)
+                    self._reached()
                 raw = await self._until_stopped(self._get_updates(self._poll_timeout))
                 if raw is None:
                     return  # stopped while waiting
                 failures = 0
-                await self._accept(raw)
+                self._reached()
             except (TelegramRetryAfter, _PollRetryAfter) as error:
                 await self._until_stopped(self._clock.sleep(error.retry_after))
-            except _PollConflict:
+                continue
+            except _PollConflict as conflict:
                 failures += 1
-                log.error(
-                    "telegram: another instance is polling this bot token (409 Conflict); "
-                    "only one gateway may run per bot"
-                )
-                await self._until_stopped(self._clock.sleep(self._backoff(failures)))
+                if conflict.webhook:
+                    log.error(
+                        "telegram: a webhook is set for this bot, so getUpdates is refused "
+                        '(409); use telegram.mode = "webhook", or delete the webhook'
+                    )
+                else:
+                    log.error(
+                        "telegram: another instance is polling this bot token (409 Conflict); "
+                        "only one gateway may run per bot"
+                    )
+                self._failed_to_reach(failures, "409 Conflict")
+                await self._until_stopped(self._clock.sleep(self._backoff.delay(failures)))
+                continue
             except (
                 TelegramAPIError,
                 ClientDecodeError,
@@ -135,8 +194,24 @@ class TelegramAdapter:
                 _PollFailed,
             ) as e:
                 failures += 1
-                log.warning("telegram: polling failed (%s); retrying", self._scrub(str(e)))
-                await self._until_stopped(self._clock.sleep(self._backoff(failures)))
+                reason = self._scrub(str(e))
+                log.warning("telegram: polling failed (%s); retrying", reason)
+                self._failed_to_reach(failures, reason)
+                await self._until_stopped(self._clock.sleep(self._backoff.delay(failures)))
+                continue
+            try:
+                await self._accept(raw)
+                store_failures = 0
+            except Exception as error:
+                # Not stored, so the offset did not move: the same updates come again with the
+                # next poll. Polling must outlive a store that fails for a while.
+                store_failures += 1
+                log.error(
+                    "telegram: %d update(s) could not be stored (%s); fetching them again",
+                    len(raw),
+                    error,
+                )
+                await self._until_stopped(self._clock.sleep(self._backoff.delay(store_failures)))
 
     async def _accept(self, raw: list[Any]) -> None:
         if not raw:
@@ -190,7 +265,7 @@ class TelegramAdapter:
         async with session.post(url, data=form, timeout=client_timeout) as response:
             text = await response.text()
         if response.status == 409:
-            raise _PollConflict()
+            raise _PollConflict(webhook="webhook" in text.lower())
         body = parse_json(text)
         if not isinstance(body, dict):
             raise _PollFailed(f"HTTP {response.status}, not a JSON answer")
@@ -224,9 +299,6 @@ class TelegramAdapter:
             await asyncio.gather(work, return_exceptions=True)
             return None
         return work.result()
-
-    def _backoff(self, failures: int) -> float:
-        return float(min(self._backoff_cap, 2 ** min(failures, 10)))
 
     # -- outbound -------------------------------------------------------------------------
 
@@ -293,6 +365,8 @@ class TelegramAdapter:
         raise DeliveryError("Telegram kept asking to retry later")
 
     async def close(self) -> None:
+        if self.webhook is not None:
+            await self.webhook.stop()
         self._stop.set()
         if self._poller is not None:
             await asyncio.gather(self._poller, return_exceptions=True)
@@ -303,7 +377,11 @@ class TelegramAdapter:
 
 
 class _PollConflict(Exception):
-    """409: another getUpdates consumer is using this token."""
+    """409: another getUpdates consumer is using this token, or a webhook is set."""
+
+    def __init__(self, *, webhook: bool) -> None:
+        super().__init__("409 Conflict")
+        self.webhook = webhook
 
 
 class _PollFailed(Exception):

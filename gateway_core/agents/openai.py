@@ -31,7 +31,9 @@ from gateway_core.agents.openai_wire import (
     history_messages,
     parse_completion,
 )
+from gateway_core.backoff import Backoff
 from gateway_core.config import AgentSettings
+from gateway_core.events import AgentRequestFinished, AgentRequestOutcome, EventBus
 from gateway_core.model import FinishReason, ToolCall
 from gateway_core.safe_json import parse_json
 from gateway_core.tools.registry import ToolContext
@@ -56,6 +58,31 @@ class OpenAIAgent:
         environ = os.environ if env is None else env
         self._key = environ.get(settings.api_key_env, "")
         self._session: aiohttp.ClientSession | None = None
+        self._backoff = Backoff(base=0.5, cap=MAX_BACKOFF)
+        self._events: EventBus | None = None
+
+    def bind_events(self, events: EventBus) -> None:
+        """Publish every model request's duration, outcome and tokens (metrics read them)."""
+        self._events = events
+
+    def _report(
+        self,
+        context: TurnContext,
+        began: float,
+        outcome: AgentRequestOutcome,
+        reply: Reply | None = None,
+    ) -> None:
+        if self._events is None:
+            return
+        self._events.publish(
+            AgentRequestFinished(
+                context.clock.now(),
+                context.clock.monotonic() - began,
+                outcome,
+                0 if reply is None else reply.prompt_tokens,
+                0 if reply is None else reply.completion_tokens,
+            )
+        )
 
     async def close(self) -> None:
         if self._session is not None:
@@ -131,15 +158,20 @@ class OpenAIAgent:
             body["stream_options"] = {"include_usage": True}
         attempt = 0
         while True:
+            began = context.clock.monotonic()
             try:
-                return await self._request(body, context)
+                reply = await self._request(body, context)
+            except AgentError:
+                self._report(context, began, AgentRequestOutcome.FAILED)
+                raise
             except _Retryable as retry:
+                self._report(context, began, AgentRequestOutcome.RETRYABLE)
                 if attempt >= settings.max_retries:
                     raise AgentError(
                         f"the agent server kept failing ({retry.reason}); gave up after "
                         f"{attempt + 1} attempts"
                     ) from None
-                delay = retry.after if retry.after is not None else min(2.0**attempt, MAX_BACKOFF)
+                delay = retry.after if retry.after is not None else self._backoff.delay(attempt)
                 log.warning(
                     "agent server: %s; retry %d of %d in %.1f s",
                     retry.reason,
@@ -149,6 +181,9 @@ class OpenAIAgent:
                 )
                 attempt += 1
                 await context.clock.sleep(delay)
+            else:
+                self._report(context, began, AgentRequestOutcome.OK, reply)
+                return reply
 
     async def _request(self, body: dict[str, Any], context: TurnContext) -> Reply:
         url = self._settings.base_url.rstrip("/") + "/chat/completions"

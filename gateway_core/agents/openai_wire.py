@@ -4,7 +4,9 @@ History: the transcript becomes `messages`. The API rejects an assistant tool ca
 a tool result, so a call the transcript has no result for (a crash while it ran) gets a
 synthetic "no result recorded; effect unknown" result, and a tool result without its call
 (the tail cut a block in half) is dropped. Results already recorded are sent as they are, so
-a resumed turn sees what ran and nothing runs twice.
+a resumed turn sees what ran and nothing runs twice; where an "interrupted, effect unknown"
+row is followed by the call's real result (recovered after a restart from its job's exit
+status), the real one is sent in its place.
 
 Replies: a whole `chat.completion` body, or the `chat.completion.chunk` events of a stream
 assembled into the same `Reply`. Anything malformed raises `WireError`.
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway_core.model import Message, Role
+from gateway_core.model import Message, MessageKind, Role
 from gateway_core.recovery.evidence import is_replayable
 
 SYSTEM_PROMPT = (
@@ -53,6 +55,9 @@ def history_messages(history: Sequence[Message], current_input: str) -> list[dic
     rows = [m for m in history if is_replayable(m)]
     messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM_PROMPT}]
     open_calls: list[str] = []
+    # A call answered only by an "interrupted, effect unknown" row, by id: a real result
+    # recovered after it (from the job's exit status) takes its place.
+    placeholders: dict[str, dict[str, Any]] = {}
 
     def close_open_calls() -> None:
         for call_id in open_calls:
@@ -61,12 +66,17 @@ def history_messages(history: Sequence[Message], current_input: str) -> list[dic
 
     for row in rows:
         if row.role == Role.TOOL:
-            if row.tool_call_id in open_calls:
-                open_calls.remove(row.tool_call_id)
-                messages.append(
-                    {"role": "tool", "tool_call_id": row.tool_call_id, "content": row.content}
-                )
+            call_id = row.tool_call_id or ""
+            if call_id in open_calls:
+                open_calls.remove(call_id)
+                message = {"role": "tool", "tool_call_id": call_id, "content": row.content}
+                messages.append(message)
+                if row.kind == MessageKind.TOOL_INTERRUPTED:
+                    placeholders[call_id] = message
+            elif call_id in placeholders and row.kind != MessageKind.TOOL_INTERRUPTED:
+                placeholders.pop(call_id)["content"] = row.content
             continue  # a result without its call: the API would reject it
+        placeholders.clear()
         close_open_calls()
         if row.role == Role.ASSISTANT and row.tool_calls:
             messages.append(

@@ -2,6 +2,8 @@
 
     hello                 -> replies at once: "You said: hello"
     think 30              -> thinks for 30 s (on the injected clock), then answers
+    work 30               -> like think, but a resumed `work` works its 30 s again before it
+                             answers (a long task a restart can interrupt while it resumes)
     tool sleep {"seconds": 5}
                           -> asks for one tool call, runs it, answers with its result
     fail disk on fire     -> raises: the turn fails and the user is told
@@ -13,6 +15,10 @@ notice's first line.
 
 A resumed turn (after a restart) answers once, naming what it was asked, and re-runs
 nothing: that is what the recovery note asks a real model to do.
+
+A request whose last word is a #tag (`think 2 #u3-7`) gets that tag at the end of its answer,
+so a test can tell which request an answer belongs to. Tool call ids carry the turn's
+generation, so they stay unique within a session across restarts (like a real model's).
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ class ScriptedAgent:
     async def run_turn(self, context: TurnContext) -> AsyncIterator[AgentEvent]:
         if context.resume:
             request = _last_request(await context.load_history())
+            command, _, rest = request.partition(" ")
+            if command.lower() == "work":
+                await context.clock.sleep(_number(rest, default=5.0))
             yield Answer(f"Back after a restart. You had asked: {request!r}")
             return
         if context.notice:  # a background job's event: acknowledge it in one line
@@ -45,27 +54,28 @@ class ScriptedAgent:
             yield Answer(f"Background update: {first.strip('[]')}")
             return
         text = _strip_note(context.input).strip()
+        tag = _tag_suffix(text)
         command, _, rest = text.partition(" ")
         command = command.lower()
-        if command == "think":
+        if command in ("think", "work"):
             seconds = _number(rest, default=5.0)
             await context.clock.sleep(seconds)
-            yield Answer(f"Thought for {seconds:g} s about it. Done.")
+            yield Answer(f"Thought for {seconds:g} s about it. Done.{tag}")
         elif command == "tool":
-            name, _, arguments = rest.strip().partition(" ")
-            call = ToolCall(self._next_id(), name, arguments.strip() or "{}")
+            name, _, arguments = _untagged(rest).strip().partition(" ")
+            call = ToolCall(self._next_id(context), name, arguments.strip() or "{}")
             async for event in self._call_tools(context, (call,)):
                 yield event
-            yield Answer(f"Tool {name} finished.")
+            yield Answer(f"Tool {name} finished.{tag}")
         elif command == "steps":
             for _ in range(int(_number(rest, default=3))):
-                call = ToolCall(self._next_id(), "clock", "{}")
+                call = ToolCall(self._next_id(context), "clock", "{}")
                 async for event in self._call_tools(context, (call,)):
                     yield event
-            yield Answer("All steps done.")
+            yield Answer(f"All steps done.{tag}")
         elif command == "ask":
             question = json.dumps({"question": rest.strip() or "Yes or no?"})
-            call = ToolCall(self._next_id(), "clarify", question)
+            call = ToolCall(self._next_id(context), "clarify", question)
             reply = ""
             async for event in self._call_tools(context, (call,)):
                 if isinstance(event, ToolDone):
@@ -90,8 +100,21 @@ class ScriptedAgent:
             outcome = await context.tools.run(call, tool_context)
             yield ToolDone(call.id, call.name, outcome.content, outcome.kind)
 
-    def _next_id(self) -> str:
-        return f"call_{next(self._call_ids)}"
+    def _next_id(self, context: TurnContext) -> str:
+        return f"call_{context.generation}_{next(self._call_ids)}"
+
+
+def _tag_suffix(text: str) -> str:
+    """' (#tag)' when the request's last word is a #tag, else ''."""
+    words = text.split()
+    last = words[-1] if words else ""
+    return f" ({last})" if len(last) > 1 and last.startswith("#") else ""
+
+
+def _untagged(text: str) -> str:
+    """The text without a trailing #tag word (so it does not end up in tool arguments)."""
+    head, _, last = text.rstrip().rpartition(" ")
+    return head if head and last.startswith("#") and len(last) > 1 else text
 
 
 def _number(text: str, default: float) -> float:

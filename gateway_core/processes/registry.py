@@ -2,7 +2,8 @@
 
 Each job runs under a tiny /bin/sh wrapper, in its own session (process group = its pid):
 
-    sh -c 'sh -c "$1" >"$2" 2>&1; code=$?; printf %s "$code" >"$3.tmp"; mv "$3.tmp" "$3"'
+    sh -c 'printf %s "$$" >"$3.pid"; sh -c "$1" >"$2" 2>&1; code=$?;
+           umask 077; printf %s "$code" >"$3.tmp"; mv "$3.tmp" "$3"'
 
 so the job's output goes to its own log file and its exit code to a status file. Nothing of
 the job is attached to the gateway by a pipe: a gateway crash cannot SIGPIPE it, waiting for
@@ -11,6 +12,12 @@ how it ended. The registry tails the log into a bounded buffer. After a restart,
 whose PID is alive with the same start time is adopted (detached); one that finished meanwhile
 is closed with the code from its status file; anything else is closed as lost, never with an
 invented exit code, and a reused PID is never signalled.
+
+The checkpoint (with the tool call that asked for the job) is committed BEFORE the job is
+spawned, so no job can run that the store does not know of. A crash between the spawn and the
+commit of its PID leaves a checkpoint without one: the wrapper writes its own PID to a file
+first thing, and adoption finds the job through that file (checked against the wrapper's
+command line, which names the job's log, so a reused PID is never taken for it).
 """
 
 from __future__ import annotations
@@ -21,14 +28,14 @@ import os
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from functools import partial
 from pathlib import Path
 
 import psutil
 
 from gateway_core.clock import Clock
-from gateway_core.model import ProcessCheckpoint
+from gateway_core.model import ProcessCheckpoint, ProcessState
+from gateway_core.private_files import private_file
 from gateway_core.processes.killing import KillResult, kill_tree, tree_of
 from gateway_core.processes.output import OutputBuffer
 from gateway_core.processes.sampler import Sample, TreeSampler
@@ -43,19 +50,18 @@ from gateway_core.store import Store
 
 log = logging.getLogger(__name__)
 
-WRAPPER = 'sh -c "$1" >"$2" 2>&1; code=$?; printf %s "$code" >"$3.tmp"; mv "$3.tmp" "$3"'
+# Every file of a job is private (0600) while the command keeps the gateway's umask: the log
+# and the PID file are created 0600 before the wrapper starts (a redirection keeps an existing
+# file's mode), and the status file is written under umask 077 once the command has ended.
+WRAPPER = (
+    'printf %s "$$" >"$3.pid"; '
+    'sh -c "$1" >"$2" 2>&1; code=$?; umask 077; printf %s "$code" >"$3.tmp"; mv "$3.tmp" "$3"'
+)
 # Seconds between reads of a running job's log: fast while it writes, backing off to
 # TAIL_IDLE while it is quiet (hundreds of idle jobs must not keep the loop busy).
 TAIL_EVERY = 0.2
 TAIL_IDLE = 2.0
 READ_CHUNK = 1 << 16
-
-
-class ProcessState(StrEnum):
-    RUNNING = "running"
-    EXITED = "exited"
-    KILLED = "killed"
-    LOST = "lost"  # gone while we were not watching, and no exit code was left behind
 
 
 @dataclass
@@ -149,31 +155,20 @@ class ProcessRegistry:
         cwd: str | None = None,
         notify_on_complete: bool = False,
         watch_patterns: tuple[str, ...] = (),
+        tool_call_id: str | None = None,
     ) -> TrackedProcess:
         process_id = f"proc_{secrets.token_hex(6)}"
-        self._log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self._log_dir / f"{process_id}.log"
+        log_path = private_file(self._log_dir / f"{process_id}.log")
         status_path = self._log_dir / f"{process_id}.status"
-        child = await asyncio.create_subprocess_exec(
-            "/bin/sh", "-c", WRAPPER, "switchboard-job", command, str(log_path), str(status_path),
-            cwd=cwd,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
-        try:
-            pid_started_at: float | None = psutil.Process(child.pid).create_time()
-        except psutil.NoSuchProcess:
-            pid_started_at = None
+        private_file(status_path.with_name(f"{status_path.name}.pid"))  # empty reads as absent
         checkpoint = ProcessCheckpoint(
             id=process_id,
             session_id=session_id,
             generation=generation,
             command=command,
             cwd=cwd,
-            pid=child.pid,
-            pid_started_at=pid_started_at,
+            pid=None,
+            pid_started_at=None,
             notify_on_complete=notify_on_complete,
             watch_patterns=watch_patterns,
             log_path=str(log_path),
@@ -182,9 +177,32 @@ class ProcessRegistry:
             end_reason=None,
             consumed=False,
             started_at=self._clock.now(),
+            tool_call_id=tool_call_id,
         )
         tracked = self._track(checkpoint, detached=False)
+        # Durable before it runs: a crash at any later point leaves a job the store knows.
         await self._store.processes.save(checkpoint)
+        try:
+            child = await asyncio.create_subprocess_exec(
+                "/bin/sh", "-c", WRAPPER, "switchboard-job", command, str(log_path),
+                str(status_path),
+                cwd=cwd,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+                start_new_session=True,
+            )  # fmt: skip
+        except OSError:
+            await self._finish(tracked, ProcessState.LOST, None, "could not be started")
+            raise
+        try:
+            pid_started_at: float | None = psutil.Process(child.pid).create_time()
+        except psutil.NoSuchProcess:
+            pid_started_at = None
+        tracked.checkpoint = replace(
+            tracked.checkpoint, pid=child.pid, pid_started_at=pid_started_at
+        )
+        await self._store.processes.save(tracked.checkpoint)
         tracked._task = asyncio.get_running_loop().create_task(
             self._watch(tracked, child.wait), name=f"watch-{process_id}"
         )
@@ -251,6 +269,13 @@ class ProcessRegistry:
         for checkpoint in await self._store.processes.live():
             if checkpoint.id in self._processes:
                 continue
+            if checkpoint.pid is None:
+                # Spawned, but the gateway died before the PID was committed (or it never
+                # started): the wrapper's PID file says which, if any, it is.
+                found = await asyncio.to_thread(_wrapper_of, checkpoint.log_path)
+                if found is not None:
+                    checkpoint = replace(checkpoint, pid=found[0], pid_started_at=found[1])
+                    await self._store.processes.save(checkpoint)
             tracked = self._track(checkpoint, detached=True)
             alive = checkpoint.pid is not None and tree_of(
                 checkpoint.pid, checkpoint.pid_started_at
@@ -395,6 +420,25 @@ def _read_status(log_path: str | None) -> int | None:
     try:
         return int(status.read_text().strip())
     except (OSError, ValueError):
+        return None
+
+
+def _wrapper_of(log_path: str | None) -> tuple[int, float] | None:
+    """The live wrapper of a job whose PID was never committed: (pid, start time), or None.
+
+    Its PID file is written first thing by the wrapper; the process behind that PID must be
+    the wrapper of this very job (its command line names the job's log), so a PID reused by
+    something else is never adopted."""
+    if log_path is None:
+        return None
+    pid_file = Path(log_path).with_suffix(".status.pid")
+    try:
+        pid = int(pid_file.read_text().strip())
+        process = psutil.Process(pid)
+        if log_path not in process.cmdline():
+            return None
+        return pid, process.create_time()
+    except (OSError, ValueError, psutil.Error):
         return None
 
 

@@ -40,3 +40,56 @@ def with_note(reason: str | None, user_text: str) -> str:
         "re-execute or verify it. Address the user's NEW message below FIRST. Do NOT "
         f"re-execute old tool calls.]\n\n{user_text}"
     )
+
+
+# -- what the user is told when their request is not resumed automatically ------------------
+#
+# Plain text (adapters send no markup), one short message, saying what happened and what to
+# do. The request is quoted (shortened) so that in a group the right person recognises it.
+
+QUOTE_CHARS = 60
+
+
+def quote(request: str | None) -> str:
+    """The request as a short quote: its first line, at most QUOTE_CHARS characters."""
+    if not request or not request.strip():
+        return ""
+    line = request.strip().splitlines()[0].strip()
+    if len(line) > QUOTE_CHARS:
+        line = line[: QUOTE_CHARS - 1].rstrip() + "…"
+    return f"“{line}”"
+
+
+def _subject(request: str | None) -> str:
+    quoted = quote(request)
+    return f"Your request {quoted}" if quoted else "My work on your last request"
+
+
+def held_for_review(request: str | None) -> str:
+    return (
+        f"⚠️ {_subject(request)} was interrupted by a restart. An operator will review it "
+        "before I continue."
+    )
+
+
+def not_resumed_stale(request: str | None, age: str) -> str:
+    return (
+        f"⚠️ {_subject(request)} was interrupted by a restart and not resumed because it was "
+        f"{age} old. Send it again if you still need it."
+    )
+
+
+def cleared_by_operator(request: str | None) -> str:
+    return (
+        f"⚠️ {_subject(request)} was interrupted by a restart, and an operator decided not to "
+        "resume it. Send it again if you still need it."
+    )
+
+
+def question_never_asked(request: str | None) -> str:
+    about = quote(request)
+    return (
+        "⚠️ A restart interrupted me before I could ask you something"
+        + (f" about {about}" if about else "")
+        + ". Reply to continue, or send your request again."
+    )

@@ -33,6 +33,8 @@ class RecoveryPolicy:
     # "tool:action" pairs that are read-only (the tool's "action" argument decides).
     read_only_calls: frozenset[str] = DEFAULT_READ_ONLY_CALLS
     user_wait_tools: frozenset[str] = DEFAULT_USER_WAIT_TOOLS
+    # Tell the user once when their interrupted request is held or not resumed.
+    notify_user: bool = True
 
 
 def policy_from_settings(settings: RecoverySettings) -> RecoveryPolicy:
@@ -44,4 +46,5 @@ def policy_from_settings(settings: RecoverySettings) -> RecoveryPolicy:
         loop_window=settings.loop_window,
         loop_boots=settings.loop_boots,
         tail_rows=settings.tail_rows,
+        notify_user=settings.notify_user,
     )

@@ -42,6 +42,7 @@ from typing import Any
 from gateway_core.control import ActionResult, Control, RestartHook
 from gateway_core.gateway import Gateway
 from gateway_core.log_ring import LogRing
+from gateway_core.private_files import private_dir
 from gateway_core.runtime import GatewayState
 from gateway_core.session_listing import snapshot_with_stored_sessions
 from gateway_core.snapshot import SESSION_ORDERS, SessionQuery
@@ -106,7 +107,7 @@ class ControlServer:
         self._inode: int | None = None
 
     async def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         self._clear_stale_socket()
         # Mode 0600 is set on the socket before bind() (Linux honours it there), so there is
         # no window in which the path is open to others, and the process umask is untouched.

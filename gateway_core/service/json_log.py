@@ -26,6 +26,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gateway_core.private_files import private_file
+
 REDACTED = "***"
 # A shorter "secret" is a misconfiguration; redacting it would shred every line.
 MIN_SECRET_LENGTH = 4
@@ -150,7 +152,7 @@ def configure_json_logging(
     if file is None:
         handler = logging.StreamHandler(sys.stdout)
     else:
-        file.parent.mkdir(parents=True, exist_ok=True)
+        private_file(file)  # chat text ends up in the log: 0600 whatever the umask
         handler = logging.FileHandler(file, mode="a", encoding="utf-8")
     handler.setFormatter(JsonFormatter(secrets))
     root = logging.getLogger()

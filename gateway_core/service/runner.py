@@ -7,6 +7,9 @@
     restart (socket)  -> drain, then exit 75 so the service manager starts a fresh process
     drain (socket)    -> drain, then exit 0
 
+With [http] listen or a Telegram webhook, the HTTP listeners (http_surface.py) start before
+the gateway boots and close after it stopped.
+
 Every gateway event is also a JSON log line naming the event and the session.
 """
 
@@ -25,6 +28,7 @@ from gateway_core.events import DrainProgress, Event, GatewayStateChanged
 from gateway_core.gateway import Gateway
 from gateway_core.log_ring import LogRing
 from gateway_core.service.control_server import ControlServer
+from gateway_core.service.http_surface import HttpSurface
 from gateway_core.service.sdnotify import SystemdNotifier, watchdog_interval, watchdog_loop
 from gateway_core.service.state_lock import StateLock
 from gateway_core.words import plural
@@ -58,6 +62,7 @@ class GatewayService:
         # process, a restart happens in place (nobody would start us again).
         self._exit_to_restart = exit_to_restart
         self._lock = StateLock(config.gateway.state_dir)
+        self.http = HttpSurface.for_config(config, self.gateway, adapters)
         self._server: ControlServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._signals = 0
@@ -70,6 +75,8 @@ class GatewayService:
         self._lock.acquire()
         try:
             self._tasks.append(asyncio.create_task(self._follow_events(), name="event-log"))
+            if self.http is not None:
+                await self.http.start()
             await self.gateway.start()
             self._server = ControlServer(
                 self.gateway,
@@ -146,6 +153,8 @@ class GatewayService:
         if self._server is not None:
             await self._server.close()
             self._server = None
+        if self.http is not None:
+            await self.http.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

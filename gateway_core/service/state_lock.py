@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import IO
 
+from gateway_core.private_files import private_file
+
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "gateway.lock"
@@ -28,7 +30,7 @@ class StateLock:
         self._file: IO[str] | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)
         handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -8,6 +8,7 @@ from gateway_core.store.errors import (
     StoreError,
 )
 from gateway_core.store.store import DATABASE_NAME, Store
+from gateway_core.store.transaction import Transaction
 
 __all__ = [
     "DATABASE_NAME",
@@ -17,4 +18,5 @@ __all__ = [
     "Store",
     "StoreClosed",
     "StoreError",
+    "Transaction",
 ]

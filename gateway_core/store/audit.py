@@ -38,7 +38,7 @@ class Audit:
     ) -> AuditEntry:
         now = self._clock.now()
 
-        def job(db: sqlite3.Connection) -> AuditEntry:
+        def txn(db: sqlite3.Connection) -> AuditEntry:
             row = db.execute(
                 "INSERT INTO audit (at, actor, action, targets, reason, outcome, detail)"
                 f" VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS}",
@@ -46,7 +46,7 @@ class Audit:
             ).fetchone()
             return _decode(row)
 
-        return await self._writer.submit(job)
+        return await self._writer.submit(txn)
 
     async def recent(self, limit: int = 100) -> list[AuditEntry]:
         rows = await self._reader.all(

@@ -71,14 +71,14 @@ class Inbox:
         """
         now = self._clock.now()
 
-        def job(db: sqlite3.Connection) -> list[int]:
+        def txn(db: sqlite3.Connection) -> list[int]:
             inserted = (
                 insert_row(db, platform, update_id, session_key, payload, now)
                 for update_id, session_key, payload in updates
             )
             return [inbox_id for inbox_id in inserted if inbox_id is not None]
 
-        return await self._writer.submit(job)
+        return await self._writer.submit(txn)
 
     async def open_items(self, limit: int = 1000) -> list[InboxItem]:
         """Items not yet processed, oldest first."""

@@ -7,17 +7,36 @@ sending at boot -> unknown
 Policy for a send whose outcome is unknown (the process died between the platform accepting
 the message and our commit of "sent"): it is NOT sent again, because platforms such as
 Telegram have no idempotency key and a blind retry doubles the reply. It is marked 'unknown'
-and shown to the operator, who can resend it. Losing a reply silently is prevented by the
-transcript (the answer row exists); doubling it could not be undone.
+and shown to the operator, who can resend it once they checked the chat (requeue_unknown, the
+`resend` action). Losing a reply silently is prevented by the transcript (the answer row
+exists) and the operator's count of unknown deliveries; doubling it could not be undone.
+
+A reply too long for one message is sent piece by piece (store/outbox_pieces.py): each piece
+is confirmed with its platform message id before the next is sent, and a retry or a restart
+sends only the pieces not confirmed, in order. When one piece's outcome is unknown the row
+becomes 'unknown' as above, and the pieces after it are not sent either: they stay 'pending'
+under the unknown row, because sending them without the piece before them would show the user
+an answer with a hole in it. Its last_error names the piece and the ones held after it.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from gateway_core.clock import Clock
-from gateway_core.model import OutboxItem
+from gateway_core.model import ClaimedReply, OutboxItem, PieceStatus, ReplyPiece
+from gateway_core.store.outbox_pieces import (
+    decode_piece,
+    mark_sending_row,
+    mark_sent_row,
+    piece_count_row,
+    piece_rows,
+    settle_sending_row,
+    store_piece_rows,
+)
 from gateway_core.store.reader import Reader
 from gateway_core.store.writer import Writer
 
@@ -76,10 +95,19 @@ class Outbox:
         row = await self._reader.one(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (item_id,))
         return None if row is None else decode_outbox(row)
 
+    async def pieces(self, item_id: int) -> list[ReplyPiece]:
+        """The stored pieces of a split reply, in order; empty for a reply never split."""
+        rows = await self._reader.all(
+            "SELECT piece, content, status, platform_message_id FROM outbox_pieces"
+            " WHERE outbox_id = ? ORDER BY piece",
+            (item_id,),
+        )
+        return [decode_piece(row) for row in rows]
+
     async def claim(self, item_id: int) -> OutboxItem | None:
         """Durably note that a send is about to happen. None if the item is not pending."""
 
-        def job(db: sqlite3.Connection) -> OutboxItem | None:
+        def txn(db: sqlite3.Connection) -> OutboxItem | None:
             row = db.execute(
                 "UPDATE outbox SET status = 'sending', attempts = attempts + 1"
                 f" WHERE id = ? AND status = 'pending' RETURNING {_COLUMNS}",
@@ -87,54 +115,143 @@ class Outbox:
             ).fetchone()
             return None if row is None else decode_outbox(row)
 
-        return await self._writer.submit(job)
+        return await self._writer.submit(txn)
+
+    async def claim_pieces(
+        self, item_id: int, split: Callable[[str], list[str]]
+    ) -> ClaimedReply | None:
+        """Claim a reply and the first of its pieces not yet sent. None if it is not pending.
+
+        At the first claim the content is cut with `split` and, if that gives more than one
+        piece, the pieces are stored: every later claim uses the stored pieces, never `split`
+        again (which runs on the writer thread, so it must be pure and quick)."""
+        now = self._clock.now()
+
+        def txn(db: sqlite3.Connection) -> ClaimedReply | None:
+            row = db.execute(
+                "UPDATE outbox SET status = 'sending', attempts = attempts + 1"
+                f" WHERE id = ? AND status = 'pending' RETURNING {_COLUMNS}",
+                (item_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            item = decode_outbox(row)
+            pieces = piece_rows(db, item_id)
+            if not pieces:
+                contents = split(item.content)
+                if len(contents) <= 1:  # fits in one message: the row is its only piece
+                    return ClaimedReply(item, (ReplyPiece(0, item.content, PieceStatus.SENDING),))
+                store_piece_rows(db, item_id, contents)
+                pieces = piece_rows(db, item_id)
+            owed = [p for p in pieces if p.status is not PieceStatus.SENT]
+            if not owed:  # every piece confirmed: the row only missed its own "sent"
+                last = pieces[-1]
+                _mark_row_sent(db, item_id, last.platform_message_id, now)
+                return None
+            mark_sending_row(db, item_id, owed[0].index)
+            claimed = tuple(
+                replace(p, status=PieceStatus.SENDING) if p.index == owed[0].index else p
+                for p in pieces
+            )
+            return ClaimedReply(item, claimed)
+
+        return await self._writer.submit(txn)
+
+    async def piece_sent(self, item_id: int, index: int, platform_message_id: str | None) -> bool:
+        """Confirm one piece and claim the next in the same commit; after the last piece the
+        reply is sent. True when the reply is now sent."""
+        now = self._clock.now()
+
+        def txn(db: sqlite3.Connection) -> bool:
+            count = piece_count_row(db, item_id)
+            if count:
+                mark_sent_row(db, item_id, index, platform_message_id, now)
+            if index + 1 >= count:
+                _mark_row_sent(db, item_id, platform_message_id, now)
+                return True
+            mark_sending_row(db, item_id, index + 1)
+            return False
+
+        return await self._writer.submit(txn)
 
     async def mark_sent(self, item_id: int, platform_message_id: str | None) -> bool:
         """Record delivery; False if it was already recorded (never send it again)."""
         now = self._clock.now()
 
-        def job(db: sqlite3.Connection) -> bool:
-            cursor = db.execute(
-                "UPDATE outbox SET status = 'sent', platform_message_id = ?, sent_at = ?"
-                " WHERE id = ? AND status IN ('pending', 'sending')",
-                (platform_message_id, now, item_id),
-            )
-            return cursor.rowcount == 1
-
-        return await self._writer.submit(job)
+        return await self._writer.submit(
+            lambda db: _mark_row_sent(db, item_id, platform_message_id, now)
+        )
 
     async def mark_attempt_failed(self, item_id: int, error: str, final: bool) -> None:
-        """A send that surely did not land: back to pending, or failed for good."""
-        await self._writer.submit(
-            lambda db: db.execute(
+        """A send that surely did not land: back to pending, or failed for good. A piece being
+        sent goes back to pending (a failed row's later pieces are never sent)."""
+
+        def txn(db: sqlite3.Connection) -> None:
+            note = settle_sending_row(db, item_id, PieceStatus.PENDING)
+            db.execute(
                 "UPDATE outbox SET last_error = ?,"
                 " status = CASE WHEN ? THEN 'failed' ELSE 'pending' END"
                 " WHERE id = ? AND status IN ('pending', 'sending')",
-                (error, int(final), item_id),
+                (_with_note(error, note), int(final), item_id),
             )
-        )
+
+        await self._writer.submit(txn)
 
     async def mark_unknown(self, item_id: int, error: str) -> None:
-        """A send that may or may not have landed: never sent again automatically."""
-        await self._writer.submit(
-            lambda db: db.execute(
+        """A send that may or may not have landed: never sent again automatically, and
+        neither are the pieces after it (see the top)."""
+
+        def txn(db: sqlite3.Connection) -> None:
+            note = settle_sending_row(db, item_id, PieceStatus.UNKNOWN)
+            db.execute(
                 "UPDATE outbox SET status = 'unknown', last_error = ?"
                 " WHERE id = ? AND status IN ('pending', 'sending')",
-                (error, item_id),
+                (_with_note(error, note), item_id),
             )
-        )
+
+        await self._writer.submit(txn)
 
     async def mark_unknown_at_boot(self) -> list[OutboxItem]:
         """Sends the previous run started but never confirmed: outcome unknown (see top)."""
 
-        def job(db: sqlite3.Connection) -> list[OutboxItem]:
+        def txn(db: sqlite3.Connection) -> list[OutboxItem]:
             rows = db.execute(
                 "UPDATE outbox SET status = 'unknown' WHERE status = 'sending'"
                 f" RETURNING {_COLUMNS}"
             ).fetchall()
-            return [decode_outbox(row) for row in rows]
+            items = []
+            for item in map(decode_outbox, rows):
+                note = settle_sending_row(db, item.id, PieceStatus.UNKNOWN)
+                if note is not None:
+                    error = f"the gateway stopped while sending {note}"
+                    db.execute("UPDATE outbox SET last_error = ? WHERE id = ?", (error, item.id))
+                    item = replace(item, last_error=error)
+                items.append(item)
+            return items
 
-        return await self._writer.submit(job)
+        return await self._writer.submit(txn)
+
+    async def requeue_unknown(self, item_id: int) -> OutboxItem | None:
+        """An operator's resend of a send whose outcome is unknown (they checked the chat):
+        back to pending, and of a split reply the piece of unknown outcome with it (the
+        pieces confirmed sent stay sent). None if the item is not 'unknown'."""
+
+        def txn(db: sqlite3.Connection) -> OutboxItem | None:
+            row = db.execute(
+                "UPDATE outbox SET status = 'pending', last_error = NULL"
+                f" WHERE id = ? AND status = 'unknown' RETURNING {_COLUMNS}",
+                (item_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE outbox_pieces SET status = 'pending'"
+                " WHERE outbox_id = ? AND status = 'unknown'",
+                (item_id,),
+            )
+            return decode_outbox(row)
+
+        return await self._writer.submit(txn)
 
     async def by_status(self, status: str, limit: int = 100) -> list[OutboxItem]:
         rows = await self._reader.all(
@@ -142,3 +259,18 @@ class Outbox:
             (status, limit),
         )
         return [decode_outbox(row) for row in rows]
+
+
+def _mark_row_sent(
+    db: sqlite3.Connection, item_id: int, platform_message_id: str | None, now: float
+) -> bool:
+    cursor = db.execute(
+        "UPDATE outbox SET status = 'sent', platform_message_id = ?, sent_at = ?"
+        " WHERE id = ? AND status IN ('pending', 'sending')",
+        (platform_message_id, now, item_id),
+    )
+    return cursor.rowcount == 1
+
+
+def _with_note(error: str, note: str | None) -> str:
+    return error if note is None else f"{note}: {error}"

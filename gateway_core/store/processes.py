@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 from gateway_core.model import ProcessCheckpoint
@@ -13,7 +14,8 @@ from gateway_core.store.writer import Writer
 
 _COLUMNS = (
     "id, session_id, generation, command, cwd, pid, pid_started_at, notify_on_complete,"
-    " watch_patterns, log_path, state, exit_code, end_reason, consumed, started_at, ended_at"
+    " watch_patterns, log_path, state, exit_code, end_reason, consumed, started_at, ended_at,"
+    " tool_call_id"
 )
 
 
@@ -37,6 +39,7 @@ def _decode(row: tuple[Any, ...]) -> ProcessCheckpoint:
         consumed=bool(row[13]),
         started_at=float(row[14]),
         ended_at=row[15],
+        tool_call_id=row[16],
     )
 
 
@@ -76,16 +79,16 @@ class Processes:
         params = (
             c.id, c.session_id, c.generation, c.command, c.cwd, c.pid, c.pid_started_at,
             int(c.notify_on_complete), json.dumps(list(c.watch_patterns)), c.log_path, c.state,
-            c.exit_code, c.end_reason, int(c.consumed), c.started_at, c.ended_at,
+            c.exit_code, c.end_reason, int(c.consumed), c.started_at, c.ended_at, c.tool_call_id,
         )  # fmt: skip
 
-        def job(db: sqlite3.Connection) -> None:
+        def txn(db: sqlite3.Connection) -> None:
             # An upsert, not a replace: the owning generation and consumption only ever move
             # forward, even if this in-memory copy is older than what a notice turn's start
             # transaction wrote meanwhile.
             db.execute(
                 f"INSERT INTO processes ({_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(id) DO UPDATE SET"
                 " generation = MAX(processes.generation, excluded.generation),"
                 " consumed = MAX(processes.consumed, excluded.consumed),"
@@ -96,7 +99,7 @@ class Processes:
                 params,
             )
 
-        await self._writer.submit(job)
+        await self._writer.submit(txn)
 
     async def live(self) -> list[ProcessCheckpoint]:
         rows = await self._reader.all(
@@ -112,6 +115,30 @@ class Processes:
             " ORDER BY ended_at"
         )
         return [_decode(row) for row in rows]
+
+    async def started_by(
+        self, calls: Sequence[tuple[int, str]]
+    ) -> dict[tuple[int, str], ProcessCheckpoint]:
+        """The job each (session, tool call) started, newest first wins (a tool call id is
+        only unique within its turn; the caller checks the job started after the call)."""
+        wanted = set(calls)
+        found: dict[tuple[int, str], ProcessCheckpoint] = {}
+        call_ids = sorted({call_id for _, call_id in wanted})
+        for start in range(0, len(call_ids), 500):  # under SQLite's bound-parameter limit
+            chunk = call_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = await self._reader.all(
+                f"SELECT {_COLUMNS} FROM processes INDEXED BY processes_by_tool_call"
+                f" WHERE tool_call_id IN ({marks}) ORDER BY started_at",
+                tuple(chunk),
+            )
+            for row in rows:
+                job = _decode(row)
+                if job.session_id is not None and job.tool_call_id is not None:
+                    key = (job.session_id, job.tool_call_id)
+                    if key in wanted:
+                        found[key] = job  # ordered by start: the newest stays
+        return found
 
     async def get(self, process_id: str) -> ProcessCheckpoint | None:
         row = await self._reader.one(

@@ -11,14 +11,27 @@ import sqlite3
 from typing import Any
 
 from gateway_core.clock import Clock
-from gateway_core.model import Decision, RecoveryRecord, RecoveryState, Session
+from gateway_core.model import (
+    Decision,
+    MessageKind,
+    NewMessage,
+    RecoveryAction,
+    RecoveryRecord,
+    RecoveryState,
+    Role,
+    Session,
+    Told,
+)
 from gateway_core.store.codec import SESSION_COLUMNS, decode_session, decode_timestamp
+from gateway_core.store.outbox import enqueue_row
 from gateway_core.store.reader import Reader
+from gateway_core.store.sessions import generation_row
+from gateway_core.store.transcript import append_rows
 from gateway_core.store.writer import Writer
 
 _COLUMNS = (
     "session_id, state, reason, marked_at, last_verdict, last_explanation, attempts,"
-    " last_attempt_at, updated_at"
+    " last_attempt_at, updated_at, told"
 )
 
 
@@ -33,7 +46,7 @@ CANDIDATES_SQL = (
 
 
 def decode_record(row: tuple[Any, ...]) -> RecoveryRecord:
-    sid, state, reason, marked_at, verdict, explanation, attempts, last_attempt, updated = row
+    sid, state, reason, marked_at, verdict, explanation, attempts, last_attempt, updated, told = row
     return RecoveryRecord(
         session_id=int(sid),
         state=str(state),
@@ -44,6 +57,7 @@ def decode_record(row: tuple[Any, ...]) -> RecoveryRecord:
         attempts=int(attempts or 0),
         last_attempt_at=decode_timestamp(last_attempt),
         updated_at=decode_timestamp(updated),
+        told=told,
     )
 
 
@@ -51,10 +65,12 @@ def mark_row(db: sqlite3.Connection, session_id: int, reason: str, now: float) -
     """Mark inside an open transaction. Refuses (False) for unknown or suspended sessions.
 
     A held or resuming record keeps its state (an operator decision or a running resume is
-    not undone by a new mark); its reason and mark time are refreshed.
+    not undone by a new mark); its reason and mark time are refreshed. A mark from 'none'
+    starts a new episode, of which the user has been told nothing yet.
     """
     cursor = db.execute(
         "UPDATE recovery SET"
+        " told = CASE WHEN state = 'none' THEN NULL ELSE told END,"
         " state = CASE WHEN state IN ('held', 'resuming') THEN state ELSE 'pending' END,"
         " reason = ?, marked_at = ?, updated_at = ?"
         " WHERE session_id = ? AND state != 'suspended'",
@@ -71,6 +87,22 @@ def clear_row(db: sqlite3.Connection, session_id: int, now: float) -> bool:
         (now, session_id),
     )
     return cursor.rowcount == 1
+
+
+def record_row(db: sqlite3.Connection, session_id: int) -> RecoveryRecord | None:
+    """The session's recovery record, inside an open transaction."""
+    row = db.execute(
+        f"SELECT {_COLUMNS} FROM recovery WHERE session_id = ?", (session_id,)
+    ).fetchone()
+    return None if row is None else decode_record(row)
+
+
+def told_row(db: sqlite3.Connection, session_id: int, told: Told, now: float) -> None:
+    """Inside the transaction that queued the user's notice: it is told once per episode."""
+    db.execute(
+        "UPDATE recovery SET told = ?, updated_at = ? WHERE session_id = ?",
+        (str(told), now, session_id),
+    )
 
 
 def begin_attempt_row(db: sqlite3.Connection, session_id: int, now: float) -> RecoveryRecord | None:
@@ -104,14 +136,30 @@ class RecoveryRecords:
         """Mark several sessions in one commit; returns the ids that were marked."""
         now = self._clock.now()
 
-        def job(db: sqlite3.Connection) -> list[int]:
+        def txn(db: sqlite3.Connection) -> list[int]:
             return [sid for sid in session_ids if mark_row(db, sid, reason, now)]
 
-        return await self._writer.submit(job)
+        return await self._writer.submit(txn)
 
     async def clear(self, session_id: int) -> bool:
         now = self._clock.now()
         return await self._writer.submit(lambda db: clear_row(db, session_id, now))
+
+    async def clear_and_tell(
+        self, session_id: int, notice: str | None, told: Told | None
+    ) -> tuple[bool, int | None]:
+        """An operator's clear: drop the marker and, in the same transaction, queue the user's
+        notice. Returns (cleared, the notice's outbox id)."""
+        now = self._clock.now()
+
+        def txn(db: sqlite3.Connection) -> tuple[bool, int | None]:
+            if not clear_row(db, session_id, now):
+                return False, None
+            if notice is None or told is None:
+                return True, None
+            return True, tell_user_row(db, session_id, notice, told, now)
+
+        return await self._writer.submit(txn)
 
     async def hold(self, session_id: int, decision: Decision) -> bool:
         return await self._set_state(session_id, RecoveryState.HELD, decision)
@@ -124,7 +172,7 @@ class RecoveryRecords:
     async def suspend(self, session_id: int, reason: str) -> bool:
         now = self._clock.now()
 
-        def job(db: sqlite3.Connection) -> bool:
+        def txn(db: sqlite3.Connection) -> bool:
             cursor = db.execute(
                 "UPDATE recovery SET state = 'suspended', reason = ?, updated_at = ?"
                 " WHERE session_id = ?",
@@ -132,12 +180,12 @@ class RecoveryRecords:
             )
             return cursor.rowcount == 1
 
-        return await self._writer.submit(job)
+        return await self._writer.submit(txn)
 
     async def unsuspend(self, session_id: int) -> bool:
         now = self._clock.now()
 
-        def job(db: sqlite3.Connection) -> bool:
+        def txn(db: sqlite3.Connection) -> bool:
             cursor = db.execute(
                 "UPDATE recovery SET state = 'none', reason = NULL, marked_at = NULL,"
                 " attempts = 0, updated_at = ? WHERE session_id = ? AND state = 'suspended'",
@@ -145,7 +193,7 @@ class RecoveryRecords:
             )
             return cursor.rowcount == 1
 
-        return await self._writer.submit(job)
+        return await self._writer.submit(txn)
 
     async def candidates(self) -> list[tuple[RecoveryRecord, Session]]:
         """Every record that is not 'none', with its session. Reads the partial index only."""
@@ -158,7 +206,7 @@ class RecoveryRecords:
     ) -> bool:
         now = self._clock.now()
 
-        def job(db: sqlite3.Connection) -> bool:
+        def txn(db: sqlite3.Connection) -> bool:
             cursor = db.execute(
                 "UPDATE recovery SET state = coalesce(?, state), last_verdict = ?,"
                 " last_explanation = ?, updated_at = ?"
@@ -173,26 +221,55 @@ class RecoveryRecords:
             )
             return cursor.rowcount == 1
 
-        return await self._writer.submit(job)
+        return await self._writer.submit(txn)
 
 
 def apply_decision_row(
     db: sqlite3.Connection, session_id: int, decision: Decision, now: float
-) -> None:
-    """Apply a startup decision inside an open transaction.
+) -> int | None:
+    """Apply a recovery decision inside an open transaction; returns the outbox id of the
+    user's notice when one was queued.
 
-    clear drops the marker; hold parks the record for an operator; every other action keeps
-    the state (a resume turn moves it to resuming when it really starts). The verdict and its
-    explanation are always remembered for the console.
+    First the tool results its evidence recovered are recorded (they are the truth about
+    those calls whatever happens next). Then: clear drops the marker; hold parks the record
+    for an operator; every other action keeps the state (a resume turn moves it to resuming
+    when it really starts). The verdict and its explanation are remembered for the console,
+    and the user's notice is queued with the note that it was told, in this same
+    transaction: a crash can neither lose it nor send it twice.
     """
-    action = str(decision.action)
-    if action == "skip":
-        return
-    if action == "clear":
+    if decision.action is RecoveryAction.SKIP:
+        return None
+    recovered = [
+        NewMessage(
+            Role.TOOL,
+            call.result,
+            kind=MessageKind.TOOL_RECOVERED,
+            tool_call_id=call.call_id,
+            tool_name=call.tool_name,
+            generation=call.generation,
+        )
+        for call in decision.settled
+        if call.result is not None
+    ]
+    if recovered:
+        append_rows(db, session_id, recovered, now)
+    if decision.action is RecoveryAction.CLEAR:
         clear_row(db, session_id, now)
+    held = decision.action is RecoveryAction.HOLD
     db.execute(
         "UPDATE recovery SET last_verdict = ?, last_explanation = ?, updated_at = ?,"
         " state = CASE WHEN ? THEN 'held' ELSE state END"
         " WHERE session_id = ? AND state != 'suspended'",
-        (str(decision.verdict), decision.explanation, now, int(action == "hold"), session_id),
+        (str(decision.verdict), decision.explanation, now, int(held), session_id),
     )
+    if decision.user_notice is None or decision.told is None:
+        return None
+    return tell_user_row(db, session_id, decision.user_notice, decision.told, now)
+
+
+def tell_user_row(
+    db: sqlite3.Connection, session_id: int, text: str, told: Told, now: float
+) -> int:
+    """Queue the user's one notice about an interrupted request, and remember it was told."""
+    told_row(db, session_id, told, now)
+    return enqueue_row(db, session_id, generation_row(db, session_id), "notice", text, now)

@@ -32,14 +32,14 @@ class Runs:
     async def begin(self, pid: int) -> RunRecord:
         now = self._clock.now()
 
-        def job(db: sqlite3.Connection) -> RunRecord:
+        def txn(db: sqlite3.Connection) -> RunRecord:
             row = db.execute(
                 f"INSERT INTO runs (started_at, pid) VALUES (?, ?) RETURNING {_COLUMNS}",
                 (now, pid),
             ).fetchone()
             return _decode(row)
 
-        return await self._writer.submit(job)
+        return await self._writer.submit(txn)
 
     async def finish(self, run_id: int, clean: bool) -> None:
         now = self._clock.now()
@@ -47,6 +47,14 @@ class Runs:
             lambda db: db.execute(
                 "UPDATE runs SET stopped_at = ?, clean = ? WHERE id = ?", (now, int(clean), run_id)
             )
+        )
+
+    async def probe_write(self, run_id: int) -> None:
+        """A real write that changes nothing: the run's row rewritten as it is. It takes the
+        write lock and puts a page in the WAL, so it fails as real writes would (locked by
+        another process, disk full, I/O error); readiness asks it."""
+        await self._writer.submit(
+            lambda db: db.execute("UPDATE runs SET pid = pid WHERE id = ?", (run_id,))
         )
 
     async def set_candidates(self, run_id: int, count: int) -> None:

@@ -137,5 +137,63 @@ _V3_ACTIVE_TURN = """
         CREATE INDEX sessions_active_turn ON sessions(id) WHERE active_turn IS NOT NULL;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1_CORE, _V2_PROCESSES_AUDIT_LOOP_GUARD, _V3_ACTIVE_TURN)
+# Version 4 added the evidence restart recovery decides from beyond the transcript: one row
+# per turn saying how it ended (a resume that was killed is not one that ran and produced
+# nothing), the tool call that started each job (so the call can be settled from the job's
+# exit status), and what the user was told about an interrupted request (told once).
+_V4_TURNS_TOOL_CALLS_TOLD = """
+        CREATE TABLE turns (
+            session_id INTEGER NOT NULL REFERENCES sessions(id),
+            generation INTEGER NOT NULL,
+            kind       TEXT NOT NULL,       -- message | resume | notice
+            run_id     INTEGER,             -- the boot that ran it
+            started_at REAL NOT NULL,
+            ended_at   REAL,
+            outcome    TEXT,                -- NULL while it runs (see TurnOutcome)
+            PRIMARY KEY (session_id, generation)
+        ) WITHOUT ROWID;
+        CREATE INDEX turns_open ON turns(session_id) WHERE outcome IS NULL;
+
+        ALTER TABLE processes ADD COLUMN tool_call_id TEXT;
+        CREATE INDEX processes_by_tool_call ON processes(tool_call_id)
+            WHERE tool_call_id IS NOT NULL;
+
+        ALTER TABLE recovery ADD COLUMN told TEXT;
+"""
+
+# Version 5 delivers replies piece by piece: a reply longer than one platform message is split
+# once, at its first claim, and each piece is confirmed (with its platform message id) before
+# the next is sent, so a retry or a restart sends only what was not confirmed. And it records
+# the "still working" message of each running turn, so a retry edits that one message and the
+# next boot removes the message of a turn the crash killed.
+_DELIVERY_PIECES_AND_WORKING_NOTICES = """
+        CREATE TABLE outbox_pieces (
+            outbox_id           INTEGER NOT NULL REFERENCES outbox(id),
+            piece               INTEGER NOT NULL,   -- 0, 1, ... in sending order
+            content             TEXT NOT NULL,
+            status              TEXT NOT NULL DEFAULT 'pending',
+            platform_message_id TEXT,
+            sent_at             REAL,
+            PRIMARY KEY (outbox_id, piece)
+        ) WITHOUT ROWID;
+
+        -- One row per running turn that showed (or began to show) a "still working" message;
+        -- the row goes when the turn removed it, so every row found at boot is a dead turn's.
+        CREATE TABLE working_notices (
+            session_id  INTEGER NOT NULL REFERENCES sessions(id),
+            generation  INTEGER NOT NULL,
+            origin      TEXT NOT NULL,
+            message_id  TEXT,                   -- NULL until the platform answered the send
+            created_at  REAL NOT NULL,
+            PRIMARY KEY (session_id, generation)
+        ) WITHOUT ROWID;
+"""
+
+MIGRATIONS: tuple[str, ...] = (
+    _V1_CORE,
+    _V2_PROCESSES_AUDIT_LOOP_GUARD,
+    _V3_ACTIVE_TURN,
+    _V4_TURNS_TOOL_CALLS_TOLD,
+    _DELIVERY_PIECES_AND_WORKING_NOTICES,
+)
 LATEST_VERSION = len(MIGRATIONS)

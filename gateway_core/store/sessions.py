@@ -8,6 +8,7 @@ from gateway_core.clock import Clock
 from gateway_core.model import Origin, Session, SessionKey
 from gateway_core.store.codec import SESSION_COLUMNS, decode_session, encode_origin
 from gateway_core.store.reader import Reader
+from gateway_core.store.turns import close_crashed_rows
 from gateway_core.store.writer import Writer
 
 
@@ -127,18 +128,28 @@ def end_turn_row(db: sqlite3.Connection, session_id: int, generation: int) -> bo
     return cursor.rowcount == 1
 
 
+def generation_row(db: sqlite3.Connection, session_id: int) -> int:
+    """The session's newest generation, inside an open transaction."""
+    row = db.execute("SELECT generation FROM sessions WHERE id = ?", (session_id,)).fetchone()
+    if row is None:
+        raise KeyError(f"no session {session_id}")
+    return int(row[0])
+
+
 def promote_crashed_turns(db: sqlite3.Connection, now: float) -> list[int]:
     """At boot: every turn still marked running died with the previous run. Mark its session
-    for recovery (reason 'crash', unless a drain already gave a more specific reason) and
-    clear the turn marker. Returns the session ids."""
+    for recovery (reason 'crash', unless a drain already gave a more specific reason), close
+    its turn row as crashed and clear the turn marker. Returns the session ids."""
     rows = db.execute(
         "SELECT id FROM sessions INDEXED BY sessions_active_turn WHERE active_turn IS NOT NULL"
     ).fetchall()
     ids = [int(row[0]) for row in rows]
+    close_crashed_rows(db)
     for session_id in ids:
+        # A new episode starts from 'none': nothing has been told about it yet.
         db.execute(
             "UPDATE recovery SET state = 'pending', reason = 'crash', marked_at = ?,"
-            " updated_at = ? WHERE session_id = ? AND state = 'none'",
+            " updated_at = ?, told = NULL WHERE session_id = ? AND state = 'none'",
             (now, now, session_id),
         )
         db.execute(

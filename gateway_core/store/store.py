@@ -6,19 +6,19 @@
     await store.close()   # always: an unclosed aiosqlite connection hangs interpreter exit
 
 Writes that must land together (an answer, its outbox row and the marker clear) go through
-``store.write(job)`` with the row helpers of the table modules, in one transaction.
+``store.write(txn)`` with the row helpers of the table modules, in one transaction.
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
 from gateway_core.clock import Clock, SystemClock
+from gateway_core.private_files import private_dir, private_file
 from gateway_core.store.audit import Audit
 from gateway_core.store.database import open_write_connection
 from gateway_core.store.errors import StoreError
@@ -29,7 +29,10 @@ from gateway_core.store.reader import Reader
 from gateway_core.store.recovery_records import RecoveryRecords
 from gateway_core.store.runs import Runs
 from gateway_core.store.sessions import Sessions
+from gateway_core.store.transaction import Transaction
 from gateway_core.store.transcript import Transcript
+from gateway_core.store.turns import Turns
+from gateway_core.store.working_notices import WorkingNotices
 from gateway_core.store.writer import Writer, WriterStats
 
 T = TypeVar("T")
@@ -37,15 +40,23 @@ DATABASE_NAME = "switchboard.db"
 
 
 def _prepare_path(path: Path) -> Path:
-    """Absolute path, parent directory created, file (if any) usable: checked before opening."""
+    """Absolute path, parent directory created, file (if any) usable: checked before opening.
+
+    A new database file is created here, empty and 0600, so that SQLite (which gives its WAL
+    and shared-memory files the database file's mode) never makes any of them readable by
+    others, whatever the umask."""
     path = path.expanduser().absolute()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
     except OSError as error:
         message = f"{path.parent}: cannot create state directory: {error.strerror}"
         raise StoreError(message) from None
     if path.exists() and not os.access(path, os.R_OK | os.W_OK):
         raise StoreError(f"{path}: database file is not readable and writable by this user")
+    try:
+        private_file(path)
+    except OSError as error:
+        raise StoreError(f"{path}: cannot create database file: {error.strerror}") from None
     return path
 
 
@@ -63,6 +74,8 @@ class Store:
         self.processes = Processes(writer, reader)
         self.runs = Runs(writer, reader, clock)
         self.audit = Audit(writer, reader, clock)
+        self.turns = Turns(reader)
+        self.working_notices = WorkingNotices(writer, reader, clock)
         self._closed = False
 
     @classmethod
@@ -87,9 +100,9 @@ class Store:
             raise
         return cls(path, writer, reader, clock or SystemClock())
 
-    async def write(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        """Run job (given the write connection) in the next group commit; await the commit."""
-        return await self._writer.submit(job)
+    async def write(self, txn: Callable[[Transaction], T]) -> T:
+        """Run txn (given the transaction) in the next group commit; await the commit."""
+        return await self._writer.submit(txn)
 
     @property
     def writer_stats(self) -> WriterStats:

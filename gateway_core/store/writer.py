@@ -1,16 +1,16 @@
 """The single writer: one connection, one thread, group commit.
 
-Callers submit a job (a function of a sqlite3 connection) and await its result. The writer
-task takes every job that is waiting, runs them all in ONE transaction on its own thread and
-resolves each caller's future once that transaction is committed. Under load many callers
-share a commit; when idle a job commits alone, with no added delay.
+Callers submit a transaction body (`txn`, a function of the connection) and await its result.
+The writer task takes every body that is waiting, runs them all in ONE transaction on its own
+thread and resolves each caller's future once that transaction is committed. Under load many
+callers share a commit; when idle a body commits alone, with no added delay.
 
 Why a raw sqlite3 connection on a dedicated thread rather than aiosqlite for writes: aiosqlite
 pays a thread hand-off (~85 µs here) for every statement, so a turn that writes six rows costs
 six hand-offs. Here a whole batch of jobs costs one. Reads still go through aiosqlite.
 
-Each job runs inside a SAVEPOINT, so a job that raises is rolled back alone and its caller gets
-the exception; the other jobs of the batch still commit.
+Each body runs inside a SAVEPOINT, so one that raises is rolled back alone and its caller gets
+the exception; the other bodies of the batch still commit.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from gateway_core.store.errors import DatabaseLocked, StoreClosed, StoreError
 
 T = TypeVar("T")
-Job = Callable[[sqlite3.Connection], Any]
+Txn = Callable[[sqlite3.Connection], Any]
 
 
 @dataclass
@@ -38,7 +38,7 @@ class WriterStats:
 
 @dataclass
 class _Pending:
-    job: Job
+    txn: Txn
     future: asyncio.Future[Any]
 
 
@@ -83,17 +83,17 @@ class Writer:
         writer._task = asyncio.get_running_loop().create_task(writer._run(), name="store-writer")
         return writer
 
-    async def submit(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        """Run job in the next transaction; return its result once that is committed."""
+    async def submit(self, txn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run txn in the next transaction; return its result once that is committed."""
         if self._closing:
             raise StoreClosed(f"{self._path}: the store is closing; write refused")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(job, future))
+        self._queue.put_nowait(_Pending(txn, future))
         return await future
 
-    async def run_now(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        """Run job on the writer thread outside any batch (for PRAGMAs and checkpoints)."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, job, self._db)
+    async def run_now(self, txn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run txn on the writer thread outside any batch (for PRAGMAs and checkpoints)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, txn, self._db)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -131,18 +131,18 @@ class Writer:
             return [(False, failure)] * len(batch)
         outcomes: list[tuple[bool, Any]] = []
         for pending in batch:
-            db.execute("SAVEPOINT job")
+            db.execute("SAVEPOINT txn")
             try:
-                outcomes.append((True, pending.job(db)))
-                db.execute("RELEASE job")
-            except Exception as error:  # the job's own failure goes back to its caller
+                outcomes.append((True, pending.txn(db)))
+                db.execute("RELEASE txn")
+            except Exception as error:  # the body's own failure goes back to its caller
                 if not db.in_transaction:
                     # SQLite rolled back the whole transaction (disk full, I/O error): every
-                    # job of this batch is lost, so every caller must hear about it.
+                    # body of this batch is lost, so every caller must hear about it.
                     lost = _as_store_error(self._path, error)
                     return [(False, lost)] * len(batch)
-                db.execute("ROLLBACK TO job")
-                db.execute("RELEASE job")
+                db.execute("ROLLBACK TO txn")
+                db.execute("RELEASE txn")
                 outcomes.append((False, _as_store_error(self._path, error)))
         try:
             db.execute("COMMIT")

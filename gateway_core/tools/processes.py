@@ -17,12 +17,11 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from gateway_core.model import ProcessState
 from gateway_core.processes.registry import ProcessRegistry, TrackedProcess
+from gateway_core.tools import terminal_results
 from gateway_core.tools.registry import ToolContext, ToolError, ToolOutcome
-
-DEFAULT_TIMEOUT = 180.0
-MAX_TIMEOUT = 3600.0
-OUTPUT_CHARS = 2000
+from gateway_core.tools.terminal_results import OUTPUT_CHARS, BadTimeout, call_timeout
 
 RegistryOf = Callable[[], ProcessRegistry]
 
@@ -32,10 +31,10 @@ def _tail(job: TrackedProcess, chars: int = OUTPUT_CHARS) -> str:
 
 
 def _timeout(arguments: Mapping[str, Any]) -> float:
-    value = arguments.get("timeout", DEFAULT_TIMEOUT)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ToolError("timeout must be a positive number of seconds")
-    return min(float(value), MAX_TIMEOUT)
+    try:
+        return call_timeout(arguments)
+    except BadTimeout as error:
+        raise ToolError(str(error)) from None
 
 
 class TerminalTool:
@@ -94,14 +93,12 @@ class TerminalTool:
                 cwd=cwd,
                 notify_on_complete=notify,
                 watch_patterns=tuple(patterns),
+                tool_call_id=context.call_id,
             )
         except OSError as error:
             raise ToolError(f"could not start: {error.strerror or error}") from None
         if background:
-            result: dict[str, Any] = {"process_id": job.id, "pid": job.checkpoint.pid}
-            if note:
-                result["note"] = note
-            return ToolOutcome(json.dumps(result))
+            return ToolOutcome(terminal_results.started(job.id, job.checkpoint.pid, note))
         timeout = _timeout(arguments)
         try:
             async with asyncio.timeout(timeout):
@@ -109,19 +106,11 @@ class TerminalTool:
         except TimeoutError:
             killed = await registry.kill(job.id)
             return ToolOutcome(
-                json.dumps(
-                    {
-                        "error": f"timed out after {timeout:g} s"
-                        + ("; killed" if killed.killed else f"; still alive: {killed.survivors}"),
-                        "output": _tail(job),
-                    }
-                )
+                terminal_results.timed_out(timeout, killed.killed, killed.survivors, _tail(job))
             )
         await registry.consume(job.id)  # the caller saw the exit: nobody else reports it
         return ToolOutcome(
-            json.dumps(
-                {"exit_code": job.checkpoint.exit_code, "state": job.state, "output": _tail(job)}
-            )
+            terminal_results.finished(job.checkpoint.exit_code, job.state, _tail(job))
         )
 
 
@@ -200,7 +189,7 @@ class ProcessTool:
         lines = job.output.tail(10**9)
         page = lines[offset : offset + limit]
         at_end = offset + limit >= len(lines)
-        if at_end and job.state != "running":
+        if at_end and job.state != ProcessState.RUNNING:
             await registry.consume(job.id)  # the whole output was read after the exit
         return ToolOutcome(
             json.dumps(self._status(job) | {"lines": page, "offset": offset, "total": len(lines)})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from gateway_core.clock import Clock
@@ -17,6 +17,9 @@ class ToolContext:
     session_id: int
     generation: int
     clock: Clock
+    # The call being run (set by ToolBox.run): a tool that starts a job records it, so a
+    # restart can settle the call from the job's exit status.
+    call_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,6 @@ class ToolBox:
         if not isinstance(arguments, dict):
             return error_result("arguments must be a JSON object")
         try:
-            return await tool(arguments, context)
+            return await tool(arguments, replace(context, call_id=call.id))
         except ToolError as error:
             return error_result(str(error))

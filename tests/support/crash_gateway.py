@@ -5,11 +5,14 @@
 Starts a gateway (system clock, scripted agent, loopback adapter journaling to FILE), prints
 READY once started, then has N loopback users ("u0".."uN-1") each send M messages, one at a
 time, waiting for each reply before the next, so turns are always in flight. It then idles
-until killed. With --no-traffic it only starts and idles. --say TEXT: user "u0" sends TEXT
+until killed. With --no-traffic it only starts and idles, and prints IDLE once everything the
+boot queued (resumes, the inbox backlog, owed replies) is done. --say TEXT: user "u0" sends TEXT
 once, and SAID is printed when its reply arrived (--no-wait: as soon as it is stored).
 --agent-url URL: the openai agent against that chat-completions server instead of the
-scripted one. SIGTERM or SIGINT drains and stops
-the gateway and exits 0; SIGKILL is the crash under test.
+scripted one. --recovery KEY=VALUE sets a [recovery] setting (repeatable). --max-length N: the
+loopback platform's message limit (replies are split to fit). --fail-send N: the Nth send fails
+with a retryable error (a 502). SIGTERM or SIGINT drains and stops the gateway and exits 0;
+SIGKILL is the crash under test.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import logging
 import random
 from pathlib import Path
 
+from gateway_core.adapters.base import Capabilities
 from gateway_core.adapters.loopback import LoopbackAdapter, LoopbackUser
 from gateway_core.agents.factory import agent_from_config
 from gateway_core.clock import SystemClock
@@ -41,8 +45,18 @@ async def main(args: argparse.Namespace) -> None:
     agent_section: dict[str, object] = {}
     if args.agent_url:
         agent_section = {"kind": "openai", "base_url": args.agent_url, "stream": False}
-    config = make_config(args.state_dir, notifier={"interval": 0}, agent=agent_section)
-    adapter = LoopbackAdapter(journal_path=args.journal)
+    recovery: dict[str, object] = {}
+    for item in args.recovery:
+        key, _, value = item.partition("=")
+        recovery[key] = float(value) if "." in value else int(value)
+    config = make_config(
+        args.state_dir, notifier={"interval": 0}, agent=agent_section, recovery=recovery
+    )
+    adapter = LoopbackAdapter(
+        journal_path=args.journal, capabilities=Capabilities(max_length=args.max_length)
+    )
+    if args.fail_send is not None:
+        adapter.fail_next(1, after=args.fail_send - 1, reason="HTTP 502 Bad Gateway")
     gateway = Gateway(
         config, agent=agent_from_config(config), adapters=[adapter], clock=SystemClock()
     )
@@ -56,6 +70,10 @@ async def main(args: argparse.Namespace) -> None:
             await speaker.wait_for(1, within=30)
         print("SAID", flush=True)
 
+    if args.no_traffic:
+        # The parent waits for this line instead of guessing from idle polls of the store.
+        idle = asyncio.ensure_future(gateway.wait_idle())
+        idle.add_done_callback(lambda done: done.cancelled() or print("IDLE", flush=True))
     traffic = None
     if not args.no_traffic:
         chats = [
@@ -87,6 +105,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--say", default=None)
     parser.add_argument("--no-wait", action="store_true")
     parser.add_argument("--agent-url", default=None)
+    parser.add_argument("--recovery", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--max-length", type=int, default=Capabilities().max_length)
+    parser.add_argument("--fail-send", type=int, default=None)
     return parser.parse_args()
 
 

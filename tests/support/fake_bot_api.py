@@ -14,7 +14,22 @@ What it imitates (see the shared reference note on aiogram 3.31, sections 1, 2 a
   park until an update arrives, the timeout passes or the server stops;
 * the HTTP status always equals ``error_code``, because aiogram maps errors by HTTP status;
 * fault injection (JSON or nginx-style HTML errors, dropped connections, blocked chats) and a
-  "network down" switch that keeps the port.
+  "network down" switch that keeps the port;
+* webhooks: ``setWebhook`` / ``deleteWebhook`` / ``getWebhookInfo``. While a webhook is set,
+  getUpdates answers 409 and the fake POSTs each pending update to the URL as Telegram does
+  (JSON body, ``X-Telegram-Bot-Api-Secret-Token``, at most ``max_connections`` at once); an
+  update is dropped only after a 2xx answer, anything else (an error status, a refused or cut
+  connection, a timeout) is retried after ``webhook_retry_delay``. Every attempt is logged in
+  ``webhook_attempts``.
+
+By hand (the rehearsal in the README)::
+
+    python -m tests.support.fake_bot_api --port 8081          # serves; prints the token
+    python -m tests.support.fake_bot_api send --port 8081 hello  # and shows the answer
+    curl -s -d '{"chat_id": 7001, "text": "hello"}' http://127.0.0.1:8081/fake/send
+    curl -s http://127.0.0.1:8081/fake/messages                # what the bot sent
+
+Run by hand, the fake prints every message the bot sends (control characters escaped).
 
 Limitations, on purpose:
 
@@ -32,10 +47,13 @@ Limitations, on purpose:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import copy
 import json
 import re
+import signal
+import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -44,12 +62,15 @@ from http import HTTPStatus
 from types import EllipsisType, TracebackType
 from typing import Any, Literal, Self
 
+import aiohttp
 from aiohttp import web
 from aiohttp.web_request import FileField
 
-__all__ = ["DEFAULT_TOKEN", "Call", "FakeBotAPI"]
+__all__ = ["DEFAULT_TOKEN", "Call", "FakeBotAPI", "WebhookAttempt"]
 
 DEFAULT_TOKEN = "42:TEST-TOKEN"
+# The user (and private chat) a message sent by hand comes from.
+DEFAULT_HAND_USER = 7001
 DEFAULT_ICON_COLOR = 7322096
 DEFAULT_USER_ID = 1001
 MAX_TEXT_LENGTH = 4096
@@ -104,6 +125,12 @@ _TEXT_KEYS = frozenset(
 )
 _INT_RE = re.compile(r"-?\d+")
 _TOKEN_RE = re.compile(r"(\d+):\S+")
+# Telegram's rule for setWebhook's secret_token.
+_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
+WEBHOOK_CONFLICT = (
+    "Conflict: can't use getUpdates method while webhook is active; "
+    "use deleteWebhook to delete the webhook first"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +142,34 @@ class Call:
     params: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class WebhookAttempt:
+    """One POST of an update to the webhook: when it was answered (time.monotonic), the
+    update, and the HTTP status (None: no answer, with the error instead)."""
+
+    at: float
+    update_id: int
+    status: int | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+@dataclass(slots=True)
+class _Webhook:
+    url: str
+    secret_token: str | None
+    max_connections: int
+    allowed_updates: list[str] | None
+    last_error_date: int | None = None
+    last_error_message: str | None = None
+
+
 @dataclass(slots=True)
 class _Fault:
-    kind: Literal["fail", "drop"]
+    kind: Literal["fail", "drop", "pass"]  # pass: answered normally (a fault comes later)
     status: int = 0
     description: str = ""
     retry_after: int | None = None
@@ -224,6 +276,10 @@ class FakeBotAPI:
         bot_first_name: str = "Test Bot",
         conflict_on_concurrent_polls: bool = False,
         shutdown_timeout: float = 1.0,
+        port: int = 0,
+        webhook_retry_delay: float = 0.05,
+        webhook_timeout: float = 10.0,
+        on_bot_message: Callable[[int, str], None] | None = None,
     ) -> None:
         match = _TOKEN_RE.fullmatch(token)
         if match is None:
@@ -250,6 +306,18 @@ class FakeBotAPI:
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._port: int | None = None
+        self._wanted_port = port
+        self._on_bot_message = on_bot_message
+        # Webhook delivery: the registration, the pusher task, updates being POSTed right now,
+        # and when a failed update may be tried again.
+        self.webhook_retry_delay = webhook_retry_delay
+        self.webhook_timeout = webhook_timeout
+        self.webhook_attempts: list[WebhookAttempt] = []
+        self._webhook: _Webhook | None = None
+        self._pusher: asyncio.Task[None] | None = None
+        self._pushing: dict[int, asyncio.Task[None]] = {}
+        self._retry_at: dict[int, float] = {}
+        self._client: aiohttp.ClientSession | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -258,6 +326,8 @@ class FakeBotAPI:
             raise RuntimeError("FakeBotAPI already started")
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        app.router.add_post("/fake/send", self._hand_send)
+        app.router.add_get("/fake/messages", self._hand_messages)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         # handler_cancellation: a parked long poll whose client went away is cancelled at once
         # instead of lingering until its timeout (it would also count as a concurrent poll).
@@ -268,7 +338,7 @@ class FakeBotAPI:
             shutdown_timeout=self._shutdown_timeout,
         )
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", self._wanted_port)
         try:
             await site.start()
         except BaseException:
@@ -285,6 +355,10 @@ class FakeBotAPI:
         if runner is None:
             return
         self._closing = True
+        await self._stop_pushing()
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
         self._notify()
         # Let the woken getUpdates handlers write their (empty) answers before cleanup.
         await asyncio.sleep(0)
@@ -362,8 +436,10 @@ class FakeBotAPI:
         times: int = 1,
         *,
         parameters: Mapping[str, Any] | None = None,
+        after: int = 0,
     ) -> None:
-        """Queue ``times`` failures for ``method``, answered before its real behaviour.
+        """Queue ``times`` failures for ``method``, answered before its real behaviour (once
+        ``after`` more calls of it were answered normally: ``after=1`` fails the second call).
 
         JSON envelope ``{"ok": false, "error_code": status, "description": ...}`` with HTTP
         status == status, plus ``parameters.retry_after`` when given (and any extra
@@ -377,15 +453,22 @@ class FakeBotAPI:
         extra = dict(parameters or {})
         if retry_after is not None:
             extra["retry_after"] = retry_after
+        self._let_through(method, after)
         for _ in range(times):
             fault = _Fault("fail", status, description, retry_after, html, dict(extra))
             self._faults.setdefault(method, deque()).append(fault)
 
-    def drop_connection(self, method: str, times: int = 1) -> None:
+    def drop_connection(self, method: str, times: int = 1, *, after: int = 0) -> None:
         """Queue ``times`` requests of ``method`` whose connection is aborted without an answer
-        (the client sees ServerDisconnectedError, aiogram raises TelegramNetworkError)."""
+        (the client sees ServerDisconnectedError, aiogram raises TelegramNetworkError), once
+        ``after`` more calls of it were answered normally."""
+        self._let_through(method, after)
         for _ in range(times):
             self._faults.setdefault(method, deque()).append(_Fault("drop"))
+
+    def _let_through(self, method: str, calls: int) -> None:
+        for _ in range(calls):
+            self._faults.setdefault(method, deque()).append(_Fault("pass"))
 
     def clear_faults(self, method: str | None = None) -> None:
         if method is None:
@@ -481,6 +564,20 @@ class FakeBotAPI:
         return [call for call in self._calls if call.method == method]
 
     @property
+    def webhook_url(self) -> str | None:
+        """The URL of the webhook that is set, or None."""
+        return None if self._webhook is None else self._webhook.url
+
+    @property
+    def webhook_in_flight(self) -> int:
+        """Updates being POSTed to the webhook right now (not answered yet)."""
+        return len(self._pushing)
+
+    def answered(self, update_id: int) -> list[WebhookAttempt]:
+        """The webhook attempts of one update that got a 2xx answer."""
+        return [a for a in self.webhook_attempts if a.update_id == update_id and a.ok]
+
+    @property
     def parked_polls(self) -> int:
         """How many getUpdates requests are waiting right now."""
         return self._parked
@@ -568,8 +665,8 @@ class FakeBotAPI:
         self._notify()
         try:
             queue = self._faults.get(method)
-            if queue:
-                fault = queue.popleft()
+            fault = queue.popleft() if queue else None
+            if fault is not None and fault.kind != "pass":
                 if fault.kind == "drop":
                     return self._drop(request)
                 if fault.html:
@@ -602,7 +699,9 @@ class FakeBotAPI:
         return {
             "getMe": self._get_me,
             "getUpdates": self._get_updates,
-            "deleteWebhook": self._true,
+            "setWebhook": self._set_webhook,
+            "deleteWebhook": self._delete_webhook,
+            "getWebhookInfo": self._get_webhook_info,
             "setMyCommands": self._true,
             "sendChatAction": self._true,
             "close": self._true,
@@ -634,6 +733,8 @@ class FakeBotAPI:
         }
 
     async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        if self._webhook is not None:
+            raise _Reject(409, WEBHOOK_CONFLICT)
         if self.conflict_on_concurrent_polls and self._parked > 0:
             raise _Reject(409, CONFLICT)
         offset = _as_int(params.get("offset"))
@@ -725,6 +826,8 @@ class FakeBotAPI:
             "edit_date": None,
             "reply_markup": self._inline_markup(params),
         }
+        if self._on_bot_message is not None:
+            self._on_bot_message(chat_id, text)
         return self._message(chat_id, message_id)
 
     def _find_message(self, params: dict[str, Any]) -> tuple[int, int, dict[str, Any] | None]:
@@ -773,3 +876,272 @@ class FakeBotAPI:
         }
         self.topics[(chat_id, thread_id)] = dict(topic)
         return topic
+
+    # ------------------------------------------------------------------ webhooks
+
+    async def _set_webhook(self, params: dict[str, Any]) -> bool:
+        url = params.get("url")
+        if not isinstance(url, str):
+            raise _Reject(400, "Bad Request: bad webhook: an HTTPS URL must be provided")
+        if not url:  # Telegram: an empty URL removes the webhook
+            return await self._delete_webhook(params)
+        if not url.startswith(("http://", "https://")):
+            raise _Reject(400, "Bad Request: bad webhook: an HTTPS URL must be provided")
+        secret = params.get("secret_token")
+        if secret is not None and (not isinstance(secret, str) or not _SECRET_RE.fullmatch(secret)):
+            raise _Reject(400, "Bad Request: secret token contains unallowed characters")
+        connections = _as_int(params.get("max_connections"))
+        connections = 40 if connections is None else connections
+        if not 1 <= connections <= 100:
+            raise _Reject(400, "Bad Request: bad webhook: max_connections must be 1-100")
+        allowed = params.get("allowed_updates")
+        if params.get("drop_pending_updates") is True:
+            self._updates.clear()
+        await self._stop_pushing()
+        self._webhook = _Webhook(
+            url, secret, connections, allowed if isinstance(allowed, list) else None
+        )
+        self._pusher = asyncio.get_running_loop().create_task(
+            self._push_forever(self._webhook), name="fake-webhook-pusher"
+        )
+        return True
+
+    async def _delete_webhook(self, params: dict[str, Any]) -> bool:
+        await self._stop_pushing()
+        self._webhook = None
+        if params.get("drop_pending_updates") is True:
+            self._updates.clear()
+        return True
+
+    async def _get_webhook_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        hook = self._webhook
+        info: dict[str, Any] = {
+            "url": "" if hook is None else hook.url,
+            "has_custom_certificate": False,
+            "pending_update_count": len(self._updates),
+        }
+        if hook is not None:
+            info["max_connections"] = hook.max_connections
+            if hook.allowed_updates is not None:
+                info["allowed_updates"] = hook.allowed_updates
+            if hook.last_error_date is not None:
+                info["last_error_date"] = hook.last_error_date
+                info["last_error_message"] = hook.last_error_message
+        return info
+
+    async def _stop_pushing(self) -> None:
+        pusher, self._pusher = self._pusher, None
+        tasks = [t for t in (pusher, *self._pushing.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._pushing.clear()
+        self._retry_at.clear()
+
+    def _due(self, hook: _Webhook) -> list[dict[str, Any]]:
+        """Pending updates that may be POSTed now, oldest first, within max_connections."""
+        free = hook.max_connections - len(self._pushing)
+        now = time.monotonic()
+        due: list[dict[str, Any]] = []
+        for update in self._updates:  # stops at `free`: a long backlog is not scanned
+            if len(due) >= free:
+                break
+            update_id = update["update_id"]
+            if update_id not in self._pushing and self._retry_at.get(update_id, 0.0) <= now:
+                due.append(update)
+        return due
+
+    async def _push_forever(self, hook: _Webhook) -> None:
+        """Telegram's side of a webhook: POST pending updates, drop those answered 2xx."""
+        if self._client is None:
+            self._client = aiohttp.ClientSession()
+        while self._webhook is hook and not self._closing:
+            for update in self._due(hook):
+                update_id = update["update_id"]
+                self._pushing[update_id] = asyncio.get_running_loop().create_task(
+                    self._post(hook, update)
+                )
+                self._notify()
+            retries = [at for uid, at in self._retry_at.items() if uid not in self._pushing]
+            wait = max(0.001, min(retries) - time.monotonic()) if retries else 3600.0
+            # Any change (a push, an answer) or the next retry time: look again.
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.add(waiter)
+            try:
+                await asyncio.wait({waiter}, timeout=wait)
+            finally:
+                self._waiters.discard(waiter)
+
+    async def _post(self, hook: _Webhook, update: dict[str, Any]) -> None:
+        update_id = int(update["update_id"])
+        headers = {"Content-Type": "application/json"}
+        if hook.secret_token is not None:
+            headers["X-Telegram-Bot-Api-Secret-Token"] = hook.secret_token
+        status: int | None = None
+        error: str | None = None
+        assert self._client is not None
+        try:
+            async with self._client.post(
+                hook.url,
+                data=json.dumps(update),
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self.webhook_timeout),
+            ) as response:
+                await response.read()
+                status = response.status
+        except asyncio.CancelledError:
+            raise
+        except (aiohttp.ClientError, TimeoutError, OSError) as failure:
+            error = f"{type(failure).__name__}: {failure}"
+        finally:
+            self._pushing.pop(update_id, None)
+        self.webhook_attempts.append(WebhookAttempt(time.monotonic(), update_id, status, error))
+        if status is not None and 200 <= status < 300:
+            # Answered updates are near the front (oldest are posted first): no full scan.
+            for index, pending in enumerate(self._updates):
+                if pending["update_id"] == update_id:
+                    del self._updates[index]
+                    break
+            self._retry_at.pop(update_id, None)
+        else:
+            hook.last_error_date = int(time.time())
+            hook.last_error_message = error or f"Wrong response from the webhook: {status}"
+            self._retry_at[update_id] = time.monotonic() + self.webhook_retry_delay
+        self._notify()
+
+    # ------------------------------------------------------------------ by hand
+
+    async def _hand_send(self, request: web.Request) -> web.Response:
+        """POST /fake/send {"text": ..., "chat_id": 7001, "user_id": ...}: a user's message."""
+        try:
+            body = await request.json()
+        except ValueError:
+            body = dict(await request.post())
+        text = body.get("text") if isinstance(body, dict) else None
+        if not isinstance(text, str) or not text:
+            return web.json_response({"ok": False, "error": "text is required"}, status=400)
+        chat_id = _as_int(body.get("chat_id", DEFAULT_HAND_USER))
+        user_id = _as_int(body.get("user_id", chat_id))
+        if chat_id is None or user_id is None:
+            return web.json_response(
+                {"ok": False, "error": "chat_id must be an integer"}, status=400
+            )
+        update_id = self.push_text(chat_id, text, user_id=user_id)
+        return web.json_response({"ok": True, "update_id": update_id})
+
+    async def _hand_messages(self, request: web.Request) -> web.Response:
+        """GET /fake/messages: every message the bot sent, as it is now."""
+        listing = [
+            {"chat_id": chat, "message_id": message_id, **{k: record[k] for k in _SHOWN}}
+            for (chat, message_id), record in self.messages.items()
+        ]
+        return web.json_response(listing)
+
+
+_SHOWN = ("text", "thread_id", "deleted")
+
+
+def printable(text: str) -> str:
+    """Chat text for a terminal: control characters (escape sequences) shown as escapes."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
+def _banner(fake: FakeBotAPI) -> str:
+    base = fake.base_url
+    return f"""\
+Fake Telegram Bot API listening on {base}
+  token:   {fake.token}   (export SWITCHBOARD_TELEGRAM_TOKEN={fake.token})
+  api:     telegram.api_base = "{base}"
+  user:    {DEFAULT_HAND_USER} (put it in telegram.allowed_users)
+Send a message as that user (and see the bot's answer):
+  python -m tests.support.fake_bot_api send --port {fake.port} hello
+  curl -s -d '{{"chat_id": {DEFAULT_HAND_USER}, "text": "hello"}}' {base}/fake/send
+What the bot sent is printed here, and listed by:
+  curl -s {base}/fake/messages
+Ctrl+C stops it."""
+
+
+async def _serve(port: int, token: str) -> None:
+    def show(chat_id: int, text: str) -> None:
+        print(f"bot -> chat {chat_id}: {printable(text)}", flush=True)
+
+    fake = FakeBotAPI(token, port=port, webhook_retry_delay=1.0, on_bot_message=show)
+    await fake.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    print(_banner(fake), flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await fake.stop()
+
+
+async def _send(port: int, chat_id: int, text: str, wait: float) -> int:
+    """Send as the user; then, unless wait is 0, show the bot's answer once it came."""
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as client:
+        before = len(await _bot_messages(client, base, chat_id))
+        async with client.post(f"{base}/fake/send", json={"chat_id": chat_id, "text": text}) as r:
+            body = await r.json()
+        if not body.get("ok"):
+            print(f"fake_bot_api: {body.get('error')}", file=sys.stderr)
+            return 1
+        print(f"sent update {body['update_id']} from user {chat_id}: {printable(text)}")
+        if wait <= 0:
+            return 0
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            answers = (await _bot_messages(client, base, chat_id))[before:]
+            if answers:
+                for answer in answers:
+                    print(f"bot -> chat {chat_id}: {printable(answer)}")
+                return 0
+            await asyncio.sleep(0.1)  # another process's server: polling is all there is
+    print(f"fake_bot_api: no answer within {wait:g} s (is the gateway running?)", file=sys.stderr)
+    return 1
+
+
+async def _bot_messages(client: aiohttp.ClientSession, base: str, chat_id: int) -> list[str]:
+    async with client.get(f"{base}/fake/messages") as response:
+        listing = await response.json()
+    return [m["text"] for m in listing if m["chat_id"] == chat_id]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["send"]:
+        sender = argparse.ArgumentParser(
+            prog="python -m tests.support.fake_bot_api send",
+            description="send a text message to the bot, as a user, through a running fake",
+        )
+        sender.add_argument("--port", type=int, default=8081)
+        sender.add_argument("--chat", type=int, default=DEFAULT_HAND_USER, help="user/chat id")
+        sender.add_argument(
+            "--wait", type=float, default=10.0, help="seconds to wait for the answer (0: none)"
+        )
+        sender.add_argument("text", nargs="+")
+        parsed = sender.parse_args(args[1:])
+        try:
+            return asyncio.run(_send(parsed.port, parsed.chat, " ".join(parsed.text), parsed.wait))
+        except aiohttp.ClientConnectionError as error:
+            print(f"fake_bot_api: no fake on port {parsed.port}: {error}", file=sys.stderr)
+            return 1
+    server = argparse.ArgumentParser(
+        prog="python -m tests.support.fake_bot_api",
+        description="a fake Telegram Bot API on 127.0.0.1, for trying the gateway by hand",
+    )
+    server.add_argument("--port", type=int, default=8081)
+    server.add_argument("--token", default=DEFAULT_TOKEN)
+    parsed = server.parse_args(args)
+    try:
+        asyncio.run(_serve(parsed.port, parsed.token))
+    except OSError as error:
+        print(f"fake_bot_api: cannot listen on port {parsed.port}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

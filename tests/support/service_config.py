@@ -3,7 +3,9 @@ Telegram pointed at the fake Bot API, the scripted agent, the state dir in tmp_p
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from tests.support.fake_bot_api import DEFAULT_TOKEN, FakeBotAPI
@@ -12,21 +14,32 @@ REPO = Path(__file__).resolve().parent.parent.parent
 CHAT = 7001  # the one allowed Telegram user/chat
 
 
-def write_config(tmp_path: Path, fake: FakeBotAPI, **gateway: object) -> Path:
+def write_config(
+    tmp_path: Path,
+    fake: FakeBotAPI,
+    *,
+    telegram: Mapping[str, object] | None = None,
+    sections: Mapping[str, Mapping[str, object]] | None = None,
+    **gateway: object,
+) -> Path:
+    """[gateway] keys as keyword arguments; more [telegram] keys, and other sections, as
+    mappings (values written as TOML: strings quoted)."""
     state = tmp_path / "state"
     settings = {"drain_timeout": 10, "grace": 0.5, "sample_interval": 0} | gateway
     lines = ["[gateway]", f'state_dir = "{state}"']
     lines += [f"{key} = {value}" for key, value in settings.items()]
+    table = {"api_base": fake.base_url, "allowed_users": [CHAT], "poll_timeout": 1}
     lines += [
         "[telegram]",
-        f'api_base = "{fake.base_url}"',
-        f"allowed_users = [{CHAT}]",
-        "poll_timeout = 1",
+        *(f"{key} = {_toml(value)}" for key, value in (table | dict(telegram or {})).items()),
         "[agent]",
         'kind = "scripted"',
         "[notifier]",
         "interval = 0",
     ]
+    for name, keys in (sections or {}).items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {_toml(value)}" for key, value in keys.items()]
     path = tmp_path / "switchboard.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -40,3 +53,9 @@ def environment(tmp_path: Path, **extra: str) -> dict[str, str]:
         "SWITCHBOARD_TELEGRAM_TOKEN": DEFAULT_TOKEN,
         **extra,
     }
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value) if isinstance(value, str) else str(value)

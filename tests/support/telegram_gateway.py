@@ -3,11 +3,11 @@
     SWITCHBOARD_TELEGRAM_TOKEN=42:TEST-TOKEN \\
         python -m tests.support.telegram_gateway --state-dir DIR --api-base URL --allowed 7
 
-Builds the config with the harness (scripted agent, notifier off, telegram.api_base pointed at
-URL, the given allowed users), the adapter with the config factory (token from the
-environment), starts the gateway on the system clock and prints READY once started. SIGTERM or
-SIGINT drains and stops the gateway and exits 0; SIGKILL is the crash under test. Logs go to
-stderr.
+Builds the config with the harness (scripted agent, notifier off unless --notifier-interval N
+shows "still working" every N s, telegram.api_base pointed at URL, the given allowed users),
+the adapter with the config factory (token from the environment), starts the gateway on the
+system clock and prints READY once started. SIGTERM or SIGINT drains and stops the gateway and
+exits 0; SIGKILL is the crash under test. Logs go to stderr.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ async def main(args: argparse.Namespace) -> None:
     if args.poll_timeout is not None:
         # Tests want short polls so that "two more polls" is a short wait.
         telegram["poll_timeout"] = args.poll_timeout
-    config = make_config(args.state_dir, telegram=telegram, notifier={"interval": 0})
+    notifier = {"interval": args.notifier_interval}
+    config = make_config(args.state_dir, telegram=telegram, notifier=notifier)
     clock = SystemClock()
     adapter = telegram_from_config(config, os.environ, clock)
     gateway = Gateway(config, agent=ScriptedAgent(), adapters=[adapter], clock=clock)
@@ -50,6 +51,9 @@ def parse_args() -> argparse.Namespace:
         "--allowed", type=int, action="append", required=True, help="an allowed user id"
     )
     parser.add_argument("--poll-timeout", type=int, default=None, help="long-poll seconds")
+    parser.add_argument(
+        "--notifier-interval", type=float, default=0.0, help='"still working" every N s (0: off)'
+    )
     return parser.parse_args()
 
 

@@ -1,0 +1,102 @@
+"""One row per turn: what kind it was, which boot ran it, and how it ended.
+
+A turn's row is written in its start transaction and closed in its end transaction (or by the
+interruption that cancelled it). A row still open at boot belonged to a gateway that died
+under it: the boot closes it as crashed. Restart recovery reads the last row of a candidate to
+tell a resume that was killed while it ran from one that ran to its end and wrote nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+from gateway_core.model import TurnKind, TurnOutcome, TurnRecord
+from gateway_core.store.codec import decode_timestamp
+from gateway_core.store.reader import Reader
+
+_COLUMNS = "session_id, generation, kind, run_id, started_at, ended_at, outcome"
+
+
+def decode_turn(row: tuple[Any, ...]) -> TurnRecord:
+    session_id, generation, kind, run_id, started_at, ended_at, outcome = row
+    return TurnRecord(
+        session_id=int(session_id),
+        generation=int(generation),
+        kind=str(kind),
+        run_id=None if run_id is None else int(run_id),
+        started_at=decode_timestamp(started_at) or 0.0,
+        ended_at=decode_timestamp(ended_at),
+        outcome=None if outcome is None else str(outcome),
+    )
+
+
+def begin_row(
+    db: sqlite3.Connection,
+    session_id: int,
+    generation: int,
+    kind: TurnKind,
+    run_id: int | None,
+    now: float,
+) -> None:
+    """Inside a turn's start transaction."""
+    db.execute(
+        "INSERT OR REPLACE INTO turns (session_id, generation, kind, run_id, started_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (session_id, generation, str(kind), run_id, now),
+    )
+
+
+def end_row(
+    db: sqlite3.Connection, session_id: int, generation: int, outcome: TurnOutcome, now: float
+) -> None:
+    """Inside a turn's end (or interruption) transaction. Only an open row is closed: a turn
+    the boot already found crashed keeps that outcome."""
+    db.execute(
+        "UPDATE turns SET outcome = ?, ended_at = ?"
+        " WHERE session_id = ? AND generation = ? AND outcome IS NULL",
+        (str(outcome), now, session_id, generation),
+    )
+
+
+def close_crashed_rows(db: sqlite3.Connection) -> int:
+    """At boot: every turn still open died with the previous run (its end time is unknown)."""
+    cursor = db.execute(
+        "UPDATE turns INDEXED BY turns_open SET outcome = ? WHERE outcome IS NULL",
+        (str(TurnOutcome.CRASHED),),
+    )
+    return cursor.rowcount
+
+
+def _last_sql(count: int) -> str:
+    marks = ",".join("?" * count)
+    return (
+        f"SELECT {_COLUMNS} FROM turns WHERE (session_id, generation) IN"
+        f" (SELECT session_id, max(generation) FROM turns WHERE session_id IN ({marks})"
+        "  GROUP BY session_id)"
+    )
+
+
+class Turns:
+    def __init__(self, reader: Reader) -> None:
+        self._reader = reader
+
+    async def last(self, session_ids: Iterable[int]) -> dict[int, TurnRecord]:
+        """The newest turn row of each session that has one (the recovery scan's read)."""
+        ids = list(session_ids)
+        found: dict[int, TurnRecord] = {}
+        for start in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
+            chunk = ids[start : start + 500]
+            for row in await self._reader.all(_last_sql(len(chunk)), tuple(chunk)):
+                turn = decode_turn(row)
+                found[turn.session_id] = turn
+        return found
+
+    async def of_session(self, session_id: int, limit: int = 100) -> list[TurnRecord]:
+        """A session's turns, newest first."""
+        rows = await self._reader.all(
+            f"SELECT {_COLUMNS} FROM turns WHERE session_id = ? ORDER BY generation DESC LIMIT ?",
+            (session_id, limit),
+        )
+        return [decode_turn(row) for row in rows]
