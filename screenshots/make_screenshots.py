@@ -49,7 +49,7 @@ from gateway_core.adapters.loopback import LoopbackAdapter  # noqa: E402
 from gateway_core.agents.scripted import ScriptedAgent  # noqa: E402
 from gateway_core.clock import ManualClock  # noqa: E402
 from gateway_core.control import Control  # noqa: E402
-from gateway_core.events import Event  # noqa: E402
+from gateway_core.events import Event, Subscription  # noqa: E402
 from gateway_core.gateway import Gateway  # noqa: E402
 from gateway_core.log_ring import LogRing  # noqa: E402
 from gateway_core.model import Origin, SessionKey  # noqa: E402
@@ -133,18 +133,29 @@ class Scenario:
         )
         self.control = Control(self.gateway)
         self._following: asyncio.Task[None] | None = None
+        self._subscription: Subscription | None = None
         self.seen: Counter[str] = Counter()  # the events logged so far, by kind
 
     async def start(self) -> None:
-        await self.gateway.start()
-        if self._following is None:
+        if self._following is None:  # subscribed before the boot: its events count too
+            self._subscription = self.gateway.events.subscribe()
             self._following = asyncio.ensure_future(self._follow())
+        await self.gateway.start()
 
     async def _follow(self) -> None:
         """The gateway's events as log lines, the way `switchboard run` logs them."""
-        subscription = self.gateway.events.subscribe()
-        async for event in subscription:
+        assert self._subscription is not None
+        async for event in self._subscription:
             self._log(event)
+
+    async def quiet_down(self) -> None:
+        """Until what the gateway was given is done and logged: its boot's resumes and
+        notices race with what comes next otherwise, and the log would differ run to run."""
+        await self.gateway.wait_idle()
+        await self._until(
+            lambda: self._subscription is None or self._subscription.queue.empty(), "the log"
+        )
+        await self._settle()
 
     def _log(self, event: Event) -> None:
         self.seen[type(event).__name__] += 1
@@ -322,6 +333,7 @@ async def make(chosen: Sequence[Picture], work: Path) -> dict[str, str]:
     try:
         await scenario.crashed_run()
         await scenario.start()
+        await scenario.quiet_down()
         await scenario.traffic()
         for picture in LIVE:
             if picture.name in wanted:
