@@ -134,6 +134,9 @@ def test_drain_and_stop_leaves_nothing_running(tmp_path: Path) -> None:
         assert_all_gone(run)
         _wait(lambda: run.exit_code() is not None, "the exit code")
         assert run.exit_code() == 0
+        # --state-dir keeps it: the path is printed, and it is there.
+        assert f"State and log kept in {run.state}" in run.term.screen().replace("\n", "")
+        assert (run.state / "switchboard.db").exists()
 
 
 def test_detach_serves_the_socket_then_ctrl_c_leaves_nothing_running(tmp_path: Path) -> None:
