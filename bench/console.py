@@ -82,8 +82,9 @@ from textual.pilot import Pilot
 
 from bench.measure import Costs, add_gc_option, apply_gc_option, ms, percentile
 from console import rows
-from console.app import MAX_SESSION_ROWS, ConsoleApp
+from console.app import ConsoleApp
 from console.backend import InProcessBackend
+from console.tabs.sessions import MAX_SESSION_ROWS
 from console.widgets.keyed_table import KeyedTable
 from gateway_core.adapters.loopback import LoopbackAdapter, LoopbackUser
 from gateway_core.agents.scripted import ScriptedAgent
@@ -235,7 +236,7 @@ class MeasuredConsole(ConsoleApp):
 
     async def next_ticks(self, count: int) -> None:
         """Wait until `count` more ticks have run (bounded: a stuck console fails the run)."""
-        async with asyncio.timeout(count * self._refresh_every * 5 + 10):
+        async with asyncio.timeout(count * self.refresh_every * 5 + 10):
             for _ in range(count):
                 self._ticked.clear()
                 await self._ticked.wait()

@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import platform
+import shutil
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -47,8 +48,13 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         kills=args.kills, seed=args.seed, min_gap=args.min_gap, max_gap=args.max_gap,
         settle_within=120.0,
     )  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="switchboard-storm-") as tmp:
-        report = await run_storm(Path(tmp), plan)
+    tmp = Path(tempfile.mkdtemp(prefix="switchboard-storm-"))
+    report = await run_storm(tmp, plan)
+    if report.problems:
+        kept: str | None = str(tmp)  # the gateway's log and store, to look into
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+        kept = None
     return {
         "benchmark": "crash_storm",
         "date": datetime.now(UTC).date().isoformat(),
@@ -56,6 +62,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         "plan": {"kills": args.kills, "seed": args.seed, "gap_s": [args.min_gap, args.max_gap]},
         **report.figures(),
         "problems": report.problems[:20],
+        "kept": kept,
     }
 
 

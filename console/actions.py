@@ -1,91 +1,140 @@
 """The console's actions, in one table: keys, titles, where they apply, whether they mutate.
 
-Bindings, the footer, the command palette and read-only mode are all derived from this table,
-so a mutating action cannot be forgotten in one of them.
+Bindings (the app's and each tab's), the footer's order, the help screen, the command palette
+and read-only mode are all derived from this table, so a mutating action cannot be forgotten
+in one of them. Whether an action applies *now* (to this state and this selection) is decided
+by whoever owns it: the app for gateway-wide actions, each tab for its own (`why_not`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
-# The tabs, in order; digits 1-6 switch to them.
-TABS = ("overview", "sessions", "recovery", "processes", "timers", "audit")
+
+class Tab(StrEnum):
+    """The tabs, in order; digits 1-6 switch to them."""
+
+    OVERVIEW = "overview"
+    SESSIONS = "sessions"
+    RECOVERY = "recovery"
+    PROCESSES = "processes"
+    TIMERS = "timers"
+    AUDIT = "audit"
+
+
+TABS = tuple(Tab)
 TAB_TITLES = {
-    "overview": "Overview",
-    "sessions": "Sessions",
-    "recovery": "Recovery",
-    "processes": "Processes",
-    "timers": "Timers",
-    "audit": "Audit & log",
+    Tab.OVERVIEW: "Overview",
+    Tab.SESSIONS: "Sessions",
+    Tab.RECOVERY: "Recovery",
+    Tab.PROCESSES: "Processes",
+    Tab.TIMERS: "Timers",
+    Tab.AUDIT: "Audit & log",
 }
+
+
+def tab_label(tab: Tab) -> str:
+    """The tab bar's label: the key first, so it survives a narrow terminal."""
+    return f"{TABS.index(tab) + 1} {TAB_TITLES[tab]}"
 
 
 @dataclass(frozen=True, slots=True)
 class ConsoleAction:
-    name: str  # the action_* method
+    name: str  # the action_* method (on the app, or on the tab that owns it)
     keys: str
-    title: str
-    help: str
+    title: str  # the footer's word for it
+    help: str  # one line for the help screen and the palette
     mutating: bool
-    tab: str | None = None  # only where this tab is shown (None: everywhere)
+    tab: Tab | None = None  # owned by this tab (None: the app, everywhere)
     demo_only: bool = False
 
 
 ACTIONS = (
-    ConsoleAction("quiet", "s", "Quiet", "Stop starting new turns (messages are kept)", True),
-    ConsoleAction("resume_intake", "i", "Resume intake", "Leave quiet: queued turns run", True),
-    ConsoleAction("drain", "d", "Drain", "Finish running turns (with a deadline), then stop", True),
-    ConsoleAction("restart", "ctrl+r", "Restart", "Drain, then start again in this process", True),
+    # Each tab's own actions come first: the footer keeps them when it runs out of room.
     ConsoleAction(
-        "crash_restart",
-        "x",
-        "Restart now (demo)",
-        "Interrupt every turn and restart at once, with crashed conversations of every verdict",
-        True,
-        demo_only=True,
+        "interrupt", "t", "Interrupt", "Cancel the highlighted session's running turn", True,
+        Tab.SESSIONS,
     ),
     ConsoleAction(
-        "interrupt",
-        "t",
-        "Interrupt turn",
-        "Cancel the highlighted session's turn",
-        True,
-        "sessions",
+        "filter", "slash", "Filter", "Show only sessions whose chat, topic or user match",
+        False, Tab.SESSIONS,
+    ),
+    ConsoleAction("sort", "o", "Sort", "Cycle the order: busy first, by id, most recent", False,
+                  Tab.SESSIONS),
+    ConsoleAction(
+        "approve", "a", "Approve", "Run the held candidates now (the marked ones, or this one)",
+        True, Tab.RECOVERY,
     ),
     ConsoleAction(
-        "filter", "slash", "Filter", "Show only sessions matching a text", False, "sessions"
-    ),
-    ConsoleAction("sort", "o", "Sort", "Cycle the session order", False, "sessions"),
-    ConsoleAction("mark", "space", "Mark", "Mark or unmark for a bulk action", False, "recovery"),
-    ConsoleAction("approve", "a", "Approve", "Run the held candidate(s) now", True, "recovery"),
-    ConsoleAction("clear", "c", "Clear", "Drop the candidate(s): never resumed", True, "recovery"),
-    ConsoleAction(
-        "force_resume",
-        "f",
-        "Force-resume",
-        "Resume whatever the verdict (a reason is required)",
-        True,
-        "recovery",
+        "clear", "c", "Clear", "Drop the candidates: never resumed", True, Tab.RECOVERY
     ),
     ConsoleAction(
-        "kill", "k", "Kill process", "Kill the job's whole process tree", True, "processes"
+        "force_resume", "f", "Force-resume",
+        "Resume whatever the verdict (a reason is required)", True, Tab.RECOVERY,
     ),
-    ConsoleAction("show_log", "l", "Show log", "The job's output tail", False, "processes"),
+    ConsoleAction(
+        "unsuspend", "u", "Unsuspend",
+        "Let recovery consider a suspended session again", True, Tab.RECOVERY,
+    ),
+    ConsoleAction(
+        "reset_loop_guard", "r", "Reset guard",
+        "Leave the restart-loop guard: resume what it held back", True, Tab.RECOVERY,
+    ),
+    ConsoleAction(
+        "mark", "space", "Mark", "Mark or unmark the row for a bulk action", False, Tab.RECOVERY
+    ),
+    ConsoleAction(
+        "kill", "k", "Kill", "Kill the job's whole process tree", True, Tab.PROCESSES
+    ),
+    ConsoleAction(
+        "show_log", "l", "Log", "The job's output, following new lines", False, Tab.PROCESSES
+    ),
+    # Everywhere.
+    ConsoleAction("help", "question_mark", "Help", "The keys of this tab and what they do", False),
     ConsoleAction("leave", "q", "Leave", "Detach, or drain and stop", False),
-)
+    ConsoleAction("quiet", "s", "Quiet", "Stop starting new turns (messages are kept)", True),
+    ConsoleAction("resume_intake", "i", "Resume", "Leave quiet: queued turns run", True),
+    ConsoleAction("drain", "d", "Drain", "Finish running turns (with a deadline), then stop", True),
+    ConsoleAction("restart", "ctrl+r", "Restart", "Drain, then start again", True),
+    ConsoleAction(
+        "crash_restart", "x", "Crash (demo)",
+        "Interrupt every turn and restart at once, with crashed conversations of every verdict",
+        True, demo_only=True,
+    ),
+)  # fmt: skip
 
 BY_NAME = {action.name: action for action in ACTIONS}
 
 
-def bindings() -> list[Binding | tuple[str, str] | tuple[str, str, str]]:
-    keys: list[Binding | tuple[str, str] | tuple[str, str, str]] = [
-        Binding(action.keys, action.name, action.title, id=action.name) for action in ACTIONS
-    ]
+def footer_rank(action: str) -> int:
+    """Where a key goes in the footer (lower first); the footer drops the highest ranks when
+    the terminal is too narrow. Keys not in the table (a dialog's, an input's) come right
+    after the tab's own."""
+    spec = BY_NAME.get(action)
+    if spec is None:
+        return len(ACTIONS)
+    rank = ACTIONS.index(spec)
+    return rank if spec.tab is not None else rank + len(ACTIONS) + 1
+
+
+def _binding(action: ConsoleAction) -> Binding:
+    return Binding(action.keys, action.name, action.title, id=action.name, tooltip=action.help)
+
+
+def app_bindings() -> list[BindingType]:
+    """The app's: actions that apply everywhere, the tab digits and ctrl+q."""
+    keys: list[BindingType] = [_binding(a) for a in ACTIONS if a.tab is None]
     keys.append(Binding("ctrl+q", "leave", "Leave", show=False, priority=True))
     keys.extend(
         Binding(str(number), f"show_tab('{tab}')", TAB_TITLES[tab], show=False)
         for number, tab in enumerate(TABS, start=1)
     )
     return keys
+
+
+def tab_bindings(tab: Tab) -> list[BindingType]:
+    """A tab's own: active while the focus is inside it."""
+    return [_binding(a) for a in ACTIONS if a.tab is tab]

@@ -2,7 +2,9 @@
 
 `SocketBackend` is the console's `Backend` over the socket, so the same ConsoleApp runs
 in-process or attached without knowing which. Leaving an attached console only closes the
-connection; it never stops the gateway.
+connection; it never stops the gateway. When the gateway goes away (a restart that exits 75,
+a drain, a crash) the backend knows at once (the socket closes), says so through its `link`,
+reconnects with backoff and tells the console when it is live again.
 """
 
 from __future__ import annotations
@@ -11,15 +13,19 @@ import asyncio
 import contextlib
 import itertools
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from console.link import Link
 from gateway_core.control import ActionResult
+from gateway_core.log_ring import LogEntry
 from gateway_core.model import AuditEntry, Message
 from gateway_core.snapshot import SessionQuery, Snapshot
 from gateway_core.wire import (
     decode_audit,
+    decode_log_entry,
     decode_message,
     decode_result,
     decode_snapshot,
@@ -28,6 +34,7 @@ from gateway_core.wire import (
 
 MAX_LINE = 64 << 20  # a snapshot of 10,000 sessions is a few MB
 REQUEST_TIMEOUT = 30.0
+BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)  # seconds between reconnection tries, then every 8 s
 
 
 class ControlError(Exception):
@@ -42,6 +49,16 @@ class ControlClient:
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue(1000)
         self._reading = asyncio.create_task(self._read())
         self.hello: dict[str, Any] = {}
+        self.closed_because = ""  # why the connection ended, once it has
+        self._on_close: list[Callable[[str], None]] = []
+
+    def when_closed(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(why)` as soon as the connection ends (not when we close it)."""
+        self._on_close.append(callback)
+
+    @property
+    def is_open(self) -> bool:
+        return not self._reading.done()
 
     @classmethod
     async def connect(cls, path: Path, *, read_only: bool = False) -> ControlClient:
@@ -77,6 +94,7 @@ class ControlClient:
             self._pending.pop(request_id, None)
 
     async def close(self) -> None:
+        self._on_close.clear()  # our own close is not news
         self._reading.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reading
@@ -113,18 +131,85 @@ class ControlClient:
         except (ConnectionError, ValueError) as failure:
             error = f"connection lost: {failure}"
         finally:
+            self.closed_because = error
             for future in self._pending.values():
                 if not future.done():
                     future.set_exception(ControlError(error))
+            for callback in self._on_close:
+                callback(error)
 
 
 class SocketBackend:
-    """The console's Backend, over the control socket."""
+    """The console's Backend, over the control socket; it reconnects (with `backoff`
+    seconds between tries, the last one repeated) when it was given the socket's path."""
 
-    def __init__(self, client: ControlClient) -> None:
+    def __init__(
+        self,
+        client: ControlClient,
+        *,
+        path: Path | None = None,
+        backoff: Sequence[float] = BACKOFF,
+    ) -> None:
         self._client = client
+        self._path = path
+        self._backoff = tuple(backoff) or BACKOFF
         self.read_only = bool(client.hello.get("read_only"))
         self.actor = str(client.hello.get("actor", "?"))
+        self.link = Link()
+        self._listeners: list[Callable[[], None]] = []
+        self._reconnecting: asyncio.Task[None] | None = None
+        client.when_closed(self._lost)
+
+    @classmethod
+    async def connect(
+        cls, path: Path, *, read_only: bool = False, backoff: Sequence[float] = BACKOFF
+    ) -> SocketBackend:
+        client = await ControlClient.connect(path, read_only=read_only)
+        return cls(client, path=path, backoff=backoff)
+
+    def on_link_change(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` when the link is lost or comes back."""
+        self._listeners.append(callback)
+
+    def _changed(self) -> None:
+        for callback in self._listeners:
+            callback()
+
+    def _lost(self, why: str) -> None:
+        self.link = Link(connected=False, lost_at=time.time(), why=why)
+        self._changed()
+        if self._path is not None and self._reconnecting is None:
+            self._reconnecting = asyncio.get_running_loop().create_task(
+                self._reconnect(self._path), name="console-reconnect"
+            )
+
+    async def _reconnect(self, path: Path) -> None:
+        try:
+            for attempt in itertools.count():
+                delay = self._backoff[min(attempt, len(self._backoff) - 1)]
+                self.link.next_try_at = time.time() + delay
+                await asyncio.sleep(delay)
+                try:
+                    client = await ControlClient.connect(path, read_only=self.read_only)
+                except ControlError as error:
+                    self.link.why = str(error)
+                    continue
+                self._client = client
+                self.actor = str(client.hello.get("actor", self.actor))
+                client.when_closed(self._lost)
+                self.link = Link()
+                self._changed()
+                return
+        finally:
+            self._reconnecting = None
+
+    async def close(self) -> None:
+        self._listeners.clear()
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnecting
+        await self._client.close()
 
     async def snapshot(self, query: SessionQuery | None = None) -> Snapshot:
         params = {} if query is None else {"sessions": encode(query)}
@@ -144,6 +229,10 @@ class SocketBackend:
 
     async def log_tail(self, limit: int = 200) -> list[str]:
         return [str(line) for line in await self._client.request("log_tail", limit=limit)]
+
+    async def log_entries(self, after: int = 0, limit: int = 500) -> list[LogEntry]:
+        rows = await self._client.request("log_entries", after=after, limit=limit)
+        return [decode_log_entry(row) for row in rows]
 
     async def act(
         self,

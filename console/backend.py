@@ -7,20 +7,31 @@ so the console never knows which one it has.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from console.link import Link
 from gateway_core.control import ActionResult, Control, current_os_user
 from gateway_core.gateway import Gateway
-from gateway_core.log_ring import LogRing
+from gateway_core.log_ring import LogEntry, LogRing
 from gateway_core.model import AuditEntry, Message
 from gateway_core.runtime import GatewayState
-from gateway_core.snapshot import SessionQuery, Snapshot, with_sessions
+from gateway_core.session_listing import snapshot_with_stored_sessions
+from gateway_core.snapshot import SessionQuery, Snapshot
 
 
 class Backend(Protocol):
     read_only: bool
     actor: str
+
+    @property
+    def link(self) -> Link | None:
+        """The connection to a gateway elsewhere (None in-process: nothing to lose)."""
+        ...
+
+    def on_link_change(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` as soon as the link is lost or comes back."""
+        ...
 
     async def snapshot(self, query: SessionQuery | None = None) -> Snapshot:
         """Counts cover every session; `sessions` holds the ones the query selects, in its
@@ -34,6 +45,10 @@ class Backend(Protocol):
     async def audit_tail(self, limit: int = 100) -> list[AuditEntry]: ...
 
     async def log_tail(self, limit: int = 200) -> list[str]: ...
+
+    async def log_entries(self, after: int = 0, limit: int = 500) -> list[LogEntry]:
+        """The gateway log's records numbered above `after` (the newest `limit`)."""
+        ...
 
     async def act(
         self,
@@ -63,8 +78,15 @@ class InProcessBackend:
         self._control = Control(gateway, read_only=read_only)
         self._log = log
 
+    @property
+    def link(self) -> Link | None:
+        return None
+
+    def on_link_change(self, callback: Callable[[], None]) -> None:
+        """In-process: the gateway cannot go away under the console."""
+
     async def snapshot(self, query: SessionQuery | None = None) -> Snapshot:
-        return with_sessions(self.gateway.snapshot(), query)
+        return await snapshot_with_stored_sessions(self.gateway, query)
 
     async def transcript_tail(self, session_id: int, limit: int = 30) -> list[Message]:
         if self.gateway.state is GatewayState.STOPPED:
@@ -84,6 +106,9 @@ class InProcessBackend:
 
     async def log_tail(self, limit: int = 200) -> list[str]:
         return [] if self._log is None else self._log.tail(limit)
+
+    async def log_entries(self, after: int = 0, limit: int = 500) -> list[LogEntry]:
+        return [] if self._log is None else self._log.entries(after, limit)
 
     async def act(
         self,

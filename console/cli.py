@@ -1,4 +1,4 @@
-"""The `switchboard` command line (docs/architecture.md 9: subcommands may be added, not renamed).
+"""The `switchboard` command line (subcommands may be added, never renamed: scripts use them).
 
     switchboard demo                 console + loopback users + scripted agent + live traffic
     switchboard walkthrough          a narrated crash and restart, as plain text
@@ -9,6 +9,7 @@
     switchboard recovery list [--json] | approve ID | clear ID | force-resume ID --reason TEXT
     switchboard quiet | resume-intake | drain [--timeout S] | restart
     switchboard config [-c FILE] | --sample
+    switchboard completion bash | zsh
 
 Exit codes: 0 clean stop, 75 restart requested, 78 configuration error, 1 failure (or an
 action the gateway refused). Errors are one line on stderr, never a traceback.
@@ -35,7 +36,18 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = ConfigError.EXIT_CODE
 
-SCRIPT_OPS = ("status", "quiet", "resume-intake", "drain", "restart")
+SCRIPT_OPS = {
+    "status": "the gateway's state, counts, drain and restart-loop guard",
+    "quiet": "stop starting new turns (messages are still received and kept)",
+    "resume-intake": "leave quiet: queued messages start their turns",
+    "drain": "finish the running turns (up to a deadline), then stop the gateway",
+    "restart": "drain, then start again (a service exits 75 for its manager to restart it)",
+}
+RECOVERY_OPS = {
+    "approve": "run held candidates now, by session id",
+    "clear": "drop candidates by session id: they are never resumed",
+    "force-resume": "resume candidates whatever their verdict (a reason is required)",
+}
 
 
 def _seconds(text: str) -> float:
@@ -48,75 +60,161 @@ def _seconds(text: str) -> float:
     return value
 
 
+GATES = {
+    Gate.SAFE: "resumes what is safe to run again, holds what needs an operator",
+    Gate.OPERATOR: "holds every candidate, even a safe one: an operator approves each resume",
+    Gate.ALL: "resumes every candidate whatever its verdict (the old way, for comparison)",
+    Gate.OFF: "nothing automatic: every candidate waits for an operator",
+}
+EXAMPLES = """\
+Examples:
+  switchboard demo                                 try the console on a demo gateway
+  switchboard run -c /etc/switchboard/switchboard.toml
+                                                   the gateway as a service (systemd, containers)
+  switchboard attach -c FILE                       the console on a running gateway
+  switchboard status -c FILE                       what it is doing now (--json for scripts)
+  switchboard recovery list -c FILE                the conversations a restart interrupted
+  switchboard recovery approve 12 -c FILE          run a held one now
+  switchboard drain --timeout 30 -c FILE           finish running turns, then stop
+  switchboard completion bash > ~/.local/share/bash-completion/completions/switchboard
+
+Exit codes: 0 clean stop, 75 restart requested, 78 configuration error, 1 failure (or an
+action the gateway refused).
+"""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written; every option with a real default says it."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30)
+        # Room for the longest command name ("resume-intake") beside its description.
+        self._action_max_length = 20
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if default in (None, False, argparse.SUPPRESS) or "default" in text or not text:
+            return text
+        return f"{text} (default: {default})"
+
+
+def _sub(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str
+) -> argparse.ArgumentParser:
+    return commands.add_parser(
+        name, help=summary, description=summary[0].upper() + summary[1:] + ".",
+        formatter_class=HelpFormatter,
+    )  # fmt: skip
+
+
 def _where(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", type=Path, help="TOML config file")
-    parser.add_argument("--socket", type=Path, help="control socket (default: from the config)")
+    parser.add_argument(
+        "-c", "--config", type=Path, metavar="FILE",
+        help="the gateway's TOML config file (default: built-in defaults)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--socket", type=Path, metavar="PATH",
+        help="the gateway's control socket (default: from the config: control.socket)",
+    )  # fmt: skip
+
+
+def _json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="stable JSON instead of a table")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="switchboard",
         description="Recovery-safe agent messaging gateway with a live operator console.",
+        epilog=EXAMPLES,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"switchboard {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = commands.add_parser(
-        "demo", help="the live console over a demo gateway with simulated users"
+    demo = _sub(commands, "demo", "the live console over a demo gateway with simulated users")
+    walk = _sub(
+        commands, "walkthrough", "a crash and a restart, narrated as text (no console needed)"
     )
-    walk = commands.add_parser(
-        "walkthrough", help="narrate a crash and restart with sessions in every recovery state"
-    )
+    gates = "; ".join(f"{gate.value}: {what}" for gate, what in GATES.items())
     for sub in (demo, walk):
         sub.add_argument(
             "--gate",
             choices=[gate.value for gate in Gate],
             default=Gate.SAFE.value,
-            help="recovery gate the restarted gateway uses (default: safe)",
+            help=f"how the restarted gateway treats interrupted turns. {gates}",
         )
         sub.add_argument(
-            "--state-dir", type=Path, help="keep the demo state here instead of a temporary dir"
+            "--state-dir", type=Path, metavar="DIR",
+            help="keep the demo's state (database, log, jobs) here "
+            "(default: a temporary dir, deleted at the end)",
+        )  # fmt: skip
+        sub.add_argument(
+            "--keep-state",
+            action="store_true",
+            help="keep the temporary state dir at the end and print where it is",
         )
-    for sub in (demo, console := commands.add_parser(
-        "console", help="the console with the configured gateway, in this process"
-    ), attach := commands.add_parser(
-        "attach", help="the console, attached to a running gateway's control socket"
-    )):  # fmt: skip
+    console = _sub(commands, "console", "the configured gateway with the console, in this process")
+    attach = _sub(commands, "attach", "the console, attached to a running gateway's socket")
+    for sub in (demo, console, attach):
         sub.add_argument("--read-only", action="store_true", help="show everything, change nothing")
         sub.add_argument(
             "--no-mouse", action="store_true", help="no mouse reporting (safer over SSH and tmux)"
         )
-    console.add_argument("-c", "--config", type=Path, help="TOML config file")
+    console.add_argument(
+        "-c", "--config", type=Path, metavar="FILE",
+        help="the gateway's TOML config file (default: built-in defaults)",
+    )  # fmt: skip
     _where(attach)
 
-    run = commands.add_parser("run", help="the gateway without a UI (for systemd or a container)")
-    run.add_argument("-c", "--config", type=Path, help="TOML config file")
+    run = _sub(commands, "run", "the gateway without a screen, for systemd or a container")
+    run.add_argument(
+        "-c", "--config", type=Path, metavar="FILE",
+        help="the gateway's TOML config file (default: built-in defaults)",
+    )  # fmt: skip
 
-    for name in SCRIPT_OPS:
-        sub = commands.add_parser(name, help=f"{name} (over the control socket)")
+    for name, summary in SCRIPT_OPS.items():
+        sub = _sub(commands, name, summary)
         _where(sub)
-        sub.add_argument("--json", action="store_true", help="stable JSON output")
+        _json(sub)
         if name in ("drain", "restart"):
-            sub.add_argument("--timeout", type=_seconds, help="drain timeout in seconds")
+            sub.add_argument(
+                "--timeout", type=_seconds, metavar="SECONDS",
+                help="how long running turns may take before they are interrupted "
+                "(default: the configured gateway.drain_timeout)",
+            )  # fmt: skip
 
-    recovery = commands.add_parser("recovery", help="recovery candidates")
+    recovery = _sub(commands, "recovery", "list and act on the turns a restart interrupted")
     actions = recovery.add_subparsers(dest="recovery_command", required=True, metavar="ACTION")
-    listing = actions.add_parser("list", help="every candidate")
+    listing = _sub(actions, "list", "every recovery candidate: verdict, state and why")
     _where(listing)
-    listing.add_argument("--json", action="store_true", help="stable JSON output")
-    for name in ("approve", "clear", "force-resume"):
-        sub = actions.add_parser(name, help=f"{name} candidate(s) by session id")
+    _json(listing)
+    for name, summary in RECOVERY_OPS.items():
+        sub = _sub(actions, name, summary)
         _where(sub)
-        sub.add_argument("ids", nargs="+", help="session id(s)")
-        sub.add_argument("--json", action="store_true", help="stable JSON output")
+        sub.add_argument("ids", nargs="+", metavar="ID", help="session ids, as recovery list shows")
+        _json(sub)
         if name == "force-resume":
-            sub.add_argument("--reason", required=True, help="why (recorded in the audit)")
+            sub.add_argument("--reason", required=True, help="why (recorded in the audit log)")
 
-    config = commands.add_parser("config", help="print the effective configuration and sources")
-    config.add_argument("-c", "--config", type=Path, help="TOML config file")
+    config = _sub(
+        commands, "config", "print the effective configuration and where each value came from"
+    )
+    config.add_argument(
+        "-c", "--config", type=Path, metavar="FILE",
+        help="the TOML config file (default: built-in defaults)",
+    )  # fmt: skip
     config.add_argument(
         "--sample", action="store_true", help="print a sample file: every key, its default, a note"
     )
+
+    completion = _sub(commands, "completion", "print a shell completion script for bash or zsh")
+    completion.add_argument(
+        "shell", choices=("bash", "zsh"),
+        help="bash: source it, or put it in ~/.local/share/bash-completion/completions/; "
+        "zsh: put it in a directory of $fpath as _switchboard",
+    )  # fmt: skip
     return parser
 
 
@@ -150,13 +248,17 @@ def _dispatch(args: argparse.Namespace) -> int:
             args.state_dir.mkdir(parents=True, exist_ok=True)
         return asyncio.run(
             run_demo(
-                Gate(args.gate), args.state_dir, read_only=args.read_only, mouse=not args.no_mouse
+                Gate(args.gate),
+                args.state_dir,
+                read_only=args.read_only,
+                mouse=not args.no_mouse,
+                keep=args.keep_state,
             )
         )
     if command == "walkthrough":
         from console.walkthrough import run_walkthrough
 
-        return asyncio.run(run_walkthrough(Gate(args.gate), args.state_dir))
+        return asyncio.run(run_walkthrough(Gate(args.gate), args.state_dir, args.keep_state))
     if command == "config":
         if args.sample:
             from gateway_core.config_sample import sample_toml
@@ -164,6 +266,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             sys.stdout.write(sample_toml())
             return EXIT_OK
         return print_config(load_config(args.config))
+    if command == "completion":
+        from console.completion import script
+
+        print(script(build_parser(), args.shell), end="")
+        return EXIT_OK
     if command in ("run", "console"):
         from console.serve import serve
 
@@ -212,16 +319,10 @@ def _socket(args: argparse.Namespace) -> Path:
 
 
 def print_config(config: Config) -> int:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
+    from console.cli_tables import print_table
 
-    table = Table(title=f"switchboard config ({config.file or 'no file: defaults'})")
-    for column in ("key", "value", "source"):
-        table.add_column(column)
-    for key, value, source in config.describe():
-        table.add_row(Text(key), Text(value), Text(source))
-    Console().print(table)
+    title = f"switchboard config ({config.file or 'no file: defaults'})"
+    print_table(title, ("key", "value", "source"), list(config.describe()))
     return EXIT_OK
 
 

@@ -11,6 +11,7 @@ recovery tab fills up and can be worked through.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -20,17 +21,22 @@ from pathlib import Path
 
 from console.app import ConsoleApp
 from console.backend import InProcessBackend
+from console.leaving import Leave
 from console.log_setup import log_to_file
 from console.walkthrough import scenes
 from gateway_core.adapters.loopback import LoopbackAdapter, LoopbackUser
 from gateway_core.agents.scripted import ScriptedAgent
-from gateway_core.clock import SystemClock
+from gateway_core.clock import Clock, SystemClock
 from gateway_core.config import Config, load_config
 from gateway_core.control import ActionResult
 from gateway_core.gateway import Gateway
 from gateway_core.log_ring import LogRing
-from gateway_core.model import Gate, Origin, SessionKey
+from gateway_core.model import Gate, Origin, RecoveryAction, SessionKey
+from gateway_core.processes.killing import kill_tree
+from gateway_core.recovery.startup import BootRecovery
+from gateway_core.service.control_server import ControlServer
 from gateway_core.store import DATABASE_NAME, Store
+from gateway_core.words import plural
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,11 @@ def demo_config(state_dir: Path, gate: Gate) -> Config:
         "sample_interval = 1\n"
         "[recovery]\n"
         f'gate = "{gate.value}"\n'
+        # Every "x" leaves held candidates, and every later boot finds them: with the usual
+        # guard (3 boots within 5 min) two x and a ctrl+r looked like a crash loop. Here it
+        # takes six restarts, each within 30 s of the one before.
+        "loop_boots = 6\n"
+        "loop_window = 30\n"
         "[notifier]\n"
         "interval = 6\n"
         "[agent]\n"
@@ -100,6 +111,23 @@ def users(adapter: LoopbackAdapter) -> list[asyncio.Task[None]]:
     return tasks
 
 
+def decided(boot: BootRecovery) -> str:
+    """What the recovery pass of a boot did, counted by what happens to each candidate."""
+
+    def count(action: RecoveryAction) -> int:
+        return len(boot.with_action(action))
+
+    parts = [
+        f"{count(RecoveryAction.RESUME)} resumed",
+        f"{count(RecoveryAction.HOLD)} held for an operator",
+        f"{count(RecoveryAction.WAIT)} waiting for their user",
+        f"{count(RecoveryAction.CLEAR)} cleared (finished or stale)",
+    ]
+    if skipped := count(RecoveryAction.SKIP):
+        parts.append(f"{skipped} suspended")
+    return ", ".join(parts)
+
+
 class Demo:
     def __init__(self, state_dir: Path, gate: Gate) -> None:
         self.state_dir = state_dir
@@ -114,11 +142,13 @@ class Demo:
         """Interrupt everything as a crash would, add crashed conversations of every verdict,
         and boot again: the recovery pass decides, the console shows it."""
         round_ = next(self._restarts)
-        await self.gateway.stop(0)
+        report = await self.gateway.stop(0)
         now = self.gateway.clock.now()
         async with await Store.open(
             self.state_dir / DATABASE_NAME, clock=self.gateway.clock
         ) as store:
+            # stop(0) marked the turns it cut "drain-timeout"; this stands for a crash.
+            await store.recovery.mark_many(list(report.interrupted), "crash")
             for scene in scenes(now):
                 name = f"{scene.user}-{round_}"
                 origin = Origin("loopback", name, user_name=name) if scene.origin else None
@@ -129,43 +159,108 @@ class Demo:
                 else:
                     await store.recovery.mark(session.id, "crash")
         boot = await self.gateway.start()
-        return ActionResult(
-            True,
-            f"restarted as run {boot.run.id}: {len(boot.candidates)} candidate(s) decided",
-        )
+        return ActionResult(True, f"restarted as run {boot.run.id}: {decided(boot)}")
 
 
-async def run_demo(gate: Gate, state_dir: Path | None, *, read_only: bool, mouse: bool) -> int:
-    if state_dir is None:
-        with tempfile.TemporaryDirectory(prefix="switchboard-demo-") as temporary:
-            return await _run(gate, Path(temporary), read_only=read_only, mouse=mouse)
-    return await _run(gate, state_dir, read_only=read_only, mouse=mouse)
+async def run_demo(
+    gate: Gate, state_dir: Path | None, *, read_only: bool, mouse: bool, keep: bool = False
+) -> int:
+    """The demo on `state_dir` (kept), or on a temporary dir deleted at the end unless `keep`.
+    The state path is printed only when it is kept."""
+    if state_dir is not None:
+        return await _run(gate, state_dir, read_only=read_only, mouse=mouse, kept=True)
+    if keep:
+        kept_dir = Path(tempfile.mkdtemp(prefix="switchboard-demo-"))
+        return await _run(gate, kept_dir, read_only=read_only, mouse=mouse, kept=True)
+    with tempfile.TemporaryDirectory(prefix="switchboard-demo-") as temporary:
+        return await _run(gate, Path(temporary), read_only=read_only, mouse=mouse, kept=False)
 
 
-async def _run(gate: Gate, state_dir: Path, *, read_only: bool, mouse: bool) -> int:
+def say(text: str) -> None:
+    """Print, unless the terminal is gone (SIGHUP): the demo still cleans up."""
+    with contextlib.suppress(OSError):
+        print(text, flush=True)
+
+
+async def _run(gate: Gate, state_dir: Path, *, read_only: bool, mouse: bool, kept: bool) -> int:
     ring = log_to_file_and_ring(state_dir)
     demo = Demo(state_dir, gate)
     await demo.gateway.start()
+    # The demo serves its control socket like a real gateway: a detached demo can be
+    # attached to, and `switchboard status --socket ...` works on it.
+    server = ControlServer(demo.gateway, demo.config.control.socket, log_ring=ring)
+    await server.start()
     simulated = users(demo.adapter)
     backend = InProcessBackend(demo.gateway, read_only=read_only, log=ring)
     app = ConsoleApp(backend, demo_restart=None if read_only else demo.crash_restart)
+    signalled = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        # SIGTERM, or SIGHUP when the terminal closed: leave the way "drain and stop" does.
+        signalled.set()
+        if app.is_running:
+            app.exit(Leave.SIGNAL)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal)
+    code = 0
     try:
-        outcome = await app.run_async(mouse=mouse)
+        try:
+            outcome = await app.run_async(mouse=mouse)
+        except Exception:  # the UI failed: the demo still stops everything it started
+            log.exception("the console failed")
+            outcome = None
+        if outcome is None:
+            say(f"The console failed; the demo stops. What happened is in {ring_file(state_dir)}.")
+            code = 1
+        elif outcome == Leave.DETACH and not signalled.is_set():
+            say(
+                "Detached: the demo gateway keeps running, with its simulated users.\n"
+                f"  Attach to it:  switchboard attach --socket {server.path}\n"
+                "  Ctrl+C drains it, stops it and ends the demo."
+            )
+            await signalled.wait()
+        if demo.gateway.state.value != "stopped":
+            report = await demo.gateway.stop()
+            say(f"Gateway stopped ({'clean' if report.clean else 'turns left for recovery'}).")
     finally:
         for task in simulated:
             task.cancel()
         await asyncio.gather(*simulated, return_exceptions=True)
-    if outcome in ("detach", None) and demo.gateway.state.value != "stopped":
-        # Detached (or the UI failed): the gateway goes on without it until interrupted.
-        why = "detached" if outcome == "detach" else "the console stopped unexpectedly"
-        print(f"Console {why}; the gateway keeps running. Ctrl+C drains and stops it.")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
-    if demo.gateway.state.value != "stopped":
-        report = await demo.gateway.stop()
-        print(f"Gateway stopped ({'clean' if report.clean else 'turns left for recovery'}).")
-    print(f"State and log: {state_dir}")
-    return 0
+        if demo.gateway.state.value != "stopped":
+            await demo.gateway.stop(0)
+        await server.close()
+        # The gateway leaves background jobs running on purpose (a restart re-adopts them);
+        # a demo that ends must not leave its jobs behind.
+        killed = await kill_leftover_jobs(state_dir, demo.gateway.clock)
+        if killed:
+            say(f"Stopped {plural(killed, 'background job')} the demo had started.")
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    if kept:
+        say(f"State and log kept in {state_dir}")
+    return code
+
+
+def ring_file(state_dir: Path) -> Path:
+    return state_dir / "gateway.log"
+
+
+async def kill_leftover_jobs(state_dir: Path, clock: Clock) -> int:
+    """Kill every job the store says still runs (whole trees; a reused pid is left alone)."""
+    path = state_dir / DATABASE_NAME
+    if not path.exists():
+        return 0
+    async with await Store.open(path, clock=clock) as store:
+        live = await store.processes.live()
+    killed = 0
+    for job in live:
+        if job.pid is None:
+            continue
+        result = await asyncio.to_thread(kill_tree, job.pid, job.pid_started_at, 1.0)
+        if result.killed:
+            killed += 1
+        else:
+            log.error("job %s survived the demo's end: pids %s", job.id, result.survivors)
+    return killed

@@ -11,15 +11,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
 from console.attach import ControlClient, ControlError
-from console.rows import age, display_key
-from console.safety import clean
+from console.cli_tables import print_lines, print_table
+from console.durations import duration
+from console.recovery_text import explanation, loop_guard_lines, verdict_label
+from console.rows import display_key
+from console.status_text import drain_lines, previous_run_line
+from console.words import plural
 from gateway_core.model import SessionKey
-from gateway_core.snapshot import CandidateView, Snapshot
+from gateway_core.snapshot import CandidateView, Snapshot, tail_age
 from gateway_core.wire import decode_result, decode_snapshot
 
 EXIT_OK = 0
@@ -48,7 +48,7 @@ def status_json(snap: Snapshot) -> dict[str, Any]:
     }
 
 
-def candidate_json(view: CandidateView) -> dict[str, Any]:
+def candidate_json(view: CandidateView, now: float) -> dict[str, Any]:
     try:
         key = SessionKey.parse(view.key)
         session = {"platform": key.platform, "chat": key.chat_id, "thread": key.thread_id}
@@ -63,7 +63,7 @@ def candidate_json(view: CandidateView) -> dict[str, Any]:
         "action": view.action,
         "reason": view.reason,
         "explanation": view.explanation,
-        "tail_age_s": None if view.tail_age is None else round(view.tail_age, 3),
+        "tail_age_s": None if (age := tail_age(view, now)) is None else round(age, 3),
         "attempts": view.attempts,
         # How each interrupted tool call was settled from its job's evidence, and what the
         # user was told about the request (held, cleared, waiting), if anything.
@@ -115,33 +115,38 @@ def _print_status(snap: Snapshot, as_json: bool) -> None:
     if as_json:
         print(json.dumps(status_json(snap), sort_keys=True))
         return
-    table = Table(title=f"switchboard: {snap.state}, run #{snap.run_id}, up {age(snap.uptime)}")
-    table.add_column("count")
-    table.add_column("value", justify="right")
-    for key, value in sorted(snap.counts.items()):
-        table.add_row(Text(key), Text(str(value)))
-    Console().print(table)
+    title = f"switchboard: {snap.state}, run #{snap.run_id}, up {duration(snap.uptime)}"
+    rows = [(key, str(value)) for key, value in sorted(snap.counts.items())]
+    print_table(title, ("count", "value"), rows, right=("value",))
+    lines = []
     if snap.drain is not None:
-        drain = snap.drain
-        print(f"drain: {drain.phase}, {drain.finished} of {drain.total} finished")
+        lines += [f"Drain: {snap.drain.phase}", *drain_lines(snap.drain).splitlines()]
+    elif snap.previous_run is not None:
+        lines.append(
+            f"Previous run (#{snap.previous_run.run_id}): "
+            + previous_run_line(snap.previous_run, snap.taken_at)
+        )
+    if snap.loop_guard is not None:
+        lines += loop_guard_lines(snap.loop_guard, snap.taken_at)
+    print_lines(lines)
 
 
 def _print_candidates(snap: Snapshot, as_json: bool) -> None:
     candidates = sorted(snap.candidates, key=lambda c: c.session_id)
     if as_json:
-        print(json.dumps([candidate_json(c) for c in candidates], sort_keys=True))
+        print(json.dumps([candidate_json(c, snap.taken_at) for c in candidates], sort_keys=True))
         return
-    table = Table(title=f"{len(candidates)} recovery candidate(s)")
-    for column in ("id", "session", "verdict", "state", "reason", "tail age", "explanation"):
-        table.add_column(column)
-    for c in candidates:
-        table.add_row(
-            Text(str(c.session_id)),
-            Text(clean(display_key(c.key), 40)),
-            Text(c.verdict or "-"),
-            Text(c.state),
-            Text(clean(c.reason or "-", 20)),
-            Text(age(c.tail_age)),
-            Text(clean(c.explanation or "", 80)),
+    headers = ("id", "session", "verdict", "state", "reason", "tail age", "explanation")
+    rows = [
+        (
+            str(c.session_id),
+            display_key(c.key, c.user_name),
+            verdict_label(c),
+            c.state,
+            c.reason or "-",
+            duration(tail_age(c, snap.taken_at)),
+            explanation(c),
         )
-    Console().print(table)
+        for c in candidates
+    ]
+    print_table(plural(len(candidates), "recovery candidate"), headers, rows)

@@ -1,122 +1,110 @@
 """Snapshot views turned into table rows: pure functions, no widgets.
 
-Every cell is a `Text`; untrusted parts (names, commands, output, reasons) go through
-`safety.safe`. Column widths are fixed here, once, so a table never re-measures itself.
+Every cell is a `Cell`: its text and its tone (what it means; the stylesheet says how it
+looks). Untrusted parts (names, commands, output, reasons) go through `safety.clean`. Column
+widths are fixed here, once, so a table never re-measures itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from rich.text import Text
-
-from console.safety import safe
+from console.actions import BY_NAME
+from console.durations import duration
+from console.safety import clean
+from console.tones import STATE_TONES, VERDICT_TONES, Tone
+from gateway_core.model import AuditEntry
 from gateway_core.notifiers import NotifierView
 from gateway_core.snapshot import CandidateView, ProcessView, SessionView
 
-Cells = tuple[Text, ...]
+
+class Cell(NamedTuple):
+    text: str
+    tone: Tone = Tone.PLAIN
+
+
+Cells = tuple[Cell, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Column:
+    """width: the least it needs. drop: 0 is always shown; past that, the higher the sooner
+    it goes when the table is too narrow. flex: its share of the spare width (text columns
+    take it; numbers and states keep their width)."""
+
     key: str
     label: str
     width: int
+    drop: int = 0
+    flex: int = 0
 
 
 SESSION_COLUMNS = (
     Column("id", "#", 6),
-    Column("where", "Conversation", 24),
+    Column("where", "Conversation", 24, flex=1),
     Column("state", "State", 8),
-    Column("gen", "Gen", 4),
-    Column("age", "Turn", 6),
-    Column("queue", "Queue", 5),
-    Column("activity", "Active", 10),
+    Column("gen", "Gen", 4, drop=3),
+    Column("age", "Turn", 6, drop=1),
+    Column("queue", "Queue", 5, drop=2),
+    Column("activity", "Active", 10, drop=2),
 )
 CANDIDATE_COLUMNS = (
     Column("mark", "✓", 1),
-    Column("id", "#", 6),
-    Column("where", "Conversation", 20),
+    Column("id", "#", 5),
+    Column("where", "Conversation", 18, flex=1),
     Column("verdict", "Verdict", 14),
-    Column("state", "State", 9),
-    Column("tail", "Tail age", 8),
-    Column("reason", "Reason", 13),
-    Column("tries", "Tries", 5),
-    Column("why", "Explanation", 22),
+    Column("state", "State", 9, drop=1),
+    Column("keys", "Keys", 5),
+    Column("tail", "Tail age", 8, drop=2),
+    Column("reason", "Reason", 13, drop=3),
+    Column("tries", "Tries", 5, drop=4),
+    Column("why", "Explanation", 16, flex=4),
 )
 PROCESS_COLUMNS = (
     Column("id", "Process", 17),
-    Column("owner", "Owner", 5),
+    Column("owner", "Owner", 5, drop=4),
     Column("state", "State", 9),
-    Column("age", "Age", 6),
-    Column("cpu", "CPU%", 4),
-    Column("rss", "RSS", 6),
-    Column("command", "Command", 24),
-    Column("watch", "Notify/watch", 14),
-    Column("last", "Last output", 14),
+    Column("age", "Age", 6, drop=1),
+    Column("cpu", "CPU%", 4, drop=2),
+    Column("rss", "RSS", 6, drop=2),
+    Column("command", "Command", 16, flex=2),
+    Column("watch", "Notify/watch", 14, drop=3),
+    Column("last", "Last output", 14, drop=1, flex=2),
 )
 TIMER_COLUMNS = (
     Column("id", "#", 6),
-    Column("where", "Conversation", 30),
-    Column("gen", "Gen", 5),
-    Column("interval", "Every", 7),
+    Column("where", "Conversation", 30, flex=1),
+    Column("gen", "Gen", 5, drop=2),
+    Column("interval", "Every", 7, drop=1),
     Column("next", "Next in", 8),
-    Column("sent", "Sent", 5),
+    Column("sent", "Sent", 5, drop=1),
 )
-
-STATE_STYLES = {
-    "running": "bold green",
-    "resuming": "bold magenta",
-    "queued": "yellow",
-    "idle": "dim",
-    "exited": "dim",
-    "killed": "red",
-    "lost": "red",
-    "held": "bold yellow",
-    "pending": "yellow",
-    "suspended": "dim",
-}
-VERDICT_STYLES = {
-    "resumable": "green",
-    "ambiguous-tool": "bold yellow",
-    "undetermined": "bold yellow",
-    "no-origin": "yellow",
-    "recovery-loop": "red",
-    "stale": "dim",
-    "complete": "dim",
-    "awaiting-user": "cyan",
-    "suspended": "dim",
-}
+CELL_PADDING = 2  # a DataTable column is its width plus one space each side
 
 
-def age(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    if seconds < 3600:
-        return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
-    if seconds < 86400:
-        return f"{seconds // 3600:.0f}h{seconds % 3600 // 60:02.0f}m"
-    return f"{seconds // 86400:.0f}d{seconds % 86400 // 3600:.0f}h"
-
-
-def ago(seconds: float | None) -> str:
-    """A coarse age for "last activity": it changes rarely, so rows are not repainted every
-    second for a clock nobody reads to the second."""
-    if seconds is None:
-        return "–"
-    if seconds < 10:
-        return "just now"
-    if seconds < 60:
-        return f"{int(seconds) // 10 * 10}s ago"
-    if seconds < 3600:
-        return f"{int(seconds) // 60}m ago"
-    if seconds < 86400:
-        return f"{int(seconds) // 3600}h ago"
-    return f"{int(seconds) // 86400}d ago"
+def fit_columns(columns: Sequence[Column], room: int) -> list[tuple[Column, int]]:
+    """The columns shown in `room` cells and the width of each: the most droppable go first
+    until the rest fit, then the spare width is shared by the flexible ones."""
+    shown = list(columns)
+    while len(shown) > 1 and sum(c.width + CELL_PADDING for c in shown) > room:
+        droppable = [c for c in shown if c.drop > 0]
+        if not droppable:
+            break
+        shown.remove(max(droppable, key=lambda c: (c.drop, shown.index(c))))
+    spare = max(0, room - sum(c.width + CELL_PADDING for c in shown))
+    flex = sum(c.flex for c in shown)
+    widths = {c.key: c.width for c in shown}
+    if flex:
+        given = 0
+        flexible = [c for c in shown if c.flex]
+        for column in flexible:
+            extra = spare * column.flex // flex
+            widths[column.key] += extra
+            given += extra
+        widths[flexible[-1].key] += spare - given  # the rounding remainder
+    return [(c, widths[c.key]) for c in shown]
 
 
 def size(rss: int | None) -> str:
@@ -140,34 +128,57 @@ def display_key(key: str, user: str | None = None) -> str:
     return f"{shown} {user}" if user else shown
 
 
-def plain(value: object, style: str = "") -> Text:
-    return Text(str(value), style=style, no_wrap=True)
+def plain(value: object, tone: Tone = Tone.PLAIN) -> Cell:
+    """Our own text (numbers, states): trusted."""
+    return Cell(str(value), tone)
+
+
+def safe(value: object, limit: int, tone: Tone = Tone.PLAIN) -> Cell:
+    """Untrusted text (names, commands, output), made inert."""
+    return Cell(clean(value, limit), tone)
 
 
 def session_row(view: SessionView, now: float) -> Cells:
     return (
         plain(view.session_id),
-        safe(where(view.platform, view.chat_id, view.thread_id, view.user_name), 24),
-        plain(view.state, STATE_STYLES.get(view.state, "")),
+        safe(where(view.platform, view.chat_id, view.thread_id, view.user_name), 120),
+        plain(view.state, STATE_TONES.get(view.state, Tone.PLAIN)),
         plain("–" if view.generation is None else view.generation),
-        plain(age(view.turn_age)),
-        plain(view.queued or "", "yellow" if view.queued else ""),
-        plain(ago(now - view.last_activity) if view.last_activity else "–"),
+        plain(duration(view.turn_age)),
+        plain(view.queued or "", Tone.WARN if view.queued else Tone.PLAIN),
+        plain(duration(now - view.last_activity, coarse=True) if view.last_activity else "–"),
     )
 
 
-def candidate_row(view: CandidateView, marked: bool) -> Cells:
-    verdict = view.verdict or "–"
+ROW_KEYS = ("approve", "clear", "force_resume", "unsuspend")  # a recovery row's own actions
+
+
+def action_keys(actions: frozenset[str]) -> str:
+    """The keys of the actions that apply to a row, in a fixed order: "a c f"."""
+    return " ".join(BY_NAME[name].keys for name in ROW_KEYS if name in actions) or "–"
+
+
+def candidate_row(
+    view: CandidateView,
+    marked: bool,
+    actions: frozenset[str],
+    verdict: str,
+    why: str,
+    tail_age: float | None,
+) -> Cells:
+    """verdict and why: the candidate in words (console.recovery_text); tail_age: the age of
+    its last transcript row at this refresh."""
     return (
-        plain("✓" if marked else " ", "bold"),
+        plain("✓" if marked else " ", Tone.STRONG),
         plain(view.session_id),
-        safe(display_key(view.key, view.user_name), 20),
-        plain(verdict, VERDICT_STYLES.get(verdict, "")),
-        plain(view.state, STATE_STYLES.get(view.state, "")),
-        plain(age(view.tail_age)),
-        safe(view.reason or "–", 13),
+        safe(display_key(view.key, view.user_name), 120),
+        plain(verdict, VERDICT_TONES.get(verdict, Tone.PLAIN)),
+        plain(view.state, STATE_TONES.get(view.state, Tone.PLAIN)),
+        plain(action_keys(actions), Tone.STRONG),
+        plain(duration(tail_age)),
+        safe(view.reason or "–", 60),
         plain(view.attempts),
-        safe(view.explanation or "", 200),
+        safe(why, 400),
     )
 
 
@@ -187,26 +198,45 @@ def process_row(view: ProcessView) -> Cells:
     return (
         plain(view.process_id),
         plain("–" if view.session_id is None else view.session_id),
-        plain(state, STATE_STYLES.get(view.state, "")),
-        plain(age(view.age)),
+        plain(state, STATE_TONES.get(view.state, Tone.PLAIN)),
+        plain(duration(view.age)),
         plain("–" if view.cpu_percent is None else f"{view.cpu_percent:.0f}"),
         plain(size(view.rss)),
-        safe(view.command, 120),
+        safe(view.command, 300),
         safe(" ".join(flags) or "–", 40),
-        safe(view.last_line, 120),
+        safe(view.last_line, 300),
     )
 
 
 def timer_row(view: NotifierView, conversation: str) -> Cells:
     return (
         plain(view.session_id),
-        safe(conversation, 30),
+        safe(conversation, 120),
         plain(view.generation),
-        plain(f"{view.interval:g}s"),
-        plain(age(view.next_fire_in)),
+        plain(duration(view.interval)),
+        plain(duration(view.next_fire_in)),
         plain(view.sent),
     )
 
 
-def widths(columns: Sequence[Column]) -> int:
-    return sum(c.width + 2 for c in columns)
+AUDIT_COLUMNS = (
+    Column("id", "#", 5),
+    Column("when", "When", 11, drop=1),
+    Column("actor", "Who", 10, drop=2),
+    Column("action", "Action", 13),
+    Column("targets", "Targets", 14, drop=3),
+    Column("outcome", "Outcome", 8),
+    Column("detail", "Reason / detail", 20, flex=1),
+)
+
+
+def audit_row(entry: AuditEntry, now: float) -> Cells:
+    return (
+        plain(entry.id),
+        plain(duration(now - entry.at) + " ago"),
+        safe(entry.actor, 10),
+        plain(entry.action),
+        safe(",".join(entry.targets) or "–", 80),
+        plain(entry.outcome, Tone.GOOD if entry.outcome == "ok" else Tone.ALARM),
+        safe(" | ".join(x for x in (entry.reason, entry.detail) if x), 400),
+    )

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from console.app import ConsoleApp
-from console.attach import ControlClient, ControlError, SocketBackend
+from console.attach import ControlError, SocketBackend
 from console.backend import InProcessBackend
 from console.log_setup import log_to_file
 from gateway_core.adapters.factory import telegram_from_config
@@ -47,9 +47,9 @@ async def serve(
         env.get(config.telegram.webhook_secret_env, ""),
         env.get(config.agent.api_key_env, ""),
     ]
-    ring = LogRing()
     # The ring is served over the socket and shown in the console: redacted like the JSON log.
     redactor = JsonFormatter([s for s in secrets if s])
+    ring = LogRing(redact=redactor.redact)
     ring.setFormatter(RedactingFormatter(redactor))
     if console:
         log_to_file(
@@ -84,12 +84,12 @@ async def serve(
 
 async def attach(socket: Path, *, read_only: bool, mouse: bool) -> int:
     try:
-        client = await ControlClient.connect(socket, read_only=read_only)
+        backend = await SocketBackend.connect(socket, read_only=read_only)
     except ControlError as error:
         print(f"switchboard: {error}", file=sys.stderr)
         return EXIT_FAILURE
     try:
-        await ConsoleApp(SocketBackend(client), attached=True).run_async(mouse=mouse)
+        await ConsoleApp(backend, attached=True).run_async(mouse=mouse)
     finally:
-        await client.close()
+        await backend.close()
     return 0

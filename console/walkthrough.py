@@ -121,13 +121,17 @@ def scenes(now: float) -> list[Scene]:
     ]
 
 
-async def run_walkthrough(gate: Gate, state_dir: Path | None) -> int:
+async def run_walkthrough(gate: Gate, state_dir: Path | None, keep: bool = False) -> int:
+    """On `state_dir` (kept), or a temporary dir deleted at the end unless `keep`; the state
+    path is printed only when it is kept."""
     console = Console()
-    if state_dir is None:
+    if state_dir is None and not keep:
         with tempfile.TemporaryDirectory(prefix="switchboard-demo-") as temporary:
             await _walk(console, gate, Path(temporary))
-    else:
-        await _walk(console, gate, state_dir)
+        return 0
+    kept = state_dir or Path(tempfile.mkdtemp(prefix="switchboard-demo-"))
+    await _walk(console, gate, kept)
+    console.print(f"State kept in {kept}", markup=False, highlight=False)
     return 0
 
 
@@ -136,7 +140,6 @@ async def _walk(console: Console, gate: Gate, state_dir: Path) -> None:
     policy = RecoveryPolicy(gate=gate)
     path = state_dir / DATABASE_NAME
     console.rule("[b]Switchboard demo[/b]: a crash and a restart")
-    console.print(f"State: {path}")
 
     async with await Store.open(path, clock=clock) as store:
         crashed = await store.runs.begin(pid=os.getpid())

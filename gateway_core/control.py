@@ -11,13 +11,15 @@ import getpass
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from enum import StrEnum
 
 from gateway_core.events import OperatorActed
 from gateway_core.gateway import DrainReport, Gateway
 from gateway_core.model import ProcessState, RecoveryAction, RecoveryState
 from gateway_core.runtime import GatewayState
 from gateway_core.turn import RequestKind, TurnRequest
+from gateway_core.words import plural
 
 log = logging.getLogger(__name__)
 
@@ -28,22 +30,25 @@ class ActionResult:
     message: str
 
 
-MUTATING = frozenset(
-    {
-        "approve",
-        "clear",
-        "force-resume",
-        "quiet",
-        "resume-intake",
-        "drain",
-        "restart",
-        "interrupt",
-        "suspend",
-        "unsuspend",
-        "kill-process",
-        "resend",
-    }
-)
+class Action(StrEnum):
+    """The operator actions by name (the socket's and the CLI's names are these values)."""
+
+    APPROVE = "approve"
+    CLEAR = "clear"
+    FORCE_RESUME = "force-resume"
+    QUIET = "quiet"
+    RESUME_INTAKE = "resume-intake"
+    DRAIN = "drain"
+    RESTART = "restart"
+    INTERRUPT = "interrupt"
+    SUSPEND = "suspend"
+    UNSUSPEND = "unsuspend"
+    KILL_PROCESS = "kill-process"
+    RESEND = "resend"
+    RESET_LOOP_GUARD = "reset-loop-guard"
+
+
+MUTATING = frozenset(Action)
 
 
 def current_os_user() -> str:
@@ -127,6 +132,37 @@ class Control:
             return ActionResult(False, f"session {session_id} is not suspended")
 
         return await self._act(actor, "unsuspend", [session_id], None, body)
+
+    async def reset_loop_guard(self, *, actor: str) -> ActionResult:
+        """Leave the restart-loop guard: the turns it held back (that would have resumed
+        without it) resume now, once each; candidates held for their own reasons stay."""
+
+        async def body() -> ActionResult:
+            gateway = self._gateway
+            report = gateway.report
+            if report is None or not report.loop_guard.active:
+                return ActionResult(False, "the restart-loop guard has not tripped")
+            if gateway.state is not GatewayState.RUNNING:
+                return ActionResult(False, f"the gateway is {gateway.state}; no turn can start")
+            guard = replace(report.loop_guard, reset_by=actor, reset_at=gateway.clock.now())
+            gateway.report = replace(report, loop_guard=guard)
+            resumed: list[int] = []
+            skipped: list[int] = []
+            for session_id in guard.held:
+                record = await gateway.store.recovery.get(session_id)
+                if record is None or record.state != RecoveryState.HELD:
+                    skipped.append(session_id)  # an operator dealt with it already
+                    continue
+                result = await self._resume(session_id)
+                (resumed if result.ok else skipped).append(session_id)
+            targets[:] = [str(sid) for sid in resumed]  # the audit row names what it resumed
+            message = f"restart-loop guard reset: {plural(len(resumed), 'held turn')} resumed"
+            if skipped:
+                message += f", {len(skipped)} no longer held or not resumable"
+            return ActionResult(True, message)
+
+        targets: list[str] = []
+        return await self._act(actor, Action.RESET_LOOP_GUARD, targets, None, body)
 
     # -- turns and the gateway ------------------------------------------------------------
 
@@ -215,7 +251,9 @@ class Control:
         resumed = len(boot.with_action(RecoveryAction.RESUME))
         held = len(boot.with_action(RecoveryAction.HOLD))
         return ActionResult(
-            True, f"restarted as run {boot.run.id}: {resumed} turn(s) resumed, {held} held"
+            True,
+            f"restarted as run {boot.run.id}: {plural(resumed, 'turn')} resumed, "
+            f"{held} held for an operator",
         )
 
     # -- by name (the console, the socket and the CLI) -----------------------------------
@@ -241,6 +279,8 @@ class Control:
             return await self.drain(actor=actor, timeout=timeout)
         if action == "restart":
             return await self.restart(actor=actor, timeout=timeout)
+        if action == Action.RESET_LOOP_GUARD:
+            return await self.reset_loop_guard(actor=actor)
         if not targets:
             return ActionResult(False, f"{action}: no target given")
         results = [await self._one(action, target, actor, reason) for target in targets]
@@ -350,7 +390,8 @@ class Control:
         gateway.events.publish(
             OperatorActed(gateway.clock.now(), actor, action, tuple(names), reason, outcome)
         )
-        if action in ("approve", "clear", "force-resume", "suspend", "unsuspend") and result.ok:
+        recovery_actions = ("approve", "clear", "force-resume", "suspend", "unsuspend")
+        if (action in recovery_actions or action == Action.RESET_LOOP_GUARD) and result.ok:
             await gateway.refresh_candidates()
         return result
 
@@ -363,9 +404,10 @@ def _valid_timeout(seconds: float) -> bool:
 def _describe(report: DrainReport) -> str:
     if report.clean:
         return (
-            f"drained cleanly in {report.seconds:.1f} s ({len(report.finished)} turn(s) finished)"
+            f"drained cleanly in {report.seconds:.1f} s "
+            f"({plural(len(report.finished), 'turn')} finished)"
         )
     return (
-        f"drained in {report.seconds:.1f} s: {len(report.finished)} finished, "
+        f"drained in {report.seconds:.1f} s: {plural(len(report.finished), 'turn')} finished, "
         f"{len(report.interrupted)} interrupted and left for recovery"
     )

@@ -22,11 +22,12 @@ from dataclasses import replace
 
 from gateway_core.adapters.base import Adapter
 from gateway_core.agents.base import Agent
+from gateway_core.boot_report import BootReport, read_boot_report
 from gateway_core.clock import Clock, SystemClock
 from gateway_core.config import Config
 from gateway_core.delivery import Deliverer
 from gateway_core.drain import Drain, DrainReport, KillHook
-from gateway_core.events import EventBus
+from gateway_core.events import DrainProgress, EventBus
 from gateway_core.lanes import Lanes
 from gateway_core.live_run import LiveRun
 from gateway_core.model import Origin, OutboxItem, RunRecord
@@ -83,7 +84,9 @@ class Gateway:
         # What outlives a run, for the snapshot and the operator: the last boot and drain.
         self.run: RunRecord | None = None
         self.boot: BootRecovery | None = None
+        self.report: BootReport | None = None  # the previous run, the loop guard (console)
         self._drain: Drain | None = None
+        self._previous_drain: DrainProgress | None = None  # the last one of an earlier run
         self._stopped = asyncio.Event()
         self._stopping: asyncio.Task[DrainReport] | None = None
         self._forced = asyncio.Event()  # a second stop signal: end the drain wait now
@@ -165,11 +168,14 @@ class Gateway:
         self._stopped.clear()
         self._stopping = None
         self._forced.clear()
+        if self._drain is not None and self._drain.latest is not None:
+            self._previous_drain = self._drain.latest  # a restart in this process
         self._drain = None
         self._snapshots = SnapshotCache()
         runtime.set_state(GatewayState.STARTING)
         try:
             boot = await live.boot()
+            self.report = await read_boot_report(store, boot.run, boot, runtime.policy)
         except BaseException:
             await store.close()
             self._live = None
@@ -293,8 +299,10 @@ class Gateway:
             state=self.state.value,
             run_id=None if self.run is None else self.run.id,
             started_at=None if self.run is None else self.run.started_at,
-            loop_guard_tripped=bool(self.boot and self.boot.loop_guard_tripped),
+            loop_guard=None if self.report is None else self.report.loop_guard,
+            previous_run=None if self.report is None else self.report.previous_run,
             drain=None if self._drain is None else self._drain.latest,
+            previous_drain=self._previous_drain,
             now=self.clock.now(),
             now_mono=now_mono,
         )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 
 from gateway_core.events import DrainProgress
 from gateway_core.lanes import Lane
-from gateway_core.model import ProcessState, TurnKind
+from gateway_core.model import ProcessState, Session, TurnKind
 from gateway_core.notifiers import NotifierView
 from gateway_core.processes.registry import TrackedProcess
 
@@ -42,13 +42,16 @@ class CandidateView:
     verdict: str | None
     action: str | None
     explanation: str | None
-    tail_age: float | None
+    tail_age: float | None  # as of the last refresh of the candidates (see tail_at)
     attempts: int
     marked_at: float | None
     # How each interrupted tool call was settled from its evidence ("terminal: finished
     # (exit 0)", "terminal: running", "terminal: unknown").
     settled: tuple[str, ...] = ()
     told: str | None = None  # what the user was told about it (held, cleared, waiting)
+    # The durable time of the last replayable transcript row: a view computes the age from
+    # it and its own "now" at every refresh, so an age never freezes between refreshes.
+    tail_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,32 @@ class ProcessView:
 
 
 @dataclass(frozen=True, slots=True)
+class LoopGuardView:
+    """The restart-loop guard at this boot. `boots`: the start times of the chain of boots
+    with recovery candidates that tripped it, oldest first, this boot last."""
+
+    tripped: bool
+    boots: tuple[float, ...]
+    needed: int  # boots in a chain that trip it (recovery.loop_boots)
+    window: float  # seconds between two boots of a chain (recovery.loop_window)
+    held: tuple[int, ...]  # sessions it held back that would have been resumed
+    reset_by: str | None = None
+    reset_at: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.tripped and self.reset_by is None
+
+
+@dataclass(frozen=True, slots=True)
+class PreviousRun:
+    run_id: int
+    started_at: float
+    stopped_at: float | None
+    clean: bool | None  # None: it never recorded a stop (killed, or still running)
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     state: str
     run_id: int | None
@@ -87,6 +116,28 @@ class Snapshot:
     processes: tuple[ProcessView, ...] = ()
     counts: Mapping[str, int] = field(default_factory=dict)
     taken_at: float = 0.0  # the gateway clock's epoch time when this was taken (ages use it)
+    loop_guard: LoopGuardView | None = None  # why the guard tripped, what it holds
+    previous_run: PreviousRun | None = None  # the run before this one
+    previous_drain: DrainProgress | None = None  # its drain, when it ran in this process
+
+
+def tail_age(view: CandidateView, now: float) -> float | None:
+    """How old the candidate's last transcript row is at `now` (a snapshot's taken_at)."""
+    if view.tail_at is None:
+        return view.tail_age
+    return max(0.0, now - view.tail_at)
+
+
+def candidate_counts(candidates: tuple[CandidateView, ...]) -> dict[str, int]:
+    """The snapshot's recovery counts. A suspended session is never resumed automatically and
+    no operator action but unsuspend applies to it: it is counted apart, not as a candidate."""
+    suspended = sum(1 for c in candidates if c.state == "suspended")
+    counts = {"candidates": len(candidates) - suspended, "suspended": suspended}
+    for candidate in candidates:
+        if candidate.state != "suspended":
+            key = f"verdict:{candidate.verdict}"
+            counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 SESSION_ORDERS = ("busy", "id", "recent")
@@ -123,6 +174,57 @@ def select_sessions(
     else:
         views.sort(key=lambda v: (_BUSY_RANK.get(v.state, 3), v.session_id))
     return tuple(views if query.limit is None else views[: max(query.limit, 0)])
+
+
+def stored_session_view(session: Session) -> SessionView:
+    """A session of the store that has no lane in this run: idle, as last stored."""
+    origin = session.origin
+    return SessionView(
+        session_id=session.id,
+        key=str(session.key),
+        platform=session.key.platform,
+        chat_id=session.key.chat_id,
+        thread_id=session.key.thread_id,
+        user_name=None if origin is None else origin.user_name,
+        state="idle",
+        generation=session.generation or None,
+        turn_age=None,
+        queued=0,
+        last_activity=session.updated_at,
+    )
+
+
+def merge_sessions(
+    live: tuple[SessionView, ...], stored: Sequence[Session], query: SessionQuery
+) -> tuple[SessionView, ...]:
+    """The query's sessions out of this run's lanes (`live`, all of them) and the store's
+    best `query.limit` by the same order (`stored`, already in that order): a live view wins
+    over its stored row. Every live session is stored too, and a lane's activity is never
+    older than its stored row, so only a few live views can outrank the stored ones: those
+    are picked out, and 10,000 idle lanes are never sorted (this runs once a tick)."""
+    if query.limit == 0:
+        return ()
+    by_id = {view.session_id: view for view in live}
+    rows = [by_id.get(session.id) or stored_session_view(session) for session in stored]
+    if query.order == "id":
+        chosen = rows  # the store's first ids are the first ids, live or not
+    elif query.order == "recent":
+        # Only a live view newer than the last stored row can climb into the result.
+        full = query.limit is not None and len(stored) >= query.limit
+        floor = stored[-1].updated_at if full and stored else float("-inf")
+        shown = {view.session_id for view in rows}
+        newer = [v for v in live if v.session_id not in shown and v.last_activity >= floor]
+        chosen = rows + [v for v in newer if _matches(v, query.text)]
+    else:
+        busy = [v for v in live if v.state != "idle" and _matches(v, query.text)]
+        busy_ids = {view.session_id for view in busy}
+        chosen = busy + [view for view in rows if view.session_id not in busy_ids]
+    return select_sessions(tuple(chosen), query)
+
+
+def _matches(view: SessionView, text: str) -> bool:
+    needle = text.lower()
+    return not text or needle in view.key.lower() or needle in (view.user_name or "").lower()
 
 
 def with_sessions(snapshot: Snapshot, query: SessionQuery | None) -> Snapshot:
@@ -213,8 +315,10 @@ def build_snapshot(
     state: str,
     run_id: int | None,
     started_at: float | None,
-    loop_guard_tripped: bool,
+    loop_guard: LoopGuardView | None,
+    previous_run: PreviousRun | None,
     drain: DrainProgress | None,
+    previous_drain: DrainProgress | None,
     now: float,
     now_mono: float,
 ) -> Snapshot:
@@ -242,16 +346,13 @@ def build_snapshot(
         "sessions": len(sessions),
         "running": running,
         "queued": queued,
-        "candidates": len(candidates),
+        **candidate_counts(candidates),
         "notifiers": len(notifiers),
         "processes": sum(1 for p in processes if p.state == ProcessState.RUNNING),
         "unknown_deliveries": 0 if live is None else live.unknown_deliveries,
         "prompt_tokens": sum(p for p, _ in usage.values()),
         "completion_tokens": sum(c for _, c in usage.values()),
     }
-    for candidate in candidates:
-        key = f"verdict:{candidate.verdict}"
-        counts[key] = counts.get(key, 0) + 1
     return Snapshot(
         state=state,
         run_id=run_id,
@@ -262,7 +363,10 @@ def build_snapshot(
         notifiers=notifiers,
         drain=drain,
         processes=processes,
-        loop_guard_tripped=loop_guard_tripped,
+        loop_guard_tripped=loop_guard is not None and loop_guard.active,
         counts=counts,
         taken_at=now,
+        loop_guard=loop_guard,
+        previous_run=previous_run,
+        previous_drain=previous_drain,
     )

@@ -14,9 +14,17 @@ from typing import Any, TypeVar
 
 from gateway_core.control import ActionResult
 from gateway_core.events import DrainProgress
+from gateway_core.log_ring import LogEntry
 from gateway_core.model import AuditEntry, Message, ToolCall
 from gateway_core.notifiers import NotifierView
-from gateway_core.snapshot import CandidateView, ProcessView, SessionView, Snapshot
+from gateway_core.snapshot import (
+    CandidateView,
+    LoopGuardView,
+    PreviousRun,
+    ProcessView,
+    SessionView,
+    Snapshot,
+)
 
 T = TypeVar("T")
 
@@ -62,6 +70,9 @@ def decode_snapshot(data: object) -> Snapshot:
     if not isinstance(data, dict):
         raise WireFormatError("snapshot: expected an object")
     drain = data.get("drain")
+    previous_drain = data.get("previous_drain")
+    loop_guard = data.get("loop_guard")
+    previous_run = data.get("previous_run")
     counts = data.get("counts", {})
     if not isinstance(counts, dict):
         raise WireFormatError("counts: expected an object")
@@ -73,6 +84,9 @@ def decode_snapshot(data: object) -> Snapshot:
         notifiers=tuple(_build(NotifierView, n) for n in _items(data, "notifiers")),
         processes=tuple(_build(ProcessView, p) for p in _items(data, "processes")),
         drain=None if drain is None else _build(DrainProgress, drain),
+        previous_drain=None if previous_drain is None else _build(DrainProgress, previous_drain),
+        loop_guard=None if loop_guard is None else _build(LoopGuardView, loop_guard),
+        previous_run=None if previous_run is None else _build(PreviousRun, previous_run),
         counts={str(k): int(v) for k, v in counts.items()},
     )
 
@@ -80,6 +94,10 @@ def decode_snapshot(data: object) -> Snapshot:
 def decode_message(data: object) -> Message:
     calls = tuple(_build(ToolCall, c) for c in _items(data, "tool_calls"))
     return _build(Message, data, tool_calls=calls)
+
+
+def decode_log_entry(data: object) -> LogEntry:
+    return _build(LogEntry, data)
 
 
 def decode_audit(data: object) -> AuditEntry:

@@ -9,6 +9,8 @@ from gateway_core.clock import ManualClock
 from gateway_core.store import Store
 from tests.support.harness import stop_all
 
+pytest_plugins = ["tests.support.console_fixtures"]
+
 
 @pytest.fixture(autouse=True)
 async def _stop_started_gateways() -> AsyncIterator[None]:

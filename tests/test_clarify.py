@@ -87,3 +87,20 @@ async def test_a_restart_while_a_question_is_open_waits_for_the_user(
     session_id = boot.candidates[0].session.id
     record = await running.gateway.store.recovery.get(session_id)
     assert record is not None and record.state == "none"
+
+
+async def test_a_timeout_under_a_minute_is_said_in_seconds(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    running = await start_gateway(
+        tmp_path / "s", clock, notifier={"interval": 0}, agent={"clarify_timeout": 25}
+    )
+    eve = running.adapter.user("eve")
+    await eve.say("ask Deploy now?")
+    await eve.wait_for(1)
+    await clock.wait_for_sleepers(1)
+    clock.advance(25)
+    await eve.wait_for(2)
+    session_id = running.gateway.lanes.all()[0].session.id
+    rows = await running.gateway.store.transcript.all(session_id)
+    assert json.loads(rows[2].content) == {"error": "the user did not answer within 25 s"}

@@ -10,177 +10,60 @@ from __future__ import annotations
 import asyncio
 import logging
 import shlex
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from rich.text import Text
 from textual import events
-from textual.command import CommandList, CommandPalette
-from textual.content import Content
-from textual.widgets import Button, Input, Log
+from textual.command import CommandPalette
+from textual.widgets import Button, Input
 
 from console.actions import ACTIONS
 from console.app import ConsoleApp
 from console.backend import InProcessBackend
 from console.safety import clean
-from console.screens.dialogs import ConfirmScreen, InputScreen, LeaveScreen, TextScreen
-from console.widgets.keyed_table import KeyedTable
+from console.screens.dialogs import ConfirmScreen, InputScreen, LeaveScreen
+from console.screens.log_view import LogScreen
+from console.widgets.follow_log import FollowLog
 from gateway_core.clock import ManualClock
 from gateway_core.events import OperatorActed, TurnFinished
-from gateway_core.gateway import Gateway
-from gateway_core.lanes import Lane
 from gateway_core.log_ring import LogRing
-from gateway_core.processes.registry import TrackedProcess
+from tests.support.console_fixtures import Busy
 from tests.support.console_pilot import (
     ACTOR,
     SIZE,
-    ConsolePilot,
     Crashed,
     Jobs,
+    cell,
+    click_button,
+    closed,
+    confirm,
     crashed_gateway,
+    dialog_targets,
     focus_row,
+    focused_id,
     label_text,
+    lists_targets,
     open_console,
+    open_dialog,
+    palette_hits,
+    palette_options,
     quiesce,
+    recovery_tab,
     rendered_lines,
     rendered_segments,
+    settled,
     show_tab,
     shown_texts,
+    state_of,
     static_text,
+    table,
     wait_until,
+    world,
 )
-from tests.support.harness import Running, start_gateway
+from tests.support.harness import Running
 
 RESUMED = "Back after a restart. You had asked: 'deploy'"
-
-# -- fixtures -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def running(tmp_path: Path, clock: ManualClock) -> Running:
-    return await start_gateway(tmp_path / "state", clock)
-
-
-@pytest.fixture
-async def jobs() -> AsyncIterator[Jobs]:
-    started = Jobs()
-    try:
-        yield started
-    finally:
-        await started.kill_all()
-
-
-@dataclass
-class Busy:
-    """A gateway with something for every action: two held candidates (ada, cy) and a
-    pending one (bob), a turn thinking for 30 s (carl) and a running `sleep 30` job."""
-
-    running: Running
-    ada: int
-    bob: int
-    cy: int
-    carl: Lane
-    job: TrackedProcess
-
-    @property
-    def gateway(self) -> Gateway:
-        return self.running.gateway
-
-
-@pytest.fixture
-async def busy(tmp_path: Path, clock: ManualClock, jobs: Jobs) -> Busy:
-    running, (ada, bob, cy) = await crashed_gateway(
-        tmp_path / "state",
-        clock,
-        [Crashed("ada", "Ada"), Crashed("bob", "Bob", risky=False), Crashed("cy", "Cy")],
-    )
-    gateway = running.gateway
-    await running.adapter.user("carl", name="Carl").say("think 30")
-    await clock.wait_for_sleepers(2)  # the think and its "still working" notifier
-    (carl,) = gateway.lanes.running()
-    job = await jobs.start(gateway, "sleep 30", carl.session.id)
-    return Busy(running, ada, bob, cy, carl, job)
-
-
-# -- helpers --------------------------------------------------------------------------------
-
-# What an action could change: gateway state, run, candidates, sessions, jobs, audit rows.
-World = tuple[str, int | None, dict[int, str], dict[str, str], dict[str, str], int]
-
-
-async def world(gateway: Gateway) -> World:
-    snap = gateway.snapshot()
-    return (
-        snap.state,
-        snap.run_id,
-        {c.session_id: c.state for c in snap.candidates},
-        {s.chat_id: s.state for s in snap.sessions},
-        {p.process_id: p.state for p in snap.processes},
-        len(await gateway.store.audit.recent(1000)),
-    )
-
-
-def state_of(gateway: Gateway) -> str:
-    """Read fresh each time (a plain attribute read would be narrowed by mypy)."""
-    return gateway.state.value
-
-
-async def open_dialog(app: ConsoleApp, pilot: ConsolePilot, key: str) -> None:
-    await pilot.press(key)
-    await wait_until(pilot, lambda: len(app.screen_stack) == 2, f"a dialog after {key!r}")
-
-
-async def closed(app: ConsoleApp, pilot: ConsolePilot) -> None:
-    """Wait until the dialog is gone and the action it started (if any) has finished."""
-    await wait_until(pilot, lambda: len(app.screen_stack) == 1, "the dialog closed")
-    await app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-async def click_button(app: ConsoleApp, pilot: ConsolePilot, selector: str) -> None:
-    """Click a dialog button once it takes clicks (a Button ignores clicks for 0.2 s after a
-    press, while it shows its "-active" effect)."""
-    button = app.screen.query_one(selector, Button)
-    await wait_until(pilot, lambda: not button.has_class("-active"), f"{selector} clickable")
-    await pilot.click(selector)
-
-
-async def confirm(app: ConsoleApp, pilot: ConsolePilot) -> None:
-    await click_button(app, pilot, "#confirm")
-    await closed(app, pilot)
-
-
-def dialog_targets(app: ConsoleApp) -> str:
-    return static_text(app, ".dialog-targets")
-
-
-def table(app: ConsoleApp, selector: str) -> KeyedTable:
-    return app.query_one(selector, KeyedTable)
-
-
-def cell(app: ConsoleApp, selector: str, row: str, column: str) -> str:
-    return table(app, selector).get_cell(row, column).plain
-
-
-def focused_id(app: ConsoleApp) -> str | None:
-    return None if app.focused is None else app.focused.id
-
-
-def palette_options(app: ConsoleApp) -> list[tuple[str | None, str]]:
-    """(id, title) of every entry the open command palette lists (the title is line 1)."""
-    found = []
-    for option in app.screen.query_one(CommandList).options:
-        prompt = option.prompt
-        text = prompt.plain if isinstance(prompt, Text | Content) else str(prompt)
-        found.append((option.id, text.split("\n")[0]))
-    return found
-
-
-def palette_hits(app: ConsoleApp) -> list[str]:
-    return [title for option_id, title in palette_options(app) if option_id != "--no-matches"]
-
 
 # -- 1. every mutating action asks first, with Cancel focused --------------------------------
 
@@ -239,19 +122,16 @@ def expected_target(busy: Busy, action: str) -> tuple[str, str] | None:
     return None
 
 
-def lists_targets(app: ConsoleApp, *targets: tuple[str, str]) -> bool:
-    lines = dialog_targets(app).split("\n")
-    return len(lines) == len(targets) and all(
-        line.startswith(head) and line.endswith(tail)
-        for line, (head, tail) in zip(lines, targets, strict=True)
-    )
-
-
 @pytest.mark.parametrize("case", CASES)
-async def test_a_mutating_key_opens_a_confirmation_with_cancel_focused_and_enter_changes_nothing(
+async def test_a_mutating_key_opens_a_confirmation_and_a_lone_enter_changes_nothing(
     busy: Busy, case: Case
 ) -> None:
+    """A yes/no opens on Cancel; a dialog asking for a value opens on its input, where a lone
+    Enter acts on nothing (an empty reason is refused, an untouched default only moves to
+    the button)."""
     gateway = busy.gateway
+    if case.action == "resume-intake":
+        assert gateway.quiet()  # offered only when there is an intake to resume
     async with open_console(gateway) as (app, pilot):
         if case.tab is not None:
             await show_tab(app, pilot, *case.tab)
@@ -262,12 +142,18 @@ async def test_a_mutating_key_opens_a_confirmation_with_cancel_focused_and_enter
         assert any(case.title in text for text in shown_texts(app))
         target = expected_target(busy, case.action)
         if target is not None:
-            assert "1 target(s):" in shown_texts(app)
+            assert "1 target:" in shown_texts(app)
             assert lists_targets(app, target), dialog_targets(app)
-        focused = app.focused
-        assert isinstance(focused, Button) and focused.id == "cancel"
-
-        await pilot.press("enter")
+        if case.dialog is ConfirmScreen:
+            focused = app.focused
+            assert isinstance(focused, Button) and focused.id == "cancel"
+            await pilot.press("enter")
+        else:
+            assert focused_id(app) == "answer"
+            await pilot.press("enter")
+            await pilot.pause()
+            assert type(app.screen) is case.dialog  # still asking
+            await pilot.press("escape")
         await closed(app, pilot)
         assert app.is_running
         assert await world(gateway) == before
@@ -281,8 +167,9 @@ async def test_enter_right_after_the_drain_key_leaves_the_gateway_running(
     async with open_console(running.gateway) as (app, pilot):
         await open_dialog(app, pilot, "d")
         await pilot.press("enter")
-        await wait_until(pilot, lambda: len(app.screen_stack) == 1, "the dialog closed")
-        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await settled(app)
+        assert isinstance(app.screen, InputScreen)  # still open, on its Drain button now
         assert state_of(running.gateway) == "running"
 
 
@@ -501,7 +388,7 @@ async def test_marking_two_candidates_approves_both_after_one_confirmation(busy:
         for session_id in (busy.ada, busy.cy):
             await focus_row(pilot, candidates, str(session_id))
             await pilot.press("space")
-        assert app.marked == {str(busy.ada), str(busy.cy)}
+        assert recovery_tab(app).marked == {str(busy.ada), str(busy.cy)}
         assert "2 marked" in label_text(app, "#recovery-title")
         assert [cell(app, "#candidate-table", str(s), "mark") for s in (1, 2, 3)] == [
             "✓",
@@ -511,7 +398,7 @@ async def test_marking_two_candidates_approves_both_after_one_confirmation(busy:
 
         await open_dialog(app, pilot, "a")
         assert isinstance(app.screen, ConfirmScreen)
-        assert "2 target(s):" in shown_texts(app)
+        assert "2 targets:" in shown_texts(app)
         assert lists_targets(
             app,
             (f"  • {busy.ada}: loopback:ada", "(ambiguous-tool)"),
@@ -526,7 +413,7 @@ async def test_marking_two_candidates_approves_both_after_one_confirmation(busy:
             (ACTOR, "approve", (str(busy.ada),), "ok"),
             (ACTOR, "approve", (str(busy.cy),), "ok"),
         ]
-        assert app.marked == set()
+        assert recovery_tab(app).marked == set()
         record = await gateway.store.recovery.get(busy.bob)
         assert record is not None and record.state == "pending"  # not marked: untouched
 
@@ -545,8 +432,8 @@ async def test_a_read_only_console_hides_every_mutation_and_the_core_refuses_too
         assert "READ-ONLY" in static_text(app, "#banner")
         for action in ACTIONS:
             if action.mutating:
-                assert app.check_action(action.name, ()) is False, action.name
-        assert app.check_action("leave", ()) is not False
+                assert app.refusal(action) is not None, action.name
+        assert app.offers("leave")
         footer = rendered_lines(app)[-1]
         assert "Leave" in footer
         assert not [title for title in MUTATING_TITLES if title in footer]
@@ -812,9 +699,9 @@ async def test_hostile_text_is_shown_inert_in_every_widget(
         assert shows(cell(app, "#candidate-table", row, "reason"), hostile)
         assert shows(cell(app, "#candidate-table", row, "why"), record.last_explanation)
         detail = static_text(app, "#candidate-detail")
-        assert detail.startswith("loopback:mallory")
+        assert detail.startswith("Conversation: loopback:mallory")
         explained = clean(record.last_explanation, 10_000)[:30]
-        assert explained in detail or (len(detail) > 500 and detail.endswith("…"))
+        assert explained in detail or "…" in detail
         inert()
 
         await show_tab(app, pilot, "4", "processes")
@@ -822,8 +709,10 @@ async def test_hostile_text_is_shown_inert_in_every_widget(
         assert shows(cell(app, "#process-table", job.id, "last"), hostile)
         inert()
         await pilot.press("l")
-        await wait_until(pilot, lambda: isinstance(app.screen, TextScreen), "the job's log")
-        assert shows(static_text(app, ".dialog-text"), hostile)
+        await wait_until(pilot, lambda: isinstance(app.screen, LogScreen), "the job's log")
+        job_log = app.screen.query_one(FollowLog)
+        await wait_until(pilot, lambda: bool(job_log.lines), "the job's lines")
+        assert shows("".join(job_log.plain_lines).rstrip(), hostile)
         inert()
         await pilot.press("escape")
         await closed(app, pilot)
@@ -834,9 +723,11 @@ async def test_hostile_text_is_shown_inert_in_every_widget(
         await show_tab(app, pilot, "6", "audit")
         detail = f"{hostile} | {entry.detail}"
         assert shows(cell(app, "#audit-table", str(entry.id), "detail"), detail)
-        log_pane = app.query_one("#log", Log)
+        log_pane = app.query_one("#log", FollowLog)
         await wait_until(pilot, lambda: len(log_pane.lines) == 1, "the log line")
-        assert shows(log_pane.lines[0], ring.tail()[0])
+        line = log_pane.plain_lines[0].rstrip()
+        assert line.split()[1:3] == ["INFO", "chat"]
+        assert shows(line.split("chat", 1)[1].strip(), hostile)
         inert()
     assert app.return_value is None
 
@@ -888,9 +779,9 @@ async def test_the_log_pane_shows_new_lines_after_the_ring_is_full(running: Runn
         ring.emit(logging.makeLogRecord({"name": "old", "msg": f"line {number}"}))
     async with open_console(running.gateway, log=ring) as (app, pilot):
         await show_tab(app, pilot, "6", "audit")
-        log_pane = app.query_one("#log", Log)
-        assert log_pane.lines[-1].endswith("old: line 499")
+        log_pane = app.query_one("#log", FollowLog)
+        assert log_pane.plain_lines[-1].rstrip().endswith("old              line 499")
         ring.emit(logging.makeLogRecord({"name": "new", "msg": "the newest line"}))
         await app.tick()
         await pilot.pause()
-        assert log_pane.lines[-1].endswith("new: the newest line")
+        assert log_pane.plain_lines[-1].rstrip().endswith("new              the newest line")

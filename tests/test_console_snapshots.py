@@ -5,8 +5,8 @@ through, every session state, every verdict, every job state, hostile names and 
 `refresh_every=3600` so no tick runs while a picture is taken. The keys are pressed in
 `run_before` (snap_compare's `press` runs after it, too late to wait for what the keys start):
 `show()` then waits for the transcript loader, stops the cursor blinking and lets animations
-end, so a picture never depends on timing. screenshots/make_screenshots.py renders the same
-screens the same way.
+end, so a picture never depends on timing. (The README's screenshots come from a real gateway:
+screenshots/make_screenshots.py.)
 
 Update after an intended change of the console:
     .venv/bin/python -m pytest tests/test_console_snapshots.py --snapshot-update
@@ -24,6 +24,8 @@ from textual.widgets import Static
 
 from console.app import ConsoleApp
 from console.screens.dialogs import ConfirmScreen, InputScreen, LeaveScreen
+from console.screens.help import HelpScreen
+from console.tabs.recovery import RecoveryTab
 from tests.support.console_data import BY_SCREEN, SIZE, ActCall, show, static_backend
 
 
@@ -69,7 +71,7 @@ def picture(snap_compare: SnapCompare, name: str) -> tuple[bool, Seen]:
             for active in app.screen.active_bindings.values()
             if active.binding.show and active.enabled
         }
-        seen.marked = set(app.marked)
+        seen.marked = set(app.query_one(RecoveryTab).marked)
 
     matched = snap_compare(app, terminal_size=SIZE, run_before=run_before)
     return matched, seen
@@ -85,7 +87,7 @@ def test_overview_shows_the_drain_in_progress(snap_compare: SnapCompare) -> None
 def test_sessions_with_the_highlighted_transcript(snap_compare: SnapCompare) -> None:
     matched, seen = picture(snap_compare, "sessions")
     assert seen.tab == "sessions"
-    assert "Session 101: last 10 rows" in seen.transcript
+    assert "Session 101: 10 rows" in seen.transcript
     assert matched
 
 
@@ -138,5 +140,11 @@ def test_leave_dialog(snap_compare: SnapCompare) -> None:
 def test_read_only_hides_every_mutating_key(snap_compare: SnapCompare) -> None:
     matched, seen = picture(snap_compare, "read_only")
     assert "READ-ONLY" in seen.banner
-    assert seen.keys == {"mark", "leave"}  # the footer: looking and leaving only
+    assert seen.keys == {"help", "leave"}  # the footer: looking and leaving only
+    assert matched
+
+
+def test_help_lists_the_keys_of_the_tab(snap_compare: SnapCompare) -> None:
+    matched, seen = picture(snap_compare, "help")
+    assert isinstance(seen.screen, HelpScreen)
     assert matched

@@ -631,7 +631,7 @@ async def test_drain_stops_the_gateway_and_its_audit_row_is_on_disk(
         )
         assert state_of(gateway) is GatewayState.RUNNING
         drained = await control.drain(actor=ACTOR, timeout=0)
-        assert drained == ActionResult(True, "drained cleanly in 0.0 s (0 turn(s) finished)")
+        assert drained == ActionResult(True, "drained cleanly in 0.0 s (0 turns finished)")
         assert state_of(gateway) is GatewayState.STOPPED
         assert gateway.snapshot().state == "stopped"
     finally:
@@ -684,7 +684,7 @@ async def test_a_drain_waits_for_running_turns_and_refuses_actions_meanwhile(
         clock.advance(100)
         async with asyncio.timeout(10):
             drained = await draining
-        assert drained == ActionResult(True, "drained cleanly in 100.0 s (1 turn(s) finished)")
+        assert drained == ActionResult(True, "drained cleanly in 100.0 s (1 turn finished)")
         assert [m.text for m in ada.received()] == ["Thought for 100 s about it. Done."]
         assert state_of(gateway) is GatewayState.STOPPED
     finally:
@@ -736,7 +736,7 @@ async def test_restart_brings_the_gateway_back_with_a_new_run_and_resumes_the_cu
 
     restarted = await control.restart(actor=ACTOR, timeout=0)
     assert restarted == ActionResult(
-        True, f"restarted as run {old_run + 1}: 1 turn(s) resumed, 0 held"
+        True, f"restarted as run {old_run + 1}: 1 turn resumed, 0 held for an operator"
     )
     assert state_of(gateway) is GatewayState.RUNNING
     snapshot = gateway.snapshot()
@@ -781,6 +781,7 @@ async def test_a_read_only_control_refuses_every_action_and_changes_nothing(
         "restart": await control.restart(actor=ACTOR, timeout=0),
         "kill-process": await control.kill_process("proc_0", actor=ACTOR),
         "resend": await control.resend(1, actor=ACTOR),
+        "reset-loop-guard": await control.reset_loop_guard(actor=ACTOR),
     }
     assert set(results) == MUTATING
     for action, outcome in results.items():
@@ -803,6 +804,7 @@ async def test_a_read_only_control_refuses_every_action_and_changes_nothing(
         row("restart", []),
         row("kill-process", ["proc_0"]),
         row("resend", [1]),
+        row("reset-loop-guard", []),
     ]
 
     # Nothing changed: the candidates, the gateway, the run and the running turn.

@@ -17,6 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from console.safety import clean
+from console.words import plural
 
 MAX_TARGETS_SHOWN = 12
 
@@ -65,9 +66,9 @@ class ConfirmScreen(_Dialog):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(Text(self._title, style="bold"), classes="dialog-title")
+            yield Label(Text(self._title), classes="dialog-title")
             if self._targets:
-                yield Label(Text(f"{len(self._targets)} target(s):"))
+                yield Label(Text(plural(len(self._targets), "target") + ":"))
                 yield Static(_targets_text(self._targets), classes="dialog-targets")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel", variant="primary")
@@ -101,12 +102,13 @@ class InputScreen(_Dialog):
         super().__init__()
         self._title, self._targets, self._verb = title, targets, verb
         self._prompt, self._value, self._required, self._number = prompt, value, required, number
+        self._edited = False
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(Text(self._title, style="bold"), classes="dialog-title")
+            yield Label(Text(self._title), classes="dialog-title")
             if self._targets:
-                yield Label(Text(f"{len(self._targets)} target(s):"))
+                yield Label(Text(plural(len(self._targets), "target") + ":"))
                 yield Static(_targets_text(self._targets), classes="dialog-targets")
             yield Label(Text(self._prompt))
             yield Input(value=self._value, id="answer", type="number" if self._number else "text")
@@ -116,18 +118,32 @@ class InputScreen(_Dialog):
                 yield Button(self._verb, id="confirm", variant="error")
 
     def on_mount(self) -> None:
-        # Cancel first, as for every mutating action: enter on a pre-filled value must not
-        # drain the gateway. Tab reaches the input.
-        self.query_one("#cancel", Button).focus()
+        # The input, so what is typed lands in it (a reason typed with Cancel focused would
+        # press Cancel with its first space). A default value is selected: typing replaces it.
+        self.query_one("#answer", Input).focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self._edited = self._edited or event.value != self._value
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if self._value and not self._edited:
+            # Enter on the untouched default must not act at once (a drain is one stray Enter
+            # away otherwise): it moves to the button, and a second Enter confirms.
+            self.query_one("#confirm", Button).focus()
+            hint = f"Enter again to {self._verb.lower()} with {self._value}, or type another value."
+            problem = self.query_one("#problem", Label)
+            problem.set_class(True, "-hint")
+            problem.update(Text(hint))
+            return
         self.confirm()
 
     def confirm(self) -> None:
         answer = self.query_one("#answer", Input).value.strip()
         problem = self.query_one("#problem", Label)
+        problem.set_class(False, "-hint")
         if self._required and not answer:
-            problem.update(Text("A value is required.", style="bold red"))
+            problem.update(Text("A value is required."))
             return
         if self._number:
             try:
@@ -135,7 +151,7 @@ class InputScreen(_Dialog):
                 if not math.isfinite(seconds) or seconds < 0:
                     raise ValueError
             except ValueError:
-                problem.update(Text("Enter a number of seconds (0 or more).", style="bold red"))
+                problem.update(Text("Enter a number of seconds (0 or more)."))
                 return
         self.dismiss(answer)
 
@@ -149,14 +165,14 @@ class LeaveScreen(_Dialog):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(Text("Leave the console?", style="bold"), classes="dialog-title")
-            yield Static(
-                Text(
-                    "Detach: the gateway keeps running without the console.\n"
+            yield Label(Text("Leave the console?"), classes="dialog-title")
+            lines = ["Detach: the gateway keeps running without the console."]
+            if self._can_stop:
+                lines.append(
                     "Drain and stop: running turns finish (up to the drain timeout), then the "
                     "gateway stops."
                 )
-            )
+            yield Static(Text("\n".join(lines)))
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel", variant="primary")
                 yield Button("Detach", id="detach")
@@ -168,24 +184,3 @@ class LeaveScreen(_Dialog):
 
     def pressed(self, button: str) -> None:
         self.dismiss(None if button == "cancel" else button)
-
-
-class TextScreen(_Dialog):
-    """A read-only page of untrusted lines (a job's log tail)."""
-
-    BINDINGS = [Binding("escape,q,enter", "cancel", "Close")]
-
-    def __init__(self, title: str, lines: Sequence[str]) -> None:
-        super().__init__()
-        self._title, self._lines = title, lines
-
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog dialog-wide"):
-            yield Label(Text(clean(self._title, 100), style="bold"), classes="dialog-title")
-            body = "\n".join(clean(line, 400) for line in self._lines) or "(no output)"
-            yield Static(Text(body), classes="dialog-text")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Close", id="cancel", variant="primary")
-
-    def on_mount(self) -> None:
-        self.query_one("#cancel", Button).focus()

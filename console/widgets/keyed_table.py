@@ -4,7 +4,11 @@ DataTable cursors are index-based: removing a row above the cursor, or sorting, 
 moves it to another session. `apply()` diffs a wanted list of rows against what is shown,
 touches only changed cells, re-orders only when the order changed, and puts the cursor back on
 the row it was on (by key), all inside one batch. Columns have fixed widths: re-measuring a
-column of thousands of rows stalls the app for seconds.
+column of thousands of rows stalls the app for seconds: widths are decided here, from the
+table's own width, when it is resized (console.rows.fit_columns: the most droppable columns
+go first on a narrow terminal, text columns take the spare width of a wide one), and the
+table is rebuilt then, and only then. Cells arrive as (text, tone); the tone's look comes
+from the stylesheet (`.tone--hot`).
 """
 
 from __future__ import annotations
@@ -16,12 +20,15 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
-from console.rows import Cells, Column
+from console.rows import Cell, Cells, Column, fit_columns
+from console.tones import TONE_CLASSES, Toned
 
 REBUILD_AFTER = 20
+SCROLLBAR = 2  # the vertical scrollbar's width, kept free so no row needs sideways scrolling
 
 
-class KeyedTable(DataTable[Text]):
+class KeyedTable(DataTable[Text], Toned):
+    COMPONENT_CLASSES = TONE_CLASSES
     DEFAULT_CSS = """
     KeyedTable { height: 1fr; }
     """
@@ -31,10 +38,40 @@ class KeyedTable(DataTable[Text]):
         self._columns = tuple(columns)
         self._shown: dict[str, Cells] = {}
         self._order: list[str] = []
+        self._layout: list[tuple[Column, int]] = [(c, c.width) for c in self._columns]
+        self._visible = list(range(len(self._columns)))  # indexes of the shown columns
 
     def on_mount(self) -> None:
-        for column in self._columns:
-            self.add_column(Text(column.label), width=column.width, key=column.key)
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        for column, width in self._layout:
+            self.add_column(Text(column.label), width=width, key=column.key)
+
+    def on_resize(self) -> None:
+        layout = fit_columns(self._columns, self.size.width - SCROLLBAR)
+        if layout == self._layout or self.size.width <= SCROLLBAR:
+            return
+        keep, scroll_y = self.current_key(), self.scroll_y
+        self._layout = layout
+        shown = {column.key for column, _ in layout}
+        self._visible = [i for i, c in enumerate(self._columns) if c.key in shown]
+        with self.app.batch_update():
+            self.clear(columns=True)
+            self._add_columns()
+            for key in self._order:
+                self.add_row(*self._texts(self._shown[key]), key=key)
+            if keep is not None and keep in self._shown:
+                self.move_cursor(row=self.get_row_index(keep), animate=False, scroll=False)
+                self.scroll_y = scroll_y
+
+    @property
+    def widths(self) -> dict[str, int]:
+        """The shown columns and their widths (what the terminal's width allowed)."""
+        return {column.key: width for column, width in self._layout}
+
+    def _texts(self, cells: Cells) -> list[Text]:
+        return [self._text(cells[i]) for i in self._visible]
 
     @property
     def keys(self) -> list[str]:
@@ -68,11 +105,11 @@ class KeyedTable(DataTable[Text]):
             for key, cells in rows:
                 shown = self._shown.get(key)
                 if shown is None:
-                    self.add_row(*cells, key=key)
+                    self.add_row(*self._texts(cells), key=key)
                 elif shown != cells:
-                    for column, old, new in zip(self._columns, shown, cells, strict=True):
-                        if old != new:
-                            self.update_cell(key, column.key, new)
+                    for i in self._visible:
+                        if shown[i] != cells[i]:
+                            self.update_cell(key, self._columns[i].key, self._text(cells[i]))
                 self._shown[key] = cells
             order = [key for key, _ in rows]
             if order != self._current_order():
@@ -82,6 +119,9 @@ class KeyedTable(DataTable[Text]):
             if keep is not None and keep in self._shown:
                 self.move_cursor(row=self.get_row_index(keep), animate=False, scroll=False)
                 self.scroll_y = scroll_y
+
+    def _text(self, cell: Cell) -> Text:
+        return Text(cell.text, style=self.tone_style(cell.tone), no_wrap=True, overflow="ellipsis")
 
     def _current_order(self) -> list[str]:
         return [str(row.key.value) for row in self.ordered_rows]

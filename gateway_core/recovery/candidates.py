@@ -80,6 +80,7 @@ class CandidateBoard:
                 marked_at=record.marked_at,
                 settled=() if decision is None else tuple(_settled_text(decision)),
                 told=None if record.told is None else str(record.told),
+                tail_at=None if decision is None else decision.tail_at,
             )
         self._views = views
 

@@ -10,7 +10,8 @@ Protocol, one JSON object per line each way:
     <- {"id": 9, "ok": false, "error": "unknown op 'x'"}
 
 ops: hello, snapshot, transcript (session_id, limit), process_log (process_id, limit),
-audit (limit), log_tail (limit), act (action, targets, reason, timeout), subscribe.
+audit (limit), log_tail (limit), log_entries (after, limit), act (action, targets, reason,
+timeout), subscribe.
 
 Who acts is the connecting process's OS user, from the socket's peer credentials (never what
 the client claims); a peer of another user is refused (the 0600 mode already keeps them out
@@ -43,7 +44,8 @@ from gateway_core.gateway import Gateway
 from gateway_core.log_ring import LogRing
 from gateway_core.private_files import private_dir
 from gateway_core.runtime import GatewayState
-from gateway_core.snapshot import SESSION_ORDERS, SessionQuery, with_sessions
+from gateway_core.session_listing import snapshot_with_stored_sessions
+from gateway_core.snapshot import SESSION_ORDERS, SessionQuery
 from gateway_core.wire import encode
 
 log = logging.getLogger(__name__)
@@ -310,7 +312,7 @@ class _Connection:
         """{"sessions": {"order", "text", "limit"}} selects the sessions sent (encoding 10,000
         of them would hold the gateway's loop for ~150 ms); without it, all are sent."""
         query = _session_query(request.get("sessions"))
-        return encode(with_sessions(self._server._gateway.snapshot(), query))
+        return encode(await snapshot_with_stored_sessions(self._server._gateway, query))
 
     async def _transcript(self, request: dict[str, Any]) -> object:
         gateway = self._server._gateway
@@ -336,6 +338,14 @@ class _Connection:
     async def _log_tail(self, request: dict[str, Any]) -> object:
         ring = self._server._ring
         return [] if ring is None else ring.tail(_limit(request, 200))
+
+    async def _log_entries(self, request: dict[str, Any]) -> object:
+        """{"after": seq, "limit": n}: the log's records numbered above `after`."""
+        ring = self._server._ring
+        after = request.get("after", 0)
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise _BadRequest("after must be a non-negative integer")
+        return [] if ring is None else encode(ring.entries(after, _limit(request, 500)))
 
     async def _act(self, request: dict[str, Any]) -> object:
         action = request.get("action")
@@ -389,6 +399,7 @@ _OPS: dict[str, Op] = {
     "process_log": _Connection._process_log,
     "audit": _Connection._audit,
     "log_tail": _Connection._log_tail,
+    "log_entries": _Connection._log_entries,
     "act": _Connection._act,
     "subscribe": _Connection._subscribe,
 }

@@ -32,6 +32,7 @@ from gateway_core.service.control_server import ControlServer
 from gateway_core.service.http_surface import HttpSurface
 from gateway_core.service.sdnotify import SystemdNotifier, watchdog_interval, watchdog_loop
 from gateway_core.service.state_lock import StateLock
+from gateway_core.words import plural
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +130,16 @@ class GatewayService:
         """Headless restart: drain, then exit 75 for the service manager to start us again."""
         self.exit_code = EXIT_RESTART
         report = await self.gateway.stop(timeout)
-        how = "cleanly" if report.clean else f"{len(report.interrupted)} turn(s) left for recovery"
-        return f"drained {how}; exiting {EXIT_RESTART} so the service manager starts it again"
+        how = (
+            "drained cleanly"
+            if report.clean
+            else f"drained; {plural(len(report.interrupted), 'turn')} interrupted and left for "
+            "recovery"
+        )
+        return (
+            f"{how}; exiting with code {EXIT_RESTART} so the service manager starts the "
+            "gateway again"
+        )
 
     async def wait(self) -> int:
         """Until the gateway stopped (a signal, or drain/restart over the socket)."""
@@ -181,24 +190,36 @@ class GatewayService:
             await gateway.clock.sleep(EXTEND_EVERY)
 
     def _log_event(self, event: Event) -> None:
-        fields: dict[str, object] = {"event": type(event).__name__}
         session_id = getattr(event, "session_id", None)
-        if isinstance(session_id, int):
-            fields["session"] = self._session_key(session_id)
-        detail = {
-            key: value
-            for key, value in vars_of(event).items()
-            if key not in ("at", "session_id") and not isinstance(value, tuple | list)
-        }
-        if isinstance(event, DrainProgress):
-            detail["running"] = len(event.running)
-        log.info(
-            " ".join(f"{k}={v}" for k, v in detail.items()) or type(event).__name__,
-            extra=fields,
-        )
+        log_event(event, self._session_key(session_id) if isinstance(session_id, int) else None)
 
     def _session_key(self, session_id: int) -> str:
         return self.gateway.session_key(session_id) or str(session_id)
+
+
+def log_event(event: Event, session: str | None) -> None:
+    """One log line for a gateway event: its name and session as fields, the rest readable
+    in the message (key=value, seconds rounded to what a person reads)."""
+    fields: dict[str, object] = {"event": type(event).__name__}
+    if session is not None:
+        fields["session"] = session
+    detail = {
+        key: _readable(value)
+        for key, value in vars_of(event).items()
+        if key not in ("at", "session_id")
+        and not isinstance(value, tuple | list)
+        and value not in (None, "")  # "reason=None" says nothing
+    }
+    if isinstance(event, DrainProgress):
+        detail["running"] = len(event.running)
+    log.info(" ".join(f"{k}={v}" for k, v in detail.items()) or type(event).__name__, extra=fields)
+
+
+def _readable(value: object) -> object:
+    """Floats as a person reads them (41.23, 0.0014), not 0.0013629029999719933."""
+    if not isinstance(value, float):
+        return value
+    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.2g}"
 
 
 def vars_of(event: Event) -> dict[str, object]:

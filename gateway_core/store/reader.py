@@ -37,9 +37,11 @@ class Reader:
         return cls(path, connection)
 
     async def all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        # Executed and fetched in one step of the connection's thread: a query whose rows
+        # are still unfetched keeps its read transaction open, and another query run in
+        # between would read that old snapshot (missing what was committed meanwhile).
         try:
-            async with self._db.execute(sql, tuple(params)) as cursor:
-                return [tuple(row) for row in await cursor.fetchall()]
+            return [tuple(row) for row in await self._db.execute_fetchall(sql, tuple(params))]
         except sqlite3.Error as error:
             raise translate_error(self._path, error) from None
 

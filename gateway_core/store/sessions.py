@@ -59,6 +59,22 @@ class Sessions:
         )
         return None if row is None else decode_session(row)
 
+    async def search(self, text: str, order: str, limit: int | None) -> list[Session]:
+        """Sessions whose key or user name contains `text` (case-insensitively for ASCII), in
+        `order`: "recent" (last turn first) or by id; at most `limit`."""
+        where, params = _matching(text)
+        by = "updated_at DESC, id" if order == "recent" else "id"
+        rows = await self._reader.all(
+            f"SELECT {SESSION_COLUMNS} FROM sessions{where} ORDER BY {by} LIMIT ?",
+            (*params, -1 if limit is None else limit),
+        )
+        return [decode_session(row) for row in rows]
+
+    async def count_matching(self, text: str) -> int:
+        where, params = _matching(text)
+        row = await self._reader.one(f"SELECT count(*) FROM sessions{where}", params)
+        return int(row[0]) if row else 0
+
     async def list(self, limit: int = 1000, offset: int = 0) -> list[Session]:
         rows = await self._reader.all(
             f"SELECT {SESSION_COLUMNS} FROM sessions ORDER BY id LIMIT ? OFFSET ?", (limit, offset)
@@ -68,6 +84,18 @@ class Sessions:
     async def count(self) -> int:
         row = await self._reader.one("SELECT count(*) FROM sessions")
         return int(row[0]) if row else 0
+
+
+def _matching(text: str) -> tuple[str, tuple[str, ...]]:
+    """A WHERE clause for a substring of the key (platform, chat, topic) or of the stored
+    user name; LIKE's own wildcards in `text` match themselves."""
+    if not text:
+        return "", ()
+    pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    where = (
+        " WHERE key LIKE ? ESCAPE '\\' OR json_extract(origin, '$.user_name') LIKE ? ESCAPE '\\'"
+    )
+    return where, (pattern, pattern)
 
 
 def next_generation_row(db: sqlite3.Connection, session_id: int) -> int:

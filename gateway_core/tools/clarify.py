@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from gateway_core.durations import spoken
 from gateway_core.model import MessageKind
 from gateway_core.questions import QuestionOutcome, Questions
 from gateway_core.tools.registry import ToolContext, ToolError, ToolOutcome
@@ -42,9 +43,9 @@ class ClarifyTool:
         if reply.outcome is QuestionOutcome.ANSWERED:
             return ToolOutcome(json.dumps({"answer": reply.text}))
         if reply.outcome is QuestionOutcome.TIMED_OUT:
-            minutes = round(self._timeout / 60)
+            within = spoken(self._timeout)
             return ToolOutcome(
-                json.dumps({"error": f"the user did not answer within {minutes} min"}),
+                json.dumps({"error": f"the user did not answer within {within}"}),
                 kind=MessageKind.CLARIFY_TIMEOUT,
             )
         return ToolOutcome(

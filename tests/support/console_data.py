@@ -11,24 +11,27 @@ flags, one adopted after a restart), "still working" notifiers, a drain half way
 the audit and log tails.
 
 `SCREENS` names the pictures (which keys lead there, over which backend) and `show()` drives
-the app there and lets it settle; the snapshot tests and the screenshot script share both, so
-a screenshot is exactly what a snapshot test checks.
+the app there and lets it settle. The screenshots of the README are not made from this data:
+screenshots/make_screenshots.py draws the real app over a real gateway (it shares `show()`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from textual.pilot import Pilot
 from textual.widgets import Input
 
+from console.link import Link
 from gateway_core.control import ActionResult
 from gateway_core.events import DrainProgress
+from gateway_core.log_ring import LogEntry
 from gateway_core.model import AuditEntry, Message, MessageKind, Role, ToolCall
 from gateway_core.notifiers import NotifierView
 from gateway_core.snapshot import (
     CandidateView,
+    LoopGuardView,
     ProcessView,
     SessionQuery,
     SessionView,
@@ -389,8 +392,18 @@ DRAIN = DrainProgress(
 )
 
 
-def snapshot(*, drain: bool = True) -> Snapshot:
-    """The whole gateway at TAKEN_AT: draining (3 of 7 turns finished) or running."""
+LOOP_GUARD = LoopGuardView(
+    tripped=True,
+    boots=(TAKEN_AT - UPTIME - 140.0, TAKEN_AT - UPTIME - 70.0, TAKEN_AT - UPTIME),
+    needed=3,
+    window=300.0,
+    held=(201,),
+)
+
+
+def snapshot(*, drain: bool = True, loop: bool = False) -> Snapshot:
+    """The whole gateway at TAKEN_AT: draining (3 of 7 turns finished) or running; with the
+    restart-loop guard tripped if `loop`."""
     counts: dict[str, int] = {
         "sessions": len(SESSIONS),
         "running": sum(1 for s in SESSIONS if s.state in ("running", "resuming")),
@@ -414,7 +427,8 @@ def snapshot(*, drain: bool = True) -> Snapshot:
         candidates=CANDIDATES,
         notifiers=NOTIFIERS,
         drain=DRAIN if drain else None,
-        loop_guard_tripped=False,
+        loop_guard_tripped=loop,
+        loop_guard=LOOP_GUARD if loop else None,
         processes=PROCESSES,
         counts=counts,
         taken_at=TAKEN_AT,
@@ -532,6 +546,22 @@ AUDIT: tuple[AuditEntry, ...] = (
     AuditEntry(10, TAKEN_AT - 2 * HOUR - 90, "operator", "quiet", (), None, "ok", None),
 )
 
+LOG_ENTRIES = [
+    LogEntry(1, TAKEN_AT - 60, "INFO", "gateway_core.service.runner", "DrainProgress", None,
+             "phase=waiting total=7 finished=0 seconds_left=60 running=7"),
+    LogEntry(2, TAKEN_AT - 48, "INFO", "gateway_core.service.runner", "TurnFinished",
+             "telegram:777:-", "generation=5 outcome=completed seconds=41.23"),
+    LogEntry(3, TAKEN_AT - 40, "INFO", "gateway_core.service.runner", "TurnFinished",
+             "telegram:5550001:-", "generation=6 outcome=completed seconds=3.91"),
+    LogEntry(4, TAKEN_AT - 25, "WARNING", "gateway_core.adapters.telegram", None,
+             "telegram:6123987:-", "sendMessage 429: retrying in 3 s"),
+    LogEntry(5, TAKEN_AT - 18, "INFO", "gateway_core.service.runner", "MessageReceived",
+             "loopback:mallory:-", f"text={HOSTILE_TEXT}"),
+    LogEntry(6, TAKEN_AT - 9, "INFO", "gateway_core.service.runner", "WatchMatched",
+             "telegram:-1001234567890:7", "process_id=proc_2b8d41e0aa17 pattern=ERROR"),
+    LogEntry(7, TAKEN_AT - 1, "INFO", "gateway_core.service.runner", "NotifierFired",
+             "telegram:8881234:-", "generation=3 count=21 edited=True"),
+]  # fmt: skip
 LOG_LINES = [
     "2025-10-09 08:52:20,114 INFO gateway_core.gateway drain started: 7 turns running, 60 s",
     "2025-10-09 08:52:31,902 INFO gateway_core.lanes turn 110/5 completed in 41.2 s",
@@ -559,10 +589,18 @@ class StaticBackend:
     read_only: bool = False
     actor: str = "operator"
     drain: bool = True
+    loop: bool = False
     calls: list[ActCall] = field(default_factory=list)
 
+    @property
+    def link(self) -> Link | None:
+        return None
+
+    def on_link_change(self, callback: Callable[[], None]) -> None:
+        pass
+
     async def snapshot(self, query: SessionQuery | None = None) -> Snapshot:
-        return with_sessions(snapshot(drain=self.drain), query)
+        return with_sessions(snapshot(drain=self.drain, loop=self.loop), query)
 
     async def transcript_tail(self, session_id: int, limit: int = 30) -> list[Message]:
         if session_id not in {s.session_id for s in SESSIONS}:
@@ -579,6 +617,9 @@ class StaticBackend:
     async def log_tail(self, limit: int = 200) -> list[str]:
         return LOG_LINES[-limit:]
 
+    async def log_entries(self, after: int = 0, limit: int = 500) -> list[LogEntry]:
+        return [e for e in LOG_ENTRIES if e.seq > after][-limit:]
+
     async def act(
         self,
         action: str,
@@ -592,9 +633,12 @@ class StaticBackend:
         return ActionResult(True, f"{action}: {done} (recorded, static backend)")
 
 
-def static_backend(read_only: bool = False, drain: bool = True) -> StaticBackend:
-    """A backend over the fixed data: draining (the overview shows progress) unless drain=False."""
-    return StaticBackend(read_only=read_only, drain=drain)
+def static_backend(
+    read_only: bool = False, drain: bool = True, loop: bool = False
+) -> StaticBackend:
+    """A backend over the fixed data: draining (the overview shows progress) unless drain=False,
+    the restart-loop guard tripped if loop."""
+    return StaticBackend(read_only=read_only, drain=drain, loop=loop)
 
 
 # -- the pictures -------------------------------------------------------------------------
@@ -614,13 +658,24 @@ class Screen:
 SCREENS: tuple[Screen, ...] = (
     Screen("overview", (), "Overview during a drain: 3 of 7 turns finished, 12 s left"),
     Screen("sessions", ("2",), "Sessions, busy first, with the highlighted session's transcript"),
-    Screen("recovery", ("3", "down", "space"), "Recovery: every verdict, one candidate marked"),
+    Screen(
+        "recovery",
+        ("3", "down", "space"),
+        "Recovery: every verdict, one candidate marked",
+        drain=False,
+    ),
     Screen("processes", ("4",), "Background jobs: running, exited, killed, lost, adopted"),
     Screen("timers", ("5",), "'Still working' notifiers"),
     Screen("audit", ("6",), "Audit trail and the gateway log"),
-    Screen("confirm", ("3", "space", "down", "space", "a"), "Approving two marked candidates"),
-    Screen("force_resume", ("3", "down", "f"), "Force-resume asks for a reason"),
+    Screen(
+        "confirm",
+        ("3", "space", "down", "space", "a"),
+        "Approving two marked candidates",
+        drain=False,
+    ),
+    Screen("force_resume", ("3", "down", "f"), "Force-resume asks for a reason", drain=False),
     Screen("leave", ("q",), "Leaving: detach, or drain and stop"),
+    Screen("help", ("3", "question_mark"), "Help: the keys of the recovery tab", drain=False),
     Screen("read_only", ("3",), "Read-only: no mutating keys", read_only=True, drain=False),
 )
 BY_SCREEN = {screen.name: screen for screen in SCREENS}

@@ -17,13 +17,17 @@ from pathlib import Path
 
 from rich.segment import Segment
 from rich.text import Text
+from textual.command import CommandList
 from textual.content import Content
 from textual.pilot import Pilot
 from textual.widget import Widget
-from textual.widgets import Button, DataTable, Input, Label, Log, Static
+from textual.widgets import Button, DataTable, Input, Label, Log, RichLog, Static
+from textual.worker import WorkerCancelled
 
 from console.app import ConsoleApp
 from console.backend import InProcessBackend
+from console.tabs.recovery import RecoveryTab
+from console.widgets.keyed_table import KeyedTable
 from gateway_core.clock import ManualClock
 from gateway_core.gateway import Gateway
 from gateway_core.log_ring import LogRing
@@ -63,7 +67,18 @@ async def quiesce(app: ConsoleApp) -> None:
     for timer in list(app._timers):
         if timer.name == "refresh":
             timer.stop()
-    await app.workers.wait_for_complete()
+    await settled(app)
+
+
+async def settled(app: ConsoleApp) -> None:
+    """Until no worker runs. A transcript load is an exclusive worker: one started while we
+    wait cancels the one we wait on, which is not a failure."""
+    while True:
+        try:
+            await app.workers.wait_for_complete()
+            return
+        except WorkerCancelled:
+            continue
 
 
 async def wait_until(
@@ -108,6 +123,8 @@ def widget_text(widget: Widget) -> list[str]:
         return cells + [_plain(column.label) for column in widget.columns.values()]
     if isinstance(widget, Log):
         return list(widget.lines)
+    if isinstance(widget, RichLog):
+        return [strip.text for strip in widget.lines]
     if isinstance(widget, Input):
         return [widget.value]
     if isinstance(widget, Button):
@@ -156,7 +173,10 @@ class Crashed:
     """A conversation a crashed run left behind.
 
     risky: the turn was cut during a `tool` call of unknown effect (ambiguous-tool: held);
-    otherwise its clarify question timed out (awaiting-user: pending, waits for the user)."""
+    otherwise its clarify question timed out (awaiting-user: pending, waits for the user).
+    unanswered: only the user's message was written (resumable: resumed at the next boot,
+    unless the restart-loop guard holds it).
+    suspended: an operator suspended it instead (never resumed automatically)."""
 
     chat_id: str
     user_name: str
@@ -164,6 +184,8 @@ class Crashed:
     tool: str = "terminal"
     reason: str = "crash"
     risky: bool = True
+    unanswered: bool = False
+    suspended: bool = False
 
 
 async def _write_crashed(
@@ -178,7 +200,9 @@ async def _write_crashed(
                 SessionKey("loopback", spec.chat_id),
                 Origin("loopback", spec.chat_id, user_name=spec.user_name),
             )
-            if spec.risky:
+            if spec.unanswered:
+                rows = [user(spec.request, now)]
+            elif spec.risky:
                 rows = [
                     user(spec.request, now),
                     asks(call(spec.tool, "t1", command="./deploy.sh"), at=now),
@@ -190,11 +214,21 @@ async def _write_crashed(
                     result("q1", "[no reply]", now, kind=MessageKind.CLARIFY_TIMEOUT),
                 ]
             await store.transcript.append(session.id, rows)
-            assert await store.recovery.mark(session.id, spec.reason)
+            if spec.suspended:
+                assert await store.recovery.suspend(session.id, "operator")
+            else:
+                assert await store.recovery.mark(session.id, spec.reason)
             ids.append(session.id)
     finally:
         await store.close()
     return ids
+
+
+async def write_crashed(
+    state_dir: Path, clock: ManualClock, crashed: Sequence[Crashed]
+) -> list[int]:
+    """Write `crashed` conversations into a stopped gateway's store; their session ids."""
+    return await _write_crashed(state_dir, clock, crashed)
 
 
 async def crashed_gateway(
@@ -205,6 +239,24 @@ async def crashed_gateway(
     await first.stop()
     ids = await _write_crashed(state_dir, clock, crashed)
     return await start_gateway(state_dir, clock), ids
+
+
+async def looping_gateway(state_dir: Path, clock: ManualClock) -> tuple[Running, int, int]:
+    """Three boots with recovery candidates, seconds apart: the guard trips at the third and
+    holds ada's turn, which would have been resumed. (cy, interrupted during a deploy, is
+    held whatever the guard says.)"""
+    first = await start_gateway(state_dir, clock)
+    await first.stop()
+    (cy,) = await write_crashed(state_dir, clock, [Crashed("cy", "Cy")])
+    for _ in range(2):
+        clock.advance(20)
+        boot = await start_gateway(state_dir, clock)
+        await boot.stop()
+    clock.advance(20)
+    (ada,) = await write_crashed(state_dir, clock, [Crashed("ada", "Ada", unanswered=True)])
+    running = await start_gateway(state_dir, clock)
+    assert running.gateway.snapshot().loop_guard_tripped
+    return running, ada, cy
 
 
 # -- background jobs -------------------------------------------------------------------------
@@ -226,3 +278,93 @@ class Jobs:
             pid = job.checkpoint.pid
             if pid is not None:
                 await asyncio.to_thread(kill_tree, pid, job.checkpoint.pid_started_at, 0.5)
+
+
+# -- acting through the console ----------------------------------------------------------------
+
+# What an action could change: gateway state, run, candidates, sessions, jobs, audit rows.
+World = tuple[str, int | None, dict[int, str], dict[str, str], dict[str, str], int]
+
+
+async def world(gateway: Gateway) -> World:
+    snap = gateway.snapshot()
+    return (
+        snap.state,
+        snap.run_id,
+        {c.session_id: c.state for c in snap.candidates},
+        {s.chat_id: s.state for s in snap.sessions},
+        {p.process_id: p.state for p in snap.processes},
+        len(await gateway.store.audit.recent(1000)),
+    )
+
+
+def state_of(gateway: Gateway) -> str:
+    """Read fresh each time (a plain attribute read would be narrowed by mypy)."""
+    return gateway.state.value
+
+
+async def open_dialog(app: ConsoleApp, pilot: ConsolePilot, key: str) -> None:
+    await pilot.press(key)
+    await wait_until(pilot, lambda: len(app.screen_stack) == 2, f"a dialog after {key!r}")
+
+
+async def closed(app: ConsoleApp, pilot: ConsolePilot) -> None:
+    """Wait until the dialog is gone and the action it started (if any) has finished."""
+    await wait_until(pilot, lambda: len(app.screen_stack) == 1, "the dialog closed")
+    await settled(app)
+    await pilot.pause()
+
+
+async def click_button(app: ConsoleApp, pilot: ConsolePilot, selector: str) -> None:
+    """Click a dialog button once it takes clicks (a Button ignores clicks for 0.2 s after a
+    press, while it shows its "-active" effect)."""
+    button = app.screen.query_one(selector, Button)
+    await wait_until(pilot, lambda: not button.has_class("-active"), f"{selector} clickable")
+    await pilot.click(selector)
+
+
+async def confirm(app: ConsoleApp, pilot: ConsolePilot) -> None:
+    await click_button(app, pilot, "#confirm")
+    await closed(app, pilot)
+
+
+def dialog_targets(app: ConsoleApp) -> str:
+    return static_text(app, ".dialog-targets")
+
+
+def table(app: ConsoleApp, selector: str) -> KeyedTable:
+    return app.query_one(selector, KeyedTable)
+
+
+def cell(app: ConsoleApp, selector: str, row: str, column: str) -> str:
+    return table(app, selector).get_cell(row, column).plain
+
+
+def recovery_tab(app: ConsoleApp) -> RecoveryTab:
+    return app.query_one(RecoveryTab)
+
+
+def focused_id(app: ConsoleApp) -> str | None:
+    return None if app.focused is None else app.focused.id
+
+
+def palette_options(app: ConsoleApp) -> list[tuple[str | None, str]]:
+    """(id, title) of every entry the open command palette lists (the title is line 1)."""
+    found = []
+    for option in app.screen.query_one(CommandList).options:
+        prompt = option.prompt
+        text = prompt.plain if isinstance(prompt, Text | Content) else str(prompt)
+        found.append((option.id, text.split("\n")[0]))
+    return found
+
+
+def palette_hits(app: ConsoleApp) -> list[str]:
+    return [title for option_id, title in palette_options(app) if option_id != "--no-matches"]
+
+
+def lists_targets(app: ConsoleApp, *targets: tuple[str, str]) -> bool:
+    lines = dialog_targets(app).split("\n")
+    return len(lines) == len(targets) and all(
+        line.startswith(head) and line.endswith(tail)
+        for line, (head, tail) in zip(lines, targets, strict=True)
+    )

@@ -1,0 +1,60 @@
+"""Which operator actions can apply, from a snapshot's views: pure functions, no widgets.
+
+The console offers an action only when it can succeed; the gateway's control layer still
+refuses whatever it must (these rules mirror its checks, they never replace them).
+"""
+
+from __future__ import annotations
+
+from gateway_core.snapshot import CandidateView, ProcessView, SessionView
+
+LIVE = ("running", "quiet")  # the gateway takes operator actions on its turns and intake
+MARKED = ("pending", "held", "resuming")  # a recovery marker that can be cleared or run
+
+
+def gateway_actions(state: str) -> frozenset[str]:
+    """The gateway-wide actions that apply in a gateway state."""
+    actions = set()
+    if state == "running":
+        actions.add("quiet")
+    if state == "quiet":
+        actions.add("resume_intake")
+    if state in LIVE:
+        actions.update(("drain", "restart", "crash_restart"))
+    return frozenset(actions)
+
+
+def candidate_actions(view: CandidateView, gateway_state: str) -> frozenset[str]:
+    """What applies to one recovery candidate. A resume turn needs a running gateway and a
+    stored origin to reply to."""
+    actions = set()
+    if view.state == "suspended":
+        actions.add("unsuspend")
+    if view.state in MARKED:
+        actions.add("clear")
+        if gateway_state == "running" and view.verdict != "no-origin":
+            actions.add("force_resume")
+            if view.state == "held":
+                actions.add("approve")
+    return frozenset(actions)
+
+
+def session_actions(view: SessionView) -> frozenset[str]:
+    return frozenset({"interrupt"}) if view.state in ("running", "resuming") else frozenset()
+
+
+def process_actions(view: ProcessView) -> frozenset[str]:
+    return frozenset({"show_log", "kill"} if view.state == "running" else {"show_log"})
+
+
+def why_not_all(
+    action: str, targets: list[frozenset[str]], *, what: str = "the selected row"
+) -> str | None:
+    """None if `action` applies to every target; else why not, in words."""
+    if not targets:
+        return "nothing is selected"
+    if all(action in allowed for allowed in targets):
+        return None
+    if len(targets) == 1:
+        return f"it does not apply to {what}"
+    return "it does not apply to every marked row"
