@@ -24,6 +24,7 @@ from gateway_core.log_ring import LogRing
 from gateway_core.service.json_log import JsonFormatter, configure_json_logging
 from gateway_core.service.runner import GatewayService
 from gateway_core.service.sdnotify import SystemdNotifier
+from gateway_core.store_choice import dsn_secrets, store_dsn
 
 EXIT_FAILURE = 1
 
@@ -42,10 +43,12 @@ class RedactingFormatter(logging.Formatter):
 async def serve(
     config: Config, env: Mapping[str, str], *, console: bool, read_only: bool, mouse: bool
 ) -> int:
+    dsn = store_dsn(config, env)  # ConfigError (exit 78) when the variable is not set
     secrets = [
         env.get(config.telegram.token_env, ""),
         env.get(config.telegram.webhook_secret_env, ""),
         env.get(config.agent.api_key_env, ""),
+        *dsn_secrets(dsn),
     ]
     # The ring is served over the socket and shown in the console: redacted like the JSON log.
     redactor = JsonFormatter([s for s in secrets if s])
@@ -70,6 +73,7 @@ async def serve(
         clock=clock,
         ring=ring,
         exit_to_restart=not console,
+        store_dsn=dsn,
     )
     service.install_signal_handlers()
     await service.start()

@@ -225,6 +225,13 @@ class TelegramMode(StrEnum):
     WEBHOOK = "webhook"
 
 
+class StoreBackend(StrEnum):
+    """Where durable state lives."""
+
+    SQLITE = "sqlite"  # one file in state_dir: one gateway process (the default)
+    POSTGRESQL = "postgresql"  # one database several gateway nodes share
+
+
 class WebhookOnStop(StrEnum):
     """What a stopping gateway does with its registered webhook."""
 
@@ -374,6 +381,12 @@ SETTINGS: tuple[Setting, ...] = (
     _S("gateway", "sample_interval", 1, FLOAT,
        "seconds between CPU/memory readings of background processes; 0 disables",
        _at_least(0)),
+    _S("store", "backend", "sqlite",
+       _choice(tuple(backend.value for backend in StoreBackend), convert=StoreBackend),
+       "where state is kept: sqlite (a file in state_dir, one node) | postgresql (shared)"),
+    _S("store", "dsn_env", "SWITCHBOARD_POSTGRES_DSN", STR,
+       "name of the environment variable holding the PostgreSQL DSN (never shown)",
+       _not_empty),
     _S("store", "synchronous", "NORMAL", _choice(("NORMAL", "FULL"), upper=True),
        "SQLite synchronous pragma: FULL also survives power loss, NORMAL only crashes"),
     _S("store", "busy_timeout", 5, FLOAT,
@@ -477,6 +490,8 @@ class GatewaySettings:
 
 @dataclass(frozen=True, slots=True)
 class StoreSettings:
+    backend: StoreBackend
+    dsn_env: str
     synchronous: Literal["NORMAL", "FULL"]
     busy_timeout: float
 

@@ -38,7 +38,8 @@ from gateway_core.recovery.policy import policy_from_settings
 from gateway_core.recovery.startup import BootRecovery
 from gateway_core.runtime import GatewayState, Runtime
 from gateway_core.snapshot import LivePicture, Snapshot, SnapshotCache, build_snapshot
-from gateway_core.store import DATABASE_NAME, Store
+from gateway_core.store import Store
+from gateway_core.store_choice import open_configured_store
 from gateway_core.tools.basic import ClockTool, SleepTool
 from gateway_core.tools.clarify import ClarifyTool
 from gateway_core.tools.processes import ProcessTool, TerminalTool
@@ -58,8 +59,11 @@ class Gateway:
         adapters: Sequence[Adapter],
         clock: Clock | None = None,
         tools: Iterable[Tool] | None = None,
+        store_dsn: str | None = None,
     ) -> None:
         self.config = config
+        # store.backend = postgresql: the DSN read from the environment (store_choice.py).
+        self._store_dsn = store_dsn
         self.clock = clock or SystemClock()
         self.events = EventBus()
         self._agent = agent
@@ -149,12 +153,7 @@ class Gateway:
             raise RuntimeError("the gateway is already started")
         config = self.config
         warn_if_shared(config.gateway.state_dir)
-        store = await Store.open(
-            config.gateway.state_dir / DATABASE_NAME,
-            synchronous=config.store.synchronous,
-            busy_timeout=config.store.busy_timeout,
-            clock=self.clock,
-        )
+        store = await open_configured_store(config, self.clock, self._store_dsn)
         policy = policy_from_settings(config.recovery)
         # Tools that declare themselves read-only are safe to re-run after an interruption.
         policy = replace(

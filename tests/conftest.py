@@ -1,13 +1,15 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
 
 import pytest
 
-from gateway_core.clock import ManualClock
+from gateway_core.clock import Clock, ManualClock
 from gateway_core.store import Store
+from tests.support.backends import NOT_INSTALLED, Backend, StoreOpener, postgres_required
 from tests.support.harness import stop_all
+from tests.support.postgres_server import PostgresServer, start_server
 
 pytest_plugins = ["tests.support.console_fixtures"]
 
@@ -28,9 +30,59 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "state" / "switchboard.db"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_backends: run the module's store tests on SQLite and on PostgreSQL"
+    )
+    config.addinivalue_line(
+        "markers", "sqlite_only: in a both_backends module, a test of what only SQLite allows"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "both_backends"
+    ):
+        only_sqlite = metafunc.definition.get_closest_marker("sqlite_only") is not None
+        backends = [Backend.SQLITE] if only_sqlite else list(Backend)
+        metafunc.parametrize("backend", backends, indirect=True, ids=str)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real server for the whole session, started on first use."""
+    server = start_server()
+    if server is None:
+        if postgres_required():
+            pytest.fail(NOT_INSTALLED)
+        pytest.skip(NOT_INSTALLED)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-async def store(db_path: Path, clock: ManualClock) -> AsyncIterator[Store]:
-    opened = await Store.open(db_path, clock=clock)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    return Backend(getattr(request, "param", Backend.SQLITE))
+
+
+@pytest.fixture
+def store_opener(backend: Backend, db_path: Path, request: pytest.FixtureRequest) -> StoreOpener:
+    if backend is Backend.POSTGRESQL:
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        dsn = server.new_database()
+        return lambda clock: Store.open_postgresql(dsn, clock=clock)
+
+    def open_file(clock: Clock) -> Awaitable[Store]:
+        return Store.open(db_path, clock=clock)
+
+    return open_file
+
+
+@pytest.fixture
+async def store(store_opener: StoreOpener, clock: ManualClock) -> AsyncIterator[Store]:
+    opened = await store_opener(clock)
     try:
         yield opened
     finally:

@@ -16,6 +16,7 @@ from gateway_core.config import (
     Config,
     ConfigError,
     ListenAddress,
+    StoreBackend,
     TelegramMode,
     WebhookOnStop,
     load_config,
@@ -30,6 +31,8 @@ grace = 2
 sample_interval = 0.5
 
 [store]
+backend = "PostgreSQL"
+dsn_env = "MY_DSN"
 synchronous = "full"
 busy_timeout = 1.5
 
@@ -199,6 +202,8 @@ def test_full_file_round_trip(tmp_path: Path) -> None:
     assert cfg.gateway.grace == 2.0
     assert isinstance(cfg.gateway.grace, float)
     assert cfg.gateway.sample_interval == 0.5
+    assert cfg.store.backend is StoreBackend.POSTGRESQL
+    assert cfg.store.dsn_env == "MY_DSN"
     assert cfg.store.synchronous == "FULL"
     assert cfg.store.busy_timeout == 1.5
     assert cfg.recovery.gate is Gate.OPERATOR

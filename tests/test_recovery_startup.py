@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
+
 from gateway_core.clock import ManualClock
 from gateway_core.model import (
     Gate,
@@ -18,6 +20,8 @@ from gateway_core.recovery import RecoveryPolicy
 from gateway_core.recovery.startup import BootRecovery, recover_at_boot
 from gateway_core.store import Store
 from tests.support.transcripts import answer, asks, call, result, user
+
+pytestmark = pytest.mark.both_backends
 
 WEEK = 7 * 24 * 3600
 

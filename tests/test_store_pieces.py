@@ -3,11 +3,14 @@ confirmed one by one, and a piece in flight when the process died is 'unknown' a
 
 from __future__ import annotations
 
-from pathlib import Path
+import pytest
 
 from gateway_core.clock import ManualClock
 from gateway_core.model import Origin, PieceStatus, SessionKey
 from gateway_core.store import Store
+from tests.support.backends import StoreOpener
+
+pytestmark = pytest.mark.both_backends
 
 KEY = SessionKey("loopback", "chat-1")
 ORIGIN = Origin("loopback", "chat-1", user_id="u1")
@@ -72,14 +75,14 @@ async def test_a_reply_that_fits_in_one_message_stores_no_pieces(store: Store) -
 
 
 async def test_a_piece_in_flight_at_a_crash_is_unknown_and_the_rest_are_held(
-    store: Store, db_path: Path, clock: ManualClock
+    store: Store, store_opener: StoreOpener, clock: ManualClock
 ) -> None:
     session = await store.sessions.ensure(KEY, ORIGIN)
     item_id = await store.outbox.enqueue(session.id, 1, "reply", TEXT)
     assert await store.outbox.claim_pieces(item_id, by_lines) is not None
     await store.outbox.piece_sent(item_id, 0, "m1")  # piece 2 is now being sent...
     await store.close()  # ...when the process dies
-    async with await Store.open(db_path, clock=clock) as rebooted:
+    async with await store_opener(clock) as rebooted:
         (unknown,) = await rebooted.outbox.mark_unknown_at_boot()
         expected = "the gateway stopped while sending piece 2 of 3 (piece 3 not sent yet)"
         assert (unknown.id, unknown.status, unknown.last_error) == (item_id, "unknown", expected)

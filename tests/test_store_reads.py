@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from gateway_core.model import Origin, SessionKey
 from gateway_core.store import Store
+
+pytestmark = pytest.mark.both_backends
 
 
 async def test_a_read_after_a_commit_sees_it_while_other_reads_run(store: Store) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gateway_core.clock import ManualClock
 from gateway_core.model import Origin, Session, SessionKey
 from gateway_core.store import Store
+
+pytestmark = pytest.mark.both_backends
 
 
 async def test_search_matches_key_and_user_name_and_escapes_wildcards(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
+
+import pytest
 
 from gateway_core.clock import ManualClock
 from gateway_core.model import (
@@ -17,6 +18,9 @@ from gateway_core.model import (
     Verdict,
 )
 from gateway_core.store import Store
+from tests.support.backends import StoreOpener
+
+pytestmark = pytest.mark.both_backends
 
 KEY = SessionKey("loopback", "chat-1")
 ORIGIN = Origin("loopback", "chat-1", user_id="u1")
@@ -37,12 +41,12 @@ async def test_every_session_starts_with_an_empty_recovery_record(store: Store) 
 
 
 async def test_mark_persists_reason_and_time(
-    store: Store, clock: ManualClock, db_path: Path
+    store: Store, clock: ManualClock, store_opener: StoreOpener
 ) -> None:
     session = await store.sessions.ensure(KEY, ORIGIN)
     assert await store.recovery.mark(session.id, "drain-timeout") is True
     await store.close()
-    async with await Store.open(db_path, clock=clock) as reopened:
+    async with await store_opener(clock) as reopened:
         record = await reopened.recovery.get(session.id)
         assert record is not None
         assert (record.state, record.reason, record.marked_at) == (
@@ -235,6 +239,7 @@ async def test_process_checkpoints_round_trip(store: Store) -> None:
     assert await store.processes.get("proc_abc123") == finished
 
 
+@pytest.mark.sqlite_only  # a PostgreSQL column of times cannot hold words
 async def test_unreadable_marker_times_keep_the_marker(store: Store) -> None:
     """Prior art A6: a malformed mark time is 'unknown', the flag and reason are kept."""
     session = await store.sessions.ensure(KEY, ORIGIN)
@@ -282,14 +287,14 @@ async def test_millisecond_timestamps_are_read_as_seconds(store: Store) -> None:
 
 
 async def test_a_send_interrupted_by_a_crash_becomes_unknown_not_resent(
-    store: Store, db_path: Path, clock: ManualClock
+    store: Store, store_opener: StoreOpener, clock: ManualClock
 ) -> None:
     session = await store.sessions.ensure(KEY, ORIGIN)
     in_flight = await store.outbox.enqueue(session.id, 1, "reply", "maybe delivered")
     waiting = await store.outbox.enqueue(session.id, 1, "reply", "never tried")
     assert await store.outbox.claim(in_flight) is not None
     await store.close()  # the process dies here, between the send and its confirmation
-    async with await Store.open(db_path, clock=clock) as rebooted:
+    async with await store_opener(clock) as rebooted:
         unknown = await rebooted.outbox.mark_unknown_at_boot()
         assert [i.id for i in unknown] == [in_flight]
         assert [i.id for i in await rebooted.outbox.pending()] == [waiting]

@@ -13,20 +13,25 @@ from gateway_core.model import MessageKind, NewMessage, Origin, Role, SessionKey
 from gateway_core.store import Store
 from gateway_core.store.recovery_records import CANDIDATES_SQL
 from gateway_core.store.schema import LATEST_VERSION
+from gateway_core.store.transaction import Transaction
 from gateway_core.store.transcript import tails_sql
+from tests.support.backends import StoreOpener
 from tests.support.transcripts import answer, asks, call, result, user
+
+pytestmark = pytest.mark.both_backends
 
 KEY = SessionKey("loopback", "chat-1", "topic-7")
 ORIGIN = Origin("loopback", "chat-1", "topic-7", user_id="u1", user_name="Ada")
 
 
-async def test_file_is_wal_with_normal_sync_by_default(store: Store, db_path: Path) -> None:
-    await store.sessions.ensure(KEY, ORIGIN)
-    raw = sqlite3.connect(db_path)
-    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION
-    raw.close()
-    assert await store.write(lambda db: db.execute("PRAGMA synchronous").fetchone()[0]) == 1
+async def test_file_is_wal_with_normal_sync_by_default(db_path: Path) -> None:
+    async with await Store.open(db_path) as store:
+        await store.sessions.ensure(KEY, ORIGIN)
+        raw = sqlite3.connect(db_path)
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION
+        raw.close()
+        assert await store.write(lambda db: db.execute("PRAGMA synchronous").fetchone()[0]) == 1
 
 
 async def test_synchronous_full_is_configurable(db_path: Path) -> None:
@@ -100,10 +105,9 @@ def _plan(db_path: Path, sql: str, params: tuple[object, ...]) -> str:
         raw.close()
 
 
-async def test_scan_queries_use_indexes_and_never_scan_transcripts(
-    store: Store, db_path: Path
-) -> None:
-    await store.sessions.ensure(KEY, ORIGIN)
+async def test_scan_queries_use_indexes_and_never_scan_transcripts(db_path: Path) -> None:
+    async with await Store.open(db_path) as store:
+        await store.sessions.ensure(KEY, ORIGIN)
     tails_plan = _plan(db_path, tails_sql(2), (1, 2, 50))
     assert "SEARCH m USING INDEX sqlite_autoindex_messages_1 (session_id=? AND seq>?)" in tails_plan
     assert "SCAN messages" not in tails_plan and "SCAN m " not in tails_plan
@@ -136,7 +140,7 @@ async def test_concurrent_writers_share_commits(store: Store) -> None:
 async def test_a_failing_job_rolls_back_alone(store: Store) -> None:
     session = await store.sessions.ensure(KEY, ORIGIN)
 
-    def broken(db: sqlite3.Connection) -> None:
+    def broken(db: Transaction) -> None:
         db.execute(
             "INSERT INTO messages (session_id, seq, role) VALUES (?, 99, 'user')", (session.id,)
         )
@@ -149,11 +153,11 @@ async def test_a_failing_job_rolls_back_alone(store: Store) -> None:
     assert [m.content for m in await store.transcript.all(session.id)] == ["kept"]
 
 
-async def test_rows_survive_reopen(db_path: Path, clock: ManualClock) -> None:
-    async with await Store.open(db_path, clock=clock) as first:
+async def test_rows_survive_reopen(store_opener: StoreOpener, clock: ManualClock) -> None:
+    async with await store_opener(clock) as first:
         session = await first.sessions.ensure(KEY, ORIGIN)
         await first.transcript.append(session.id, [user("hello"), answer("hi!")])
-    async with await Store.open(db_path, clock=clock) as second:
+    async with await store_opener(clock) as second:
         rows = await second.transcript.all(session.id)
         assert [(m.role, m.content, m.finish_reason) for m in rows] == [
             ("user", "hello", None),
@@ -161,11 +165,12 @@ async def test_rows_survive_reopen(db_path: Path, clock: ManualClock) -> None:
         ]
 
 
+@pytest.mark.sqlite_only  # a PostgreSQL column of times cannot hold words
 async def test_malformed_rows_come_back_flagged_not_raised(store: Store) -> None:
     session = await store.sessions.ensure(KEY, ORIGIN)
     await store.transcript.append(session.id, [user("ok"), result("c1", "x")])
 
-    def damage(db: sqlite3.Connection) -> None:
+    def damage(db: Transaction) -> None:
         db.execute(
             "INSERT INTO messages (session_id, seq, role, tool_calls, created_at)"
             " VALUES (?, 3, 'assistant', '{not json', 'yesterday')",

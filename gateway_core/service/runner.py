@@ -53,9 +53,12 @@ class GatewayService:
         clock: Clock | None = None,
         ring: LogRing | None = None,
         exit_to_restart: bool = True,
+        store_dsn: str | None = None,
     ) -> None:
         self.config = config
-        self.gateway = Gateway(config, agent=agent, adapters=adapters, clock=clock)
+        self.gateway = Gateway(
+            config, agent=agent, adapters=adapters, clock=clock, store_dsn=store_dsn
+        )
         self.notifier = notifier
         self.ring = ring
         self.exit_code = EXIT_OK

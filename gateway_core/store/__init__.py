@@ -1,9 +1,12 @@
-"""Durable state in one SQLite file. See store.py for the entry point."""
+"""Durable state in one SQLite file or one PostgreSQL database. See store.py for the entry
+point."""
 
 from gateway_core.store.errors import (
+    AccessDenied,
     DatabaseLocked,
     NotADatabase,
     SchemaTooNew,
+    ServerUnreachable,
     StoreClosed,
     StoreError,
 )
@@ -12,9 +15,11 @@ from gateway_core.store.transaction import Transaction
 
 __all__ = [
     "DATABASE_NAME",
+    "AccessDenied",
     "DatabaseLocked",
     "NotADatabase",
     "SchemaTooNew",
+    "ServerUnreachable",
     "Store",
     "StoreClosed",
     "StoreError",

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 from gateway_core.clock import Clock
 from gateway_core.model import AuditEntry
 from gateway_core.safe_json import parse_json
-from gateway_core.store.reader import Reader
-from gateway_core.store.writer import Writer
+from gateway_core.store.transaction import RowReader, Transaction, TransactionQueue
 
 _COLUMNS = "id, at, actor, action, targets, reason, outcome, detail"
 
@@ -24,7 +22,7 @@ def _decode(row: tuple[Any, ...]) -> AuditEntry:
 
 
 class Audit:
-    def __init__(self, writer: Writer, reader: Reader, clock: Clock) -> None:
+    def __init__(self, writer: TransactionQueue, reader: RowReader, clock: Clock) -> None:
         self._writer, self._reader, self._clock = writer, reader, clock
 
     async def record(
@@ -38,7 +36,7 @@ class Audit:
     ) -> AuditEntry:
         now = self._clock.now()
 
-        def txn(db: sqlite3.Connection) -> AuditEntry:
+        def txn(db: Transaction) -> AuditEntry:
             row = db.execute(
                 "INSERT INTO audit (at, actor, action, targets, reason, outcome, detail)"
                 f" VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS}",

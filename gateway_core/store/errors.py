@@ -25,3 +25,11 @@ class DatabaseLocked(StoreError):
 
 class StoreClosed(StoreError):
     """A write was submitted after the store started closing."""
+
+
+class ServerUnreachable(StoreError):
+    """The PostgreSQL server did not answer (down, wrong host or port, or the network)."""
+
+
+class AccessDenied(StoreError):
+    """The PostgreSQL server refused the credentials, or the user may not use the database."""

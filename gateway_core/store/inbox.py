@@ -6,14 +6,12 @@ the offset was confirmed) is stored once and processed once.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 from gateway_core.clock import Clock
 from gateway_core.model import InboxItem
-from gateway_core.store.reader import Reader
-from gateway_core.store.writer import Writer
+from gateway_core.store.transaction import RowReader, Transaction, TransactionQueue
 
 _COLUMNS = "id, platform, update_id, session_key, payload, status, error, received_at, processed_at"
 
@@ -33,7 +31,7 @@ def _decode(row: tuple[Any, ...]) -> InboxItem:
 
 
 def insert_row(
-    db: sqlite3.Connection,
+    db: Transaction,
     platform: str,
     update_id: str,
     session_key: str | None,
@@ -49,9 +47,7 @@ def insert_row(
     return None if row is None else int(row[0])
 
 
-def finish_row(
-    db: sqlite3.Connection, item_id: int, status: str, error: str | None, now: float
-) -> None:
+def finish_row(db: Transaction, item_id: int, status: str, error: str | None, now: float) -> None:
     db.execute(
         "UPDATE inbox SET status = ?, error = ?, processed_at = ? WHERE id = ?",
         (status, error, now, item_id),
@@ -59,7 +55,7 @@ def finish_row(
 
 
 class Inbox:
-    def __init__(self, writer: Writer, reader: Reader, clock: Clock) -> None:
+    def __init__(self, writer: TransactionQueue, reader: RowReader, clock: Clock) -> None:
         self._writer, self._reader, self._clock = writer, reader, clock
 
     async def add_batch(
@@ -71,7 +67,7 @@ class Inbox:
         """
         now = self._clock.now()
 
-        def txn(db: sqlite3.Connection) -> list[int]:
+        def txn(db: Transaction) -> list[int]:
             inserted = (
                 insert_row(db, platform, update_id, session_key, payload, now)
                 for update_id, session_key, payload in updates

@@ -21,7 +21,6 @@ an answer with a hole in it. Its last_error names the piece and the ones held af
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -37,8 +36,7 @@ from gateway_core.store.outbox_pieces import (
     settle_sending_row,
     store_piece_rows,
 )
-from gateway_core.store.reader import Reader
-from gateway_core.store.writer import Writer
+from gateway_core.store.transaction import RowReader, Transaction, TransactionQueue
 
 _COLUMNS = (
     "id, session_id, generation, kind, content, status, attempts, last_error,"
@@ -63,7 +61,7 @@ def decode_outbox(row: tuple[Any, ...]) -> OutboxItem:
 
 
 def enqueue_row(
-    db: sqlite3.Connection, session_id: int, generation: int, kind: str, content: str, now: float
+    db: Transaction, session_id: int, generation: int, kind: str, content: str, now: float
 ) -> int:
     row = db.execute(
         "INSERT INTO outbox (session_id, generation, kind, content, created_at)"
@@ -74,7 +72,7 @@ def enqueue_row(
 
 
 class Outbox:
-    def __init__(self, writer: Writer, reader: Reader, clock: Clock) -> None:
+    def __init__(self, writer: TransactionQueue, reader: RowReader, clock: Clock) -> None:
         self._writer, self._reader, self._clock = writer, reader, clock
 
     async def enqueue(self, session_id: int, generation: int, kind: str, content: str) -> int:
@@ -107,7 +105,7 @@ class Outbox:
     async def claim(self, item_id: int) -> OutboxItem | None:
         """Durably note that a send is about to happen. None if the item is not pending."""
 
-        def txn(db: sqlite3.Connection) -> OutboxItem | None:
+        def txn(db: Transaction) -> OutboxItem | None:
             row = db.execute(
                 "UPDATE outbox SET status = 'sending', attempts = attempts + 1"
                 f" WHERE id = ? AND status = 'pending' RETURNING {_COLUMNS}",
@@ -127,7 +125,7 @@ class Outbox:
         again (which runs on the writer thread, so it must be pure and quick)."""
         now = self._clock.now()
 
-        def txn(db: sqlite3.Connection) -> ClaimedReply | None:
+        def txn(db: Transaction) -> ClaimedReply | None:
             row = db.execute(
                 "UPDATE outbox SET status = 'sending', attempts = attempts + 1"
                 f" WHERE id = ? AND status = 'pending' RETURNING {_COLUMNS}",
@@ -162,7 +160,7 @@ class Outbox:
         reply is sent. True when the reply is now sent."""
         now = self._clock.now()
 
-        def txn(db: sqlite3.Connection) -> bool:
+        def txn(db: Transaction) -> bool:
             count = piece_count_row(db, item_id)
             if count:
                 mark_sent_row(db, item_id, index, platform_message_id, now)
@@ -186,11 +184,11 @@ class Outbox:
         """A send that surely did not land: back to pending, or failed for good. A piece being
         sent goes back to pending (a failed row's later pieces are never sent)."""
 
-        def txn(db: sqlite3.Connection) -> None:
+        def txn(db: Transaction) -> None:
             note = settle_sending_row(db, item_id, PieceStatus.PENDING)
             db.execute(
                 "UPDATE outbox SET last_error = ?,"
-                " status = CASE WHEN ? THEN 'failed' ELSE 'pending' END"
+                " status = CASE WHEN ? = 1 THEN 'failed' ELSE 'pending' END"
                 " WHERE id = ? AND status IN ('pending', 'sending')",
                 (_with_note(error, note), int(final), item_id),
             )
@@ -201,7 +199,7 @@ class Outbox:
         """A send that may or may not have landed: never sent again automatically, and
         neither are the pieces after it (see the top)."""
 
-        def txn(db: sqlite3.Connection) -> None:
+        def txn(db: Transaction) -> None:
             note = settle_sending_row(db, item_id, PieceStatus.UNKNOWN)
             db.execute(
                 "UPDATE outbox SET status = 'unknown', last_error = ?"
@@ -214,7 +212,7 @@ class Outbox:
     async def mark_unknown_at_boot(self) -> list[OutboxItem]:
         """Sends the previous run started but never confirmed: outcome unknown (see top)."""
 
-        def txn(db: sqlite3.Connection) -> list[OutboxItem]:
+        def txn(db: Transaction) -> list[OutboxItem]:
             rows = db.execute(
                 "UPDATE outbox SET status = 'unknown' WHERE status = 'sending'"
                 f" RETURNING {_COLUMNS}"
@@ -236,7 +234,7 @@ class Outbox:
         back to pending, and of a split reply the piece of unknown outcome with it (the
         pieces confirmed sent stay sent). None if the item is not 'unknown'."""
 
-        def txn(db: sqlite3.Connection) -> OutboxItem | None:
+        def txn(db: Transaction) -> OutboxItem | None:
             row = db.execute(
                 "UPDATE outbox SET status = 'pending', last_error = NULL"
                 f" WHERE id = ? AND status = 'unknown' RETURNING {_COLUMNS}",
@@ -262,7 +260,7 @@ class Outbox:
 
 
 def _mark_row_sent(
-    db: sqlite3.Connection, item_id: int, platform_message_id: str | None, now: float
+    db: Transaction, item_id: int, platform_message_id: str | None, now: float
 ) -> bool:
     cursor = db.execute(
         "UPDATE outbox SET status = 'sent', platform_message_id = ?, sent_at = ?"

@@ -12,14 +12,14 @@ one in the same transaction (or the whole row sent after the last piece).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 from gateway_core.model import PieceStatus, ReplyPiece
+from gateway_core.store.transaction import Transaction
 
 
-def piece_rows(db: sqlite3.Connection, outbox_id: int) -> list[ReplyPiece]:
+def piece_rows(db: Transaction, outbox_id: int) -> list[ReplyPiece]:
     rows = db.execute(
         "SELECT piece, content, status, platform_message_id FROM outbox_pieces"
         " WHERE outbox_id = ? ORDER BY piece",
@@ -32,14 +32,14 @@ def decode_piece(row: tuple[Any, ...]) -> ReplyPiece:
     return ReplyPiece(int(row[0]), row[1], _status(row[2]), row[3])
 
 
-def store_piece_rows(db: sqlite3.Connection, outbox_id: int, contents: Sequence[str]) -> None:
+def store_piece_rows(db: Transaction, outbox_id: int, contents: Sequence[str]) -> None:
     db.executemany(
         "INSERT INTO outbox_pieces (outbox_id, piece, content) VALUES (?, ?, ?)",
         [(outbox_id, index, content) for index, content in enumerate(contents)],
     )
 
 
-def mark_sending_row(db: sqlite3.Connection, outbox_id: int, index: int) -> None:
+def mark_sending_row(db: Transaction, outbox_id: int, index: int) -> None:
     db.execute(
         "UPDATE outbox_pieces SET status = 'sending' WHERE outbox_id = ? AND piece = ?",
         (outbox_id, index),
@@ -47,7 +47,7 @@ def mark_sending_row(db: sqlite3.Connection, outbox_id: int, index: int) -> None
 
 
 def mark_sent_row(
-    db: sqlite3.Connection, outbox_id: int, index: int, message_id: str | None, now: float
+    db: Transaction, outbox_id: int, index: int, message_id: str | None, now: float
 ) -> None:
     db.execute(
         "UPDATE outbox_pieces SET status = 'sent', platform_message_id = ?, sent_at = ?"
@@ -56,14 +56,14 @@ def mark_sent_row(
     )
 
 
-def piece_count_row(db: sqlite3.Connection, outbox_id: int) -> int:
+def piece_count_row(db: Transaction, outbox_id: int) -> int:
     row = db.execute(
         "SELECT count(*) FROM outbox_pieces WHERE outbox_id = ?", (outbox_id,)
     ).fetchone()
     return int(row[0])
 
 
-def settle_sending_row(db: sqlite3.Connection, outbox_id: int, status: PieceStatus) -> str | None:
+def settle_sending_row(db: Transaction, outbox_id: int, status: PieceStatus) -> str | None:
     """The piece being sent ends as `status` (pending: surely not sent; unknown). Returns the
     note for the operator naming that piece and the ones held after it, or None if the reply
     is not split."""

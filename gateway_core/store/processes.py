@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 from gateway_core.model import ProcessCheckpoint
 from gateway_core.safe_json import parse_json
-from gateway_core.store.reader import Reader
-from gateway_core.store.writer import Writer
+from gateway_core.store.transaction import RowReader, Transaction, TransactionQueue
 
 _COLUMNS = (
     "id, session_id, generation, command, cwd, pid, pid_started_at, notify_on_complete,"
@@ -43,9 +41,7 @@ def _decode(row: tuple[Any, ...]) -> ProcessCheckpoint:
     )
 
 
-def hand_over_row(
-    db: sqlite3.Connection, process_id: str, generation: int, *, consume: bool
-) -> bool:
+def hand_over_row(db: Transaction, process_id: str, generation: int, *, consume: bool) -> bool:
     """Inside a notice turn's start transaction: the turn takes the job over (its later
     events are stamped with this generation) and, for a completion, consumes it. False when
     the completion was consumed already (by wait, log or kill): nothing is to be told."""
@@ -60,18 +56,18 @@ def hand_over_row(
     return True
 
 
-def owner_generation_row(db: sqlite3.Connection, process_id: str) -> int | None:
+def owner_generation_row(db: Transaction, process_id: str) -> int | None:
     row = db.execute("SELECT generation FROM processes WHERE id = ?", (process_id,)).fetchone()
     return None if row is None else int(row[0])
 
 
-def is_consumed_row(db: sqlite3.Connection, process_id: str) -> bool:
+def is_consumed_row(db: Transaction, process_id: str) -> bool:
     row = db.execute("SELECT consumed FROM processes WHERE id = ?", (process_id,)).fetchone()
     return row is None or bool(row[0])
 
 
 class Processes:
-    def __init__(self, writer: Writer, reader: Reader) -> None:
+    def __init__(self, writer: TransactionQueue, reader: RowReader) -> None:
         self._writer, self._reader = writer, reader
 
     async def save(self, checkpoint: ProcessCheckpoint) -> None:
@@ -82,7 +78,7 @@ class Processes:
             c.exit_code, c.end_reason, int(c.consumed), c.started_at, c.ended_at, c.tool_call_id,
         )  # fmt: skip
 
-        def txn(db: sqlite3.Connection) -> None:
+        def txn(db: Transaction) -> None:
             # An upsert, not a replace: the owning generation and consumption only ever move
             # forward, even if this in-memory copy is older than what a notice turn's start
             # transaction wrote meanwhile.

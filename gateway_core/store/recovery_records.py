@@ -7,7 +7,6 @@ none ─mark─▶ pending ─(scan)─▶ held | resuming | none
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from gateway_core.clock import Clock
@@ -24,10 +23,9 @@ from gateway_core.model import (
 )
 from gateway_core.store.codec import SESSION_COLUMNS, decode_session, decode_timestamp
 from gateway_core.store.outbox import enqueue_row
-from gateway_core.store.reader import Reader
 from gateway_core.store.sessions import generation_row
+from gateway_core.store.transaction import RowReader, Transaction, TransactionQueue
 from gateway_core.store.transcript import append_rows
-from gateway_core.store.writer import Writer
 
 _COLUMNS = (
     "session_id, state, reason, marked_at, last_verdict, last_explanation, attempts,"
@@ -80,7 +78,7 @@ def _told(raw: object) -> Told | None:
         return Told.HELD
 
 
-def mark_row(db: sqlite3.Connection, session_id: int, reason: str, now: float) -> bool:
+def mark_row(db: Transaction, session_id: int, reason: str, now: float) -> bool:
     """Mark inside an open transaction. Refuses (False) for unknown or suspended sessions.
 
     A held or resuming record keeps its state (an operator decision or a running resume is
@@ -98,7 +96,7 @@ def mark_row(db: sqlite3.Connection, session_id: int, reason: str, now: float) -
     return cursor.rowcount == 1
 
 
-def clear_row(db: sqlite3.Connection, session_id: int, now: float) -> bool:
+def clear_row(db: Transaction, session_id: int, now: float) -> bool:
     """Drop the marker inside an open transaction; False if there was none (or suspended)."""
     cursor = db.execute(
         "UPDATE recovery SET state = 'none', reason = NULL, marked_at = NULL, attempts = 0,"
@@ -108,7 +106,7 @@ def clear_row(db: sqlite3.Connection, session_id: int, now: float) -> bool:
     return cursor.rowcount == 1
 
 
-def record_row(db: sqlite3.Connection, session_id: int) -> RecoveryRecord | None:
+def record_row(db: Transaction, session_id: int) -> RecoveryRecord | None:
     """The session's recovery record, inside an open transaction."""
     row = db.execute(
         f"SELECT {_COLUMNS} FROM recovery WHERE session_id = ?", (session_id,)
@@ -116,7 +114,7 @@ def record_row(db: sqlite3.Connection, session_id: int) -> RecoveryRecord | None
     return None if row is None else decode_record(row)
 
 
-def told_row(db: sqlite3.Connection, session_id: int, told: Told, now: float) -> None:
+def told_row(db: Transaction, session_id: int, told: Told, now: float) -> None:
     """Inside the transaction that queued the user's notice: it is told once per episode."""
     db.execute(
         "UPDATE recovery SET told = ?, updated_at = ? WHERE session_id = ?",
@@ -124,7 +122,7 @@ def told_row(db: sqlite3.Connection, session_id: int, told: Told, now: float) ->
     )
 
 
-def begin_attempt_row(db: sqlite3.Connection, session_id: int, now: float) -> RecoveryRecord | None:
+def begin_attempt_row(db: Transaction, session_id: int, now: float) -> RecoveryRecord | None:
     """Inside an open transaction: a resume turn starts (state resuming, one more attempt).
     None if the session is not a candidate."""
     row = db.execute(
@@ -138,7 +136,7 @@ def begin_attempt_row(db: sqlite3.Connection, session_id: int, now: float) -> Re
 
 
 class RecoveryRecords:
-    def __init__(self, writer: Writer, reader: Reader, clock: Clock) -> None:
+    def __init__(self, writer: TransactionQueue, reader: RowReader, clock: Clock) -> None:
         self._writer, self._reader, self._clock = writer, reader, clock
 
     async def get(self, session_id: int) -> RecoveryRecord | None:
@@ -155,7 +153,7 @@ class RecoveryRecords:
         """Mark several sessions in one commit; returns the ids that were marked."""
         now = self._clock.now()
 
-        def txn(db: sqlite3.Connection) -> list[int]:
+        def txn(db: Transaction) -> list[int]:
             return [sid for sid in session_ids if mark_row(db, sid, reason, now)]
 
         return await self._writer.submit(txn)
@@ -171,7 +169,7 @@ class RecoveryRecords:
         notice. Returns (cleared, the notice's outbox id)."""
         now = self._clock.now()
 
-        def txn(db: sqlite3.Connection) -> tuple[bool, int | None]:
+        def txn(db: Transaction) -> tuple[bool, int | None]:
             if not clear_row(db, session_id, now):
                 return False, None
             if notice is None or told is None:
@@ -191,7 +189,7 @@ class RecoveryRecords:
     async def suspend(self, session_id: int, reason: str) -> bool:
         now = self._clock.now()
 
-        def txn(db: sqlite3.Connection) -> bool:
+        def txn(db: Transaction) -> bool:
             cursor = db.execute(
                 "UPDATE recovery SET state = 'suspended', reason = ?, updated_at = ?"
                 " WHERE session_id = ?",
@@ -204,7 +202,7 @@ class RecoveryRecords:
     async def unsuspend(self, session_id: int) -> bool:
         now = self._clock.now()
 
-        def txn(db: sqlite3.Connection) -> bool:
+        def txn(db: Transaction) -> bool:
             cursor = db.execute(
                 "UPDATE recovery SET state = 'none', reason = NULL, marked_at = NULL,"
                 " attempts = 0, updated_at = ? WHERE session_id = ? AND state = 'suspended'",
@@ -225,7 +223,7 @@ class RecoveryRecords:
     ) -> bool:
         now = self._clock.now()
 
-        def txn(db: sqlite3.Connection) -> bool:
+        def txn(db: Transaction) -> bool:
             cursor = db.execute(
                 "UPDATE recovery SET state = coalesce(?, state), last_verdict = ?,"
                 " last_explanation = ?, updated_at = ?"
@@ -244,7 +242,7 @@ class RecoveryRecords:
 
 
 def apply_decision_row(
-    db: sqlite3.Connection, session_id: int, decision: Decision, now: float
+    db: Transaction, session_id: int, decision: Decision, now: float
 ) -> int | None:
     """Apply a recovery decision inside an open transaction; returns the outbox id of the
     user's notice when one was queued.
@@ -277,7 +275,7 @@ def apply_decision_row(
     held = decision.action is RecoveryAction.HOLD
     db.execute(
         "UPDATE recovery SET last_verdict = ?, last_explanation = ?, updated_at = ?,"
-        " state = CASE WHEN ? THEN 'held' ELSE state END"
+        " state = CASE WHEN ? = 1 THEN 'held' ELSE state END"
         " WHERE session_id = ? AND state != 'suspended'",
         (str(decision.verdict), decision.explanation, now, int(held), session_id),
     )
@@ -286,9 +284,7 @@ def apply_decision_row(
     return tell_user_row(db, session_id, decision.user_notice, decision.told, now)
 
 
-def tell_user_row(
-    db: sqlite3.Connection, session_id: int, text: str, told: Told, now: float
-) -> int:
+def tell_user_row(db: Transaction, session_id: int, text: str, told: Told, now: float) -> int:
     """Queue the user's one notice about an interrupted request, and remember it was told."""
     told_row(db, session_id, told, now)
     return enqueue_row(db, session_id, generation_row(db, session_id), "notice", text, now)

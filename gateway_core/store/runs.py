@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from gateway_core.clock import Clock
 from gateway_core.model import RunRecord
-from gateway_core.store.reader import Reader
-from gateway_core.store.writer import Writer
+from gateway_core.store.transaction import RowReader, Transaction, TransactionQueue
 
 _COLUMNS = "id, started_at, stopped_at, clean, pid, candidates"
 
@@ -26,13 +24,13 @@ def _decode(row: tuple[Any, ...]) -> RunRecord:
 
 
 class Runs:
-    def __init__(self, writer: Writer, reader: Reader, clock: Clock) -> None:
+    def __init__(self, writer: TransactionQueue, reader: RowReader, clock: Clock) -> None:
         self._writer, self._reader, self._clock = writer, reader, clock
 
     async def begin(self, pid: int) -> RunRecord:
         now = self._clock.now()
 
-        def txn(db: sqlite3.Connection) -> RunRecord:
+        def txn(db: Transaction) -> RunRecord:
             row = db.execute(
                 f"INSERT INTO runs (started_at, pid) VALUES (?, ?) RETURNING {_COLUMNS}",
                 (now, pid),

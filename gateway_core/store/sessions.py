@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from gateway_core.clock import Clock
 from gateway_core.model import Origin, Session, SessionKey
 from gateway_core.store.codec import SESSION_COLUMNS, decode_session, encode_origin
-from gateway_core.store.reader import Reader
+from gateway_core.store.transaction import RowReader, Transaction, TransactionQueue
 from gateway_core.store.turns import close_crashed_rows
-from gateway_core.store.writer import Writer
 
 
-def ensure_row(
-    db: sqlite3.Connection, key: SessionKey, origin: Origin | None, now: float
-) -> Session:
+def ensure_row(db: Transaction, key: SessionKey, origin: Origin | None, now: float) -> Session:
     """Upsert a session inside an open transaction (see Sessions.ensure)."""
     db.execute(
         "INSERT INTO sessions (key, platform, chat_id, thread_id, origin, created_at,"
         " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET"
-        " origin = coalesce(excluded.origin, origin)",
+        " origin = coalesce(excluded.origin, sessions.origin)",
         (str(key), key.platform, key.chat_id, key.thread_id, encode_origin(origin), now, now),
     )
     row = db.execute(
@@ -34,7 +29,7 @@ def ensure_row(
 
 
 class Sessions:
-    def __init__(self, writer: Writer, reader: Reader, clock: Clock) -> None:
+    def __init__(self, writer: TransactionQueue, reader: RowReader, clock: Clock) -> None:
         self._writer, self._reader, self._clock = writer, reader, clock
 
     async def ensure(self, key: SessionKey, origin: Origin | None) -> Session:
@@ -64,9 +59,11 @@ class Sessions:
         `order`: "recent" (last turn first) or by id; at most `limit`."""
         where, params = _matching(text)
         by = "updated_at DESC, id" if order == "recent" else "id"
+        # No LIMIT at all for "every row": PostgreSQL refuses SQLite's LIMIT -1.
+        bounded = "" if limit is None else " LIMIT ?"
         rows = await self._reader.all(
-            f"SELECT {SESSION_COLUMNS} FROM sessions{where} ORDER BY {by} LIMIT ?",
-            (*params, -1 if limit is None else limit),
+            f"SELECT {SESSION_COLUMNS} FROM sessions{where} ORDER BY {by}{bounded}",
+            params if limit is None else (*params, limit),
         )
         return [decode_session(row) for row in rows]
 
@@ -98,7 +95,7 @@ def _matching(text: str) -> tuple[str, tuple[str, ...]]:
     return where, (pattern, pattern)
 
 
-def next_generation_row(db: sqlite3.Connection, session_id: int) -> int:
+def next_generation_row(db: Transaction, session_id: int) -> int:
     """Start a new generation inside an open transaction; generations only ever grow."""
     row = db.execute(
         "UPDATE sessions SET generation = generation + 1 WHERE id = ? RETURNING generation",
@@ -109,7 +106,7 @@ def next_generation_row(db: sqlite3.Connection, session_id: int) -> int:
     return int(row[0])
 
 
-def begin_turn_row(db: sqlite3.Connection, session_id: int, generation: int, now: float) -> None:
+def begin_turn_row(db: Transaction, session_id: int, generation: int, now: float) -> None:
     """Record, inside an open transaction, that turn `generation` is running."""
     db.execute(
         "UPDATE sessions SET active_turn = ?, turn_started_at = ?, updated_at = ? WHERE id = ?",
@@ -117,7 +114,7 @@ def begin_turn_row(db: sqlite3.Connection, session_id: int, generation: int, now
     )
 
 
-def end_turn_row(db: sqlite3.Connection, session_id: int, generation: int) -> bool:
+def end_turn_row(db: Transaction, session_id: int, generation: int) -> bool:
     """Clear the running-turn marker, only if it still names this generation (compare-and-set:
     a late unwind of an old turn never clears a newer turn's marker)."""
     cursor = db.execute(
@@ -128,7 +125,7 @@ def end_turn_row(db: sqlite3.Connection, session_id: int, generation: int) -> bo
     return cursor.rowcount == 1
 
 
-def generation_row(db: sqlite3.Connection, session_id: int) -> int:
+def generation_row(db: Transaction, session_id: int) -> int:
     """The session's newest generation, inside an open transaction."""
     row = db.execute("SELECT generation FROM sessions WHERE id = ?", (session_id,)).fetchone()
     if row is None:
@@ -136,7 +133,7 @@ def generation_row(db: sqlite3.Connection, session_id: int) -> int:
     return int(row[0])
 
 
-def promote_crashed_turns(db: sqlite3.Connection, now: float) -> list[int]:
+def promote_crashed_turns(db: Transaction, now: float) -> list[int]:
     """At boot: every turn still marked running died with the previous run. Mark its session
     for recovery (reason 'crash', unless a drain already gave a more specific reason), close
     its turn row as crashed and clear the turn marker. Returns the session ids."""

@@ -1,9 +1,12 @@
-"""The store: the only code that speaks SQL. One SQLite file, one writer, read connections.
+"""The store: the only code that speaks SQL. One writer, read connections, on one of two
+backends: one SQLite file (the embedded default) or a PostgreSQL database (several nodes).
 
     store = await Store.open(state_dir / "switchboard.db")
     session = await store.sessions.ensure(key, origin)
     await store.transcript.append(session.id, [NewMessage(Role.USER, "hi")])
     await store.close()   # always: an unclosed aiosqlite connection hangs interpreter exit
+
+    store = await Store.open_postgresql(dsn)   # the same tables, transactions and API
 
 Writes that must land together (an answer, its outbox row and the marker clear) go through
 ``store.write(txn)`` with the row helpers of the table modules, in one transaction.
@@ -15,7 +18,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from gateway_core.clock import Clock, SystemClock
 from gateway_core.private_files import private_dir, private_file
@@ -34,6 +37,10 @@ from gateway_core.store.transcript import Transcript
 from gateway_core.store.turns import Turns
 from gateway_core.store.working_notices import WorkingNotices
 from gateway_core.store.writer import Writer, WriterStats
+
+if TYPE_CHECKING:
+    from gateway_core.store.postgres_reader import PostgresReader
+    from gateway_core.store.postgres_writer import PostgresWriter
 
 T = TypeVar("T")
 DATABASE_NAME = "switchboard.db"
@@ -61,8 +68,16 @@ def _prepare_path(path: Path) -> Path:
 
 
 class Store:
-    def __init__(self, path: Path, writer: Writer, reader: Reader, clock: Clock) -> None:
-        self.path = path
+    def __init__(
+        self,
+        where: str,
+        writer: Writer | PostgresWriter,
+        reader: Reader | PostgresReader,
+        clock: Clock,
+        path: Path | None = None,
+    ) -> None:
+        self.where = where  # for messages: the file, or the server without its password
+        self.path = path  # the SQLite file; None on PostgreSQL
         self.clock = clock
         self._writer = writer
         self._reader = reader
@@ -98,7 +113,49 @@ class Store:
         except BaseException:
             await writer.close()
             raise
-        return cls(path, writer, reader, clock or SystemClock())
+        return cls(str(path), writer, reader, clock or SystemClock(), path)
+
+    @classmethod
+    async def open_postgresql(
+        cls,
+        dsn: str,
+        *,
+        clock: Clock | None = None,
+        max_batch: int = 1000,
+        read_connections: int = 4,
+    ) -> Store:
+        """Connect to a PostgreSQL database and migrate it. Raises StoreError subclasses, one
+        line each, none repeating the DSN's password (ServerUnreachable, AccessDenied,
+        SchemaTooNew)."""
+        try:
+            from gateway_core.store.postgres_connect import describe, open_write_connection
+            from gateway_core.store.postgres_reader import PostgresReader
+            from gateway_core.store.postgres_writer import PostgresWriter
+        except ImportError as error:  # psycopg is an optional extra
+            raise StoreError(
+                f"the PostgreSQL backend needs psycopg ({error.name} is missing):"
+                " pip install 'switchboard[postgresql]'"
+            ) from None
+        writer = await PostgresWriter.connect(dsn, lambda: open_write_connection(dsn), max_batch)
+        try:
+            reader = await PostgresReader.connect(dsn, read_connections)
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(describe(dsn), writer, reader, clock or SystemClock())
+
+    @staticmethod
+    def dsn_passwords(dsn: str) -> list[str]:
+        """The password a DSN carries (for redaction), if psycopg can read the DSN."""
+        try:
+            from psycopg.conninfo import conninfo_to_dict
+        except ImportError:
+            return []
+        try:
+            password = conninfo_to_dict(dsn).get("password")
+        except Exception:  # an unreadable DSN: Store.open_postgresql will say so
+            return []
+        return [str(password)] if password else []
 
     async def write(self, txn: Callable[[Transaction], T]) -> T:
         """Run txn (given the transaction) in the next group commit; await the commit."""

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 
 from gateway_core.clock import Clock
 from gateway_core.model import Message, NewMessage
 from gateway_core.store.codec import MESSAGE_COLUMNS, decode_message, message_params
-from gateway_core.store.reader import Reader
-from gateway_core.store.writer import Writer
+from gateway_core.store.transaction import RowReader, Transaction, TransactionQueue
 
 
 def tails_sql(count: int) -> str:
@@ -30,7 +28,7 @@ _INSERT = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?
 
 
 def append_rows(
-    db: sqlite3.Connection, session_id: int, messages: Sequence[NewMessage], now: float
+    db: Transaction, session_id: int, messages: Sequence[NewMessage], now: float
 ) -> list[Message]:
     """Append inside an open transaction (usable by other jobs that write more than messages)."""
     last = db.execute(
@@ -43,7 +41,7 @@ def append_rows(
 
 
 class Transcript:
-    def __init__(self, writer: Writer, reader: Reader, clock: Clock) -> None:
+    def __init__(self, writer: TransactionQueue, reader: RowReader, clock: Clock) -> None:
         self._writer, self._reader, self._clock = writer, reader, clock
 
     async def append(self, session_id: int, messages: Sequence[NewMessage]) -> list[Message]:

@@ -8,14 +8,13 @@ tell a resume that was killed while it ran from one that ran to its end and wrot
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from gateway_core.model import TurnKind, TurnOutcome, TurnRecord
 from gateway_core.store.codec import decode_timestamp
-from gateway_core.store.reader import Reader
+from gateway_core.store.transaction import RowReader, Transaction
 
 _COLUMNS = "session_id, generation, kind, run_id, started_at, ended_at, outcome"
 E = TypeVar("E", bound=StrEnum)
@@ -44,7 +43,7 @@ def _enum(kind: type[E], raw: object, unknown: E) -> E:
 
 
 def begin_row(
-    db: sqlite3.Connection,
+    db: Transaction,
     session_id: int,
     generation: int,
     kind: TurnKind,
@@ -60,7 +59,7 @@ def begin_row(
 
 
 def end_row(
-    db: sqlite3.Connection, session_id: int, generation: int, outcome: TurnOutcome, now: float
+    db: Transaction, session_id: int, generation: int, outcome: TurnOutcome, now: float
 ) -> None:
     """Inside a turn's end (or interruption) transaction. Only an open row is closed: a turn
     the boot already found crashed keeps that outcome."""
@@ -71,7 +70,7 @@ def end_row(
     )
 
 
-def close_crashed_rows(db: sqlite3.Connection) -> int:
+def close_crashed_rows(db: Transaction) -> int:
     """At boot: every turn still open died with the previous run (its end time is unknown)."""
     cursor = db.execute(
         "UPDATE turns INDEXED BY turns_open SET outcome = ? WHERE outcome IS NULL",
@@ -90,7 +89,7 @@ def _last_sql(count: int) -> str:
 
 
 class Turns:
-    def __init__(self, reader: Reader) -> None:
+    def __init__(self, reader: RowReader) -> None:
         self._reader = reader
 
     async def last(self, session_ids: Iterable[int]) -> dict[int, TurnRecord]:

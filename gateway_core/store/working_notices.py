@@ -16,8 +16,7 @@ from typing import Any
 from gateway_core.clock import Clock
 from gateway_core.model import Origin, WorkingNotice
 from gateway_core.store.codec import decode_origin, encode_origin
-from gateway_core.store.reader import Reader
-from gateway_core.store.writer import Writer
+from gateway_core.store.transaction import RowReader, TransactionQueue
 
 
 def _decode(row: tuple[Any, ...]) -> WorkingNotice:
@@ -25,7 +24,7 @@ def _decode(row: tuple[Any, ...]) -> WorkingNotice:
 
 
 class WorkingNotices:
-    def __init__(self, writer: Writer, reader: Reader, clock: Clock) -> None:
+    def __init__(self, writer: TransactionQueue, reader: RowReader, clock: Clock) -> None:
         self._writer, self._reader, self._clock = writer, reader, clock
 
     async def begin(self, session_id: int, generation: int, origin: Origin) -> None:

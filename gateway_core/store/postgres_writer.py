@@ -1,0 +1,190 @@
+"""The PostgreSQL writer: one connection, one thread, group commit, as on SQLite.
+
+It keeps the SQLite writer's contract (writer.py): bodies are plain functions of a
+`Transaction`, the waiting ones run together in ONE transaction on the writer's own thread,
+each inside a savepoint so a body that raises is rolled back alone and its caller gets the
+exception, and every caller's future resolves once that transaction is committed. The
+bodies therefore stay synchronous, the same code on both backends; this is why the driver is
+psycopg 3, which has a synchronous API for this thread and an asynchronous one for reads.
+
+What differs from SQLite: the server is across a socket, so a lost connection fails the
+batch it hit (every caller hears `ServerUnreachable`) and the next batch connects again;
+and the statements are translated (`dialect.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.pq import TransactionStatus
+
+from gateway_core.store.dialect import postgres_sql
+from gateway_core.store.errors import StoreClosed, StoreError
+from gateway_core.store.postgres_connect import describe, translate_error
+from gateway_core.store.transaction import Transaction
+from gateway_core.store.writer import WriterStats
+
+T = TypeVar("T")
+Connection = psycopg.Connection[tuple[Any, ...]]
+
+
+class PostgresTransaction:
+    """A body's handle on PostgreSQL: the store's SQL translated, run in the open
+    transaction of the writer's connection."""
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
+        # Always a sequence, even empty: the driver then reads `%%` as a literal `%`.
+        return self._connection.execute(postgres_sql(sql), tuple(parameters))
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> psycopg.Cursor[Any]:
+        cursor = self._connection.cursor()
+        cursor.executemany(postgres_sql(sql), [tuple(row) for row in parameters])
+        return cursor
+
+
+@dataclass
+class _Pending:
+    txn: Callable[[Transaction], Any]
+    future: asyncio.Future[Any]
+
+
+class PostgresWriter:
+    def __init__(
+        self,
+        dsn: str,
+        opener: Callable[[], Connection],
+        connection: Connection,
+        executor: ThreadPoolExecutor,
+        max_batch: int = 1000,
+    ) -> None:
+        self._dsn = dsn
+        self._where = describe(dsn)
+        self._opener = opener
+        self._connection: Connection | None = connection
+        self._executor = executor
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.stats = WriterStats()
+
+    @classmethod
+    async def connect(
+        cls, dsn: str, opener: Callable[[], Connection], max_batch: int = 1000
+    ) -> PostgresWriter:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sb-pg-writer")
+        try:
+            connection = await asyncio.get_running_loop().run_in_executor(executor, opener)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        writer = cls(dsn, opener, connection, executor, max_batch)
+        writer._task = asyncio.get_running_loop().create_task(writer._run(), name="store-writer")
+        return writer
+
+    async def submit(self, txn: Callable[[Transaction], T]) -> T:
+        if self._closing:
+            raise StoreClosed(f"{self._where}: the store is closing; write refused")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(txn, future))
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            outcomes = await loop.run_in_executor(self._executor, self._commit, batch)
+            self.stats.batches += 1
+            self.stats.jobs += len(batch)
+            self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+            for pending, (ok, value) in zip(batch, outcomes, strict=True):
+                if pending.future.done():
+                    continue
+                if ok:
+                    pending.future.set_result(value)
+                else:
+                    pending.future.set_exception(value)
+
+    def _usable_connection(self) -> Connection:
+        if self._connection is not None and not self._connection.broken:
+            return self._connection
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        self._connection = self._opener()
+        return self._connection
+
+    def _commit(self, batch: list[_Pending]) -> list[tuple[bool, Any]]:
+        """Runs on the writer thread: one transaction for the whole batch."""
+        try:
+            connection = self._usable_connection()
+            connection.execute("BEGIN")
+        except StoreError as error:
+            return [(False, error)] * len(batch)
+        except psycopg.Error as error:
+            return [(False, translate_error(self._dsn, error))] * len(batch)
+        handle = PostgresTransaction(connection)
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            for pending in batch:
+                connection.execute("SAVEPOINT txn")
+                try:
+                    outcomes.append((True, pending.txn(handle)))
+                    connection.execute("RELEASE SAVEPOINT txn")
+                except Exception as error:  # the body's own failure goes back to its caller
+                    if connection.broken:
+                        raise
+                    connection.execute("ROLLBACK TO SAVEPOINT txn")
+                    connection.execute("RELEASE SAVEPOINT txn")
+                    outcomes.append((False, self._as_store_error(error)))
+            connection.execute("COMMIT")
+        except Exception as error:
+            # The connection went, or the transaction could not be kept: the whole batch is
+            # lost, so every caller must hear about it.
+            lost = self._as_store_error(error)
+            if not connection.broken and (
+                connection.info.transaction_status != TransactionStatus.IDLE
+            ):
+                with contextlib.suppress(psycopg.Error):
+                    connection.execute("ROLLBACK")
+            return [(False, lost)] * len(batch)
+        return outcomes
+
+    def _as_store_error(self, error: Exception) -> Exception:
+        if isinstance(error, psycopg.Error):
+            return translate_error(self._dsn, error)
+        return error
+
+    async def close(self) -> None:
+        """Stop taking jobs, commit what is queued, close the connection."""
+        if self._closing:
+            return
+        self._closing = True
+        self._queue.put_nowait(None)
+        if self._task is not None:
+            await self._task
+        connection = self._connection
+        if connection is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, connection.close)
+        self._executor.shutdown(wait=True)

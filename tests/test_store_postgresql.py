@@ -1,0 +1,148 @@
+"""The PostgreSQL backend's own cases: what a server can answer that a file cannot, the
+schema both backends end up with, and several stores (nodes) on one database."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from gateway_core.clock import ManualClock
+from gateway_core.model import Origin, SessionKey
+from gateway_core.store import AccessDenied, SchemaTooNew, ServerUnreachable, Store
+from gateway_core.store.dialect import postgres_sql
+from gateway_core.store.schema import LATEST_VERSION
+from gateway_core.store.schema_postgresql import VERSION_TABLE
+from tests.support.postgres_server import PASSWORD, PostgresServer
+
+KEY = SessionKey("telegram", "42")
+ORIGIN = Origin("telegram", "42", user_name="Ada")
+
+
+@pytest.fixture
+def dsn(postgres_server: PostgresServer) -> str:
+    return postgres_server.new_database()
+
+
+async def test_an_unreachable_server_is_one_clear_line_without_the_password(
+    postgres_server: PostgresServer,
+) -> None:
+    closed_port = postgres_server.dsn("nowhere").replace(f"port={postgres_server.port}", "port=1")
+    with pytest.raises(ServerUnreachable) as caught:
+        await Store.open_postgresql(closed_port)
+    message = str(caught.value)
+    assert message.startswith("postgresql switchboard@127.0.0.1:1/nowhere: cannot reach")
+    assert "\n" not in message and PASSWORD not in message
+
+
+async def test_wrong_credentials_are_refused_by_name_without_the_password(
+    postgres_server: PostgresServer,
+) -> None:
+    wrong = postgres_server.dsn(password="not-the-password")
+    with pytest.raises(AccessDenied, match=r"access denied.*password authentication failed") as e:
+        await Store.open_postgresql(wrong)
+    assert "not-the-password" not in str(e.value) and PASSWORD not in str(e.value)
+
+
+async def test_a_newer_schema_is_refused_and_left_alone(dsn: str) -> None:
+    async with await Store.open_postgresql(dsn) as store:
+        await store.sessions.ensure(KEY, ORIGIN)
+    with psycopg.connect(dsn, autocommit=True) as raw:
+        raw.execute(f"UPDATE {VERSION_TABLE} SET version = %s", (LATEST_VERSION + 5,))
+    with pytest.raises(SchemaTooNew, match=f"version {LATEST_VERSION + 5} is newer") as caught:
+        await Store.open_postgresql(dsn)
+    assert PASSWORD not in str(caught.value)
+    with psycopg.connect(dsn) as raw:
+        assert raw.execute(f"SELECT version FROM {VERSION_TABLE}").fetchall() == [
+            (LATEST_VERSION + 5,)
+        ]
+        assert raw.execute("SELECT count(*) FROM sessions").fetchone() == (1,)
+
+
+def _sqlite_columns(path: Path) -> dict[str, list[str]]:
+    raw = sqlite3.connect(path)
+    try:
+        tables = [
+            row[0] for row in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        ]
+        return {t: [c[1] for c in raw.execute(f"PRAGMA table_info({t})")] for t in tables}
+    finally:
+        raw.close()
+
+
+def _postgres_columns(dsn: str) -> dict[str, list[str]]:
+    with psycopg.connect(dsn) as raw:
+        rows = raw.execute(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name != %s"
+            " ORDER BY table_name, ordinal_position",
+            (VERSION_TABLE,),
+        ).fetchall()
+    columns: dict[str, list[str]] = {}
+    for table, column in rows:
+        columns.setdefault(table, []).append(column)
+    return columns
+
+
+async def test_both_backends_migrate_to_the_same_tables_and_columns(
+    dsn: str, db_path: Path
+) -> None:
+    async with await Store.open(db_path), await Store.open_postgresql(dsn):
+        pass
+    assert _postgres_columns(dsn) == _sqlite_columns(db_path)
+
+
+async def test_two_nodes_opening_an_empty_database_at_once_migrate_it_once(dsn: str) -> None:
+    first, second = await asyncio.gather(Store.open_postgresql(dsn), Store.open_postgresql(dsn))
+    await first.close()
+    await second.close()
+    with psycopg.connect(dsn) as raw:
+        assert raw.execute(f"SELECT version FROM {VERSION_TABLE}").fetchall() == [(LATEST_VERSION,)]
+
+
+async def test_an_update_seen_by_two_nodes_is_stored_once(dsn: str, clock: ManualClock) -> None:
+    async with (
+        await Store.open_postgresql(dsn, clock=clock) as one,
+        await Store.open_postgresql(dsn, clock=clock) as two,
+    ):
+        batch = [("100", "telegram:42", "{}")]
+        first, second = await asyncio.gather(
+            one.inbox.add_batch("telegram", batch), two.inbox.add_batch("telegram", batch)
+        )
+        assert sorted([len(first), len(second)]) == [0, 1]
+        assert len(await two.inbox.open_items()) == 1
+
+
+async def test_a_lost_connection_fails_the_writes_it_hit_and_the_next_batch_reconnects(
+    dsn: str,
+) -> None:
+    async with await Store.open_postgresql(dsn) as store:
+        session = await store.sessions.ensure(KEY, ORIGIN)
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid != pg_backend_pid()"
+                " AND application_name = 'switchboard'"
+            )
+        with pytest.raises(ServerUnreachable):
+            await store.sessions.next_generation(session.id)
+        assert await store.sessions.next_generation(session.id) == 1
+
+
+def test_the_translation_keeps_literals_and_spells_the_differences() -> None:
+    assert postgres_sql("SELECT '?%' FROM t WHERE a = ? AND b LIKE ?") == (
+        "SELECT '?%%' FROM t WHERE a = %s AND b ILIKE %s"
+    )
+    assert postgres_sql("INSERT OR IGNORE INTO t (a) VALUES (?)") == (
+        "INSERT INTO t (a) VALUES (%s) ON CONFLICT DO NOTHING"
+    )
+    assert postgres_sql("INSERT OR IGNORE INTO t (a) VALUES (?) RETURNING id") == (
+        "INSERT INTO t (a) VALUES (%s) ON CONFLICT DO NOTHING RETURNING id"
+    )
+    assert postgres_sql("SELECT a FROM t INDEXED BY t_open WHERE MAX(t.x, excluded.x)") == (
+        "SELECT a FROM t WHERE GREATEST(t.x, excluded.x)"
+    )
+    assert postgres_sql("json_extract(origin, '$.user_name')") == "(origin::json ->> 'user_name')"
