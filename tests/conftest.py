@@ -8,7 +8,7 @@ import pytest
 from gateway_core.clock import Clock, ManualClock
 from gateway_core.store import Store
 from tests.support.backends import NOT_INSTALLED, Backend, StoreOpener, postgres_required
-from tests.support.harness import stop_all
+from tests.support.harness import stop_all, store_dsn, use_store
 from tests.support.postgres_server import PostgresServer, start_server
 
 pytest_plugins = ["tests.support.console_fixtures"]
@@ -62,16 +62,26 @@ def postgres_server() -> Iterator[PostgresServer]:
         server.stop()
 
 
-@pytest.fixture
-def backend(request: pytest.FixtureRequest) -> Backend:
-    return Backend(getattr(request, "param", Backend.SQLITE))
+@pytest.fixture(autouse=True)
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """SQLite, unless the module is marked both_backends: then each test runs on both. On
+    PostgreSQL the test gets a database of its own, which the harness's gateways use too."""
+    chosen = Backend(getattr(request, "param", Backend.SQLITE))
+    if chosen is not Backend.POSTGRESQL:
+        yield chosen
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    use_store(server.new_database())
+    try:
+        yield chosen
+    finally:
+        use_store(None)
 
 
 @pytest.fixture
-def store_opener(backend: Backend, db_path: Path, request: pytest.FixtureRequest) -> StoreOpener:
-    if backend is Backend.POSTGRESQL:
-        server: PostgresServer = request.getfixturevalue("postgres_server")
-        dsn = server.new_database()
+def store_opener(backend: Backend, db_path: Path) -> StoreOpener:
+    dsn = store_dsn()
+    if backend is Backend.POSTGRESQL and dsn is not None:
         return lambda clock: Store.open_postgresql(dsn, clock=clock)
 
     def open_file(clock: Clock) -> Awaitable[Store]:

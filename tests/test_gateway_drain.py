@@ -6,12 +6,15 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 from gateway_core.adapters.loopback import LoopbackAdapter
 from gateway_core.clock import ManualClock
 from gateway_core.events import DrainProgress, Subscription, TurnFinished
 from gateway_core.gateway import DrainReport
-from gateway_core.store import DATABASE_NAME, Store
-from tests.support.harness import next_event, start_gateway
+from tests.support.harness import next_event, open_store, start_gateway
+
+pytestmark = pytest.mark.both_backends
 
 
 async def _run_out(
@@ -28,7 +31,7 @@ async def _run_out(
 
 
 async def _record(state_dir: Path, clock: ManualClock, chat: str) -> tuple[str, str | None]:
-    async with await Store.open(state_dir / DATABASE_NAME, clock=clock) as store:
+    async with await open_store(state_dir, clock) as store:
         for session in await store.sessions.list():
             if session.key.chat_id == chat:
                 record = await store.recovery.get(session.id)
@@ -73,7 +76,7 @@ async def test_one_session_finishes_in_the_window_and_one_does_not(
     assert slow.received() == []
     assert await _record(state, clock, "quick") == ("none", None)
     assert await _record(state, clock, "slow") == ("pending", "drain-timeout")
-    async with await Store.open(state / DATABASE_NAME, clock=clock) as store:
+    async with await open_store(state, clock) as store:
         (run,) = await store.runs.recent(1)
         assert run.clean is False and run.stopped_at is not None
 
@@ -110,7 +113,7 @@ async def test_a_drain_with_nothing_running_is_clean_and_immediate(
     await ada.wait_for(1)
     report = await running.gateway.stop(30)
     assert report.clean is True and report.interrupted == ()
-    async with await Store.open(state / DATABASE_NAME, clock=clock) as store:
+    async with await open_store(state, clock) as store:
         (run,) = await store.runs.recent(1)
         assert run.clean is True
 

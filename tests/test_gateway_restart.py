@@ -16,9 +16,17 @@ from gateway_core.agents.base import AgentEvent, Answer, TurnContext
 from gateway_core.clock import ManualClock
 from gateway_core.gateway import Gateway
 from gateway_core.model import MessageKind, NewMessage, Origin, RecoveryAction, SessionKey
-from gateway_core.store import DATABASE_NAME, Store
-from tests.support.harness import Running, make_config, start_gateway, track
+from tests.support.harness import (
+    Running,
+    make_config,
+    open_store,
+    start_gateway,
+    store_dsn,
+    track,
+)
 from tests.support.transcripts import answer, asks, call, user
+
+pytestmark = pytest.mark.both_backends
 
 HOUR = 3600.0
 
@@ -27,7 +35,7 @@ async def _seed(
     state_dir: Path, clock: ManualClock, chat: str, rows: Sequence[NewMessage], mark: bool = True
 ) -> int:
     """Write a conversation as a gateway would have left it, optionally marked for recovery."""
-    async with await Store.open(state_dir / DATABASE_NAME, clock=clock) as store:
+    async with await open_store(state_dir, clock) as store:
         session = await store.sessions.ensure(
             SessionKey("loopback", chat), Origin("loopback", chat, user_name=chat)
         )
@@ -72,7 +80,7 @@ async def test_an_answer_persisted_but_not_sent_is_delivered_not_re_run(
     session_id = await _seed(
         state, clock, "bob", [user("weather?", now - 5), answer("Rain.", now - 4)]
     )
-    async with await Store.open(state / DATABASE_NAME, clock=clock) as store:
+    async with await open_store(state, clock) as store:
         await store.outbox.enqueue(session_id, 1, "reply", "Rain.")  # produced, never sent
     running = await start_gateway(state, clock)
     assert [m.text for m in await running.adapter.user("bob").wait_for(1)] == ["Rain."]
@@ -199,7 +207,9 @@ async def test_a_message_to_a_marked_session_carries_one_note_and_is_stored_clea
     session_id = await _seed(state, clock, "dee", [user("deploy", now - 40), deploy])
     agent = RecordingAgent()
     adapter = LoopbackAdapter()
-    gateway = Gateway(make_config(state), agent=agent, adapters=[adapter], clock=clock)
+    gateway = Gateway(
+        make_config(state), agent=agent, adapters=[adapter], clock=clock, store_dsn=store_dsn()
+    )
     await gateway.start()
     track(Running(gateway, adapter))
     assert gateway.snapshot().candidates[0].state == "held"
@@ -221,7 +231,7 @@ async def test_a_reply_caught_mid_send_is_not_resent_and_is_counted_for_the_oper
     session_id = await _seed(
         state, clock, "gus", [user("hi", clock.now()), answer("hello", clock.now())], mark=False
     )
-    async with await Store.open(state / DATABASE_NAME, clock=clock) as store:
+    async with await open_store(state, clock) as store:
         item = await store.outbox.enqueue(session_id, 1, "reply", "hello")
         assert await store.outbox.claim(item) is not None  # the process died mid-send
     running = await start_gateway(state, clock)

@@ -14,9 +14,18 @@ from gateway_core.clock import ManualClock
 from gateway_core.events import NotifierFired, ReplySent, TurnFinished
 from gateway_core.gateway import Gateway
 from gateway_core.model import MessageKind, Origin, SessionKey
-from gateway_core.store import DATABASE_NAME, Store
-from tests.support.harness import Running, make_config, next_event, start_gateway, track
+from tests.support.harness import (
+    Running,
+    make_config,
+    next_event,
+    open_store,
+    start_gateway,
+    store_dsn,
+    track,
+)
 from tests.support.transcripts import user
+
+pytestmark = pytest.mark.both_backends
 
 
 @pytest.fixture
@@ -197,7 +206,7 @@ async def test_inbound_is_held_behind_a_fresh_resume_turn_then_released(
     tmp_path: Path, clock: ManualClock
 ) -> None:
     state = tmp_path / "state"
-    async with await Store.open(state / DATABASE_NAME, clock=clock) as store:
+    async with await open_store(state, clock) as store:
         session = await store.sessions.ensure(
             SessionKey("loopback", "ada"), Origin("loopback", "ada")
         )
@@ -206,7 +215,9 @@ async def test_inbound_is_held_behind_a_fresh_resume_turn_then_released(
     adapter = LoopbackAdapter()
     config = make_config(state, lanes={"busy_mode": "interrupt"}, recovery={"hold_inbound": 30},
                          notifier={"interval": 0})  # fmt: skip
-    gateway = Gateway(config, agent=SlowResumeAgent(), adapters=[adapter], clock=clock)
+    gateway = Gateway(
+        config, agent=SlowResumeAgent(), adapters=[adapter], clock=clock, store_dsn=store_dsn()
+    )
     await gateway.start()
     track(Running(gateway, adapter))
     ada = adapter.user("ada")

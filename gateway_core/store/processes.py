@@ -107,7 +107,7 @@ class Processes:
         """Ended jobs whose completion notice is still owed (crash or stop before it ran)."""
         rows = await self._reader.all(
             f"SELECT {_COLUMNS} FROM processes WHERE state != 'running'"
-            " AND notify_on_complete AND NOT consumed AND session_id IS NOT NULL"
+            " AND notify_on_complete != 0 AND consumed = 0 AND session_id IS NOT NULL"
             " ORDER BY ended_at"
         )
         return [_decode(row) for row in rows]

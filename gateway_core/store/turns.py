@@ -51,9 +51,13 @@ def begin_row(
     now: float,
 ) -> None:
     """Inside a turn's start transaction."""
+    # An upsert with REPLACE's effect (the row written anew, its end cleared), in the
+    # spelling both backends accept.
     db.execute(
-        "INSERT OR REPLACE INTO turns (session_id, generation, kind, run_id, started_at)"
-        " VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO turns (session_id, generation, kind, run_id, started_at)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_id, generation) DO UPDATE SET"
+        " kind = excluded.kind, run_id = excluded.run_id, started_at = excluded.started_at,"
+        " ended_at = NULL, outcome = NULL",
         (session_id, generation, str(kind), run_id, now),
     )
 

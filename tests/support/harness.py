@@ -13,9 +13,31 @@ from gateway_core.clock import Clock, ManualClock
 from gateway_core.config import Config, load_config
 from gateway_core.events import Event, Subscription
 from gateway_core.gateway import Gateway
+from gateway_core.store import DATABASE_NAME, Store
 
 E = TypeVar("E", bound=Event)
 R = TypeVar("R", bound="Stoppable")
+
+
+# The PostgreSQL database of the running test, when it runs on that backend (set by the
+# `backend` fixture, tests/conftest.py); None: the SQLite file in the state dir.
+_store_dsn: str | None = None
+
+
+def use_store(dsn: str | None) -> None:
+    global _store_dsn
+    _store_dsn = dsn
+
+
+def store_dsn() -> str | None:
+    return _store_dsn
+
+
+async def open_store(state_dir: Path, clock: Clock) -> Store:
+    """The store the test's gateways use, opened on its own (a reboot, or a look at rows)."""
+    if _store_dsn is not None:
+        return await Store.open_postgresql(_store_dsn, clock=clock)
+    return await Store.open(state_dir / DATABASE_NAME, clock=clock)
 
 
 def make_config(state_dir: Path, **sections: dict[str, Any]) -> Config:
@@ -24,6 +46,8 @@ def make_config(state_dir: Path, **sections: dict[str, Any]) -> Config:
     tables: dict[str, dict[str, Any]] = {
         "gateway": {"state_dir": str(state_dir), "sample_interval": 0}
     }
+    if _store_dsn is not None:
+        tables["store"] = {"backend": "postgresql"}
     tables.setdefault("agent", {})["kind"] = "scripted"
     for name, values in sections.items():
         tables.setdefault(name, {}).update(values)
@@ -46,7 +70,9 @@ def _toml(value: Any) -> str:
 
 
 def make_gateway(config: Config, clock: Clock, adapter: LoopbackAdapter) -> Gateway:
-    return Gateway(config, agent=ScriptedAgent(), adapters=[adapter], clock=clock)
+    return Gateway(
+        config, agent=ScriptedAgent(), adapters=[adapter], clock=clock, store_dsn=_store_dsn
+    )
 
 
 class Running:
