@@ -3,6 +3,7 @@
     python bench/intake.py                          # 1,000 sessions, 500 msg/s, 20 s per phase
     python bench/intake.py --seconds 5              # quicker
     python bench/intake.py --only saturation        # one phase (handy under a profiler)
+    python bench/intake.py --postgresql             # saturation on PostgreSQL too (ratio)
 
 Prints one JSON object. Targets (the intake issue), on the 2-core machine this project runs on:
 p99 arrival-to-reply-sent latency under 50 ms at 500 messages/s offered, and at least
@@ -25,6 +26,10 @@ delivery workers warm); that warm-up is not counted.
               (WAL, synchronous NORMAL, the project's schema), one transaction per message, in
               one loop: the most this SQLite could do for our workload with no gateway at all.
               ratio_to_ceiling = our row rate at saturation / the ceiling's row rate.
+
+With --postgresql, the saturation phase runs a second time on a throwaway PostgreSQL server
+(initdb and pg_ctl as the tests use them, durability off as there), one node, beside the
+SQLite run of the same process: `postgresql.ratio_to_sqlite` is its messages/s over SQLite's.
 
 Per phase, `writer` is the store's group-commit stats over the measured window and `costs` is
 where the time went: process CPU in cores (2 means both cores busy; the GIL keeps us near 1)
@@ -58,6 +63,7 @@ from gateway_core.model import Origin
 from gateway_core.store import Store
 from gateway_core.store.writer import WriterStats
 from tests.support.harness import make_config
+from tests.support.postgres_server import start_server
 
 REPLY_PREFIX = "You said: "
 # Rows one message costs, as the ceiling writes them: inbox insert, two transcript rows,
@@ -99,11 +105,16 @@ class TimedLoopback(LoopbackAdapter):
 class Bench:
     """A started gateway on a fresh store, with one loopback user per session."""
 
-    def __init__(self, directory: Path, sessions: int) -> None:
-        config = make_config(directory / "state", notifier={"interval": 0})
+    def __init__(self, directory: Path, sessions: int, dsn: str | None = None) -> None:
+        store = {} if dsn is None else {"store": {"backend": "postgresql"}}
+        config = make_config(directory / "state", notifier={"interval": 0}, **store)
         self.adapter = TimedLoopback()
         self.gateway = Gateway(
-            config, agent=ScriptedAgent(), adapters=[self.adapter], clock=SystemClock()
+            config,
+            agent=ScriptedAgent(),
+            adapters=[self.adapter],
+            clock=SystemClock(),
+            store_dsn=dsn,
         )
         self.users: list[LoopbackUser] = [self.adapter.user(f"u{n}") for n in range(sessions)]
 
@@ -183,9 +194,9 @@ async def fixed_rate(sessions: int, rate: float, seconds: float) -> dict[str, An
     }
 
 
-async def saturation(sessions: int, seconds: float) -> dict[str, Any]:
+async def saturation(sessions: int, seconds: float, dsn: str | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-intake-") as directory:
-        bench = Bench(Path(directory), sessions)
+        bench = Bench(Path(directory), sessions, dsn)
         await bench.start()
         adapter = bench.adapter
         before = bench.stats()
@@ -321,6 +332,21 @@ def ceiling(sessions: int, messages: int, max_seconds: float) -> dict[str, Any]:
     }
 
 
+def postgresql_saturation(
+    sessions: int, seconds: float, sqlite: dict[str, Any] | None
+) -> dict[str, Any]:
+    server = start_server()
+    if server is None:
+        return {"skipped": "PostgreSQL is not installed (initdb, pg_ctl)"}
+    try:
+        found = asyncio.run(saturation(sessions, seconds, server.new_database()))
+    finally:
+        server.stop()
+    if sqlite:
+        found["ratio_to_sqlite"] = round(found["messages_per_s"] / sqlite["messages_per_s"], 3)
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
@@ -328,6 +354,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500.0, help="fixed-rate messages/s")
     parser.add_argument("--ceiling-seconds", type=float, default=5.0)
     parser.add_argument("--only", choices=("fixed", "saturation", "ceiling"))
+    parser.add_argument(
+        "--postgresql", action="store_true", help="also run saturation on a throwaway PostgreSQL"
+    )
     add_gc_option(parser)
     args = parser.parse_args()
     gc_mode = apply_gc_option(args)
@@ -353,6 +382,8 @@ def main() -> None:
         count = sat["messages"] if sat else 10**9
         ceil = ceiling(args.sessions, max(count, 1), args.ceiling_seconds)
         result["ceiling"] = ceil
+    if args.postgresql:
+        result["postgresql"] = postgresql_saturation(args.sessions, args.seconds, sat)
     if sat and ceil:
         ours = sat["messages_per_s"] * ROWS_PER_MESSAGE
         result["ratio_to_ceiling"] = round(ours / ceil["rows_per_s"], 3)
