@@ -140,6 +140,32 @@ class TurnKind(StrEnum):
     NOTICE = "notice"  # a background job's event, told to the agent
 
 
+class NodeState(StrEnum):
+    """A gateway node as its heartbeat row says (several nodes on one PostgreSQL)."""
+
+    RUNNING = "running"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    id: str
+    host: str
+    pid: int
+    state: NodeState
+    started_at: float
+    heartbeat_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLease:
+    session_id: int
+    owner: str | None  # None once released
+    epoch: int
+    expires_at: float
+
+
 class TurnOutcome(StrEnum):
     """How a turn ended, as its durable turn row records it."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -12,11 +13,15 @@ import pytest
 
 from gateway_core.clock import ManualClock
 from gateway_core.model import Origin, SessionKey
-from gateway_core.store import AccessDenied, SchemaTooNew, ServerUnreachable, Store
+from gateway_core.store import AccessDenied, LeaseLost, SchemaTooNew, ServerUnreachable, Store
 from gateway_core.store.dialect import postgres_sql
+from gateway_core.store.leases import fence_row
 from gateway_core.store.schema import LATEST_VERSION
 from gateway_core.store.schema_postgresql import VERSION_TABLE
+from gateway_core.store.transaction import Transaction
+from gateway_core.store.transcript import append_rows
 from tests.support.postgres_server import PASSWORD, PostgresServer
+from tests.support.transcripts import answer
 
 KEY = SessionKey("telegram", "42")
 ORIGIN = Origin("telegram", "42", user_name="Ada")
@@ -146,3 +151,29 @@ def test_the_translation_keeps_literals_and_spells_the_differences() -> None:
         "SELECT a FROM t WHERE GREATEST(t.x, excluded.x)"
     )
     assert postgres_sql("json_extract(origin, '$.user_name')") == "(origin::json ->> 'user_name')"
+
+
+async def test_two_nodes_on_one_database_fence_each_other(dsn: str, clock: ManualClock) -> None:
+    async with (
+        await Store.open_postgresql(dsn, clock=clock) as node_a,
+        await Store.open_postgresql(dsn, clock=clock) as node_b,
+    ):
+        session = await node_a.sessions.ensure(KEY, Origin("telegram", "42"))
+        epoch_a = await node_a.leases.acquire(session.id, "a", 15.0)
+        clock.advance(15.0 + 1)  # a paused past its lease
+        epoch_b = await node_b.leases.acquire(session.id, "b", 15.0)
+
+        def answer_as(node: str, epoch: int, text: str) -> Callable[[Transaction], None]:
+            def txn(db: Transaction) -> None:
+                fence_row(db, session.id, node, epoch)
+                append_rows(db, session.id, [answer(text)], clock.now())
+
+            return txn
+
+        late_a, on_time_b = await asyncio.gather(
+            node_a.write(answer_as("a", epoch_a, "stale answer")),
+            node_b.write(answer_as("b", epoch_b, "answer")),
+            return_exceptions=True,
+        )
+        assert isinstance(late_a, LeaseLost) and on_time_b is None
+        assert [m.content for m in await node_a.transcript.all(session.id)] == ["answer"]

@@ -4,6 +4,8 @@ point."""
 from gateway_core.store.errors import (
     AccessDenied,
     DatabaseLocked,
+    LeaseHeld,
+    LeaseLost,
     NotADatabase,
     SchemaTooNew,
     ServerUnreachable,
@@ -17,6 +19,8 @@ __all__ = [
     "DATABASE_NAME",
     "AccessDenied",
     "DatabaseLocked",
+    "LeaseHeld",
+    "LeaseLost",
     "NotADatabase",
     "SchemaTooNew",
     "ServerUnreachable",

@@ -27,6 +27,14 @@ class StoreClosed(StoreError):
     """A write was submitted after the store started closing."""
 
 
+class LeaseHeld(StoreError):
+    """Another live node holds the session's lease: this node may not start a turn for it."""
+
+
+class LeaseLost(StoreError):
+    """This node's lease on the session was taken over: the write was refused (fencing)."""
+
+
 class ServerUnreachable(StoreError):
     """The PostgreSQL server did not answer (down, wrong host or port, or the network)."""
 

@@ -189,11 +189,36 @@ _DELIVERY_PIECES_AND_WORKING_NOTICES = """
         ) WITHOUT ROWID;
 """
 
+# Version 6 lets several gateway nodes share one (PostgreSQL) database: each node's heartbeat
+# row, and the lease through which at most one node at a time owns a session. The epoch grows
+# each time the session changes hands; every write of a turn checks it in its own transaction
+# (store/leases.py), so a node that lost a session can no longer write for it. Unused on a
+# single SQLite node.
+_NODES_AND_SESSION_LEASES = """
+        CREATE TABLE nodes (
+            id           TEXT PRIMARY KEY,   -- gateway.node_id (default host:pid)
+            host         TEXT NOT NULL,
+            pid          INTEGER NOT NULL,
+            state        TEXT NOT NULL,      -- running | draining | stopped (NodeState)
+            started_at   REAL NOT NULL,
+            heartbeat_at REAL NOT NULL
+        );
+
+        CREATE TABLE session_leases (
+            session_id INTEGER NOT NULL PRIMARY KEY REFERENCES sessions(id),
+            owner      TEXT,                 -- a node id; NULL once released
+            epoch      INTEGER NOT NULL,
+            expires_at REAL NOT NULL
+        );
+        CREATE INDEX session_leases_by_owner ON session_leases(owner) WHERE owner IS NOT NULL;
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_CORE,
     _V2_PROCESSES_AUDIT_LOOP_GUARD,
     _V3_ACTIVE_TURN,
     _V4_TURNS_TOOL_CALLS_TOLD,
     _DELIVERY_PIECES_AND_WORKING_NOTICES,
+    _NODES_AND_SESSION_LEASES,
 )
 LATEST_VERSION = len(MIGRATIONS)

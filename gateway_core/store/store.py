@@ -26,6 +26,7 @@ from gateway_core.store.audit import Audit
 from gateway_core.store.database import open_write_connection
 from gateway_core.store.errors import StoreError
 from gateway_core.store.inbox import Inbox
+from gateway_core.store.leases import Leases
 from gateway_core.store.outbox import Outbox
 from gateway_core.store.processes import Processes
 from gateway_core.store.reader import Reader
@@ -91,6 +92,7 @@ class Store:
         self.audit = Audit(writer, reader, clock)
         self.turns = Turns(reader)
         self.working_notices = WorkingNotices(writer, reader, clock)
+        self.leases = Leases(writer, reader, clock)
         self._closed = False
 
     @classmethod

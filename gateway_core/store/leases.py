@@ -1,0 +1,147 @@
+"""Nodes and session leases: at most one node at a time owns a session, and proves it.
+
+A node takes a session's lease in the start transaction of a turn (`acquire_row`): a lease
+that is free (never taken, released, or expired) becomes this node's with a new epoch; one
+this node holds already keeps its epoch (and is renewed); one another node holds unexpired is
+refused (`LeaseHeld`). The heartbeat renews every lease the node holds; a drain releases them
+at once, so the next node need not wait out the TTL.
+
+Every later write of the turn (its transcript rows, its end with the answer and outbox row,
+its interruption) first runs `fence_row` in the same transaction: the lease must still be
+this node's, at this epoch. The check is an UPDATE, so on PostgreSQL it holds the lease row's
+lock until the commit: a node taking the lease over waits for that commit, and from then on
+every write of the old owner is refused (`LeaseLost`). The epoch, not the clock, is the
+fence: a paused node whose lease expired but was not taken loses nothing.
+
+Delivery claims a reply with `delivery_fence_row`: refused only when another node owns the
+session (a reply queued outside any turn, such as a boot's notice, has no lease to check).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway_core.clock import Clock
+from gateway_core.model import NodeRecord, NodeState, SessionLease
+from gateway_core.store.errors import LeaseHeld, LeaseLost
+from gateway_core.store.transaction import RowReader, Transaction, TransactionQueue
+
+_LEASE_COLUMNS = "session_id, owner, epoch, expires_at"
+_NODE_COLUMNS = "id, host, pid, state, started_at, heartbeat_at"
+
+
+def _lease(row: tuple[Any, ...]) -> SessionLease:
+    return SessionLease(int(row[0]), row[1], int(row[2]), float(row[3]))
+
+
+def _node(row: tuple[Any, ...]) -> NodeRecord:
+    try:
+        state = NodeState(str(row[3]))
+    except ValueError:  # a state this version does not know: not counted as alive
+        state = NodeState.STOPPED
+    return NodeRecord(str(row[0]), str(row[1]), int(row[2]), state, float(row[4]), float(row[5]))
+
+
+def acquire_row(db: Transaction, session_id: int, node_id: str, now: float, ttl: float) -> int:
+    """This node's epoch for the session, inside a turn's start transaction; LeaseHeld if
+    another node holds it unexpired."""
+    row = db.execute(
+        "INSERT INTO session_leases (session_id, owner, epoch, expires_at) VALUES (?, ?, 1, ?)"
+        " ON CONFLICT (session_id) DO UPDATE SET"
+        " epoch = CASE WHEN session_leases.owner = excluded.owner THEN session_leases.epoch"
+        " ELSE session_leases.epoch + 1 END,"
+        " owner = excluded.owner, expires_at = excluded.expires_at"
+        " WHERE session_leases.owner = excluded.owner OR session_leases.owner IS NULL"
+        " OR session_leases.expires_at < ?"
+        " RETURNING epoch",
+        (session_id, node_id, now + ttl, now),
+    ).fetchone()
+    if row is None:
+        holder = db.execute(
+            "SELECT owner FROM session_leases WHERE session_id = ?", (session_id,)
+        ).fetchone()
+        owner = None if holder is None else holder[0]
+        raise LeaseHeld(f"session {session_id} is owned by node {owner}")
+    return int(row[0])
+
+
+def fence_row(db: Transaction, session_id: int, node_id: str, epoch: int) -> None:
+    """Refuse the transaction (LeaseLost) unless this node still holds the lease at epoch."""
+    cursor = db.execute(
+        "UPDATE session_leases SET epoch = epoch WHERE session_id = ? AND owner = ? AND epoch = ?",
+        (session_id, node_id, epoch),
+    )
+    if cursor.rowcount != 1:
+        raise LeaseLost(
+            f"session {session_id}: node {node_id} lost its lease (epoch {epoch}); write refused"
+        )
+
+
+def delivery_fence_row(db: Transaction, session_id: int, node_id: str) -> None:
+    """Refuse a delivery claim (LeaseLost) when another node owns the session."""
+    row = db.execute(
+        "SELECT owner FROM session_leases WHERE session_id = ? AND owner IS NOT NULL"
+        " AND owner != ?",
+        (session_id, node_id),
+    ).fetchone()
+    if row is not None:
+        raise LeaseLost(f"session {session_id} is owned by node {row[0]}; not delivering")
+
+
+class Leases:
+    def __init__(self, writer: TransactionQueue, reader: RowReader, clock: Clock) -> None:
+        self._writer, self._reader, self._clock = writer, reader, clock
+
+    async def heartbeat(
+        self, node_id: str, host: str, pid: int, state: NodeState, ttl: float
+    ) -> int:
+        """The node's row brought up to date and every lease it holds renewed; returns how
+        many it holds."""
+        now = self._clock.now()
+
+        def txn(db: Transaction) -> int:
+            db.execute(
+                f"INSERT INTO nodes ({_NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid,"
+                " state = excluded.state, heartbeat_at = excluded.heartbeat_at",
+                (node_id, host, pid, str(state), now, now),
+            )
+            return db.execute(
+                "UPDATE session_leases SET expires_at = ? WHERE owner = ?",
+                (now + ttl, node_id),
+            ).rowcount
+
+        return await self._writer.submit(txn)
+
+    async def acquire(self, session_id: int, node_id: str, ttl: float) -> int:
+        """The lease on its own (outside a turn); LeaseHeld if another node holds it."""
+        now = self._clock.now()
+        return await self._writer.submit(lambda db: acquire_row(db, session_id, node_id, now, ttl))
+
+    async def release_all(self, node_id: str) -> int:
+        """At a drain: every lease of this node freed at once (the epochs stay, so the next
+        owner's is new). Returns how many were released."""
+        return await self._writer.submit(
+            lambda db: (
+                db.execute(
+                    "UPDATE session_leases SET owner = NULL WHERE owner = ?", (node_id,)
+                ).rowcount
+            )
+        )
+
+    async def of_session(self, session_id: int) -> SessionLease | None:
+        row = await self._reader.one(
+            f"SELECT {_LEASE_COLUMNS} FROM session_leases WHERE session_id = ?", (session_id,)
+        )
+        return None if row is None else _lease(row)
+
+    async def held_by(self, node_id: str) -> list[SessionLease]:
+        rows = await self._reader.all(
+            f"SELECT {_LEASE_COLUMNS} FROM session_leases WHERE owner = ? ORDER BY session_id",
+            (node_id,),
+        )
+        return [_lease(row) for row in rows]
+
+    async def nodes(self) -> list[NodeRecord]:
+        rows = await self._reader.all(f"SELECT {_NODE_COLUMNS} FROM nodes ORDER BY id")
+        return [_node(row) for row in rows]

@@ -1,0 +1,73 @@
+"""Session leases and fencing, on both backends: one owner at a time, a new epoch each time a
+session changes hands, and a node that lost its lease cannot write for the session."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from gateway_core.clock import ManualClock
+from gateway_core.model import NodeState, Origin, SessionKey
+from gateway_core.store import LeaseHeld, LeaseLost, Store
+from gateway_core.store.leases import fence_row
+from gateway_core.store.transaction import Transaction
+from gateway_core.store.transcript import append_rows
+from tests.support.transcripts import user
+
+pytestmark = pytest.mark.both_backends
+KEY = SessionKey("telegram", "42")
+TTL = 15.0
+
+
+async def test_one_owner_at_a_time_and_a_new_epoch_per_hand_over(
+    store: Store, clock: ManualClock
+) -> None:
+    session = await store.sessions.ensure(KEY, Origin("telegram", "42"))
+    assert await store.leases.acquire(session.id, "a", TTL) == 1
+    assert await store.leases.acquire(session.id, "a", TTL) == 1  # still a's: same epoch
+    with pytest.raises(LeaseHeld, match="owned by node a"):
+        await store.leases.acquire(session.id, "b", TTL)
+    clock.advance(TTL + 1)
+    assert await store.leases.acquire(session.id, "b", TTL) == 2
+    with pytest.raises(LeaseHeld, match="owned by node b"):
+        await store.leases.acquire(session.id, "a", TTL)
+
+
+async def test_the_heartbeat_renews_and_a_drain_releases_at_once(
+    store: Store, clock: ManualClock
+) -> None:
+    session = await store.sessions.ensure(KEY, Origin("telegram", "42"))
+    await store.leases.acquire(session.id, "a", TTL)
+    clock.advance(TTL - 1)
+    assert await store.leases.heartbeat("a", "host-a", 11, NodeState.RUNNING, TTL) == 1
+    clock.advance(TTL - 1)  # past the first expiry, within the renewed one
+    with pytest.raises(LeaseHeld):
+        await store.leases.acquire(session.id, "b", TTL)
+    assert await store.leases.release_all("a") == 1
+    assert await store.leases.acquire(session.id, "b", TTL) == 2  # no TTL wait
+    (node,) = await store.leases.nodes()
+    assert (node.id, node.host, node.pid, node.state) == ("a", "host-a", 11, NodeState.RUNNING)
+
+
+async def test_a_node_that_lost_its_lease_writes_nothing_for_the_session(
+    store: Store, clock: ManualClock
+) -> None:
+    session = await store.sessions.ensure(KEY, Origin("telegram", "42"))
+    epoch_a = await store.leases.acquire(session.id, "a", TTL)
+
+    def fenced_append(node: str, epoch: int, text: str) -> Callable[[Transaction], None]:
+        def txn(db: Transaction) -> None:
+            append_rows(db, session.id, [user(text)], clock.now())  # written, then refused
+            fence_row(db, session.id, node, epoch)
+
+        return txn
+
+    await store.write(fenced_append("a", epoch_a, "while a owns it"))
+    clock.advance(TTL + 1)
+    epoch_b = await store.leases.acquire(session.id, "b", TTL)
+    with pytest.raises(LeaseLost, match="node a lost its lease"):
+        await store.write(fenced_append("a", epoch_a, "a after losing it"))
+    await store.write(fenced_append("b", epoch_b, "b now"))
+    rows = await store.transcript.all(session.id)
+    assert [m.content for m in rows] == ["while a owns it", "b now"]
