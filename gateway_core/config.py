@@ -381,6 +381,8 @@ SETTINGS: tuple[Setting, ...] = (
     _S("gateway", "sample_interval", 1, FLOAT,
        "seconds between CPU/memory readings of background processes; 0 disables",
        _at_least(0)),
+    _S("gateway", "node_id", "", STR,
+       "this node's name among several on one PostgreSQL database; empty means host:pid"),
     _S("store", "backend", "sqlite",
        _choice(tuple(backend.value for backend in StoreBackend), convert=StoreBackend),
        "where state is kept: sqlite (a file in state_dir, one node) | postgresql (shared)"),
@@ -458,6 +460,9 @@ SETTINGS: tuple[Setting, ...] = (
        "retries of a 429 or 5xx answer from the agent server, with backoff", _at_least(0)),
     _S("agent", "request_timeout", 120, FLOAT,
        "seconds one agent server request may take", _above(0)),
+    _S("cluster", "lease_ttl", 15, FLOAT,
+       "seconds a node's session leases outlive its last heartbeat (backend postgresql)",
+       _above(0)),
     # Empty means derived: <gateway.state_dir>/control.sock, after state_dir is resolved.
     _S("control", "socket", "", OPTIONAL_PATH,
        "control socket path; empty means <state_dir>/control.sock"),
@@ -486,6 +491,7 @@ class GatewaySettings:
     drain_timeout: float
     grace: float
     sample_interval: float
+    node_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -564,6 +570,11 @@ class HttpSettings:
     listen: ListenAddress | None
 
 
+@dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    lease_ttl: float
+
+
 _SECTION_TYPES: Mapping[str, type] = MappingProxyType(
     {
         "gateway": GatewaySettings,
@@ -573,6 +584,7 @@ _SECTION_TYPES: Mapping[str, type] = MappingProxyType(
         "notifier": NotifierSettings,
         "telegram": TelegramSettings,
         "agent": AgentSettings,
+        "cluster": ClusterSettings,
         "control": ControlSettings,
         "log": LogSettings,
         "http": HttpSettings,
@@ -589,6 +601,7 @@ class Config:
     notifier: NotifierSettings
     telegram: TelegramSettings
     agent: AgentSettings
+    cluster: ClusterSettings
     control: ControlSettings
     log: LogSettings
     http: HttpSettings

@@ -23,6 +23,7 @@ from gateway_core.clock import wait_or_timeout
 from gateway_core.events import DeliveryFailed, ReplySent
 from gateway_core.model import Origin, OutboxItem
 from gateway_core.runtime import Runtime
+from gateway_core.store import LeaseLost
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,13 @@ class Deliverer:
             return
         cut = partial(split_text, limit=adapter.capabilities.max_length)
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            claimed = await store.outbox.claim_pieces(outbox_id, cut)
+            node = self._rt.node
+            fence = None if node is None else (session_id, node.id)
+            try:
+                claimed = await store.outbox.claim_pieces(outbox_id, cut, fence)
+            except LeaseLost as lost:  # the session's owner node delivers it
+                log.info("reply %s left to its session's owner: %s", outbox_id, lost)
+                return
             if claimed is None:
                 return  # already sent, failed for good, or unknown: never send again
             try:

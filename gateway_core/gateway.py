@@ -31,6 +31,7 @@ from gateway_core.events import DrainProgress, EventBus
 from gateway_core.lanes import Lanes
 from gateway_core.live_run import LiveRun
 from gateway_core.model import Origin, OutboxItem, RunRecord
+from gateway_core.node import Node
 from gateway_core.private_files import warn_if_shared
 from gateway_core.processes.registry import ProcessRegistry
 from gateway_core.questions import Questions
@@ -162,6 +163,7 @@ class Gateway:
         runtime = Runtime(
             config, store, self.clock, self.events, self._agent, self._tools, self._adapters, policy
         )
+        runtime.node = Node.from_config(config)
         live = LiveRun(runtime, self.questions)
         self._live = live
         self._stopped.clear()

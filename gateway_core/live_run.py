@@ -35,7 +35,8 @@ from gateway_core.delivery import Deliverer
 from gateway_core.events import RecoveryDecided
 from gateway_core.intake import Intake
 from gateway_core.lanes import Lanes
-from gateway_core.model import ProcessState, RecoveryAction, RunRecord
+from gateway_core.model import NodeState, ProcessState, RecoveryAction, RunRecord
+from gateway_core.node import Heartbeat
 from gateway_core.notifiers import Notifiers
 from gateway_core.processes.notices import NoticeRouter
 from gateway_core.processes.registry import ProcessRegistry
@@ -71,6 +72,8 @@ class LiveRun:
         self.lanes = Lanes(rt, self.runner, on_turn_end=self.candidates.turn_ended)
         self.notices = NoticeRouter(rt, self.processes, self.lanes)
         self.intake = Intake(rt, self.lanes, questions, self.deliverer)
+        # On a node (PostgreSQL): its row and lease renewal (node.py); None on SQLite.
+        self.heartbeat = None if rt.node is None else Heartbeat(rt.node, rt.store, rt.clock)
         self.record: RunRecord | None = None  # this boot's row in `runs`, once written
         self.boot_recovery: BootRecovery | None = None
         self.started_mono = rt.clock.monotonic()
@@ -88,6 +91,9 @@ class LiveRun:
             self._sampling = asyncio.get_running_loop().create_task(
                 self.processes.sample_forever(interval), name="process-sampler"
             )
+        if self.heartbeat is not None:
+            await self.heartbeat.beat(NodeState.RUNNING)
+            self.heartbeat.start()
         self.record = await store.runs.begin(os.getpid())
         rt.run_id = self.record.id
         promoted = await store.write(lambda txn: promote_crashed_turns(txn, rt.clock.now()))
@@ -186,6 +192,10 @@ class LiveRun:
             ("deliverer", self.deliverer.close),
             *closers.items(),
         ]
+        if self.heartbeat is not None:
+            # After the lanes and the deliverer: nothing of this run writes for a session
+            # any more, so its leases go at once (no TTL wait for the other nodes).
+            steps.append(("node's leases", self.heartbeat.stop))
         record = self.record
         if record is not None:
             steps.append(("run record", lambda: rt.store.runs.finish(record.id, clean=clean)))

@@ -14,6 +14,7 @@ from gateway_core.agents.base import Agent
 from gateway_core.clock import Clock
 from gateway_core.config import Config
 from gateway_core.events import EventBus, GatewayStateChanged
+from gateway_core.node import Node
 from gateway_core.recovery.policy import RecoveryPolicy
 from gateway_core.store import Store
 from gateway_core.tools.registry import ToolBox
@@ -39,6 +40,8 @@ class Runtime:
     policy: RecoveryPolicy
     state: GatewayState = GatewayState.STARTING
     run_id: int | None = None  # this boot's row in `runs`, once recorded
+    # This run as a node of several on one PostgreSQL (node.py); None on SQLite: no leases.
+    node: Node | None = None
     # Tokens the agent reported, per session, for this run: {session_id: (prompt, completion)}.
     usage: dict[int, tuple[int, int]] = field(default_factory=dict)
 

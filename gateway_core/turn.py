@@ -45,7 +45,9 @@ from gateway_core.model import (
     TurnOutcome,
 )
 from gateway_core.recovery.note import resume_note, with_note
+from gateway_core.store.errors import LeaseHeld, LeaseLost
 from gateway_core.store.inbox import finish_row
+from gateway_core.store.leases import acquire_row, fence_row
 from gateway_core.store.outbox import enqueue_row
 from gateway_core.store.processes import hand_over_row, is_consumed_row, owner_generation_row
 from gateway_core.store.recovery_records import begin_attempt_row, clear_row, record_row
@@ -107,6 +109,15 @@ class TurnStart:
     marker_reason: str | None
     dropped: str | None = None  # a notice or resume not turned into a turn: why
     outbox_id: int | None = None
+    epoch: int | None = None  # the session's lease epoch this turn writes under (a node)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseTerms:
+    """Which node takes the session's lease in the start transaction, and for how long."""
+
+    node_id: str
+    ttl: float
 
 
 class JobOwners(Protocol):
@@ -141,9 +152,18 @@ def _notice_instead_of_turn(
 
 
 def _start_job(
-    session_id: int, request: TurnRequest, now: float, run_id: int | None
+    session_id: int,
+    request: TurnRequest,
+    now: float,
+    run_id: int | None,
+    lease: LeaseTerms | None = None,
 ) -> Callable[[Transaction], TurnStart]:
     def txn(db: Transaction) -> TurnStart:
+        # First: on a node, nothing is decided or written for a session another node owns
+        # (LeaseHeld rolls the whole start back; the inbox row stays for the owner).
+        epoch = (
+            None if lease is None else acquire_row(db, session_id, lease.node_id, now, lease.ttl)
+        )
         if request.notice is not None:
             instead = _notice_instead_of_turn(db, session_id, request, now)
             if instead is not None:
@@ -182,7 +202,7 @@ def _start_job(
             )
         if request.inbox_id is not None:
             finish_row(db, request.inbox_id, "done", None, now)
-        return TurnStart(generation, state, reason)
+        return TurnStart(generation, state, reason, epoch=epoch)
 
     return txn
 
@@ -201,6 +221,8 @@ class TurnRunner:
         self._notifiers = notifiers
         self._job_owners = job_owners
         self._job_waits = job_waits
+        # On a node: the lease epoch each session's current turn writes under.
+        self._epochs: dict[int, int] = {}
 
     async def run(
         self, session: Session, request: TurnRequest, on_generation: Callable[[int], None]
@@ -213,8 +235,18 @@ class TurnRunner:
         waits = request.await_jobs and self._job_waits is not None
         if waits and self._job_waits is not None and not await self._job_waits.settle(session):
             return Outcome.DROPPED
-        start = await rt.store.write(_start_job(session.id, request, rt.clock.now(), rt.run_id))
+        node = rt.node
+        lease = None if node is None else LeaseTerms(node.id, node.lease_ttl)
+        try:
+            start = await rt.store.write(
+                _start_job(session.id, request, rt.clock.now(), rt.run_id, lease)
+            )
+        except LeaseHeld as held:
+            log.info("turn for session %s not started here: %s", session.id, held)
+            return Outcome.DROPPED
         generation = start.generation
+        if start.epoch is not None:
+            self._epochs[session.id] = start.epoch
         if start.dropped is not None and request.notice is None:
             log.info("resume of session %s not needed: %s", session.id, start.dropped)
             return Outcome.DROPPED
@@ -285,7 +317,7 @@ class TurnRunner:
                 if answer is None:
                     answer = Answer("⚠️ The agent stopped without an answer.", FinishReason.ERROR)
                     outcome = Outcome.FAILED
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, LeaseLost):
                 raise
             except Exception as error:  # the agent failed: tell the user, keep the gateway up
                 log.warning("turn failed in session %s: %s", session.id, _short(error))
@@ -294,6 +326,11 @@ class TurnRunner:
             delivered = await self._finish(session.id, generation, answer, outcome)
             if not delivered:
                 outcome = Outcome.SUPERSEDED
+        except LeaseLost as lost:
+            # Another node took the session over: it owns the turn's recovery now, and this
+            # node writes and delivers nothing more for it.
+            log.warning("turn %s of session %s fenced off: %s", generation, session.id, lost)
+            outcome = Outcome.SUPERSEDED
         except asyncio.CancelledError:
             outcome = Outcome.INTERRUPTED
             # Record what the interruption left unknown, even though we are being cancelled.
@@ -312,8 +349,23 @@ class TurnRunner:
             )
         return outcome
 
+    def _fence(self, db: Transaction, session_id: int) -> None:
+        """On a node: refuse the transaction unless the session's lease is still ours."""
+        node, epoch = self._rt.node, self._epochs.get(session_id)
+        if node is not None and epoch is not None:
+            fence_row(db, session_id, node.id, epoch)
+
     async def _append(self, session_id: int, generation: int, row: NewMessage) -> None:
-        await self._rt.store.transcript.append(session_id, [row])
+        if self._rt.node is None:  # SQLite: one process, nothing to fence
+            await self._rt.store.transcript.append(session_id, [row])
+            return
+        now = self._rt.clock.now()
+
+        def txn(db: Transaction) -> None:
+            self._fence(db, session_id)
+            append_rows(db, session_id, [row], now)
+
+        await self._rt.store.write(txn)
 
     async def _finish(
         self, session_id: int, generation: int, answer: Answer, outcome: TurnOutcome
@@ -322,6 +374,7 @@ class TurnRunner:
         now = self._rt.clock.now()
 
         def txn(db: Transaction) -> int | None:
+            self._fence(db, session_id)
             current = generation_row(db, session_id)
             row = NewMessage(
                 Role.ASSISTANT,
@@ -383,12 +436,16 @@ class TurnRunner:
         ]
 
         def txn(db: Transaction) -> None:
+            self._fence(db, session_id)
             if rows:
                 append_rows(db, session_id, rows, now)
             end_turn_row(db, session_id, generation)
             end_row(db, session_id, generation, TurnOutcome.INTERRUPTED, now)
 
-        await self._rt.store.write(txn)
+        try:
+            await self._rt.store.write(txn)
+        except LeaseLost as lost:  # the new owner's recovery reads the tail as it is
+            log.warning("interruption of session %s not recorded here: %s", session_id, lost)
 
 
 def _calls_row(event: AskTools, generation: int) -> NewMessage:

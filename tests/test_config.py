@@ -29,6 +29,10 @@ state_dir = "/srv/sb/state"
 drain_timeout = 12.5
 grace = 2
 sample_interval = 0.5
+node_id = "gw-east-1"
+
+[cluster]
+lease_ttl = 9.5
 
 [store]
 backend = "PostgreSQL"
@@ -202,6 +206,8 @@ def test_full_file_round_trip(tmp_path: Path) -> None:
     assert cfg.gateway.grace == 2.0
     assert isinstance(cfg.gateway.grace, float)
     assert cfg.gateway.sample_interval == 0.5
+    assert cfg.gateway.node_id == "gw-east-1"
+    assert cfg.cluster.lease_ttl == 9.5
     assert cfg.store.backend is StoreBackend.POSTGRESQL
     assert cfg.store.dsn_env == "MY_DSN"
     assert cfg.store.synchronous == "FULL"

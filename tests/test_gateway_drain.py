@@ -12,7 +12,12 @@ from gateway_core.adapters.loopback import LoopbackAdapter
 from gateway_core.clock import ManualClock
 from gateway_core.events import DrainProgress, Subscription, TurnFinished
 from gateway_core.gateway import DrainReport
-from tests.support.harness import next_event, open_store, start_gateway
+from tests.support.harness import (
+    next_event,
+    open_store,
+    start_gateway,
+    wait_for_sleepers,
+)
 
 pytestmark = pytest.mark.both_backends
 
@@ -49,7 +54,7 @@ async def test_one_session_finishes_in_the_window_and_one_does_not(
     quick, slow = running.adapter.user("quick"), running.adapter.user("slow")
     await quick.say("think 5")
     await slow.say("think 100")
-    await clock.wait_for_sleepers(2)
+    await wait_for_sleepers(clock, 2)
     events = gateway.events.subscribe()
     drain = asyncio.ensure_future(gateway.stop(10))
 
@@ -88,7 +93,7 @@ async def test_no_still_working_message_once_the_drain_started(
     gateway = running.gateway
     ada = running.adapter.user("ada")
     await ada.say("think 100")
-    await clock.wait_for_sleepers(2)
+    await wait_for_sleepers(clock, 2)
     clock.advance(3)
     await ada.wait_for(1)  # the notifier works before the drain...
     events = gateway.events.subscribe()
@@ -134,7 +139,7 @@ async def test_kill_hooks_run_only_when_the_drain_timed_out(
     running = await start_gateway(tmp_path / "s", clock, notifier={"interval": 0})
     running.gateway.add_kill_hook(kill_tool_processes)
     await running.adapter.user("ada").say('tool sleep {"seconds": 60}')
-    await clock.wait_for_sleepers(1)
+    await wait_for_sleepers(clock, 1)
     report = await running.gateway.stop(0)
     assert report.interrupted and calls == [report.interrupted]
 
@@ -153,7 +158,7 @@ async def test_messages_during_a_drain_are_kept_for_the_next_run(
     running = await start_gateway(state, clock, notifier={"interval": 0})
     ada = running.adapter.user("ada")
     await ada.say("think 50")
-    await clock.wait_for_sleepers(1)
+    await wait_for_sleepers(clock, 1)
     await ada.say("and then this")  # queued behind the running turn
     await running.gateway.stop(0)
     again = await start_gateway(state, clock, adapter=running.adapter, notifier={"interval": 0})
@@ -178,7 +183,7 @@ async def test_the_drain_kills_jobs_of_interrupted_turns_only(
     await done_user.say("hello")
     await done_user.wait_for(1)
     await busy_user.say("think 500")
-    await clock.wait_for_sleepers(1)  # the busy turn thinks
+    await wait_for_sleepers(clock, 1)  # the busy turn thinks
     ids = {lane.session.key.chat_id: lane.session.id for lane in gateway.lanes.all()}
     kept = await gateway.processes.start("sleep 1000", session_id=ids["done"], generation=1)
     doomed = await gateway.processes.start("sleep 1000", session_id=ids["busy"], generation=1)

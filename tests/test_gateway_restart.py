@@ -23,6 +23,7 @@ from tests.support.harness import (
     start_gateway,
     store_dsn,
     track,
+    wait_for_sleepers,
 )
 from tests.support.transcripts import answer, asks, call, user
 
@@ -56,7 +57,7 @@ async def test_a_restart_during_a_long_turn_resumes_it_once(
     running = await start_gateway(state, clock, notifier={"interval": 0})
     ada = running.adapter.user("ada")
     await ada.say("think 1000")
-    await clock.wait_for_sleepers(1)
+    await wait_for_sleepers(clock, 1)
     boot = await running.gateway.restart(0)
     assert [c.decision.action for c in boot.candidates] == [RecoveryAction.RESUME]
     resumed = "Back after a restart. You had asked: 'think 1000'"
@@ -124,10 +125,10 @@ async def test_a_resume_interrupted_again_is_resumed_again_then_held_and_the_use
     )
     fay = running.adapter.user("fay")
     await fay.say("work 1000")
-    await clock.wait_for_sleepers(1)
+    await wait_for_sleepers(clock, 1)
     first = await running.gateway.restart(0)  # interrupts the turn
     assert [c.decision.action for c in first.candidates] == [RecoveryAction.RESUME]
-    await clock.wait_for_sleepers(1)  # the resume works again
+    await wait_for_sleepers(clock, 1)  # the resume works again
     second = await running.gateway.restart(0)  # interrupts the resume: attempt 1 of 2
     (candidate,) = second.candidates
     assert (candidate.decision.verdict, candidate.decision.action) == (
@@ -135,7 +136,7 @@ async def test_a_resume_interrupted_again_is_resumed_again_then_held_and_the_use
         RecoveryAction.RESUME,
     )
     assert "interrupted" in candidate.decision.explanation
-    await clock.wait_for_sleepers(1)
+    await wait_for_sleepers(clock, 1)
     third = await running.gateway.restart(0)  # attempt 2 of 2 interrupted: held, user told
     (candidate,) = third.candidates
     assert candidate.decision.action is RecoveryAction.HOLD
@@ -157,7 +158,7 @@ async def test_three_quick_restarts_trip_the_loop_guard(tmp_path: Path, clock: M
     actions = []
     for round_ in range(3):
         await ada.say(f"think {1000 + round_}")
-        await clock.wait_for_sleepers(1)
+        await wait_for_sleepers(clock, 1)
         boot = await running.gateway.restart(0)
         actions.append(boot.candidates[0].decision.action)
         if boot.loop_guard_tripped:
@@ -175,7 +176,7 @@ async def test_an_interrupted_mutating_tool_call_is_held_for_the_operator(
     state = tmp_path / "state"
     running = await start_gateway(state, clock, notifier={"interval": 0})
     await running.adapter.user("dee").say('tool sleep {"seconds": 600}')
-    await clock.wait_for_sleepers(1)
+    await wait_for_sleepers(clock, 1)
     boot = await running.gateway.restart(0)
     decision = boot.candidates[0].decision
     assert (decision.verdict, decision.action) == ("ambiguous-tool", RecoveryAction.HOLD)

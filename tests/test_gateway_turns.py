@@ -16,12 +16,14 @@ from gateway_core.gateway import Gateway
 from gateway_core.model import MessageKind, Origin, SessionKey
 from tests.support.harness import (
     Running,
+    background_sleepers,
     make_config,
     next_event,
     open_store,
     start_gateway,
     store_dsn,
     track,
+    wait_for_sleepers,
 )
 from tests.support.transcripts import user
 
@@ -63,7 +65,7 @@ async def test_messages_for_a_busy_session_wait_their_turn_in_order(
 ) -> None:
     ada = running.adapter.user("ada")
     await ada.say("think 100")
-    await clock.wait_for_sleepers(2)  # the turn's think + its notifier
+    await wait_for_sleepers(clock, 2)  # the turn's think + its notifier
     await ada.say("first follow-up")
     await ada.say("second follow-up")
     lane = running.gateway.lanes.all()[0]
@@ -86,11 +88,11 @@ async def test_interrupt_mode_cancels_the_running_turn_and_never_sends_its_answe
     try:
         ada = running.adapter.user("ada")
         await ada.say('tool sleep {"seconds": 500}')
-        await clock.wait_for_sleepers(2)
+        await wait_for_sleepers(clock, 2)
         await ada.say("never mind")
         assert [m.text for m in await ada.wait_for(1)] == ["You said: never mind"]
         # Nothing of the interrupted turn is still waiting to speak.
-        assert clock.sleepers == 0
+        assert clock.sleepers == background_sleepers()
         assert [m.text for m in ada.received()] == ["You said: never mind"]
         session_id = running.gateway.lanes.all()[0].session.id
         rows = await running.gateway.store.transcript.all(session_id)
@@ -120,7 +122,7 @@ async def test_still_working_notice_is_one_message_edited_then_removed(
     fired = running.gateway.events.subscribe()
     ada = running.adapter.user("ada")
     await ada.say("think 150")
-    await clock.wait_for_sleepers(2)
+    await wait_for_sleepers(clock, 2)
     clock.advance(60)
     notices = await ada.wait_for(1)
     assert notices[0].text == "⏳ Still working — 1 min so far"
@@ -129,7 +131,7 @@ async def test_still_working_notice_is_one_message_edited_then_removed(
             await asyncio.sleep(0)
     view = running.gateway.snapshot().notifiers[0]
     assert (view.sent, view.interval) == (1, 60)
-    await clock.wait_for_sleepers(2)
+    await wait_for_sleepers(clock, 2)
     clock.advance(60)
     await running.adapter.wait_until(lambda: notices[0].edits == 1)
     assert notices[0].text == "⏳ Still working — 2 min so far"
@@ -151,10 +153,10 @@ async def test_no_notifier_outlives_its_turn_across_queued_follow_ups(
 ) -> None:
     ada = running.adapter.user("ada")
     await ada.say("think 90")
-    await clock.wait_for_sleepers(2)
+    await wait_for_sleepers(clock, 2)
     await ada.say("think 30")
     clock.advance(90)  # first turn: notifier fired once at 60, turn ends at 90
-    await clock.wait_for_sleepers(2)  # second turn thinking, its own notifier waiting
+    await wait_for_sleepers(clock, 2)  # second turn thinking, its own notifier waiting
     notifiers = running.gateway.snapshot().notifiers
     assert len(notifiers) == 1 and notifiers[0].generation == 2
     clock.advance(30)
@@ -177,7 +179,7 @@ async def test_a_late_answer_of_an_old_generation_is_kept_but_never_delivered(
 ) -> None:
     ada = running.adapter.user("ada")
     await ada.say("think 100")
-    await clock.wait_for_sleepers(2)
+    await wait_for_sleepers(clock, 2)
     session_id = running.gateway.lanes.all()[0].session.id
     # The session moves on to a newer generation while the turn still thinks.
     assert await running.gateway.store.sessions.next_generation(session_id) == 2
@@ -221,7 +223,7 @@ async def test_inbound_is_held_behind_a_fresh_resume_turn_then_released(
     await gateway.start()
     track(Running(gateway, adapter))
     ada = adapter.user("ada")
-    await clock.wait_for_sleepers(1)  # the resume turn is working
+    await wait_for_sleepers(clock, 1)  # the resume turn is working
     await ada.say("hello?")  # within hold_inbound: queued, does not kill the resume
     lane = gateway.lanes.all()[0]
     assert len(lane.queue) == 1 and lane.current is not None
@@ -240,7 +242,7 @@ async def test_a_message_beyond_the_queue_limit_is_refused_and_the_user_told(
     )
     ada = running.adapter.user("ada")
     await ada.say("think 100")
-    await clock.wait_for_sleepers(1)
+    await wait_for_sleepers(clock, 1)
     await ada.say("queued")
     await ada.say("one too many")
     (notice,) = await ada.wait_for(1)

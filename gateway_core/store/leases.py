@@ -3,8 +3,8 @@
 A node takes a session's lease in the start transaction of a turn (`acquire_row`): a lease
 that is free (never taken, released, or expired) becomes this node's with a new epoch; one
 this node holds already keeps its epoch (and is renewed); one another node holds unexpired is
-refused (`LeaseHeld`). The heartbeat renews every lease the node holds; a drain releases them
-at once, so the next node need not wait out the TTL.
+refused (`LeaseHeld`). The heartbeat renews every lease of the node that has not lapsed; a
+drain releases them at once, so the next node need not wait out the TTL.
 
 Every later write of the turn (its transcript rows, its end with the answer and outbox row,
 its interruption) first runs `fence_row` in the same transaction: the lease must still be
@@ -106,9 +106,11 @@ class Leases:
                 " state = excluded.state, heartbeat_at = excluded.heartbeat_at",
                 (node_id, host, pid, str(state), now, now),
             )
+            # Only leases that have not lapsed: a node paused past its TTL does not take back
+            # what others may already have been offered.
             return db.execute(
-                "UPDATE session_leases SET expires_at = ? WHERE owner = ?",
-                (now + ttl, node_id),
+                "UPDATE session_leases SET expires_at = ? WHERE owner = ? AND expires_at >= ?",
+                (now + ttl, node_id, now),
             ).rowcount
 
         return await self._writer.submit(txn)

@@ -27,6 +27,7 @@ from typing import Any
 
 from gateway_core.clock import Clock
 from gateway_core.model import ClaimedReply, OutboxItem, PieceStatus, ReplyPiece
+from gateway_core.store.leases import delivery_fence_row
 from gateway_core.store.outbox_pieces import (
     decode_piece,
     mark_sending_row,
@@ -116,16 +117,24 @@ class Outbox:
         return await self._writer.submit(txn)
 
     async def claim_pieces(
-        self, item_id: int, split: Callable[[str], list[str]]
+        self,
+        item_id: int,
+        split: Callable[[str], list[str]],
+        fence: tuple[int, str] | None = None,
     ) -> ClaimedReply | None:
         """Claim a reply and the first of its pieces not yet sent. None if it is not pending.
 
         At the first claim the content is cut with `split` and, if that gives more than one
         piece, the pieces are stored: every later claim uses the stored pieces, never `split`
-        again (which runs on the writer thread, so it must be pure and quick)."""
+        again (which runs on the writer thread, so it must be pure and quick).
+
+        `fence` (session id, node id), on a node: LeaseLost instead of a claim when another
+        node owns the session (store/leases.py)."""
         now = self._clock.now()
 
         def txn(db: Transaction) -> ClaimedReply | None:
+            if fence is not None:
+                delivery_fence_row(db, *fence)
             row = db.execute(
                 "UPDATE outbox SET status = 'sending', attempts = attempts + 1"
                 f" WHERE id = ? AND status = 'pending' RETURNING {_COLUMNS}",

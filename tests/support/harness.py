@@ -40,6 +40,17 @@ async def open_store(state_dir: Path, clock: Clock) -> Store:
     return await Store.open(state_dir / DATABASE_NAME, clock=clock)
 
 
+def background_sleepers() -> int:
+    """Sleeps a started gateway always has pending on its clock: on PostgreSQL, the node's
+    heartbeat (gateway_core/node.py); on SQLite, none."""
+    return 0 if _store_dsn is None else 1
+
+
+async def wait_for_sleepers(clock: ManualClock, count: int) -> None:
+    """clock.wait_for_sleepers(count), not counting the gateway's background sleeps."""
+    await clock.wait_for_sleepers(count + background_sleepers())
+
+
 def make_config(state_dir: Path, **sections: dict[str, Any]) -> Config:
     """A config file with state_dir set and the given [section] keys, loaded for real."""
     # Sampling is off unless a test asks: its timer would sit among a ManualClock's sleepers.

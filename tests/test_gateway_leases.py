@@ -1,0 +1,97 @@
+"""A real gateway as a node on PostgreSQL: the lease its turn takes, fencing when another
+node took the session over, and the release at once when it stops. And on SQLite, no node."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway_core.clock import ManualClock
+from gateway_core.events import TurnFinished
+from gateway_core.model import NodeState, Role
+from gateway_core.store import Store
+from tests.support.harness import next_event, start_gateway, use_store, wait_for_sleepers
+from tests.support.postgres_server import PostgresServer
+
+TTL = 15.0
+
+
+@pytest.fixture
+def dsn(postgres_server: PostgresServer) -> Iterator[str]:
+    """The harness's gateways run on this database (as in a both_backends module)."""
+    database = postgres_server.new_database()
+    use_store(database)
+    try:
+        yield database
+    finally:
+        use_store(None)
+
+
+async def test_a_node_whose_lease_was_taken_writes_and_delivers_nothing(
+    dsn: str, tmp_path: Path, clock: ManualClock
+) -> None:
+    running = await start_gateway(
+        tmp_path / "a", clock, gateway={"node_id": "node-a"}, notifier={"interval": 0}
+    )
+    ada = running.adapter.user("ada")
+    finished = running.gateway.events.subscribe()
+    await ada.say('tool sleep {"seconds": 100}')
+    await wait_for_sleepers(clock, 1)  # the turn is inside its tool call
+    session_id = running.gateway.lanes.all()[0].session.id
+    store = running.gateway.store
+    lease = await store.leases.of_session(session_id)
+    assert lease is not None and (lease.owner, lease.epoch) == ("node-a", 1)
+
+    # node-a stops beating (paused, partitioned) past its TTL; node-b takes the session.
+    clock.advance(TTL + 1)
+    async with await Store.open_postgresql(dsn, clock=clock) as node_b:
+        assert await node_b.leases.acquire(session_id, "node-b", TTL) == 2
+        clock.advance(100)  # node-a's tool call returns; its turn goes on writing
+        ended = await next_event(finished, TurnFinished)
+        assert ended.outcome == "superseded"
+        rows = await node_b.transcript.all(session_id)
+        # The request and the tool call from before the takeover; nothing after it.
+        assert [m.role for m in rows] == [Role.USER, Role.ASSISTANT]
+        assert rows[1].tool_calls and rows[1].tool_calls[0].name == "sleep"
+        assert await node_b.outbox.pending() == []
+        assert ada.received() == []
+        lease = await node_b.leases.of_session(session_id)
+        assert lease is not None and (lease.owner, lease.epoch) == ("node-b", 2)
+        clock.advance(TTL)  # node-a's heartbeat does not take it back
+        lease = await node_b.leases.of_session(session_id)
+        assert lease is not None and lease.owner == "node-b"
+    await running.stop()
+
+
+async def test_a_stopping_node_releases_its_leases_at_once(
+    dsn: str, tmp_path: Path, clock: ManualClock
+) -> None:
+    running = await start_gateway(tmp_path / "a", clock, gateway={"node_id": "node-a"})
+    ada = running.adapter.user("ada")
+    await ada.say("hello")
+    assert [m.text for m in await ada.wait_for(1)] == ["You said: hello"]
+    session_id = running.gateway.lanes.all()[0].session.id
+    await running.stop()
+    async with await Store.open_postgresql(dsn, clock=clock) as node_b:
+        lease = await node_b.leases.of_session(session_id)
+        assert lease is not None and (lease.owner, lease.epoch) == (None, 1)
+        (node,) = await node_b.leases.nodes()
+        assert (node.id, node.state) == ("node-a", NodeState.STOPPED)
+        # No TTL wait: node-b owns the session at once, with a new epoch.
+        assert await node_b.leases.acquire(session_id, "node-b", TTL) == 2
+
+
+async def test_a_sqlite_gateway_is_no_node_and_takes_no_lease(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    running = await start_gateway(tmp_path / "s", clock)
+    ada = running.adapter.user("ada")
+    await ada.say("hello")
+    assert [m.text for m in await ada.wait_for(1)] == ["You said: hello"]
+    store = running.gateway.store
+    session_id = running.gateway.lanes.all()[0].session.id
+    assert await store.leases.of_session(session_id) is None
+    assert await store.leases.nodes() == []
+    await running.stop()
