@@ -463,6 +463,9 @@ SETTINGS: tuple[Setting, ...] = (
     _S("cluster", "lease_ttl", 15, FLOAT,
        "seconds a node's session leases outlive its last heartbeat (backend postgresql)",
        _above(0)),
+    _S("cluster", "inbox_poll", 2, FLOAT,
+       "seconds between a node's looks at the shared inbox when no notification woke it",
+       _above(0)),
     # Empty means derived: <gateway.state_dir>/control.sock, after state_dir is resolved.
     _S("control", "socket", "", OPTIONAL_PATH,
        "control socket path; empty means <state_dir>/control.sock"),
@@ -573,6 +576,7 @@ class HttpSettings:
 @dataclass(frozen=True, slots=True)
 class ClusterSettings:
     lease_ttl: float
+    inbox_poll: float
 
 
 _SECTION_TYPES: Mapping[str, type] = MappingProxyType(

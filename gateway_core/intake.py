@@ -23,6 +23,7 @@ from gateway_core.questions import Questions
 from gateway_core.runtime import Runtime
 from gateway_core.safe_json import parse_json
 from gateway_core.store.inbox import finish_row, insert_row
+from gateway_core.store.leases import notify_nodes_row
 from gateway_core.store.sessions import ensure_row
 from gateway_core.store.transaction import Transaction
 from gateway_core.turn import RequestKind, TurnRequest
@@ -39,9 +40,21 @@ class Intake:
         self._questions = questions
         self._deliverer = deliverer
         self._tasks: set[asyncio.Future[None]] = set()
+        # Inbox items this run handed to lanes (on a node, the pickup skips them). A batch
+        # is committed and handed over under the lock, so the pickup, woken by that very
+        # commit, never sees its items committed but not yet queued.
+        self.queued: set[int] = set()
+        self._handing_over = asyncio.Lock()
 
     async def accept(self, batch: Sequence[InboundMessage]) -> None:
         """Persist a batch in one transaction; only then may the adapter acknowledge it."""
+        if self._rt.node is None:
+            await self._accept(batch)
+            return
+        async with self._handing_over:
+            await self._accept(batch)
+
+    async def _accept(self, batch: Sequence[InboundMessage]) -> None:
         rt = self._rt
         now = rt.clock.now()
         skipped = duplicates = 0
@@ -68,6 +81,8 @@ class Intake:
                     accepted.append((session, inbox_id, message.text))
                 else:
                     duplicates += 1
+            if accepted and rt.node is not None:
+                notify_nodes_row(db)  # the sessions' owners may be other nodes
             return accepted
 
         accepted = await rt.store.write(txn)
@@ -92,11 +107,42 @@ class Intake:
         for inbound in await self._rt.store.inbox.open_items(limit=100_000):
             await self._queue_stored(inbound.id, inbound.session_key, inbound.payload)
 
+    async def pick_up(self) -> int:
+        """On a node: open inbox items of sessions this node may own, committed by any node
+        and not yet queued here, handed to their lanes. Returns how many."""
+        async with self._handing_over:
+            return await self._pick_up()
+
+    async def _pick_up(self) -> int:
+        node = self._rt.node
+        assert node is not None
+        store = self._rt.store
+        items = await store.inbox.open_items(limit=10_000)
+        self.queued &= {item.id for item in items}  # the rest were turned into turns
+        waiting = [item for item in items if item.id not in self.queued and item.session_key]
+        sessions: dict[int, Session] = {}
+        for item in waiting:
+            key = item.session_key
+            assert key is not None
+            session = await store.sessions.by_key(SessionKey.parse(key))
+            if session is not None:
+                sessions[item.id] = session
+        free = await store.leases.free_for(node.id, {s.id for s in sessions.values()})
+        picked = 0
+        for item in waiting:
+            session = sessions.get(item.id)
+            if session is not None and session.id in free:
+                await self._queue_stored(item.id, item.session_key, item.payload)
+                picked += 1
+        return picked
+
     async def close(self) -> None:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _submit(self, session: Session, inbox_id: int, text: str) -> bool:
         """False when the session's queue is full (the message is refused, the user told)."""
+        if self._rt.node is not None:
+            self.queued.add(inbox_id)
         try:
             self._lanes.submit(session, TurnRequest(RequestKind.MESSAGE, text, inbox_id))
         except LaneFull:

@@ -33,7 +33,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from gateway_core.delivery import Deliverer
 from gateway_core.events import RecoveryDecided
+from gateway_core.inbox_pickup import InboxPickup
 from gateway_core.intake import Intake
+from gateway_core.intake_lease import IntakeKeeper
 from gateway_core.lanes import Lanes
 from gateway_core.model import NodeState, ProcessState, RecoveryAction, RunRecord
 from gateway_core.node import Heartbeat
@@ -74,6 +76,8 @@ class LiveRun:
         self.intake = Intake(rt, self.lanes, questions, self.deliverer)
         # On a node (PostgreSQL): its row and lease renewal (node.py); None on SQLite.
         self.heartbeat = None if rt.node is None else Heartbeat(rt.node, rt.store, rt.clock)
+        self.pickup = None if rt.node is None else InboxPickup(rt, self.intake)
+        self.intake_keepers: list[IntakeKeeper] = []
         self.record: RunRecord | None = None  # this boot's row in `runs`, once written
         self.boot_recovery: BootRecovery | None = None
         self.started_mono = rt.clock.monotonic()
@@ -127,7 +131,14 @@ class LiveRun:
             self.deliverer.enqueue(owed.session_id, owed.id)
         self.lanes.kick_all()  # lanes given work while the gateway was still starting
         for adapter in rt.adapters.values():
-            await adapter.start_intake(self.intake.accept)
+            if rt.node is not None and adapter.capabilities.single_consumer:
+                keeper = IntakeKeeper(rt, rt.node, adapter, self.intake.accept)
+                keeper.start()
+                self.intake_keepers.append(keeper)
+            else:
+                await adapter.start_intake(self.intake.accept)
+        if self.pickup is not None:
+            await self.pickup.start()
         return boot
 
     def _tell_decisions(self, boot: BootRecovery) -> None:
@@ -185,6 +196,10 @@ class LiveRun:
         await self.processes.close()
         await self.candidates.close()
         await self.notices.close()
+        for keeper in self.intake_keepers:
+            await keeper.stop()
+        if self.pickup is not None:
+            await self.pickup.stop()
         await self.intake.close()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.lanes.close()

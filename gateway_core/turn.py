@@ -47,7 +47,7 @@ from gateway_core.model import (
 from gateway_core.recovery.note import resume_note, with_note
 from gateway_core.store.errors import LeaseHeld, LeaseLost
 from gateway_core.store.inbox import finish_row
-from gateway_core.store.leases import acquire_row, fence_row
+from gateway_core.store.leases import acquire_row, fence_row, inbox_open_row
 from gateway_core.store.outbox import enqueue_row
 from gateway_core.store.processes import hand_over_row, is_consumed_row, owner_generation_row
 from gateway_core.store.recovery_records import begin_attempt_row, clear_row, record_row
@@ -164,6 +164,10 @@ def _start_job(
         epoch = (
             None if lease is None else acquire_row(db, session_id, lease.node_id, now, lease.ttl)
         )
+        inbox_id = request.inbox_id
+        if lease is not None and inbox_id is not None and not inbox_open_row(db, inbox_id):
+            # Queued on two nodes (the intake's and the owner's pickup): one turn starts.
+            return TurnStart(generation_row(db, session_id), "none", None, dropped="taken")
         if request.notice is not None:
             instead = _notice_instead_of_turn(db, session_id, request, now)
             if instead is not None:
@@ -248,7 +252,7 @@ class TurnRunner:
         if start.epoch is not None:
             self._epochs[session.id] = start.epoch
         if start.dropped is not None and request.notice is None:
-            log.info("resume of session %s not needed: %s", session.id, start.dropped)
+            log.info("turn of session %s not started: %s", session.id, start.dropped)
             return Outcome.DROPPED
         if request.notice is not None:
             outcome_name = start.dropped or "delivered"

@@ -108,7 +108,9 @@ async def test_a_session_idle_past_the_freshness_window_is_not_resumed(
     ]
     record = await running.gateway.store.recovery.get(session_id)
     assert record is not None and record.state == "none"
-    assert running.adapter.messages == []
+    # No answer: at most the notice that it was not resumed (it may already be out: on
+    # PostgreSQL the boot awaits the node's first heartbeat, and the deliverer runs meanwhile).
+    assert all("not resumed" in m.text for m in running.adapter.messages)
 
 
 async def test_a_resume_interrupted_again_is_resumed_again_then_held_and_the_user_told_once(

@@ -31,6 +31,9 @@ class Capabilities:
     max_length: int = 4096
     # The platform shows "typing…" for a few seconds per call (the adapter has typing()).
     typing: bool = False
+    # The platform allows one consumer of its updates at a time (Telegram's getUpdates): on
+    # several nodes, only the holder of its intake lease starts intake (intake_lease.py).
+    single_consumer: bool = False
 
 
 @runtime_checkable

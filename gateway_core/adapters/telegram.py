@@ -35,6 +35,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -105,6 +106,8 @@ class TelegramAdapter:
         self.blocked_chats: set[str] = set()
         self.username: str | None = None
         self._health = IntakeHealth(False, "intake not started")
+        # Polling: one getUpdates consumer per bot. Webhook: Telegram pushes to any node.
+        self.capabilities = replace(self.capabilities, single_consumer=webhook is None)
         # Webhook mode: Telegram pushes updates (served by gateway_core/service/webhook.py).
         self.webhook = (
             None

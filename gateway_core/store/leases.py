@@ -19,6 +19,7 @@ session (a reply queued outside any turn, such as a boot's notice, has no lease 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from gateway_core.clock import Clock
@@ -27,6 +28,7 @@ from gateway_core.store.errors import LeaseHeld, LeaseLost
 from gateway_core.store.transaction import RowReader, Transaction, TransactionQueue
 
 _LEASE_COLUMNS = "session_id, owner, epoch, expires_at"
+INBOX_CHANNEL = "switchboard_inbox"  # NOTIFY: new inbox items committed
 _NODE_COLUMNS = "id, host, pid, state, started_at, heartbeat_at"
 
 
@@ -77,6 +79,19 @@ def fence_row(db: Transaction, session_id: int, node_id: str, epoch: int) -> Non
         )
 
 
+def inbox_open_row(db: Transaction, inbox_id: int) -> bool:
+    """Whether an inbox item is still to be turned into a turn (on a node, the start
+    transaction checks it: two nodes may both have queued it, one turn is started)."""
+    row = db.execute("SELECT status FROM inbox WHERE id = ?", (inbox_id,)).fetchone()
+    return row is not None and row[0] == "new"
+
+
+def notify_nodes_row(db: Transaction) -> None:
+    """Wake the other nodes' inbox pickup when this transaction commits. PostgreSQL only:
+    nodes exist only there."""
+    db.execute(f"SELECT pg_notify('{INBOX_CHANNEL}', '')")
+
+
 def delivery_fence_row(db: Transaction, session_id: int, node_id: str) -> None:
     """Refuse a delivery claim (LeaseLost) when another node owns the session."""
     row = db.execute(
@@ -108,6 +123,10 @@ class Leases:
             )
             # Only leases that have not lapsed: a node paused past its TTL does not take back
             # what others may already have been offered.
+            db.execute(
+                "UPDATE intake_leases SET expires_at = ? WHERE owner = ? AND expires_at >= ?",
+                (now + ttl, node_id, now),
+            )
             return db.execute(
                 "UPDATE session_leases SET expires_at = ? WHERE owner = ? AND expires_at >= ?",
                 (now + ttl, node_id, now),
@@ -121,15 +140,68 @@ class Leases:
         return await self._writer.submit(lambda db: acquire_row(db, session_id, node_id, now, ttl))
 
     async def release_all(self, node_id: str) -> int:
-        """At a drain: every lease of this node freed at once (the epochs stay, so the next
-        owner's is new). Returns how many were released."""
-        return await self._writer.submit(
-            lambda db: (
-                db.execute(
-                    "UPDATE session_leases SET owner = NULL WHERE owner = ?", (node_id,)
-                ).rowcount
-            )
+        """At a drain: every lease of this node freed at once, its intake leases too (the
+        epochs stay, so the next owner's is new). Returns how many sessions were released."""
+
+        def txn(db: Transaction) -> int:
+            db.execute("UPDATE intake_leases SET owner = NULL WHERE owner = ?", (node_id,))
+            return db.execute(
+                "UPDATE session_leases SET owner = NULL WHERE owner = ?", (node_id,)
+            ).rowcount
+
+        return await self._writer.submit(txn)
+
+    async def acquire_intake(self, name: str, node_id: str, ttl: float) -> bool:
+        """Whether this node now holds the intake lease `name` (taken if free or lapsed,
+        renewed if already its own)."""
+        now = self._clock.now()
+
+        def txn(db: Transaction) -> bool:
+            row = db.execute(
+                "INSERT INTO intake_leases (name, owner, epoch, expires_at) VALUES (?, ?, 1, ?)"
+                " ON CONFLICT (name) DO UPDATE SET"
+                " epoch = CASE WHEN intake_leases.owner = excluded.owner THEN intake_leases.epoch"
+                " ELSE intake_leases.epoch + 1 END,"
+                " owner = excluded.owner, expires_at = excluded.expires_at"
+                " WHERE intake_leases.owner = excluded.owner OR intake_leases.owner IS NULL"
+                " OR intake_leases.expires_at < ?"
+                " RETURNING epoch",
+                (name, node_id, now + ttl, now),
+            ).fetchone()
+            return row is not None
+
+        return await self._writer.submit(txn)
+
+    async def intake_holders(self) -> dict[str, str]:
+        """{intake name: node} for the intake leases held and not lapsed."""
+        rows = await self._reader.all(
+            "SELECT name, owner FROM intake_leases WHERE owner IS NOT NULL AND expires_at >= ?",
+            (self._clock.now(),),
         )
+        return {str(name): str(owner) for name, owner in rows}
+
+    async def sessions_owned(self) -> dict[str, int]:
+        """{node: how many sessions it holds}, leases not lapsed."""
+        rows = await self._reader.all(
+            "SELECT owner, count(*) FROM session_leases WHERE owner IS NOT NULL"
+            " AND expires_at >= ? GROUP BY owner",
+            (self._clock.now(),),
+        )
+        return {str(owner): int(count) for owner, count in rows}
+
+    async def free_for(self, node_id: str, session_ids: Iterable[int]) -> set[int]:
+        """Which of the sessions this node may take: its own, released, lapsed, never leased."""
+        wanted = list(session_ids)
+        if not wanted:
+            return set()
+        marks = ",".join("?" * len(wanted))
+        rows = await self._reader.all(
+            f"SELECT session_id FROM session_leases WHERE session_id IN ({marks})"
+            " AND owner IS NOT NULL AND owner != ? AND expires_at >= ?",
+            (*wanted, node_id, self._clock.now()),
+        )
+        taken = {int(row[0]) for row in rows}
+        return {session_id for session_id in wanted if session_id not in taken}
 
     async def of_session(self, session_id: int) -> SessionLease | None:
         row = await self._reader.one(

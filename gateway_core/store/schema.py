@@ -211,6 +211,15 @@ _NODES_AND_SESSION_LEASES = """
             expires_at REAL NOT NULL
         );
         CREATE INDEX session_leases_by_owner ON session_leases(owner) WHERE owner IS NOT NULL;
+
+        -- Platforms that allow one consumer of their updates (Telegram's getUpdates): the
+        -- node holding this lease polls, the others wait to take it over.
+        CREATE TABLE intake_leases (
+            name       TEXT PRIMARY KEY,     -- the adapter's platform
+            owner      TEXT,
+            epoch      INTEGER NOT NULL,
+            expires_at REAL NOT NULL
+        );
 """
 
 MIGRATIONS: tuple[str, ...] = (

@@ -14,6 +14,7 @@ Writes that must land together (an answer, its outbox row and the marker clear) 
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +41,7 @@ from gateway_core.store.working_notices import WorkingNotices
 from gateway_core.store.writer import Writer, WriterStats
 
 if TYPE_CHECKING:
+    from gateway_core.store.postgres_listen import Wakeups
     from gateway_core.store.postgres_reader import PostgresReader
     from gateway_core.store.postgres_writer import PostgresWriter
 
@@ -78,6 +80,8 @@ class Store:
         path: Path | None = None,
     ) -> None:
         self.where = where  # for messages: the file, or the server without its password
+        self._dsn: str | None = None  # PostgreSQL's, for the listeners
+        self._listeners: list[Wakeups] = []
         self.path = path  # the SQLite file; None on PostgreSQL
         self.clock = clock
         self._writer = writer
@@ -144,7 +148,22 @@ class Store:
         except BaseException:
             await writer.close()
             raise
-        return cls(describe(dsn), writer, reader, clock or SystemClock())
+        store = cls(describe(dsn), writer, reader, clock or SystemClock())
+        store._dsn = dsn
+        return store
+
+    async def inbox_wakeups(self) -> asyncio.Event | None:
+        """An event set whenever any node commits inbox items (PostgreSQL's NOTIFY); None on
+        SQLite, where this process is the only writer."""
+        if self._dsn is None:
+            return None
+        from gateway_core.store.leases import INBOX_CHANNEL
+        from gateway_core.store.postgres_listen import Wakeups
+
+        listener = Wakeups(self._dsn, INBOX_CHANNEL)
+        await listener.start()
+        self._listeners.append(listener)
+        return listener.event
 
     @staticmethod
     def dsn_passwords(dsn: str) -> list[str]:
@@ -172,6 +191,8 @@ class Store:
         if self._closed:
             return
         self._closed = True
+        for listener in self._listeners:
+            await listener.close()
         try:
             await self._writer.close()
         finally:

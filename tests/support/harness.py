@@ -42,8 +42,8 @@ async def open_store(state_dir: Path, clock: Clock) -> Store:
 
 def background_sleepers() -> int:
     """Sleeps a started gateway always has pending on its clock: on PostgreSQL, the node's
-    heartbeat (gateway_core/node.py); on SQLite, none."""
-    return 0 if _store_dsn is None else 1
+    heartbeat (gateway_core/node.py) and its inbox pickup's poll; on SQLite, none."""
+    return 0 if _store_dsn is None else 2
 
 
 async def wait_for_sleepers(clock: ManualClock, count: int) -> None:

@@ -1,0 +1,65 @@
+"""On a node: inbox items any node committed, picked up by the node that may own them.
+
+The intake node commits every update to the shared inbox and hands each to its own lane;
+a session another node owns is not started there (its lease is held), and stays in the
+inbox for its owner. Each node looks at the inbox when woken (PostgreSQL NOTIFY from the
+committing transaction) and at least every `cluster.inbox_poll` seconds (a lost
+notification costs latency, not a message), and queues the items of sessions it may own:
+its own, released or lapsed ones. Two nodes may queue one item; the turn's start
+transaction lets one of them start it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from gateway_core.intake import Intake
+from gateway_core.runtime import Runtime
+from gateway_core.store import StoreError
+
+log = logging.getLogger(__name__)
+
+
+async def _woken_or_polled(rt: Runtime, wake: asyncio.Event) -> None:
+    waiter = asyncio.ensure_future(wake.wait())
+    sleeper = asyncio.ensure_future(rt.clock.sleep(rt.config.cluster.inbox_poll))
+    try:
+        await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:  # neither outlives the look (a poll every few seconds must not pile up waiters)
+        waiter.cancel()
+        sleeper.cancel()
+
+
+class InboxPickup:
+    def __init__(self, runtime: Runtime, intake: Intake) -> None:
+        self._rt = runtime
+        self._intake = intake
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        wake = await self._rt.store.inbox_wakeups()
+        self._task = asyncio.get_running_loop().create_task(
+            self._forever(wake or asyncio.Event()), name="inbox-pickup"
+        )
+
+    async def _forever(self, wake: asyncio.Event) -> None:
+        rt = self._rt
+        while True:
+            await _woken_or_polled(rt, wake)
+            wake.clear()
+            if not rt.accepting_turns:
+                continue
+            try:
+                picked = await self._intake.pick_up()
+            except StoreError as error:  # the next look tries again
+                log.warning("inbox pickup failed: %s", error)
+                continue
+            if picked:
+                log.info("picked up %d inbox item(s) for sessions this node owns", picked)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
