@@ -95,3 +95,29 @@ async def test_a_sqlite_gateway_is_no_node_and_takes_no_lease(
     assert await store.leases.of_session(session_id) is None
     assert await store.leases.nodes() == []
     await running.stop()
+
+
+async def test_a_message_taken_in_by_one_node_is_answered_once_by_the_sessions_owner(
+    dsn: str, tmp_path: Path, clock: ManualClock
+) -> None:
+    node_a = await start_gateway(tmp_path / "a", clock, gateway={"node_id": "node-a"})
+    node_b = await start_gateway(tmp_path / "b", clock, gateway={"node_id": "node-b"})
+    ada_at_a, ada_at_b = node_a.adapter.user("ada"), node_b.adapter.user("ada")
+    await ada_at_a.say("one")
+    assert [m.text for m in await ada_at_a.wait_for(1)] == ["You said: one"]
+    # The same chat reaches node-b's intake: node-a owns the session, NOTIFY wakes its
+    # pickup (the clock does not move, so no poll could have), and node-a answers.
+    await ada_at_b.say("two")
+    assert [m.text for m in await ada_at_a.wait_for(2)] == ["You said: one", "You said: two"]
+    assert ada_at_b.received() == []
+    store = node_a.gateway.store
+    session_id = node_a.gateway.lanes.all()[0].session.id
+    run_a = node_a.gateway.run
+    assert run_a is not None
+    assert [t.run_id for t in await store.turns.of_session(session_id)] == [run_a.id] * 2
+    assert [m.content for m in await store.transcript.all(session_id)] == [
+        "one",
+        "You said: one",
+        "two",
+        "You said: two",
+    ]
