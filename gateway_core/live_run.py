@@ -44,7 +44,7 @@ from gateway_core.processes.notices import NoticeRouter
 from gateway_core.processes.registry import ProcessRegistry
 from gateway_core.questions import Questions
 from gateway_core.recovery.candidates import CandidateBoard
-from gateway_core.recovery.startup import BootRecovery, recover_at_boot
+from gateway_core.recovery.startup import BootRecovery, decide_again, recover_at_boot
 from gateway_core.recovery.waiting import JobWaiter
 from gateway_core.runtime import GatewayState, Runtime
 from gateway_core.store.sessions import promote_crashed_turns
@@ -95,23 +95,30 @@ class LiveRun:
             self._sampling = asyncio.get_running_loop().create_task(
                 self.processes.sample_forever(interval), name="process-sampler"
             )
-        if self.heartbeat is not None:
+        # On a node, this boot recovers only the sessions it takes over: those whose node
+        # stopped beating or drained (or its own previous run, under the same node_id).
+        only: list[int] | None = None
+        node = rt.node
+        if self.heartbeat is not None and node is not None:
             await self.heartbeat.beat(NodeState.RUNNING)
-            self.heartbeat.start()
+            only = await store.leases.claim_left_over(node.id, node.lease_ttl, include_own=True)
         self.record = await store.runs.begin(os.getpid())
         rt.run_id = self.record.id
-        promoted = await store.write(lambda txn: promote_crashed_turns(txn, rt.clock.now()))
+        promoted = await store.write(lambda txn: promote_crashed_turns(txn, rt.clock.now(), only))
         if promoted:
             log.warning("previous run died during %d turn(s); marked for recovery", len(promoted))
-        adopted = await self.processes.adopt_checkpoints()
+        adopted = await self.processes.adopt_checkpoints(only)
         if adopted:
             log.info("re-adopted %d background process(es) of the previous run", len(adopted))
-        for sent in await store.outbox.mark_unknown_at_boot():
+        for sent in await store.outbox.mark_unknown_at_boot(only):
             log.warning("reply %s was being sent when the gateway died: not resent", sent.id)
         await self.deliverer.count_unknown()
         # "Still working" messages of turns that died with the last run: removed once.
-        self._background(self.notifiers.remove_left_over(await store.working_notices.all()))
-        boot = await recover_at_boot(store, self.record, rt.policy, self.processes.log_tail)
+        left = await store.working_notices.all()
+        if only is not None:
+            left = [notice for notice in left if notice.session_id in only]
+        self._background(self.notifiers.remove_left_over(left))
+        boot = await recover_at_boot(store, self.record, rt.policy, self.processes.log_tail, only)
         self.boot_recovery = boot
         self.candidates.booted(boot)
         self._tell_decisions(boot)
@@ -139,7 +146,49 @@ class LiveRun:
                 await adapter.start_intake(self.intake.accept)
         if self.pickup is not None:
             await self.pickup.start()
+        if self.heartbeat is not None:
+            self.heartbeat.after_beat = self.take_over_lapsed
+            self.heartbeat.start()
         return boot
+
+    async def take_over_lapsed(self) -> None:
+        """On a node, after each heartbeat: the sessions another node left something in and
+        stopped renewing (it died, or was paused past its TTL) or released (it drained) are
+        taken over and recovered here exactly as a restart would: the same decision, the
+        user told once, unconfirmed sends unknown, its jobs (on its machine) settled."""
+        rt, store, node = self.runtime, self.runtime.store, self.runtime.node
+        if node is None or not rt.accepting_turns or self.record is None:
+            return
+        ids = await store.leases.claim_left_over(node.id, node.lease_ttl, include_own=False)
+        if not ids:
+            return
+        log.warning(
+            "node %s takes over %d session(s) another node left", node.id, len(ids),
+            extra={"event": "sessions_taken_over"},
+        )  # fmt: skip
+        await store.write(lambda txn: promote_crashed_turns(txn, rt.clock.now(), ids))
+        await self.processes.adopt_checkpoints(ids)
+        for sent in await store.outbox.mark_unknown_at_boot(ids):
+            log.warning("reply %s was being sent by the node that left: not resent", sent.id)
+        await self.deliverer.count_unknown()
+        left = [n for n in await store.working_notices.all() if n.session_id in ids]
+        self._background(self.notifiers.remove_left_over(left))
+        tripped = self.boot_recovery is not None and self.boot_recovery.loop_guard_tripped
+        decided = await decide_again(
+            store, ids, rt.policy, loop_guard_tripped=tripped, output_of=self.processes.log_tail
+        )
+        taken_over = BootRecovery(self.record, tripped, tuple(decided))
+        self._tell_decisions(taken_over)
+        await self.candidates.refresh()
+        for candidate in taken_over.with_action(RecoveryAction.RESUME):
+            self.lanes.submit(candidate.session, TurnRequest(RequestKind.RESUME), first=True)
+        for candidate in taken_over.with_action(RecoveryAction.AWAIT_JOB):
+            request = TurnRequest(RequestKind.RESUME, await_jobs=True)
+            self.lanes.submit(candidate.session, request, first=True)
+        wanted = set(ids)
+        for owed in await store.outbox.pending(limit=100_000):
+            if owed.session_id in wanted:
+                self.deliverer.enqueue(owed.session_id, owed.id)
 
     def _tell_decisions(self, boot: BootRecovery) -> None:
         rt = self.runtime

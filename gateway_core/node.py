@@ -18,6 +18,7 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway_core.clock import Clock
@@ -51,6 +52,8 @@ class Heartbeat:
         self._store = store
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
+        # Run after each beat: the run's take-over of sessions whose node stopped beating.
+        self.after_beat: Callable[[], Awaitable[None]] | None = None
 
     async def beat(self, state: NodeState) -> int:
         node = self.node
@@ -66,6 +69,8 @@ class Heartbeat:
             await self._clock.sleep(self.node.lease_ttl / 3)
             try:
                 await self.beat(NodeState.RUNNING)
+                if self.after_beat is not None:
+                    await self.after_beat()
             except StoreError as error:  # the next beat tries again; the TTL is the margin
                 log.warning("heartbeat of node %s failed: %s", self.node.id, error)
 

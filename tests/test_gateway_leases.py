@@ -47,7 +47,9 @@ async def test_a_node_whose_lease_was_taken_writes_and_delivers_nothing(
     # node-a stops beating (paused, partitioned) past its TTL; node-b takes the session.
     clock.advance(TTL + 1)
     async with await Store.open_postgresql(dsn, clock=clock) as node_b:
-        assert await node_b.leases.acquire(session_id, "node-b", TTL) == 2
+        # node-b is a bare store with no heartbeat: a lease long enough for the whole test
+        # (a lapsed one would rightly be taken back by node-a's sweep).
+        assert await node_b.leases.acquire(session_id, "node-b", 10 * 60) == 2
         clock.advance(100)  # node-a's tool call returns; its turn goes on writing
         ended = await next_event(finished, TurnFinished)
         assert ended.outcome == "superseded"

@@ -26,7 +26,7 @@ import asyncio
 import logging
 import os
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -263,11 +263,15 @@ class ProcessRegistry:
         running = [p.id for p in self._processes.values() if p.state == ProcessState.RUNNING]
         return list(await asyncio.gather(*(self.kill(pid, grace) for pid in running)))
 
-    async def adopt_checkpoints(self) -> list[TrackedProcess]:
-        """After a restart: take back the jobs the previous run left running."""
+    async def adopt_checkpoints(self, only: Collection[int] | None = None) -> list[TrackedProcess]:
+        """After a restart: take back the jobs the previous run left running. On a node,
+        `only` those of the sessions it took over (another node's jobs are its own; one that
+        ran on a dead node's machine is found gone here and its call settled as unknown)."""
         adopted = []
         for checkpoint in await self._store.processes.live():
             if checkpoint.id in self._processes:
+                continue
+            if only is not None and checkpoint.session_id not in only:
                 continue
             if checkpoint.pid is None:
                 # Spawned, but the gateway died before the PID was committed (or it never

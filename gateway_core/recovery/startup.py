@@ -16,7 +16,7 @@ sessions later in the run (after a job a candidate was waiting for ended).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from gateway_core.model import (
@@ -155,10 +155,17 @@ async def apply(store: Store, candidates: Sequence[Candidate], now: float) -> li
 
 
 async def recover_at_boot(
-    store: Store, run: RunRecord, policy: RecoveryPolicy, output_of: OutputOf = _no_output
+    store: Store,
+    run: RunRecord,
+    policy: RecoveryPolicy,
+    output_of: OutputOf = _no_output,
+    only: Collection[int] | None = None,
 ) -> BootRecovery:
+    """`only`: on a node, the sessions it took over; another node's candidates are its own."""
     now = store.clock.now()
     records = await store.recovery.candidates()
+    if only is not None:
+        records = [(r, s) for r, s in records if r.session_id in only]
     active = sum(1 for r, _ in records if r.state != RecoveryState.SUSPENDED)
     await store.runs.set_candidates(run.id, active)
     tripped = False

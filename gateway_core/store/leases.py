@@ -79,6 +79,43 @@ def fence_row(db: Transaction, session_id: int, node_id: str, epoch: int) -> Non
         )
 
 
+# Sessions a dead (or drained) node may have left something to recover in: a turn marked
+# running, a recovery candidate, a send in flight, a "still working" message showing, a
+# background job still running (its owner re-adopts it, or finds it gone and settles it).
+_LEFT_OVER_SQL = (
+    "SELECT id FROM sessions WHERE active_turn IS NOT NULL"
+    " UNION SELECT session_id FROM recovery WHERE state != 'none'"
+    " UNION SELECT session_id FROM outbox WHERE status = 'sending'"
+    " UNION SELECT session_id FROM working_notices"
+    " UNION SELECT session_id FROM processes WHERE state = 'running'"
+    " AND session_id IS NOT NULL"
+)
+
+
+def claim_left_over_row(
+    db: Transaction, node_id: str, now: float, ttl: float, *, include_own: bool
+) -> list[int]:
+    """Leases of the sessions something may be left over in, whose lease is free or lapsed
+    (at boot also those already this node's: a restart under the same node_id). Returns the
+    sessions now this node's to recover, each under a new epoch (or its own)."""
+    ids = sorted(int(row[0]) for row in db.execute(_LEFT_OVER_SQL).fetchall())
+    claimed = []
+    for session_id in ids:
+        row = db.execute(
+            "SELECT owner, expires_at FROM session_leases WHERE session_id = ?", (session_id,)
+        ).fetchone()
+        if row is not None and row[0] is not None:
+            mine, lapsed = row[0] == node_id, float(row[1]) < now
+            if (mine and not include_own) or (not mine and not lapsed):
+                continue
+        try:
+            acquire_row(db, session_id, node_id, now, ttl)
+        except LeaseHeld:  # taken meanwhile by a node of the same moment
+            continue
+        claimed.append(session_id)
+    return claimed
+
+
 def inbox_open_row(db: Transaction, inbox_id: int) -> bool:
     """Whether an inbox item is still to be turned into a turn (on a node, the start
     transaction checks it: two nodes may both have queued it, one turn is started)."""
@@ -133,6 +170,13 @@ class Leases:
             ).rowcount
 
         return await self._writer.submit(txn)
+
+    async def claim_left_over(self, node_id: str, ttl: float, *, include_own: bool) -> list[int]:
+        """See claim_left_over_row: the sessions this node now recovers."""
+        now = self._clock.now()
+        return await self._writer.submit(
+            lambda db: claim_left_over_row(db, node_id, now, ttl, include_own=include_own)
+        )
 
     async def acquire(self, session_id: int, node_id: str, ttl: float) -> int:
         """The lease on its own (outside a turn); LeaseHeld if another node holds it."""

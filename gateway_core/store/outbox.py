@@ -21,7 +21,7 @@ an answer with a hole in it. Its last_error names the piece and the ones held af
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from typing import Any
 
@@ -218,14 +218,26 @@ class Outbox:
 
         await self._writer.submit(txn)
 
-    async def mark_unknown_at_boot(self) -> list[OutboxItem]:
-        """Sends the previous run started but never confirmed: outcome unknown (see top)."""
+    async def mark_unknown_at_boot(self, only: Collection[int] | None = None) -> list[OutboxItem]:
+        """Sends the previous run started but never confirmed: outcome unknown (see top). On a
+        node, `only` those of the sessions it took over (others may be sending right now)."""
 
         def txn(db: Transaction) -> list[OutboxItem]:
-            rows = db.execute(
-                "UPDATE outbox SET status = 'unknown' WHERE status = 'sending'"
-                f" RETURNING {_COLUMNS}"
-            ).fetchall()
+            if only is None:
+                rows = db.execute(
+                    "UPDATE outbox SET status = 'unknown' WHERE status = 'sending'"
+                    f" RETURNING {_COLUMNS}"
+                ).fetchall()
+            else:
+                rows = [
+                    row
+                    for session_id in only
+                    for row in db.execute(
+                        "UPDATE outbox SET status = 'unknown'"
+                        f" WHERE status = 'sending' AND session_id = ? RETURNING {_COLUMNS}",
+                        (session_id,),
+                    ).fetchall()
+                ]
             items = []
             for item in map(decode_outbox, rows):
                 note = settle_sending_row(db, item.id, PieceStatus.UNKNOWN)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from gateway_core.clock import Clock
 from gateway_core.model import Origin, Session, SessionKey
 from gateway_core.store.codec import SESSION_COLUMNS, decode_session, encode_origin
@@ -133,15 +135,27 @@ def generation_row(db: Transaction, session_id: int) -> int:
     return int(row[0])
 
 
-def promote_crashed_turns(db: Transaction, now: float) -> list[int]:
+def promote_crashed_turns(
+    db: Transaction, now: float, only: Collection[int] | None = None
+) -> list[int]:
     """At boot: every turn still marked running died with the previous run. Mark its session
     for recovery (reason 'crash', unless a drain already gave a more specific reason), close
-    its turn row as crashed and clear the turn marker. Returns the session ids."""
-    rows = db.execute(
-        "SELECT id FROM sessions INDEXED BY sessions_active_turn WHERE active_turn IS NOT NULL"
-    ).fetchall()
+    its turn row as crashed and clear the turn marker. Returns the session ids. On a node,
+    `only` the sessions it took over (another node's turns may be running)."""
+    if only is None:
+        rows = db.execute(
+            "SELECT id FROM sessions INDEXED BY sessions_active_turn WHERE active_turn IS NOT NULL"
+        ).fetchall()
+    else:
+        rows = [
+            row
+            for session_id in only
+            for row in db.execute(
+                "SELECT id FROM sessions WHERE id = ? AND active_turn IS NOT NULL", (session_id,)
+            ).fetchall()
+        ]
     ids = [int(row[0]) for row in rows]
-    close_crashed_rows(db)
+    close_crashed_rows(db, only)
     for session_id in ids:
         # A new episode starts from 'none': nothing has been told about it yet.
         db.execute(

@@ -8,7 +8,7 @@ tell a resume that was killed while it ran from one that ran to its end and wrot
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -74,8 +74,17 @@ def end_row(
     )
 
 
-def close_crashed_rows(db: Transaction) -> int:
-    """At boot: every turn still open died with the previous run (its end time is unknown)."""
+def close_crashed_rows(db: Transaction, only: Collection[int] | None = None) -> int:
+    """At boot: every turn still open died with the previous run (its end time is unknown).
+    On a node, `only` the sessions it took over (the others' turns may be running)."""
+    if only is not None:
+        return sum(
+            db.execute(
+                "UPDATE turns SET outcome = ? WHERE session_id = ? AND outcome IS NULL",
+                (str(TurnOutcome.CRASHED), session_id),
+            ).rowcount
+            for session_id in only
+        )
     cursor = db.execute(
         "UPDATE turns INDEXED BY turns_open SET outcome = ? WHERE outcome IS NULL",
         (str(TurnOutcome.CRASHED),),

@@ -1,0 +1,181 @@
+"""Two real `switchboard run` nodes on one PostgreSQL, Telegram through the fake Bot API (which
+answers 409 to a second concurrent getUpdates, as Telegram does): every message answered
+exactly once, no session running turns on two nodes at once (from the durable rows), and a
+SIGKILLed node's busy session taken over and finished by the survivor."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.support.fake_bot_api import FakeBotAPI
+from tests.support.postgres_server import PostgresServer
+from tests.support.service_config import REPO, environment, write_config
+
+pytestmark = pytest.mark.slow
+DSN_ENV = "SB_TEST_DSN"
+TTL = 3.0
+CHATS = [8001 + n for n in range(8)]
+
+
+@dataclass
+class Node:
+    name: str
+    process: asyncio.subprocess.Process
+    lines: list[str] = field(default_factory=list)
+    reader: asyncio.Task[None] | None = None
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def read(self) -> None:
+        assert self.process.stdout is not None
+        while line := await self.process.stdout.readline():
+            self.lines.append(line.decode())
+            self._changed.set()
+
+    def events(self) -> list[str]:
+        return [str(json.loads(line).get("event")) for line in self.lines]
+
+    async def wait_event(self, name: str, within: float = 30) -> None:
+        async with asyncio.timeout(within):
+            while name not in self.events():
+                self._changed.clear()
+                await self._changed.wait()
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeBotAPI]:
+    async with FakeBotAPI(conflict_on_concurrent_polls=True) as server:
+        yield server
+
+
+@pytest.fixture
+async def nodes() -> AsyncIterator[list[Node]]:
+    started: list[Node] = []
+    yield started
+    for node in started:
+        if node.process.returncode is None:
+            node.process.kill()
+            await node.process.wait()
+
+
+async def _start(tmp_path: Path, fake: FakeBotAPI, dsn: str, name: str, nodes: list[Node]) -> Node:
+    home = tmp_path / name
+    home.mkdir()
+    config = write_config(
+        home,
+        fake,
+        telegram={"allowed_users": CHATS},
+        sections={
+            "store": {"backend": "postgresql", "dsn_env": DSN_ENV},
+            "cluster": {"lease_ttl": TTL, "inbox_poll": 0.5},
+        },
+        node_id=f'"{name}"',
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "console.cli", "run", "-c", str(config),
+        cwd=REPO, env=environment(home, **{DSN_ENV: dsn}),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    node = Node(name, process)
+    node.reader = asyncio.create_task(node.read())
+    nodes.append(node)
+    await node.wait_event("ready")
+    return node
+
+
+def _no_overlap_across_nodes(dsn: str) -> None:
+    """From the turns table: within a session, no turn of one run (node) overlaps a turn of
+    another. An open turn (a killed node's) ends when the session was taken over."""
+    with psycopg.connect(dsn) as raw:
+        rows = raw.execute(
+            "SELECT session_id, run_id, started_at, coalesce(ended_at, started_at)"
+            " FROM turns ORDER BY session_id, started_at"
+        ).fetchall()
+    by_session: dict[int, list[tuple[int, float, float]]] = {}
+    for session_id, run_id, started, ended in rows:
+        by_session.setdefault(session_id, []).append((run_id, started, ended))
+    for session_id, turns in by_session.items():
+        for (run_a, _, end_a), (run_b, start_b, _) in itertools.pairwise(turns):
+            assert run_a == run_b or start_b >= end_a, f"session {session_id} overlapped"
+
+
+async def test_two_nodes_answer_every_message_exactly_once(
+    tmp_path: Path, fake: FakeBotAPI, postgres_server: PostgresServer, nodes: list[Node]
+) -> None:
+    dsn = postgres_server.new_database()
+    for name in ("node-a", "node-b"):
+        await _start(tmp_path, fake, dsn, name, nodes)
+    for round_ in range(2):
+        for chat in CHATS:
+            fake.push_text(chat, f"hello {round_} #c{chat}")
+    for chat in CHATS:
+        assert await fake.wait_for_sent(chat, count=2, timeout=60) == [
+            f"You said: hello 0 #c{chat}",
+            f"You said: hello 1 #c{chat}",
+        ]
+    await asyncio.sleep(1)  # nothing more arrives (a duplicate would, by now)
+    assert all(len(fake.sent(chat)) == 2 for chat in CHATS)
+    for node in nodes:
+        node.process.send_signal(signal.SIGTERM)
+    for node in nodes:
+        assert await asyncio.wait_for(node.process.wait(), 30) == 0
+        assert not any("409" in line or "Conflict" in line for line in node.lines)
+    _no_overlap_across_nodes(dsn)
+    with psycopg.connect(dsn) as raw:
+        assert raw.execute("SELECT count(*) FROM inbox WHERE status = 'done'").fetchone() == (
+            2 * len(CHATS),
+        )
+        # Both stopped cleanly: no lease is held any more.
+        assert raw.execute(
+            "SELECT count(*) FROM session_leases WHERE owner IS NOT NULL"
+        ).fetchone() == (0,)
+
+
+async def test_the_survivor_finishes_the_busy_session_of_a_killed_node(
+    tmp_path: Path, fake: FakeBotAPI, postgres_server: PostgresServer, nodes: list[Node]
+) -> None:
+    dsn = postgres_server.new_database()
+    by_name = {
+        name: await _start(tmp_path, fake, dsn, name, nodes) for name in ("node-a", "node-b")
+    }
+    chat = CHATS[0]
+    fake.push_text(chat, f"think 30 #k{chat}")
+    with psycopg.connect(dsn, autocommit=True) as raw:
+        async with asyncio.timeout(30):
+            while True:
+                row = raw.execute(
+                    "SELECT l.owner FROM sessions s JOIN session_leases l ON l.session_id = s.id"
+                    " WHERE s.active_turn IS NOT NULL"
+                ).fetchone()
+                if row is not None:
+                    break
+                await asyncio.sleep(0.05)
+    owner = by_name[row[0]]
+    survivor = next(node for node in nodes if node is not owner)
+    owner.process.send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    await owner.process.wait()
+    answers = await fake.wait_for_sent(chat, count=1, timeout=4 * TTL + 10)
+    took = time.monotonic() - killed_at
+    assert answers == [f"Back after a restart. You had asked: 'think 30 #k{chat}'"]
+    assert "sessions_taken_over" in survivor.events()
+    assert took < 2 * TTL + 5, took
+    # The survivor answers new messages too (it took the intake over if the dead held it).
+    fake.push_text(CHATS[1], "hello after")
+    assert await fake.wait_for_sent(CHATS[1], count=1, timeout=4 * TTL + 10) == [
+        "You said: hello after"
+    ]
+    await asyncio.sleep(1)
+    assert len(fake.sent(chat)) == 1  # never answered twice
+    _no_overlap_across_nodes(dsn)
