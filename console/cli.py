@@ -76,6 +76,7 @@ Examples:
   switchboard recovery list -c FILE                the conversations a restart interrupted
   switchboard recovery approve 12 -c FILE          run a held one now
   switchboard drain --timeout 30 -c FILE           finish running turns, then stop
+  switchboard nodes -c FILE                        the nodes sharing a PostgreSQL store
   switchboard completion bash > ~/.local/share/bash-completion/completions/switchboard
 
 Exit codes: 0 clean stop, 75 restart requested, 78 configuration error, 1 failure (or an
@@ -209,6 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--sample", action="store_true", help="print a sample file: every key, its default, a note"
     )
 
+    nodes = _sub(
+        commands, "nodes", "the gateway nodes sharing this PostgreSQL store: heartbeat, sessions"
+    )
+    nodes.add_argument(
+        "-c", "--config", type=Path, metavar="FILE",
+        help="the gateway's TOML config file (default: built-in defaults)",
+    )  # fmt: skip
+    _json(nodes)
+
     completion = _sub(commands, "completion", "print a shell completion script for bash or zsh")
     completion.add_argument(
         "shell", choices=("bash", "zsh"),
@@ -266,6 +276,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             sys.stdout.write(sample_toml())
             return EXIT_OK
         return print_config(load_config(args.config))
+    if command == "nodes":
+        from console.nodes import show_nodes
+
+        return asyncio.run(show_nodes(load_config(args.config), os.environ, as_json=args.json))
     if command == "completion":
         from console.completion import script
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -94,6 +95,19 @@ async def _start(tmp_path: Path, fake: FakeBotAPI, dsn: str, name: str, nodes: l
     return node
 
 
+async def _nodes_json(home: Path, dsn: str) -> list[dict[str, Any]]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "console.cli", "nodes", "--json",
+        "-c", str(home / "switchboard.toml"),
+        cwd=REPO, env=environment(home, **{DSN_ENV: dsn}),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    listed: list[dict[str, Any]] = json.loads(out)
+    return listed
+
+
 def _no_overlap_across_nodes(dsn: str) -> None:
     """From the turns table: within a session, no turn of one run (node) overlaps a turn of
     another. An open turn (a killed node's) ends when the session was taken over."""
@@ -126,6 +140,13 @@ async def test_two_nodes_answer_every_message_exactly_once(
         ]
     await asyncio.sleep(1)  # nothing more arrives (a duplicate would, by now)
     assert all(len(fake.sent(chat)) == 2 for chat in CHATS)
+    listed = await _nodes_json(tmp_path / "node-a", dsn)
+    assert sorted((n["node"], n["state"]) for n in listed) == [
+        ("node-a", "running"),
+        ("node-b", "running"),
+    ]
+    assert sorted(name for n in listed for name in n["intake"]) == ["telegram"]
+    assert sum(n["sessions"] for n in listed) == len(CHATS)
     for node in nodes:
         node.process.send_signal(signal.SIGTERM)
     for node in nodes:
