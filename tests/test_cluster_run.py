@@ -110,6 +110,19 @@ async def _nodes_json(home: Path, dsn: str) -> list[dict[str, Any]]:
     return listed
 
 
+async def _owner_of_the_running_turn(dsn: str) -> str:
+    with psycopg.connect(dsn, autocommit=True) as raw:
+        async with asyncio.timeout(30):
+            while True:
+                row = raw.execute(
+                    "SELECT l.owner FROM sessions s JOIN session_leases l ON l.session_id = s.id"
+                    " WHERE s.active_turn IS NOT NULL"
+                ).fetchone()
+                if row is not None:
+                    return str(row[0])
+                await asyncio.sleep(0.05)
+
+
 def _no_overlap_across_nodes(dsn: str) -> None:
     """From the turns table: within a session, no turn of one run (node) overlaps a turn of
     another. An open turn (a killed node's) ends when the session was taken over."""
@@ -135,17 +148,7 @@ async def test_the_survivor_finishes_the_busy_session_of_a_killed_node(
     }
     chat = CHATS[0]
     fake.push_text(chat, f"think 30 #k{chat}")
-    with psycopg.connect(dsn, autocommit=True) as raw:
-        async with asyncio.timeout(30):
-            while True:
-                row = raw.execute(
-                    "SELECT l.owner FROM sessions s JOIN session_leases l ON l.session_id = s.id"
-                    " WHERE s.active_turn IS NOT NULL"
-                ).fetchone()
-                if row is not None:
-                    break
-                await asyncio.sleep(0.05)
-    owner = by_name[row[0]]
+    owner = by_name[await _owner_of_the_running_turn(dsn)]
     survivor = next(node for node in nodes if node is not owner)
     owner.process.send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
@@ -212,3 +215,28 @@ async def test_a_rolling_restart_under_traffic_loses_nothing(
     _no_overlap_across_nodes(dsn)
     # Only ever one poller: the fake answers a second concurrent getUpdates with 409.
     assert not any("Conflict" in line for node in nodes for line in node.lines)
+
+
+async def test_a_node_paused_past_its_lease_delivers_nothing_for_what_it_lost(
+    tmp_path: Path, fake: FakeBotAPI, postgres_server: PostgresServer, nodes: list[Node]
+) -> None:
+    dsn = postgres_server.new_database()
+    by_name = {name: await _start(tmp_path, fake, dsn, name, nodes) for name in ("a", "b")}
+    chat = CHATS[0]
+    fake.push_text(chat, f"think 4 #s{chat}")
+    paused = by_name[await _owner_of_the_running_turn(dsn)]
+    paused.process.send_signal(signal.SIGSTOP)
+    try:
+        # The other node takes the session over and resumes it.
+        assert await fake.wait_for_sent(chat, count=1, timeout=4 * TTL + 10) == [
+            f"Back after a restart. You had asked: 'think 4 #s{chat}'"
+        ]
+    finally:
+        paused.process.send_signal(signal.SIGCONT)
+    # Woken, its turn's think is long over: it ends fenced, writing and sending nothing.
+    await paused.wait_event("TurnFinished", within=30)
+    await asyncio.sleep(2)
+    assert fake.sent(chat) == [f"Back after a restart. You had asked: 'think 4 #s{chat}'"]
+    finished = [json.loads(line) for line in paused.lines if "TurnFinished" in line]
+    assert len(finished) == 1 and "outcome=superseded" in finished[0]["msg"]
+    _no_overlap_across_nodes(dsn)
