@@ -7,52 +7,31 @@ every message answered exactly once; never a session running turns on two nodes 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import shutil
 import signal
 import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
+from tests.support.cluster_nodes import (
+    DSN_ENV,
+    Node,
+    assert_no_overlap_across_nodes,
+    owner_of_the_running_turn,
+    start_node,
+)
 from tests.support.fake_bot_api import FakeBotAPI
 from tests.support.postgres_server import PostgresServer
-from tests.support.service_config import REPO, environment, write_config
+from tests.support.service_config import REPO, environment
 
 pytestmark = pytest.mark.slow
-DSN_ENV = "SB_TEST_DSN"
 TTL = 3.0
 CHATS = [8001 + n for n in range(8)]
-
-
-@dataclass
-class Node:
-    name: str
-    process: asyncio.subprocess.Process
-    lines: list[str] = field(default_factory=list)
-    reader: asyncio.Task[None] | None = None
-    _changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def read(self) -> None:
-        assert self.process.stdout is not None
-        while line := await self.process.stdout.readline():
-            self.lines.append(line.decode())
-            self._changed.set()
-
-    def events(self) -> list[str]:
-        return [str(json.loads(line).get("event")) for line in self.lines]
-
-    async def wait_event(self, name: str, within: float = 30) -> None:
-        async with asyncio.timeout(within):
-            while name not in self.events():
-                self._changed.clear()
-                await self._changed.wait()
 
 
 @pytest.fixture
@@ -72,29 +51,7 @@ async def nodes() -> AsyncIterator[list[Node]]:
 
 
 async def _start(tmp_path: Path, fake: FakeBotAPI, dsn: str, name: str, nodes: list[Node]) -> Node:
-    home = tmp_path / name
-    home.mkdir()
-    config = write_config(
-        home,
-        fake,
-        telegram={"allowed_users": CHATS},
-        sections={
-            "store": {"backend": "postgresql", "dsn_env": DSN_ENV},
-            "cluster": {"lease_ttl": TTL, "inbox_poll": 0.5},
-        },
-        node_id=f'"{name}"',
-    )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "console.cli", "run", "-c", str(config),
-        cwd=REPO, env=environment(home, **{DSN_ENV: dsn}),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    node = Node(name, process)
-    node.reader = asyncio.create_task(node.read())
-    nodes.append(node)
-    await node.wait_event("ready")
-    return node
+    return await start_node(tmp_path, fake, dsn, name, nodes, chats=CHATS, ttl=TTL)
 
 
 async def _nodes_json(home: Path, dsn: str) -> list[dict[str, Any]]:
@@ -110,35 +67,6 @@ async def _nodes_json(home: Path, dsn: str) -> list[dict[str, Any]]:
     return listed
 
 
-async def _owner_of_the_running_turn(dsn: str) -> str:
-    with psycopg.connect(dsn, autocommit=True) as raw:
-        async with asyncio.timeout(30):
-            while True:
-                row = raw.execute(
-                    "SELECT l.owner FROM sessions s JOIN session_leases l ON l.session_id = s.id"
-                    " WHERE s.active_turn IS NOT NULL"
-                ).fetchone()
-                if row is not None:
-                    return str(row[0])
-                await asyncio.sleep(0.05)
-
-
-def _no_overlap_across_nodes(dsn: str) -> None:
-    """From the turns table: within a session, no turn of one run (node) overlaps a turn of
-    another. An open turn (a killed node's) ends when the session was taken over."""
-    with psycopg.connect(dsn) as raw:
-        rows = raw.execute(
-            "SELECT session_id, run_id, started_at, coalesce(ended_at, started_at)"
-            " FROM turns ORDER BY session_id, started_at"
-        ).fetchall()
-    by_session: dict[int, list[tuple[int, float, float]]] = {}
-    for session_id, run_id, started, ended in rows:
-        by_session.setdefault(session_id, []).append((run_id, started, ended))
-    for session_id, turns in by_session.items():
-        for (run_a, _, end_a), (run_b, start_b, _) in itertools.pairwise(turns):
-            assert run_a == run_b or start_b >= end_a, f"session {session_id} overlapped"
-
-
 async def test_the_survivor_finishes_the_busy_session_of_a_killed_node(
     tmp_path: Path, fake: FakeBotAPI, postgres_server: PostgresServer, nodes: list[Node]
 ) -> None:
@@ -148,7 +76,7 @@ async def test_the_survivor_finishes_the_busy_session_of_a_killed_node(
     }
     chat = CHATS[0]
     fake.push_text(chat, f"think 30 #k{chat}")
-    owner = by_name[await _owner_of_the_running_turn(dsn)]
+    owner = by_name[await owner_of_the_running_turn(dsn, chat)]
     survivor = next(node for node in nodes if node is not owner)
     owner.process.send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
@@ -165,7 +93,7 @@ async def test_the_survivor_finishes_the_busy_session_of_a_killed_node(
     ]
     await asyncio.sleep(1)
     assert len(fake.sent(chat)) == 1  # never answered twice
-    _no_overlap_across_nodes(dsn)
+    assert_no_overlap_across_nodes(dsn)
 
 
 async def test_a_rolling_restart_under_traffic_loses_nothing(
@@ -212,7 +140,7 @@ async def test_a_rolling_restart_under_traffic_loses_nothing(
         assert await fake.wait_for_sent(chat, count=len(expected[chat]), timeout=30)
     await asyncio.sleep(1)
     assert {chat: fake.sent(chat) for chat in CHATS} == expected  # 0 lost, 0 twice
-    _no_overlap_across_nodes(dsn)
+    assert_no_overlap_across_nodes(dsn)
     # Only ever one poller: the fake answers a second concurrent getUpdates with 409.
     assert not any("Conflict" in line for node in nodes for line in node.lines)
 
@@ -224,7 +152,7 @@ async def test_a_node_paused_past_its_lease_delivers_nothing_for_what_it_lost(
     by_name = {name: await _start(tmp_path, fake, dsn, name, nodes) for name in ("a", "b")}
     chat = CHATS[0]
     fake.push_text(chat, f"think 4 #s{chat}")
-    paused = by_name[await _owner_of_the_running_turn(dsn)]
+    paused = by_name[await owner_of_the_running_turn(dsn, chat)]
     paused.process.send_signal(signal.SIGSTOP)
     try:
         # The other node takes the session over and resumes it.
@@ -239,4 +167,4 @@ async def test_a_node_paused_past_its_lease_delivers_nothing_for_what_it_lost(
     assert fake.sent(chat) == [f"Back after a restart. You had asked: 'think 4 #s{chat}'"]
     finished = [json.loads(line) for line in paused.lines if "TurnFinished" in line]
     assert len(finished) == 1 and "outcome=superseded" in finished[0]["msg"]
-    _no_overlap_across_nodes(dsn)
+    assert_no_overlap_across_nodes(dsn)

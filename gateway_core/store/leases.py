@@ -80,12 +80,13 @@ def fence_row(db: Transaction, session_id: int, node_id: str, epoch: int) -> Non
 
 
 # Sessions a dead (or drained) node may have left something to recover in: a turn marked
-# running, a recovery candidate, a send in flight, a "still working" message showing, a
-# background job still running (its owner re-adopts it, or finds it gone and settles it).
+# running, a recovery candidate, a reply not yet sent or a send in flight, a "still working"
+# message showing, a background job still running (its owner re-adopts it, or finds it gone
+# and settles it).
 _LEFT_OVER_SQL = (
     "SELECT id FROM sessions WHERE active_turn IS NOT NULL"
     " UNION SELECT session_id FROM recovery WHERE state != 'none'"
-    " UNION SELECT session_id FROM outbox WHERE status = 'sending'"
+    " UNION SELECT session_id FROM outbox WHERE status IN ('pending', 'sending')"
     " UNION SELECT session_id FROM working_notices"
     " UNION SELECT session_id FROM processes WHERE state = 'running'"
     " AND session_id IS NOT NULL"
