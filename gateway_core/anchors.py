@@ -14,8 +14,12 @@ A deleted original never blocks an answer: the adapter sends it loose instead.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from gateway_core.model import ChatKind, Origin, ReplyAnchorMode
 from gateway_core.store import Store
+
+NewestOf = Callable[[int], Awaitable[str | None]]
 
 
 def anchor_to(
@@ -30,8 +34,33 @@ def anchor_to(
     return reply_to
 
 
+class NewestMessages:
+    """The platform id of each session's newest user message, as intake committed it.
+
+    Durable in the sessions table; kept here too for the sessions this run took messages
+    for, so the common case (a private chat's immediate answer) costs no store read per
+    reply. A session this run has not heard from is read once from the store."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._known: dict[int, str] = {}
+
+    def saw(self, session_id: int, message_id: str) -> None:
+        """Intake committed a newer message of this session."""
+        self._known[session_id] = message_id
+
+    async def of(self, session_id: int) -> str | None:
+        if session_id in self._known:
+            return self._known[session_id]
+        stored = await self._store.sessions.last_message_id(session_id)
+        if stored is None:
+            return None
+        # setdefault: a message intake noted while the read ran is newer than what it read.
+        return self._known.setdefault(session_id, stored)
+
+
 async def anchor_for(
-    store: Store,
+    newest: NewestOf,
     mode: ReplyAnchorMode,
     origin: Origin,
     session_id: int,
@@ -45,5 +74,5 @@ async def anchor_for(
     immediate = False
     asks = mode is ReplyAnchorMode.AUTO and origin.chat_kind is ChatKind.PRIVATE
     if asks and direct and reply_to is not None:
-        immediate = await store.sessions.last_message_id(session_id) == reply_to
+        immediate = await newest(session_id) == reply_to
     return anchor_to(mode, origin.chat_kind, reply_to, immediate=immediate)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from gateway_core.adapters.base import DeliveryError
-from gateway_core.anchors import anchor_for
+from gateway_core.anchors import NewestMessages, anchor_for
 from gateway_core.backoff import Backoff
 from gateway_core.clock import wait_or_timeout
 from gateway_core.events import DeliveryFailed, ReplySent
@@ -68,6 +68,8 @@ class Deliverer:
         self._origins: dict[int, Origin | None] = {}
         self._backoff = Backoff(cap=30.0)
         self.unknown = 0  # deliveries of unknown outcome (count_unknown at boot)
+        # Each session's newest user message (intake tells it), for reply anchors.
+        self.newest = NewestMessages(runtime.store)
 
     async def post_notice(self, session_id: int, text: str, *, reply_to: str | None = None) -> int:
         """Tell a session's user something outside any turn (a refused message, a job's
@@ -163,7 +165,7 @@ class Deliverer:
             try:
                 item = claimed.item
                 anchor = await anchor_for(
-                    store,
+                    self.newest.of,
                     adapter.reply_anchor,
                     origin,
                     session_id,

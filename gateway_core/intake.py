@@ -81,6 +81,8 @@ class Intake:
         accepted = await rt.store.write(txn)
         refused = 0
         for session, inbox_id, message in accepted:
+            if message.message_id is not None:
+                self._deliverer.newest.saw(session.id, message.message_id)
             if self._questions.answer(session.id, message.text):
                 # The answer to the agent's open question: the turn records it as the tool
                 # result, so it does not start a turn of its own.

@@ -270,7 +270,7 @@ class Notifiers:
                 if not self._allowed(notifier):  # a drain may have begun during the commit
                     return Spoke.HELD
             anchor = await anchor_for(
-                store,
+                store.sessions.last_message_id,  # once per long turn: read it from the store
                 adapter.reply_anchor,
                 notifier.origin,
                 notifier.session_id,

@@ -8,6 +8,7 @@ chat's immediate answer is loose; anything else is anchored to the request it be
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from pathlib import Path
@@ -19,7 +20,7 @@ from gateway_core.clock import ManualClock
 from gateway_core.control import Control
 from gateway_core.model import RecoveryAction, ReplyAnchorMode
 from gateway_core.store import DATABASE_NAME
-from tests.support.harness import Running, start_gateway
+from tests.support.harness import Running, make_gateway, start_gateway, track
 
 
 def rows(running: Running, sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -225,3 +226,29 @@ async def test_a_refused_message_is_told_anchored_to_it(tmp_path: Path, clock: M
     sent = await ada.wait_for(1)
     assert sent[0].text.startswith("⚠️ 1 messages are already waiting")
     assert sent[0].reply_to == refused
+
+
+async def test_a_late_answer_owed_across_a_restart_is_anchored_from_the_stored_newest_message(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """The next run has not heard from the user: whether its owed answer is still the
+    immediate one is read from the store."""
+    running = await start_gateway(tmp_path / "state", clock, notifier={"interval": 0})
+    ada = running.adapter.user("ada")
+    running.adapter.fail_next(1000, reason="HTTP 502 Bad Gateway")  # nothing gets through
+    first = await ada.say("hello")
+    await ada.say("again")
+    async with asyncio.timeout(10):
+        while len(rows(running, "SELECT id FROM outbox WHERE status = 'pending'")) < 2:
+            await clock.wait_for_sleepers(1)  # a delivery backing off, on the manual clock
+            clock.advance(1)
+    await running.stop()
+
+    adapter = LoopbackAdapter()
+    again = track(Running(make_gateway(running.gateway.config, clock, adapter), adapter))
+    await again.gateway.start()
+    sent = await adapter.user("ada").wait_for(2)
+    assert [(m.text, m.reply_to) for m in sent] == [
+        ("You said: hello", first),  # the user wrote again before it arrived
+        ("You said: again", None),
+    ]
