@@ -19,7 +19,8 @@ from gateway_core.adapters.loopback import LoopbackAdapter
 from gateway_core.clock import ManualClock
 from gateway_core.control import Control
 from gateway_core.model import RecoveryAction, ReplyAnchorMode
-from gateway_core.store import DATABASE_NAME
+from gateway_core.store import DATABASE_NAME, Store
+from gateway_core.store.schema import MIGRATIONS
 from tests.support.harness import Running, make_gateway, start_gateway, track
 
 
@@ -252,3 +253,36 @@ async def test_a_late_answer_owed_across_a_restart_is_anchored_from_the_stored_n
         ("You said: hello", first),  # the user wrote again before it arrived
         ("You said: again", None),
     ]
+
+
+async def test_a_version_5_database_is_migrated_and_its_rows_answer_nothing(
+    tmp_path: Path,
+) -> None:
+    db_path = tmp_path / "state" / DATABASE_NAME
+    db_path.parent.mkdir(parents=True)
+    raw = sqlite3.connect(db_path, isolation_level=None)
+    for migration in MIGRATIONS[:5]:
+        raw.executescript(migration)
+    raw.execute("PRAGMA user_version = 5")
+    raw.execute(
+        "INSERT INTO sessions (key, platform, chat_id, created_at, updated_at, origin)"
+        " VALUES ('loopback:c1:-', 'loopback', 'c1', 1, 1,"
+        ' \'{"platform": "loopback", "chat_id": "c1"}\')'
+    )
+    raw.execute(
+        "INSERT INTO outbox (session_id, generation, content, created_at) VALUES (1, 1, 'x', 1)"
+    )
+    raw.execute(
+        "INSERT INTO inbox (platform, update_id, session_key, payload, received_at)"
+        " VALUES ('loopback', 'u1', 'loopback:c1:-', '{\"text\": \"hi\"}', 1)"
+    )
+    raw.close()
+    async with await Store.open(db_path) as store:
+        (owed,) = await store.outbox.pending()
+        assert (owed.reply_to, owed.direct) == (None, False)
+        (item,) = await store.inbox.open_items()
+        assert item.message_id is None
+        session = await store.sessions.get(1)
+        assert session is not None and session.origin is not None
+        assert session.origin.chat_kind is None  # not known: answers there are anchored
+        assert await store.sessions.last_message_id(1) is None
