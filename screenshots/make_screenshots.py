@@ -154,10 +154,14 @@ class Scenario:
         """Until what the gateway was given is done and logged: its boot's resumes and
         notices race with what comes next otherwise, and the log would differ run to run."""
         await self.gateway.wait_idle()
+        await self.logged()
+
+    async def logged(self) -> None:
+        """Until every event published so far is in the log (turns may still be running)."""
+        await self._settle()
         await self._until(
             lambda: self._subscription is None or self._subscription.queue.empty(), "the log"
         )
-        await self._settle()
 
     def _log(self, event: Event) -> None:
         self.seen[type(event).__name__] += 1
@@ -234,7 +238,7 @@ class Scenario:
         self.clock.advance(20)
         await self.control.resume_intake(actor=OPERATOR)
         await Control(self.gateway, read_only=True).perform(Action.CLEAR, ["4"], actor="bob")
-        await self._settle()
+        await self.logged()
 
     def _quick_done(self) -> bool:
         quick = [j for j in self.gateway.processes.all() if j.record.command.endswith("exit 0")]
@@ -269,7 +273,7 @@ class Scenario:
         draining = asyncio.ensure_future(self.gateway.stop(600))
         await self._until(lambda: self.gateway.state is GatewayState.DRAINING, "the drain")
         self.clock.advance(45)
-        await self._settle()
+        await self.logged()
         return draining
 
     async def loop(self, draining: asyncio.Future[DrainReport]) -> None:
@@ -286,7 +290,7 @@ class Scenario:
         await self.gateway.stop(0)
         self.clock.advance(40)
         await self.start()
-        await self._settle()
+        await self.logged()
 
     async def close(self) -> None:
         if self.gateway.state is not GatewayState.STOPPED:
