@@ -21,6 +21,7 @@ from gateway_core.agents.factory import agent_from_config
 from gateway_core.clock import SystemClock
 from gateway_core.config import Config
 from gateway_core.log_ring import LogRing
+from gateway_core.runtime import GatewayState
 from gateway_core.service.json_log import JsonFormatter, configure_json_logging
 from gateway_core.service.runner import GatewayService
 from gateway_core.service.sdnotify import SystemdNotifier
@@ -76,7 +77,7 @@ async def serve(
     if console:
         app = ConsoleApp(InProcessBackend(service.gateway, read_only=read_only, log=ring))
         outcome = await app.run_async(mouse=mouse)
-        if service.gateway.state.value != "stopped":
+        if service.gateway.state is not GatewayState.STOPPED:
             why = "detached" if outcome == "detach" else "the console stopped"
             print(f"Console {why}; the gateway keeps running. Ctrl+C (or SIGTERM) drains it.")
     return await service.wait()
