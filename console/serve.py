@@ -20,6 +20,7 @@ from gateway_core.adapters.factory import telegram_from_config
 from gateway_core.agents.factory import agent_from_config
 from gateway_core.clock import SystemClock
 from gateway_core.config import Config
+from gateway_core.control import Via
 from gateway_core.log_ring import LogRing
 from gateway_core.service.json_log import JsonFormatter, configure_json_logging
 from gateway_core.service.runner import GatewayService
@@ -82,9 +83,9 @@ async def serve(
     return await service.wait()
 
 
-async def attach(socket: Path, *, read_only: bool, mouse: bool) -> int:
+async def attach(socket: Path, *, read_only: bool, mouse: bool, via: Via | None = None) -> int:
     try:
-        backend = await SocketBackend.connect(socket, read_only=read_only)
+        backend = await SocketBackend.connect(socket, read_only=read_only, via=via)
     except ControlError as error:
         print(f"switchboard: {error}", file=sys.stderr)
         return EXIT_FAILURE
