@@ -16,7 +16,7 @@ from enum import StrEnum
 
 from gateway_core.events import OperatorActed
 from gateway_core.gateway import DrainReport, Gateway
-from gateway_core.model import RecoveryAction, RecoveryState
+from gateway_core.model import ProcessState, RecoveryAction, RecoveryState
 from gateway_core.runtime import GatewayState
 from gateway_core.turn import RequestKind, TurnRequest
 from gateway_core.words import plural
@@ -195,7 +195,7 @@ class Control:
             job = self._gateway.processes.get(process_id)
             if job is None:
                 return ActionResult(False, f"no process {process_id}")
-            if job.state != "running":
+            if job.state != ProcessState.RUNNING:
                 return ActionResult(False, f"process {process_id} is not running ({job.state})")
             result = await self._gateway.processes.kill(
                 process_id, grace=self._gateway.config.gateway.grace

@@ -21,7 +21,7 @@ from gateway_core.adapters.base import DeliveryError
 from gateway_core.backoff import Backoff
 from gateway_core.clock import wait_or_timeout
 from gateway_core.events import DeliveryFailed, ReplySent
-from gateway_core.model import Origin
+from gateway_core.model import Origin, OutboxItem
 from gateway_core.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,34 @@ class Deliverer:
         self._queues: dict[int, _SessionQueue] = {}
         self._origins: dict[int, Origin | None] = {}
         self._backoff = Backoff(cap=30.0)
+        self.unknown = 0  # deliveries of unknown outcome (count_unknown at boot)
+
+    async def post_notice(self, session_id: int, text: str) -> int:
+        """Tell a session's user something outside any turn (a refused message, a job's
+        receipt). It goes through the outbox like a reply, so it is durable and sent once,
+        and it is routed by the session's own stored origin (its chat and topic), never by
+        whichever conversation happens to be in the foreground."""
+        store = self._rt.store
+        session = await store.sessions.get(session_id)
+        if session is None:
+            raise KeyError(f"no session {session_id}")
+        outbox_id = await store.outbox.enqueue(session_id, session.generation, "notice", text)
+        self.enqueue(session_id, outbox_id)
+        return outbox_id
+
+    async def count_unknown(self) -> int:
+        """At boot: how many sends may or may not have reached their user (shown to the
+        operator, who alone can tell and resend)."""
+        self.unknown = len(await self._rt.store.outbox.by_status("unknown", limit=10_000))
+        return self.unknown
+
+    async def resend(self, outbox_id: int) -> OutboxItem | None:
+        """An operator's resend of a delivery of unknown outcome: queued again, once."""
+        item = await self._rt.store.outbox.requeue_unknown(outbox_id)
+        if item is not None:
+            self.unknown = max(0, self.unknown - 1)
+            self.enqueue(item.session_id, item.id)
+        return item
 
     def enqueue(self, session_id: int, outbox_id: int) -> None:
         queue = self._queues.setdefault(session_id, _SessionQueue())
@@ -133,6 +161,7 @@ class Deliverer:
             except DeliveryError as error:
                 if error.outcome_unknown:
                     await store.outbox.mark_unknown(outbox_id, str(error))
+                    self.unknown += 1  # the operator's count, at once (not at the next boot)
                     self._failed(
                         session_id, outbox_id, str(error), True, origin.platform, unknown=True
                     )

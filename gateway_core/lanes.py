@@ -93,16 +93,6 @@ class Lanes:
     def running(self) -> list[Lane]:
         return [lane for lane in self._lanes.values() if lane.current is not None]
 
-    def may_speak(self, session_id: int, generation: int) -> bool:
-        """A notifier's ownership check: is this generation the session's running turn?"""
-        lane = self._lanes.get(session_id)
-        return (
-            lane is not None
-            and lane.current is not None
-            and lane.current.generation == generation
-            and not lane.current.task.done()
-        )
-
     def submit(self, session: Session, request: TurnRequest, *, first: bool = False) -> Lane:
         """Queue a turn request (resumes go first) and make sure the lane is moving."""
         lane = self.get(session)
@@ -140,6 +130,14 @@ class Lanes:
     def kick_all(self) -> None:
         for lane in self._lanes.values():
             self.kick(lane)
+
+    async def close(self) -> None:
+        """Cancel every lane's loop and wait for it (each turn records its interruption)."""
+        tasks = [lane.loop_task for lane in self._lanes.values() if lane.loop_task is not None]
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def interrupt(self, session_id: int) -> bool:
         lane = self._lanes.get(session_id)

@@ -161,11 +161,11 @@ class TurnRecord:
 
     session_id: int
     generation: int
-    kind: TurnKind | str
+    kind: TurnKind
     run_id: int | None
     started_at: float
     ended_at: float | None = None
-    outcome: TurnOutcome | str | None = None
+    outcome: TurnOutcome | None = None
 
     @property
     def interrupted(self) -> bool:
@@ -204,7 +204,7 @@ class RecoveryRecord:
     """The one explicit recovery record a session has."""
 
     session_id: int
-    state: RecoveryState | str = RecoveryState.NONE
+    state: RecoveryState = RecoveryState.NONE
     reason: str | None = None
     marked_at: float | None = None
     last_verdict: str | None = None
@@ -214,7 +214,7 @@ class RecoveryRecord:
     updated_at: float | None = None
     # What the user was told in this episode (None: nothing yet). Reset when a new
     # interruption marks the session again after it was cleared.
-    told: Told | str | None = None
+    told: Told | None = None
 
 
 class Verdict(StrEnum):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -39,8 +39,6 @@ PREVIEW_CHARS = 600
 # connection each time a typing request was cut off by the answer).
 TYPING_AFTER = 1.0
 
-# (session_id, generation) -> may this turn's notifier speak now?
-OwnershipCheck = Callable[[int, int], bool]
 # Where a platform cannot delete a dead turn's message, it is edited to say this instead.
 INTERRUPTED_TEXT = "⚠️ Interrupted by a restart."
 
@@ -59,6 +57,9 @@ class Notifier:
     interval: float
     started_at: float  # monotonic
     next_fire_at: float  # monotonic
+    # The turn that owns it: once that task is done, the notifier never speaks again (even
+    # in the instant before its own cancellation is processed).
+    owner: asyncio.Task[object] | None = None
     sent: int = 0
     message_id: str | None = None
     task: asyncio.Task[None] | None = None
@@ -99,17 +100,26 @@ def working_text(elapsed: float) -> str:
 
 
 class Notifiers:
-    def __init__(self, runtime: Runtime, may_speak: OwnershipCheck) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
-        self._may_speak = may_speak
         self._active: dict[tuple[int, int], Notifier] = {}
 
-    def start(self, session_id: int, generation: int, origin: Origin | None) -> Notifier | None:
+    def start(
+        self,
+        session_id: int,
+        generation: int,
+        origin: Origin | None,
+        owner: asyncio.Task[object] | None = None,
+    ) -> Notifier | None:
+        """The notifier of one turn; `owner` is the turn's task (it speaks only while that
+        task runs and no drain has begun)."""
         if origin is None or origin.platform not in self._rt.adapters:
             return None
         interval = self._rt.config.notifier.interval
         now = self._rt.clock.monotonic()
-        notifier = Notifier(session_id, generation, origin, interval, now, now + interval)
+        notifier = Notifier(
+            session_id, generation, origin, interval, now, now + interval, owner=owner
+        )
         loop = asyncio.get_running_loop()
         adapter = self._rt.adapters[origin.platform]
         if adapter.capabilities.typing and isinstance(adapter, Typing):
@@ -279,7 +289,8 @@ class Notifiers:
             await self._rt.clock.sleep(TYPING_EVERY)
 
     def _allowed(self, notifier: Notifier) -> bool:
-        return not self._rt.draining and self._may_speak(notifier.session_id, notifier.generation)
+        owner = notifier.owner
+        return not self._rt.draining and (owner is None or not owner.done())
 
     async def _run(self, notifier: Notifier) -> None:
         clock = self._rt.clock

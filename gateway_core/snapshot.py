@@ -1,4 +1,5 @@
-"""An immutable picture of the whole gateway, for the console, the CLI and tests.
+"""An immutable picture of the whole gateway, for the console, the CLI and tests, and how it
+is built.
 
 Built on demand from in-memory state only (no I/O), so the console can take one at 1-2 Hz.
 """
@@ -9,8 +10,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from gateway_core.events import DrainProgress
-from gateway_core.model import Session
+from gateway_core.lanes import Lane
+from gateway_core.model import ProcessState, Session, TurnKind
 from gateway_core.notifiers import NotifierView
+from gateway_core.processes.registry import TrackedProcess
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,3 +232,141 @@ def with_sessions(snapshot: Snapshot, query: SessionQuery | None) -> Snapshot:
     if query is None:
         return snapshot
     return replace(snapshot, sessions=select_sessions(snapshot.sessions, query))
+
+
+# -- building it ---------------------------------------------------------------------------
+#
+# From in-memory state only, on the caller's loop (no I/O). Idle sessions' views are built once
+# and reused while their lane does not change (10,000 idle sessions must not cost 10,000
+# views a tick): the cache keeps each view with the lane version it was built from.
+
+
+@dataclass
+class SnapshotCache:
+    sessions: dict[int, tuple[int, SessionView]] = field(default_factory=dict)
+
+
+def session_view(lane: Lane, now_mono: float, usage: Mapping[int, tuple[int, int]]) -> SessionView:
+    current = lane.current
+    if current is not None:
+        state = "resuming" if current.request.kind is TurnKind.RESUME else "running"
+    else:
+        state = "queued" if lane.queue else "idle"
+    key = lane.session.key
+    origin = lane.session.origin
+    return SessionView(
+        session_id=lane.session.id,
+        key=str(key),
+        platform=key.platform,
+        chat_id=key.chat_id,
+        thread_id=key.thread_id,
+        user_name=None if origin is None else origin.user_name,
+        state=state,
+        generation=lane.generation if current is None else current.generation,
+        turn_age=None if current is None else now_mono - current.started_mono,
+        queued=len(lane.queue),
+        last_activity=lane.last_activity,
+        tokens=usage.get(lane.session.id, (0, 0)),
+    )
+
+
+def process_view(job: TrackedProcess, now: float) -> ProcessView:
+    record = job.checkpoint
+    sample, watcher = job.sample, job.watcher
+    return ProcessView(
+        process_id=job.id,
+        session_id=record.session_id,
+        command=record.command,
+        state=job.state,
+        age=max(0.0, (record.ended_at or now) - record.started_at),
+        exit_code=record.exit_code,
+        cpu_percent=None if sample is None else sample.cpu_percent,
+        rss=None if sample is None else sample.rss,
+        children=None if sample is None else sample.children,
+        last_line=job.output.last_line,
+        notify_on_complete=record.notify_on_complete,
+        watch_patterns=record.watch_patterns,
+        detached=job.detached,
+        generation=record.generation,
+        consumed=record.consumed,
+        watch_status="none" if watcher is None else watcher.status.value,
+        watch_delivered=0 if watcher is None else watcher.delivered,
+        watch_suppressed=0 if watcher is None else watcher.suppressed_total,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LivePicture:
+    """What a live run shows (gathered by the gateway from its parts)."""
+
+    lanes: Sequence[Lane]
+    notifiers: Sequence[NotifierView]
+    jobs: Sequence[TrackedProcess]
+    candidates: tuple[CandidateView, ...]
+    usage: Mapping[int, tuple[int, int]]
+    unknown_deliveries: int
+    uptime: float
+
+
+def build_snapshot(
+    live: LivePicture | None,
+    cache: SnapshotCache,
+    *,
+    state: str,
+    run_id: int | None,
+    started_at: float | None,
+    loop_guard: LoopGuardView | None,
+    previous_run: PreviousRun | None,
+    drain: DrainProgress | None,
+    previous_drain: DrainProgress | None,
+    now: float,
+    now_mono: float,
+) -> Snapshot:
+    sessions: list[SessionView] = []
+    running = queued = 0
+    if live is not None:
+        for lane in live.lanes:
+            current = lane.current
+            queued += len(lane.queue)
+            if current is None:
+                cached = cache.sessions.get(lane.session.id)
+                if cached is not None and cached[0] == lane.version:
+                    sessions.append(cached[1])  # idle and unchanged: built once
+                    continue
+            else:
+                running += 1
+            view = session_view(lane, now_mono, live.usage)
+            cache.sessions[lane.session.id] = (lane.version, view)
+            sessions.append(view)
+    usage = {} if live is None else live.usage
+    processes = () if live is None else tuple(process_view(job, now) for job in live.jobs)
+    candidates = () if live is None else live.candidates
+    notifiers = () if live is None else tuple(live.notifiers)
+    counts = {
+        "sessions": len(sessions),
+        "running": running,
+        "queued": queued,
+        **candidate_counts(candidates),
+        "notifiers": len(notifiers),
+        "processes": sum(1 for p in processes if p.state == ProcessState.RUNNING),
+        "unknown_deliveries": 0 if live is None else live.unknown_deliveries,
+        "prompt_tokens": sum(p for p, _ in usage.values()),
+        "completion_tokens": sum(c for _, c in usage.values()),
+    }
+    return Snapshot(
+        state=state,
+        run_id=run_id,
+        started_at=started_at,
+        uptime=0.0 if live is None else live.uptime,
+        sessions=tuple(sessions),
+        candidates=candidates,
+        notifiers=notifiers,
+        drain=drain,
+        processes=processes,
+        loop_guard_tripped=loop_guard is not None and loop_guard.active,
+        counts=counts,
+        taken_at=now,
+        loop_guard=loop_guard,
+        previous_run=previous_run,
+        previous_drain=previous_drain,
+    )

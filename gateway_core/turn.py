@@ -109,7 +109,9 @@ class TurnStart:
     outbox_id: int | None = None
 
 
-NoticeListener = Callable[[Notice, str, int], None]
+class JobOwners(Protocol):
+    def handed_over(self, process_id: str, generation: int, consumed: bool) -> None:
+        """A notice turn took the job over (its start transaction already wrote this)."""
 
 
 def _notice_instead_of_turn(
@@ -191,13 +193,13 @@ class TurnRunner:
         runtime: Runtime,
         deliverer: Deliverer,
         notifiers: Notifiers,
-        on_notice: NoticeListener = lambda notice, outcome, generation: None,
+        job_owners: JobOwners | None = None,
         job_waits: JobWaits | None = None,
     ) -> None:
         self._rt = runtime
         self._deliverer = deliverer
         self._notifiers = notifiers
-        self._on_notice = on_notice
+        self._job_owners = job_owners
         self._job_waits = job_waits
 
     async def run(
@@ -218,7 +220,9 @@ class TurnRunner:
             return Outcome.DROPPED
         if request.notice is not None:
             outcome_name = start.dropped or "delivered"
-            self._on_notice(request.notice, outcome_name, generation)
+            if outcome_name in ("delivered", "told-user") and self._job_owners is not None:
+                notice = request.notice
+                self._job_owners.handed_over(notice.process_id, generation, notice.consumes)
             rt.events.publish(
                 BackgroundNotice(
                     rt.clock.now(),
@@ -241,7 +245,9 @@ class TurnRunner:
         else:
             agent_input = request.text
         rt.events.publish(TurnStarted(rt.clock.now(), session.id, generation, resume))
-        notifier = self._notifiers.start(session.id, generation, session.origin)
+        notifier = self._notifiers.start(
+            session.id, generation, session.origin, owner=asyncio.current_task()
+        )
         unanswered: dict[str, ToolCall] = {}
         outcome = Outcome.COMPLETED
         try:

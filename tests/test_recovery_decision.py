@@ -857,7 +857,10 @@ def test_gate_action(gate: Gate, verdict: Verdict) -> None:
 
 # One transcript (and record/origin) per verdict, so decide() is checked over the same matrix.
 SCENARIOS: dict[Verdict, Callable[[], dict[str, object]]] = {
-    V.SUSPENDED: lambda: {"tail": fresh_question(), "record": RecoveryRecord(1, state="suspended")},
+    V.SUSPENDED: lambda: {
+        "tail": fresh_question(),
+        "record": RecoveryRecord(1, state=RecoveryState.SUSPENDED),
+    },
     V.NO_ORIGIN: lambda: {"tail": fresh_question(), "origin": None},
     V.UNDETERMINED: lambda: {"tail": [user("q", None)]},
     V.COMPLETE: lambda: {"tail": [user("q", ago(20)), assistant("a", ago(10))]},
@@ -1032,10 +1035,17 @@ def test_classify_reports_the_same_evidence_as_decide() -> None:
 def test_reason_and_marked_at_do_not_change_the_decision() -> None:
     tail = fresh_question()
     a = run(
-        tail, record=RecoveryRecord(1, state="pending", reason="drain", marked_at=ago(90 * DAY))
+        tail,
+        record=RecoveryRecord(
+            1, state=RecoveryState.PENDING, reason="drain", marked_at=ago(90 * DAY)
+        ),
     )
-    b = run(tail, record=RecoveryRecord(1, state="pending", reason="crash", marked_at=NOW))
-    c = run(tail, record=RecoveryRecord(1, state="pending", reason=None, marked_at=None))
+    b = run(
+        tail, record=RecoveryRecord(1, state=RecoveryState.PENDING, reason="crash", marked_at=NOW)
+    )
+    c = run(
+        tail, record=RecoveryRecord(1, state=RecoveryState.PENDING, reason=None, marked_at=None)
+    )
     assert a == b == c
 
 
@@ -1278,3 +1288,12 @@ def test_a_long_request_is_quoted_short_and_first_line_only() -> None:
     assert d.user_notice is not None
     quoted = d.user_notice.split("“")[1].split("”")[0]
     assert len(quoted) == 60 and quoted.endswith("…") and "second" not in quoted
+
+
+def test_a_completed_turn_held_by_the_attempt_limit_tells_nobody() -> None:
+    # Found by the property test: under gate "all" a completed turn is "resumed", and an
+    # exhausted attempt limit turns that into a hold; the user must still hear nothing.
+    tail = [user("q", ago(20)), assistant("a", ago(10))]
+    d = run(tail, policy=RecoveryPolicy(gate=Gate.ALL, max_attempts=0))
+    expect(d, V.COMPLETE, A.HOLD)
+    assert (d.user_notice, d.told) == (None, None)

@@ -11,7 +11,9 @@ from gateway_core.model import (
     Origin,
     ProcessCheckpoint,
     RecoveryAction,
+    RecoveryState,
     SessionKey,
+    Told,
     Verdict,
 )
 from gateway_core.store import Store
@@ -245,6 +247,25 @@ async def test_unreadable_marker_times_keep_the_marker(store: Store) -> None:
     record = await store.recovery.get(session.id)
     assert record is not None
     assert (record.state, record.reason, record.marked_at) == ("pending", "drain-timeout", None)
+
+
+async def test_a_recovery_state_this_version_does_not_know_is_held_not_guessed(
+    store: Store,
+) -> None:
+    # A newer version may have written a state (or a "told") we do not know: the candidate
+    # waits for an operator, and the user is not told again.
+    session = await store.sessions.ensure(KEY, ORIGIN)
+    await store.write(
+        lambda db: db.execute(
+            "UPDATE recovery SET state = 'parked', told = 'nudged' WHERE session_id = ?",
+            (session.id,),
+        )
+    )
+    record = await store.recovery.get(session.id)
+    assert record is not None
+    assert (record.state, record.told) == (RecoveryState.HELD, Told.HELD)
+    (candidate, _), = await store.recovery.candidates()  # fmt: skip
+    assert candidate.state is RecoveryState.HELD
 
 
 async def test_millisecond_timestamps_are_read_as_seconds(store: Store) -> None:

@@ -1,92 +1,124 @@
-"""The words of background-job notices: what the agent is told, and what a user is told.
+"""Routing a background job's events to its conversation, as notice turns.
 
-The agent gets the facts (process id, how it ended, the command, the output tail) with a
-footer saying the gateway wrote it, so a model does not mistake it for the user. A user only
-ever gets a short line (no command, no raw output): it is a receipt, not a log.
+A job's events are stamped with the generation that owns the job (the turn that started it,
+or a later turn that looked at it or was told about it). They reach the agent as a notice turn
+through the session's lane, so they wait for the running turn and never interrupt it, and
+they are routed by the session's own stored origin, never by whichever conversation is in the
+foreground. Whether a notice still applies is decided in the notice turn's own start
+transaction (turn.py): a completion the agent already consumed is dropped; a stale watch match
+is dropped; a stale completion is kept in the transcript and the user told.
+
+Here, before a notice is queued: a watch match while the owning turn still runs is dropped
+(that turn sees the output through its tools), and each completion is queued exactly once.
+Completions owed from before a restart are queued by the boot, from the store, in order.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable
+
+from gateway_core.events import BackgroundNotice
+from gateway_core.lanes import Lanes
 from gateway_core.model import ProcessCheckpoint
-from gateway_core.processes.watch import Match, WatchDisabled, WatchStatus
+from gateway_core.processes.notice_texts import (
+    completion_for_agent,
+    completion_for_user,
+    watch_disabled_for_agent,
+    watch_for_agent,
+)
+from gateway_core.processes.registry import ProcessRegistry, TrackedProcess
+from gateway_core.processes.watch import BreakerTripped, Match, WatchOutcome
+from gateway_core.runtime import GatewayState, Runtime
+from gateway_core.turn import Notice, RequestKind, TurnRequest
 
-FOOTER = "[Internal notification from the gateway, not written by the user.]"
-OUTPUT_CHARS = 2000
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
+log = logging.getLogger(__name__)
 
 
-def _ending(job: ProcessCheckpoint) -> str:
-    if job.state == "exited":
-        return "completed normally" if job.exit_code == 0 else f"exited with code {job.exit_code}"
-    if job.state == "killed":
-        return f"was terminated ({job.end_reason or 'killed'})"
-    return f"was lost ({job.end_reason or 'no exit code left behind'})"
+class NoticeRouter:
+    def __init__(self, runtime: Runtime, processes: ProcessRegistry, lanes: Lanes) -> None:
+        self._rt = runtime
+        self._processes = processes
+        self._lanes = lanes
+        self._completions_queued: set[str] = set()  # exactly one completion notice per job
+        self._tasks: set[asyncio.Future[None]] = set()
+        processes.on_exit(self._job_ended)
+        processes.on_watch(self._job_watched)
 
+    async def queue_owed(self) -> None:
+        """At boot: completions owed from before (the job ended while we were down, or its
+        notice had not run yet), read from the store so that each is told exactly once."""
+        for job in await self._rt.store.processes.untold_completions():
+            await self._queue_completion(job, await self._processes.log_tail(job))
 
-def _tail(output: str) -> str:
-    if len(output) <= OUTPUT_CHARS:
-        return output
-    cut = output[-OUTPUT_CHARS:]
-    cut = cut.split("\n", 1)[1] if "\n" in cut else cut  # start on a whole line
-    return f"[… output truncated, showing the last {len(cut)} characters]\n{cut}"
+    async def close(self) -> None:
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def _job_ended(self, job: TrackedProcess) -> None:
+        record = job.checkpoint
+        if record.session_id is None or not record.notify_on_complete:
+            return
+        if self._rt.state is GatewayState.STARTING:
+            return  # the boot queues owed completions from the store, in order
+        if record.consumed:
+            self._publish(record, "completion", "dropped-consumed")
+            return
+        self._background(self._queue_completion(record, job.output.text()))
 
-def completion_for_agent(job: ProcessCheckpoint, output: str) -> str:
-    took = _duration((job.ended_at or job.started_at) - job.started_at)
-    return (
-        f"[Background process {job.id} {_ending(job)} after {took}.]\n"
-        f"Command: {job.command}\n"
-        f"Output:\n{_tail(output) or '(none)'}\n"
-        f"{FOOTER}"
-    )
+    async def _queue_completion(self, job: ProcessCheckpoint, output: str) -> None:
+        if job.id in self._completions_queued or job.session_id is None:
+            return
+        self._completions_queued.add(job.id)
+        notice = Notice(job.id, job.generation, "completion", True, completion_for_user(job))
+        await self._queue(job, notice, completion_for_agent(job, output))
 
-
-def completion_for_user(job: ProcessCheckpoint) -> str:
-    took = _duration((job.ended_at or job.started_at) - job.started_at)
-    if job.state == "exited" and job.exit_code == 0:
-        return f"✅ Done. A background job finished after {took}."
-    if job.state == "exited":
-        return f"❌ A background job hit a problem (exit {job.exit_code}) after {took}."
-    return f"⚠️ A background job {_ending(job)} after {took}."
-
-
-def watch_for_agent(job: ProcessCheckpoint, match: Match) -> str:
-    lines = "\n".join(match.lines)
-    extra = ""
-    if match.suppressed:
-        extra += f"\n({match.suppressed} earlier matches were held back by the rate limit.)"
-    if match.dropped_by_breaker:
-        extra += (
-            f"\n({match.dropped_by_breaker} matches of all background jobs were dropped while "
-            "the gateway's watch breaker was open.)"
+    def _job_watched(self, job: TrackedProcess, outcome: WatchOutcome) -> None:
+        record = job.checkpoint
+        if isinstance(outcome, BreakerTripped):
+            log.warning(
+                "watch breaker tripped: too many matches across jobs; dropping for %g s",
+                outcome.cooldown,
+            )
+            self._publish(record, "breaker", "breaker-tripped")
+            return
+        if record.session_id is None:
+            return
+        what = "watch-match" if isinstance(outcome, Match) else "watch-disabled"
+        lane = self._lanes.find(record.session_id)
+        current = None if lane is None else lane.current
+        if current is not None and current.generation == record.generation:
+            # The turn that owns the job is running: it sees the output through its tools,
+            # and a notice turn queued behind it would re-inject what it already handled.
+            self._publish(record, what, "dropped-same-turn")
+            return
+        if current is not None and (current.generation or 0) > record.generation:
+            self._publish(record, what, "dropped-stale")
+            return
+        text = (
+            watch_for_agent(record, outcome)
+            if isinstance(outcome, Match)
+            else watch_disabled_for_agent(record, outcome)
         )
-    return (
-        f'[Background process {job.id} matched watch pattern "{match.pattern}".]\n'
-        f"Command: {job.command}\n"
-        f"Matched output:\n{lines}{extra}\n"
-        f"{FOOTER}"
-    )
+        notice = Notice(record.id, record.generation, what, False)
+        self._background(self._queue(record, notice, text))
 
+    async def _queue(self, job: ProcessCheckpoint, notice: Notice, text: str) -> None:
+        assert job.session_id is not None
+        lane = self._lanes.find(job.session_id)
+        session = lane.session if lane else await self._rt.store.sessions.get(job.session_id)
+        if session is None:
+            return
+        self._lanes.submit(session, TurnRequest(RequestKind.NOTICE, text, notice=notice))
+        self._publish(job, notice.what, "queued")
 
-def watch_disabled_for_agent(job: ProcessCheckpoint, disabled: WatchDisabled) -> str:
-    why = (
-        f"it reached the cap of {disabled.delivered} delivered matches"
-        if disabled.reason is WatchStatus.DISABLED_CAP
-        else "it matched too often, three rate-limit windows in a row"
-    )
-    return (
-        f"[Watching background process {job.id} stopped: {why}. You will be told once when "
-        f"it ends instead (notify_on_complete).]\n"
-        f"Command: {job.command}\n"
-        f"{FOOTER}"
-    )
+    def _publish(self, job: ProcessCheckpoint, what: str, outcome: str) -> None:
+        self._rt.events.publish(
+            BackgroundNotice(self._rt.clock.now(), job.session_id, job.id, what, outcome)
+        )
+
+    def _background(self, work: Awaitable[None]) -> None:
+        """Queued off the registry's listener (which must not block its reader)."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

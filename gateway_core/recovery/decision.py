@@ -368,8 +368,8 @@ def _user_notice(
     never reached them: "reply to continue". Never for a turn that completed, never twice in
     one episode (the record remembers what was told), never for the gateway's own work (a
     background job's notice turn), and not at all with recovery.notify_user = false."""
-    if not policy.notify_user or origin is None:
-        return None, None
+    if not policy.notify_user or origin is None or found.verdict is V.COMPLETE:
+        return None, None  # (a completed turn has nothing to tell, whatever the gate did)
     request = last_request(tail)
     if request is None:
         return None, None  # nothing the user asked is waiting: nobody to tell

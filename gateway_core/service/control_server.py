@@ -20,8 +20,8 @@ unless they are root). A hello may add the client it comes through ("via": "web"
 is kept beside the proven user, never instead of it; like read_only, a later hello cannot take
 it back. A bad request gets an error line and the connection lives on; a line
 longer than MAX_LINE is answered with an error and skipped. Writing never waits for a client:
-one whose unread output passes MAX_BUFFERED is dropped, so a stuck reader cannot slow the
-gateway.
+one whose unread output stays above MAX_BUFFERED for STALL_SECONDS without shrinking, or that
+lets HARD_LIMIT pile up at all, is dropped, so a stuck reader cannot slow the gateway.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from gateway_core.config import Config
 from gateway_core.events import DrainProgress, Event, GatewayStateChanged
 from gateway_core.gateway import Gateway
 from gateway_core.log_ring import LogRing
+from gateway_core.runtime import GatewayState
 from gateway_core.service.control_server import ControlServer
 from gateway_core.service.http_surface import HttpSurface
 from gateway_core.service.sdnotify import SystemdNotifier, watchdog_interval, watchdog_loop
@@ -86,7 +87,7 @@ class GatewayService:
             )
             await self._server.start()
         except BaseException:
-            if self.gateway.state.value != "stopped":
+            if self.gateway.state is not GatewayState.STOPPED:
                 await self.gateway.stop(0)  # or its threads keep the process alive
             await self._cleanup()
             raise
@@ -122,7 +123,7 @@ class GatewayService:
         if not self._started:
             self._stop_when_started = True
             return
-        if self._stopping is None and self.gateway.state.value != "stopped":
+        if self._stopping is None and self.gateway.state is not GatewayState.STOPPED:
             self._stopping = asyncio.ensure_future(self.gateway.stop(timeout))
 
     async def _restart(self, timeout: float | None) -> str:
@@ -168,7 +169,7 @@ class GatewayService:
         try:
             async for event in subscription:
                 self._log_event(event)
-                if isinstance(event, GatewayStateChanged) and event.state == "draining":
+                if isinstance(event, GatewayStateChanged) and event.state == GatewayState.DRAINING:
                     self.notifier.stopping("draining")
                     if extending is None:
                         extending = asyncio.create_task(self._extend_while_draining())
@@ -182,7 +183,7 @@ class GatewayService:
         pushed out to what the drain still needs, so it never SIGKILLs a drain in time."""
         gateway = self.gateway
         grace = self.config.gateway.grace
-        while gateway.state.value == "draining":
+        while gateway.state is GatewayState.DRAINING:
             drain = gateway.snapshot().drain
             left = self.config.gateway.drain_timeout if drain is None else drain.seconds_left
             self.notifier.extend_timeout(left + grace + EXTEND_MARGIN)
@@ -193,9 +194,7 @@ class GatewayService:
         log_event(event, self._session_key(session_id) if isinstance(session_id, int) else None)
 
     def _session_key(self, session_id: int) -> str:
-        lanes = getattr(self.gateway, "lanes", None)  # set up by the gateway's first start
-        lane = None if lanes is None else lanes.find(session_id)
-        return str(session_id) if lane is None else str(lane.session.key)
+        return self.gateway.session_key(session_id) or str(session_id)
 
 
 def log_event(event: Event, session: str | None) -> None:

@@ -49,7 +49,7 @@ def decode_record(row: tuple[Any, ...]) -> RecoveryRecord:
     sid, state, reason, marked_at, verdict, explanation, attempts, last_attempt, updated, told = row
     return RecoveryRecord(
         session_id=int(sid),
-        state=str(state),
+        state=_state(state),
         reason=reason,
         marked_at=decode_timestamp(marked_at),
         last_verdict=verdict,
@@ -57,8 +57,27 @@ def decode_record(row: tuple[Any, ...]) -> RecoveryRecord:
         attempts=int(attempts or 0),
         last_attempt_at=decode_timestamp(last_attempt),
         updated_at=decode_timestamp(updated),
-        told=told,
+        told=_told(told),
     )
+
+
+def _state(raw: object) -> RecoveryState:
+    """A stored state this version does not know (a newer one wrote it) waits for an
+    operator: it is never resumed, nor cleared, on a guess."""
+    try:
+        return RecoveryState(str(raw))
+    except ValueError:
+        return RecoveryState.HELD
+
+
+def _told(raw: object) -> Told | None:
+    """An unknown "told" value counts as told: a user hears too little rather than twice."""
+    if raw is None:
+        return None
+    try:
+        return Told(str(raw))
+    except ValueError:
+        return Told.HELD
 
 
 def mark_row(db: sqlite3.Connection, session_id: int, reason: str, now: float) -> bool:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from gateway_core.model import TurnKind, TurnOutcome, TurnRecord
 from gateway_core.store.codec import decode_timestamp
 from gateway_core.store.reader import Reader
 
 _COLUMNS = "session_id, generation, kind, run_id, started_at, ended_at, outcome"
+E = TypeVar("E", bound=StrEnum)
 
 
 def decode_turn(row: tuple[Any, ...]) -> TurnRecord:
@@ -24,12 +26,21 @@ def decode_turn(row: tuple[Any, ...]) -> TurnRecord:
     return TurnRecord(
         session_id=int(session_id),
         generation=int(generation),
-        kind=str(kind),
+        kind=_enum(TurnKind, kind, TurnKind.MESSAGE),
         run_id=None if run_id is None else int(run_id),
         started_at=decode_timestamp(started_at) or 0.0,
         ended_at=decode_timestamp(ended_at),
-        outcome=None if outcome is None else str(outcome),
+        # An outcome this version does not know counts as an interruption: a resume is then
+        # attempted again, and the attempt limit still ends it.
+        outcome=None if outcome is None else _enum(TurnOutcome, outcome, TurnOutcome.CRASHED),
     )
+
+
+def _enum(kind: type[E], raw: object, unknown: E) -> E:
+    try:
+        return kind(str(raw))
+    except ValueError:
+        return unknown
 
 
 def begin_row(

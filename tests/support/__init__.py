@@ -1,1 +1,2 @@
-"""Test support: builders and (later) fake servers. Real parts only, never mocks of our code."""
+"""Test support: builders, fake servers (Bot API, chat completions), real processes to
+kill, terminals to drive. Real parts only, never mocks of our own code."""

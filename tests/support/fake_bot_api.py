@@ -5,7 +5,7 @@ Point aiogram at it with::
     session = AiohttpSession(api=TelegramAPIServer.from_base(fake.base_url))
     bot = Bot("42:TEST-TOKEN", session=session)
 
-What it imitates (see the shared reference note on aiogram 3.31, sections 1, 2 and 4.1):
+What it imitates (the Bot API as aiogram 3.31 talks to it):
 
 * one route ``/bot{token}/{method}``, any HTTP verb; the body is form-urlencoded or multipart
   (complex values are JSON strings), a JSON body or a query string also works;

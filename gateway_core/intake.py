@@ -1,0 +1,134 @@
+"""Intake: inbound messages persisted, then handed to their sessions' lanes.
+
+A batch from an adapter is committed to the inbox in ONE transaction before the adapter may
+acknowledge it to its platform (persist, then confirm); a redelivered update is a no-op there
+(the inbox is unique per platform id). Only then is each message submitted to its lane, or,
+when it answers the agent's open question, handed to that question instead. At boot, what the
+last run stored but never turned into a turn is submitted again, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Sequence
+
+from gateway_core.adapters.base import InboundMessage
+from gateway_core.delivery import Deliverer
+from gateway_core.events import UpdatesStored
+from gateway_core.lanes import LaneFull, Lanes
+from gateway_core.model import Session, SessionKey
+from gateway_core.questions import Questions
+from gateway_core.runtime import Runtime
+from gateway_core.safe_json import parse_json
+from gateway_core.store.inbox import finish_row, insert_row
+from gateway_core.store.sessions import ensure_row
+from gateway_core.store.transaction import Transaction
+from gateway_core.turn import RequestKind, TurnRequest
+
+log = logging.getLogger(__name__)
+
+
+class Intake:
+    def __init__(
+        self, runtime: Runtime, lanes: Lanes, questions: Questions, deliverer: Deliverer
+    ) -> None:
+        self._rt = runtime
+        self._lanes = lanes
+        self._questions = questions
+        self._deliverer = deliverer
+        self._tasks: set[asyncio.Future[None]] = set()
+
+    async def accept(self, batch: Sequence[InboundMessage]) -> None:
+        """Persist a batch in one transaction; only then may the adapter acknowledge it."""
+        rt = self._rt
+        now = rt.clock.now()
+        skipped = duplicates = 0
+
+        def txn(db: Transaction) -> list[tuple[Session, int, str]]:
+            nonlocal skipped, duplicates
+            accepted = []
+            for message in batch:
+                if message.skip_reason is not None or message.origin is None:
+                    # Recorded for dedup and for the operator; never becomes a turn.
+                    skip = insert_row(db, message.platform, message.update_id, None, "{}", now)
+                    if skip is not None:
+                        finish_row(db, skip, "skipped", message.skip_reason, now)
+                        skipped += 1
+                    else:
+                        duplicates += 1
+                    continue
+                session = ensure_row(db, message.origin.key, message.origin, now)
+                payload = json.dumps({"text": message.text})
+                inbox_id = insert_row(
+                    db, message.platform, message.update_id, str(session.key), payload, now
+                )
+                if inbox_id is not None:  # None: a redelivered update, already stored
+                    accepted.append((session, inbox_id, message.text))
+                else:
+                    duplicates += 1
+            return accepted
+
+        accepted = await rt.store.write(txn)
+        refused = 0
+        for session, inbox_id, text in accepted:
+            if self._questions.answer(session.id, text):
+                # The answer to the agent's open question: the turn records it as the tool
+                # result, so it does not start a turn of its own.
+                await rt.store.inbox.finish(inbox_id, "answered")
+                continue
+            if not self._submit(session, inbox_id, text):
+                refused += 1
+        if batch:
+            rt.events.publish(
+                UpdatesStored(
+                    now, batch[0].platform, len(accepted) - refused, duplicates, skipped, refused
+                )
+            )
+
+    async def queue_backlog(self) -> None:
+        """At boot: messages the last run stored but never started a turn for."""
+        for inbound in await self._rt.store.inbox.open_items(limit=100_000):
+            await self._queue_stored(inbound.id, inbound.session_key, inbound.payload)
+
+    async def close(self) -> None:
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _submit(self, session: Session, inbox_id: int, text: str) -> bool:
+        """False when the session's queue is full (the message is refused, the user told)."""
+        try:
+            self._lanes.submit(session, TurnRequest(RequestKind.MESSAGE, text, inbox_id))
+        except LaneFull:
+            # Refused now, and the user is told so: running it at the next restart, perhaps
+            # hours later and out of context, would be worse than asking them to resend.
+            log.warning("session %s queue is full; message %s refused", session.id, inbox_id)
+            self._background(self._refuse_overflow(session.id, inbox_id))
+            return False
+        return True
+
+    async def _queue_stored(self, inbox_id: int, key: str | None, payload: str) -> None:
+        if key is None:
+            return
+        store = self._rt.store
+        session = await store.sessions.by_key(SessionKey.parse(key))
+        decoded = parse_json(payload)
+        text = decoded.get("text") if isinstance(decoded, dict) else None
+        if session is None or not isinstance(text, str):
+            await store.inbox.finish(inbox_id, "skipped", "unreadable inbox item")
+            return
+        self._submit(session, inbox_id, text)
+
+    async def _refuse_overflow(self, session_id: int, inbox_id: int) -> None:
+        limit = self._rt.config.lanes.max_queue
+        await self._rt.store.inbox.finish(inbox_id, "refused", f"more than {limit} messages queued")
+        await self._deliverer.post_notice(
+            session_id,
+            f"⚠️ {limit} messages are already waiting; this one was not processed. "
+            "Please send it again once I have answered.",
+        )
+
+    def _background(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

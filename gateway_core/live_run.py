@@ -1,0 +1,203 @@
+"""Everything that lives as long as one run of the gateway, built at once and closed at once.
+
+    LiveRun(runtime, questions)   # every part, wired (nothing is half set up afterwards)
+    await run.boot()              # the boot sequence; intake starts last
+    ...
+    await run.close(clean)        # every closing step attempted, the store closed last
+
+The parts, in the order they are wired (each uses only those above it):
+
+    deliverer     the outbox's sender                         (delivery.py)
+    notifiers     the "still working" messages of long turns  (notifiers.py)
+    processes     background jobs                             (processes/registry.py)
+    candidates    recovery candidates as the operator sees them (recovery/candidates.py)
+    waiter        resumes that wait for a re-adopted job      (recovery/waiting.py)
+    runner        one turn, durably                           (turn.py)
+    lanes         one turn at a time per session              (lanes.py)
+    notices       job events routed to their conversation     (processes/notices.py)
+    intake        inbound messages persisted, then to lanes   (intake.py)
+
+The one path of the data: adapter -> intake (inbox) -> lane -> turn (transcript) -> outbox
+-> deliverer -> adapter. A few narrow callbacks run the other way, each to the part that owns
+what it changes: a lane tells the candidates a turn ended, the waiter tells them a candidate
+was decided again, a notice turn tells the registry it took its job over, the registry tells
+the notice router a job ended or matched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+from gateway_core.delivery import Deliverer
+from gateway_core.events import RecoveryDecided
+from gateway_core.intake import Intake
+from gateway_core.lanes import Lanes
+from gateway_core.model import ProcessState, RecoveryAction, RunRecord
+from gateway_core.notifiers import Notifiers
+from gateway_core.processes.notices import NoticeRouter
+from gateway_core.processes.registry import ProcessRegistry
+from gateway_core.questions import Questions
+from gateway_core.recovery.candidates import CandidateBoard
+from gateway_core.recovery.startup import BootRecovery, recover_at_boot
+from gateway_core.recovery.waiting import JobWaiter
+from gateway_core.runtime import GatewayState, Runtime
+from gateway_core.store.sessions import promote_crashed_turns
+from gateway_core.turn import RequestKind, TurnRequest, TurnRunner
+
+log = logging.getLogger(__name__)
+
+
+class LiveRun:
+    def __init__(self, runtime: Runtime, questions: Questions) -> None:
+        rt = runtime
+        self.runtime = rt
+        self.deliverer = Deliverer(rt)
+        self.notifiers = Notifiers(rt)
+        self.processes = ProcessRegistry(rt.store, rt.clock, rt.config.gateway.state_dir / "jobs")
+        self.candidates = CandidateBoard(rt, self.deliverer)
+        self.waiter = JobWaiter(
+            rt,
+            self.processes,
+            self.deliverer,
+            loop_guard_tripped=self.candidates.loop_guard_tripped,
+            on_decided=self.candidates.decided_later,
+        )
+        self.runner = TurnRunner(
+            rt, self.deliverer, self.notifiers, job_owners=self.processes, job_waits=self.waiter
+        )
+        self.lanes = Lanes(rt, self.runner, on_turn_end=self.candidates.turn_ended)
+        self.notices = NoticeRouter(rt, self.processes, self.lanes)
+        self.intake = Intake(rt, self.lanes, questions, self.deliverer)
+        self.record: RunRecord | None = None  # this boot's row in `runs`, once written
+        self.boot_recovery: BootRecovery | None = None
+        self.started_mono = rt.clock.monotonic()
+        self._sampling: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Future[None]] = set()
+
+    async def boot(self) -> BootRecovery:
+        """Start: record the boot, promote the turns the last run died in, re-adopt its
+        jobs, mark its unconfirmed sends unknown, run the recovery pass, queue resume turns
+        first, then owed completions and the inbox backlog, deliver what is owed, and only
+        then start intake (docs/architecture.md 6.1)."""
+        rt, store = self.runtime, self.runtime.store
+        interval = rt.config.gateway.sample_interval
+        if interval > 0:
+            self._sampling = asyncio.get_running_loop().create_task(
+                self.processes.sample_forever(interval), name="process-sampler"
+            )
+        self.record = await store.runs.begin(os.getpid())
+        rt.run_id = self.record.id
+        promoted = await store.write(lambda txn: promote_crashed_turns(txn, rt.clock.now()))
+        if promoted:
+            log.warning("previous run died during %d turn(s); marked for recovery", len(promoted))
+        adopted = await self.processes.adopt_checkpoints()
+        if adopted:
+            log.info("re-adopted %d background process(es) of the previous run", len(adopted))
+        for sent in await store.outbox.mark_unknown_at_boot():
+            log.warning("reply %s was being sent when the gateway died: not resent", sent.id)
+        await self.deliverer.count_unknown()
+        # "Still working" messages of turns that died with the last run: removed once.
+        self._background(self.notifiers.remove_left_over(await store.working_notices.all()))
+        boot = await recover_at_boot(store, self.record, rt.policy, self.processes.log_tail)
+        self.boot_recovery = boot
+        self.candidates.booted(boot)
+        self._tell_decisions(boot)
+        await self.candidates.refresh()
+        rt.set_state(GatewayState.RUNNING)
+        # Resume turns go to the front of their lanes, before any inbound backlog; a resume
+        # whose interrupted call's job still runs waits for that job first, in its lane.
+        for candidate in boot.with_action(RecoveryAction.RESUME):
+            self.lanes.submit(candidate.session, TurnRequest(RequestKind.RESUME), first=True)
+        for candidate in boot.with_action(RecoveryAction.AWAIT_JOB):
+            request = TurnRequest(RequestKind.RESUME, await_jobs=True)
+            self.lanes.submit(candidate.session, request, first=True)
+        await self.notices.queue_owed()
+        await self.intake.queue_backlog()
+        # Replies owed, and the notices this boot's decisions queued for users.
+        for owed in await store.outbox.pending(limit=100_000):
+            self.deliverer.enqueue(owed.session_id, owed.id)
+        self.lanes.kick_all()  # lanes given work while the gateway was still starting
+        for adapter in rt.adapters.values():
+            await adapter.start_intake(self.intake.accept)
+        return boot
+
+    def _tell_decisions(self, boot: BootRecovery) -> None:
+        rt = self.runtime
+        for candidate in boot.candidates:
+            decision = candidate.decision
+            rt.events.publish(
+                RecoveryDecided(
+                    rt.clock.now(),
+                    candidate.session.id,
+                    decision.verdict.value,
+                    decision.action.value,
+                    decision.explanation,
+                )
+            )
+            if decision.action is RecoveryAction.HOLD:
+                log.warning(
+                    "recovery candidate held for an operator: session %s: %s",
+                    candidate.session.id,
+                    decision.explanation,
+                    extra={"event": "recovery_held", "session": str(candidate.session.key)},
+                )
+
+    async def kill_jobs_of(self, sessions: Sequence[int]) -> None:
+        """At the drain deadline: the background jobs of interrupted turns go too."""
+        wanted = set(sessions)
+        for job in self.processes.all():
+            if job.state == ProcessState.RUNNING and job.checkpoint.session_id in wanted:
+                result = await self.processes.kill(job.id, grace=self.runtime.config.gateway.grace)
+                if not result.killed:
+                    log.error("job %s survived the drain kill: pids %s", job.id, result.survivors)
+
+    async def wait_idle(self) -> None:
+        """Until no lane has work and no reply waits to be sent (checked together, since a
+        finished turn hands its reply to the deliverer and a delivery can wake nothing)."""
+        while True:
+            busy = [lane.idle.wait() for lane in self.lanes.all() if not lane.idle.is_set()]
+            if busy:
+                await asyncio.gather(*busy)
+                continue
+            if not self.deliverer.busy:
+                return
+            await self.deliverer.idle(within=3600)
+
+    async def close(
+        self, clean: bool, closers: Mapping[str, Callable[[], Awaitable[object]]]
+    ) -> None:
+        """Every step is attempted even if one fails; the store is closed last. `closers`
+        are the gateway's own (adapters, agent), closed after the deliverer."""
+        rt = self.runtime
+        if self._sampling is not None:
+            self._sampling.cancel()
+            await asyncio.gather(self._sampling, return_exceptions=True)
+        # Jobs keep running (a later boot re-adopts them); only the watching stops.
+        await self.processes.close()
+        await self.candidates.close()
+        await self.notices.close()
+        await self.intake.close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.lanes.close()
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("deliverer", self.deliverer.close),
+            *closers.items(),
+        ]
+        record = self.record
+        if record is not None:
+            steps.append(("run record", lambda: rt.store.runs.finish(record.id, clean=clean)))
+        steps.append(("store", rt.store.close))
+        for name, step in steps:
+            try:
+                await step()
+            except Exception:
+                log.exception("closing the %s failed; going on with the rest", name)
+
+    def _background(self, work: Awaitable[None]) -> None:
+        """Fire-and-forget work that must not be garbage-collected half way."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

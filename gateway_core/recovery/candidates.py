@@ -1,0 +1,110 @@
+"""The recovery candidates as the operator sees them, kept in step with the store.
+
+The boot's decisions (and later ones, after a job a candidate waited for ended) give each
+candidate its action; the store gives its state. The views are re-read, coalesced to one read
+in flight, whenever a candidate's turn ends or an operator acts, so a snapshot never shows a
+marker that has already cleared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from gateway_core.delivery import Deliverer
+from gateway_core.model import Decision
+from gateway_core.recovery.decision import operator_clear_notice
+from gateway_core.recovery.startup import BootRecovery, Candidate
+from gateway_core.runtime import Runtime
+from gateway_core.snapshot import CandidateView
+
+
+class CandidateBoard:
+    def __init__(self, runtime: Runtime, deliverer: Deliverer) -> None:
+        self._rt = runtime
+        self._deliverer = deliverer
+        self.boot: BootRecovery | None = None
+        self._views: dict[int, CandidateView] = {}
+        # The newest decision on each candidate: what the console shows as its action.
+        self._decisions: dict[int, Decision] = {}
+        self._refreshing: asyncio.Task[None] | None = None
+
+    @property
+    def views(self) -> tuple[CandidateView, ...]:
+        return tuple(self._views.values())
+
+    def loop_guard_tripped(self) -> bool:
+        return bool(self.boot and self.boot.loop_guard_tripped)
+
+    def booted(self, boot: BootRecovery) -> None:
+        self.boot = boot
+        for candidate in boot.candidates:
+            self._decisions[candidate.session.id] = candidate.decision
+
+    def decided_later(self, candidate: Candidate) -> None:
+        """A candidate was decided again during the run (a job it waited for ended)."""
+        self._decisions[candidate.session.id] = candidate.decision
+        self.schedule_refresh()
+
+    def turn_ended(self, session_id: int) -> None:
+        """A candidate's turn ended: its marker may have cleared."""
+        if session_id in self._views:
+            self.schedule_refresh()
+
+    def schedule_refresh(self) -> None:
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.get_running_loop().create_task(self.refresh())
+
+    async def close(self) -> None:
+        if self._refreshing is not None:
+            await asyncio.gather(self._refreshing, return_exceptions=True)
+
+    async def refresh(self) -> None:
+        """Re-read every recovery record that is not 'none' (an indexed read of few rows)."""
+        now = self._rt.clock.now()
+        views = {}
+        for record, session in await self._rt.store.recovery.candidates():
+            decision = self._decisions.get(session.id)
+            views[session.id] = CandidateView(
+                session_id=session.id,
+                key=str(session.key),
+                user_name=None if session.origin is None else session.origin.user_name,
+                state=str(record.state),
+                reason=record.reason,
+                verdict=record.last_verdict,
+                action=None if decision is None else decision.action.value,
+                explanation=record.last_explanation,
+                tail_age=None
+                if decision is None or decision.tail_at is None
+                else max(0.0, now - decision.tail_at),
+                attempts=record.attempts,
+                marked_at=record.marked_at,
+                settled=() if decision is None else tuple(_settled_text(decision)),
+                told=None if record.told is None else str(record.told),
+                tail_at=None if decision is None else decision.tail_at,
+            )
+        self._views = views
+
+    async def clear(self, session_id: int) -> tuple[bool, int | None]:
+        """An operator drops a candidate; its user is told once, in the same transaction.
+        Returns (cleared, the notice's outbox id)."""
+        store, policy = self._rt.store, self._rt.policy
+        record = await store.recovery.get(session_id)
+        session = await store.sessions.get(session_id)
+        if record is None or session is None:
+            return False, None
+        tail = await store.transcript.tail(session_id, policy.tail_rows)
+        notice, told = operator_clear_notice(record, session.origin, tail, policy)
+        cleared, notice_id = await store.recovery.clear_and_tell(session_id, notice, told)
+        if notice_id is not None:
+            self._deliverer.enqueue(session_id, notice_id)
+        return cleared, notice_id
+
+
+def _settled_text(decision: Decision) -> list[str]:
+    texts = []
+    for call in decision.settled:
+        text = f"{call.tool_name}: {call.how.value}"
+        if call.exit_code is not None:
+            text += f" (exit {call.exit_code})"
+        texts.append(text)
+    return texts
