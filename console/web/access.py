@@ -121,7 +121,9 @@ def middleware(access: Access) -> Middleware:
                 return refuse(request, "wrong token in the URL")
             query = {k: v for k, v in request.query.items() if k != TOKEN_PARAM}
             clean = request.rel_url.with_query(query)
-            response = web.HTTPSeeOther(str(clean))
+            response = web.Response(
+                status=303, headers={"Location": str(clean), "Cache-Control": "no-store"}
+            )
             response.set_cookie(
                 access.cookie,
                 access.token,
