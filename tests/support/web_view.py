@@ -132,6 +132,13 @@ class Tab:
             raise AssertionError(f"not seen within {within} s: {what}\n{self.text}") from None
         return self.text
 
+    async def ended(self, within: float = 30.0) -> None:
+        """Until the server has closed this tab's websocket (its console ended)."""
+        try:
+            await asyncio.wait_for(self.closed.wait(), within)
+        except TimeoutError:
+            raise AssertionError(f"the tab still open after {within} s\n{self.text}") from None
+
     async def live(self) -> str:
         return await self.wait_for(lambda screen: BANNER_LIVE in screen, "the live banner")
 
