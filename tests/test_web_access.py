@@ -81,7 +81,7 @@ async def test_without_the_token_every_request_gets_401_a_log_line_and_no_consol
                 served.url, headers={"Authorization": "Bearer not-the-token"}
             ) as answer:
                 assert answer.status == 401
-        assert not served.view.visitors.live and _children() == before
+        assert served.tabs == 0 and _children() == before
     refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert len(refusals) == 6, refusals
     assert "GET /ws from 127.0.0.1: no token" in refusals[1]
@@ -134,4 +134,4 @@ async def test_a_websocket_from_another_sites_page_is_refused(
                 served.url + "ws", headers={"Origin": "http://evil.example"}
             ) as answer:
                 assert answer.status == 403
-        assert not served.view.visitors.live
+        assert served.tabs == 0

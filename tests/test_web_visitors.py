@@ -13,7 +13,7 @@ import pytest
 
 from gateway_core.clock import ManualClock
 from gateway_core.runtime import GatewayState
-from tests.support.web_view import gateway_with_socket, gone, open_tab, running, web_view
+from tests.support.web_view import alive, gateway_with_socket, gone, open_tab, web_view
 
 ME = pwd.getpwuid(os.getuid()).pw_name
 pytestmark = pytest.mark.slow  # each tab is a real console process
@@ -91,17 +91,17 @@ async def test_a_closed_tab_ends_its_console_process(tmp_path: Path, clock: Manu
             await first.live()
             await second.live()
             pids = served.console_pids()
-            assert len(pids) == 2 and all(running(pid) for pid in pids)
+            assert len(pids) == 2 and all(alive(pid) for pid in pids)
             await first.close()
             await gone(pids[0])
-            assert running(pids[1])  # the other tab's console is its own
+            assert alive(pids[1])  # the other tab's console is its own
             await second.press("q")  # leaving the console closes its tab too
             await second.wait_for(lambda s: "Leave the console?" in s, "the leave dialog")
             await second.press("\t")  # from Cancel (focused first) to Detach
             await second.press("\r")
             await second.ended()
             await gone(pids[1])
-        assert not served.view.visitors.live
+        assert served.tabs == 0
 
 
 async def test_past_max_clients_the_next_gets_503_until_a_tab_closes(
@@ -135,4 +135,4 @@ async def test_a_tab_with_no_gateway_behind_it_is_told_so_and_closed(tmp_path: P
         async with open_tab(served, client) as tab:
             await tab.ended()
             assert f"no gateway is listening on {missing}" in tab.text.replace("\n", "")
-        assert not served.view.visitors.live
+        assert served.tabs == 0

@@ -26,13 +26,15 @@ BANNER_LIVE = "RUNNING"
 
 
 @dataclass
-class Served:
-    view: WebView
+class Site:
+    """A web view being served, in this process or by `switchboard web`."""
+
     url: str  # http://127.0.0.1:PORT/
+    token: str
 
     @property
     def cookie(self) -> str:
-        return self.view.options.access.cookie
+        return f"switchboard-web-{self.url.rstrip('/').rsplit(':', 1)[1]}"
 
     def browser(self) -> ClientSession:
         """A client that keeps cookies like a browser (aiohttp's default jar refuses those
@@ -40,11 +42,22 @@ class Served:
         return ClientSession(cookie_jar=CookieJar(unsafe=True))
 
     async def sign_in(self, client: ClientSession) -> None:
-        async with client.get(f"{self.url}?token={TOKEN}", allow_redirects=False) as answer:
+        async with client.get(f"{self.url}?token={self.token}", allow_redirects=False) as answer:
             assert answer.status == 303, answer.status
         assert any(cookie.key == self.cookie for cookie in client.cookie_jar)
 
+
+@dataclass
+class Served(Site):
+    view: WebView | None = None
+
+    @property
+    def tabs(self) -> int:
+        assert self.view is not None
+        return len(self.view.visitors.live)
+
     def console_pids(self) -> list[int]:
+        assert self.view is not None
         return [pid for visitor in self.view.visitors.live.values() if (pid := visitor.pid)]
 
 
@@ -66,7 +79,7 @@ async def web_view(
     await runner.setup()
     try:
         await web.SockSite(runner, listening).start()
-        yield Served(view, f"http://127.0.0.1:{port}/")
+        yield Served(f"http://127.0.0.1:{port}/", TOKEN, view)
     finally:
         pids = [visitor.pid for visitor in view.visitors.live.values() if visitor.pid]
         await runner.cleanup()  # closes every tab's websocket, which ends its console
@@ -152,7 +165,7 @@ class Tab:
 
 @asynccontextmanager
 async def open_tab(
-    served: Served, client: ClientSession, width: int = 120, height: int = 36
+    served: Site, client: ClientSession, width: int = 120, height: int = 36
 ) -> AsyncIterator[Tab]:
     async with client.ws_connect(f"{served.url}ws?width={width}&height={height}") as websocket:
         tab = Tab(websocket, width, height)
@@ -166,13 +179,13 @@ async def gone(pid: int, within: float = 15.0) -> None:
     """Until process `pid` has ended (and been reaped by whoever started it)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
-    while running(pid):
+    while alive(pid):
         if loop.time() > deadline:
             raise AssertionError(f"console process {pid} still runs after {within} s")
         await asyncio.sleep(0.05)  # another process's end has no event to wait on here
 
 
-def running(pid: int) -> bool:
+def alive(pid: int) -> bool:
     """Whether `pid` still runs (a zombie has ended: only its parent has yet to reap it)."""
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
