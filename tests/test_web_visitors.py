@@ -92,7 +92,7 @@ async def test_a_closed_tab_ends_its_console_process(tmp_path: Path, clock: Manu
             await second.live()
             pids = served.console_pids()
             assert len(pids) == 2 and all(alive(pid) for pid in pids)
-            await first.close()
+            await first.close_tab()
             await gone(pids[0])
             assert alive(pids[1])  # the other tab's console is its own
             await second.press("q")  # leaving the console closes its tab too

@@ -66,6 +66,9 @@ class Visitor(AppService):
         for name in self._hidden:
             environment.pop(name, None)
         environment["TEXTUAL_DRIVER"] = DRIVER
+        # Every frame of an animation crosses the network to the tab; a sliding tab underline
+        # is a few dozen frames that show nothing an operator needs.
+        environment["TEXTUAL_ANIMATIONS"] = "none"
         return environment
 
     async def _open_app_process(self, width: int = 80, height: int = 24) -> Process:

@@ -101,36 +101,32 @@ async def gateway_with_socket(
         await running.stop()
 
 
-class Tab:
-    """One browser tab's websocket: keys out, the screen in."""
+class Screen:
+    """The screen a tab draws from its console's output, woken at each change."""
 
-    def __init__(self, websocket: ClientWebSocketResponse, width: int, height: int) -> None:
-        self.websocket = websocket
-        self.screen = pyte.Screen(width, height)
-        self._stream = pyte.ByteStream(self.screen)
-        self._changed = asyncio.Event()
-        self.texts: list[object] = []  # the JSON messages (pong, open_url...)
+    def __init__(self, width: int, height: int) -> None:
+        self.model = pyte.Screen(width, height)
+        self._stream = pyte.ByteStream(self.model)
+        self.changed = asyncio.Event()
         self.closed = asyncio.Event()
-        self._reader = asyncio.create_task(self._read())
 
-    async def _read(self) -> None:
-        try:
-            async for message in self.websocket:
-                if message.type == WSMsgType.BINARY:
-                    self._stream.feed(message.data)
-                elif message.type == WSMsgType.TEXT:
-                    self.texts.append(json.loads(message.data))
-                self._changed.set()
-        finally:
-            self.closed.set()
-            self._changed.set()
+    def feed(self, data: bytes) -> None:
+        self._stream.feed(data)
+        self.changed.set()
+
+    def resize(self, width: int, height: int) -> None:
+        self.model.resize(height, width)
+
+    def close(self) -> None:
+        self.closed.set()
+        self.changed.set()
 
     @property
     def text(self) -> str:
-        return "\n".join(str(line) for line in self.screen.display)
+        return "\n".join(str(line) for line in self.model.display)
 
     def line(self, number: int) -> str:
-        return str(self.screen.display[number])
+        return str(self.model.display[number])
 
     async def wait_for(self, check: Callable[[str], bool], what: str, within: float = 30.0) -> str:
         """The screen once check(screen) holds, woken by each frame; fails with the screen."""
@@ -139,11 +135,14 @@ class Tab:
                 while not check(self.text):
                     if self.closed.is_set():
                         raise AssertionError(f"the tab closed before: {what}\n{self.text}")
-                    self._changed.clear()
-                    await self._changed.wait()
+                    self.changed.clear()
+                    await self.changed.wait()
         except TimeoutError:
             raise AssertionError(f"not seen within {within} s: {what}\n{self.text}") from None
         return self.text
+
+    async def live(self) -> str:
+        return await self.wait_for(lambda screen: BANNER_LIVE in screen, "the live banner")
 
     async def ended(self, within: float = 30.0) -> None:
         """Until the server has closed this tab's websocket (its console ended)."""
@@ -152,13 +151,30 @@ class Tab:
         except TimeoutError:
             raise AssertionError(f"the tab still open after {within} s\n{self.text}") from None
 
-    async def live(self) -> str:
-        return await self.wait_for(lambda screen: BANNER_LIVE in screen, "the live banner")
+
+class Tab(Screen):
+    """One browser tab's websocket: keys out, the screen in."""
+
+    def __init__(self, websocket: ClientWebSocketResponse, width: int, height: int) -> None:
+        super().__init__(width, height)
+        self.websocket = websocket
+        self.texts: list[object] = []  # the JSON messages (pong, open_url...)
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for message in self.websocket:
+                if message.type == WSMsgType.BINARY:
+                    self.feed(message.data)
+                elif message.type == WSMsgType.TEXT:
+                    self.texts.append(json.loads(message.data))
+        finally:
+            self.close()
 
     async def press(self, keys: str) -> None:
         await self.websocket.send_str(json.dumps(["stdin", keys]))
 
-    async def close(self) -> None:
+    async def close_tab(self) -> None:
         await self.websocket.close()
         await self._reader
 
@@ -172,7 +188,7 @@ async def open_tab(
         try:
             yield tab
         finally:
-            await tab.close()
+            await tab.close_tab()
 
 
 async def gone(pid: int, within: float = 15.0) -> None:
