@@ -98,8 +98,13 @@ async def test_it_prints_a_sign_in_url_and_its_token_stays_out_of_the_consoles(
             (console,) = web.consoles()
             assert TOKEN_ENV not in psutil.Process(console).environ()
         await gone(console)
-        web.process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(web.process.wait(), 30) == 0
+        async with open_tab(web.site, client) as tab:  # open while the server stops
+            await tab.live()
+            (console,) = web.consoles()
+            web.process.send_signal(signal.SIGTERM)
+            await tab.ended()
+            assert await asyncio.wait_for(web.process.wait(), 30) == 0
+        await gone(console)
 
 
 async def test_a_killed_web_server_takes_its_consoles_and_leaves_the_gateway_running(
