@@ -9,6 +9,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -79,6 +80,23 @@ async def test_beyond_loopback_without_a_token_it_will_not_start(tmp_path: Path)
     out, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 78 and out == b""
     assert b"not a loopback address" in err and TOKEN_ENV.encode() in err
+
+
+async def test_a_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "console.cli", "web", "--listen", f"127.0.0.1:{port}",
+            "--socket", str(tmp_path / "control.sock"),
+            cwd=REPO, env=_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 1 and out == b""
+    assert err.decode() == (
+        f"switchboard: web: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    )
 
 
 async def test_it_prints_a_sign_in_url_and_its_token_stays_out_of_the_consoles(

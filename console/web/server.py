@@ -196,6 +196,10 @@ def _bind(listen: Listen) -> sockets.socket:
         sock.bind((listen.host, listen.port))
         sock.listen(128)
         sock.setblocking(False)
+    except OSError as error:
+        sock.close()
+        where = listen.url().removeprefix("http://").rstrip("/")
+        raise OSError(f"web: cannot listen on {where}: {error.strerror}") from None
     except BaseException:
         sock.close()
         raise
