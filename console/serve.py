@@ -20,6 +20,7 @@ from gateway_core.clock import SystemClock
 from gateway_core.config import Config
 from gateway_core.control import Via
 from gateway_core.log_ring import LogRing
+from gateway_core.runtime import GatewayState
 from gateway_core.service.json_log import JsonFormatter, configure_json_logging
 from gateway_core.service.sdnotify import SystemdNotifier
 
@@ -80,7 +81,7 @@ async def serve(
     if console:
         app = ConsoleApp(InProcessBackend(service.gateway, read_only=read_only, log=ring))
         outcome = await app.run_async(mouse=mouse)
-        if service.gateway.state.value != "stopped":
+        if service.gateway.state is not GatewayState.STOPPED:
             why = "detached" if outcome == "detach" else "the console stopped"
             print(f"Console {why}; the gateway keeps running. Ctrl+C (or SIGTERM) drains it.")
     return await service.wait()
