@@ -16,14 +16,12 @@ from console.app import ConsoleApp
 from console.attach import ControlError, SocketBackend
 from console.backend import InProcessBackend
 from console.log_setup import log_to_file
-from gateway_core.adapters.factory import telegram_from_config
-from gateway_core.agents.factory import agent_from_config
 from gateway_core.clock import SystemClock
 from gateway_core.config import Config
+from gateway_core.control import Via
 from gateway_core.log_ring import LogRing
 from gateway_core.runtime import GatewayState
 from gateway_core.service.json_log import JsonFormatter, configure_json_logging
-from gateway_core.service.runner import GatewayService
 from gateway_core.service.sdnotify import SystemdNotifier
 
 EXIT_FAILURE = 1
@@ -43,6 +41,12 @@ class RedactingFormatter(logging.Formatter):
 async def serve(
     config: Config, env: Mapping[str, str], *, console: bool, read_only: bool, mouse: bool
 ) -> int:
+    # Here, not at the top: aiogram takes seconds to import, and attach (a browser tab's
+    # console, each time) needs none of it.
+    from gateway_core.adapters.factory import telegram_from_config
+    from gateway_core.agents.factory import agent_from_config
+    from gateway_core.service.runner import GatewayService
+
     secrets = [
         env.get(config.telegram.token_env, ""),
         env.get(config.telegram.webhook_secret_env, ""),
@@ -83,9 +87,9 @@ async def serve(
     return await service.wait()
 
 
-async def attach(socket: Path, *, read_only: bool, mouse: bool) -> int:
+async def attach(socket: Path, *, read_only: bool, mouse: bool, via: Via | None = None) -> int:
     try:
-        backend = await SocketBackend.connect(socket, read_only=read_only)
+        backend = await SocketBackend.connect(socket, read_only=read_only, via=via)
     except ControlError as error:
         print(f"switchboard: {error}", file=sys.stderr)
         return EXIT_FAILURE

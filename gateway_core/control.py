@@ -62,6 +62,19 @@ CHANGES_CANDIDATES = frozenset(
 )
 
 
+class Via(StrEnum):
+    """A client an operator acts through, as the client's hello declares it. The audit keeps
+    it beside the OS user (which the socket's peer credentials prove): the declaration comes
+    from a process of that same user, so it says where the action came from, never who."""
+
+    WEB = "web"  # a visitor of `switchboard web`: a browser tab's own attached console
+
+
+def actor_name(user: str, via: Via | None = None) -> str:
+    """The audit's actor: the OS user, and the client it came through if it said one."""
+    return user if via is None else f"{user} via {via}"
+
+
 def current_os_user() -> str:
     try:
         return getpass.getuser()
