@@ -16,13 +16,12 @@ from console.app import ConsoleApp
 from console.attach import ControlError, SocketBackend
 from console.backend import InProcessBackend
 from console.log_setup import log_to_file
-from gateway_core.adapters.factory import telegram_from_config
-from gateway_core.agents.factory import agent_from_config
 from gateway_core.clock import SystemClock
 from gateway_core.config import Config
+from gateway_core.control import Via
 from gateway_core.log_ring import LogRing
+from gateway_core.runtime import GatewayState
 from gateway_core.service.json_log import JsonFormatter, configure_json_logging
-from gateway_core.service.runner import GatewayService
 from gateway_core.service.sdnotify import SystemdNotifier
 from gateway_core.store_choice import dsn_secrets, store_dsn
 
@@ -43,6 +42,12 @@ class RedactingFormatter(logging.Formatter):
 async def serve(
     config: Config, env: Mapping[str, str], *, console: bool, read_only: bool, mouse: bool
 ) -> int:
+    # Here, not at the top: aiogram takes seconds to import, and attach (a browser tab's
+    # console, each time) needs none of it.
+    from gateway_core.adapters.factory import telegram_from_config
+    from gateway_core.agents.factory import agent_from_config
+    from gateway_core.service.runner import GatewayService
+
     dsn = store_dsn(config, env)  # ConfigError (exit 78) when the variable is not set
     secrets = [
         env.get(config.telegram.token_env, ""),
@@ -80,15 +85,15 @@ async def serve(
     if console:
         app = ConsoleApp(InProcessBackend(service.gateway, read_only=read_only, log=ring))
         outcome = await app.run_async(mouse=mouse)
-        if service.gateway.state.value != "stopped":
+        if service.gateway.state is not GatewayState.STOPPED:
             why = "detached" if outcome == "detach" else "the console stopped"
             print(f"Console {why}; the gateway keeps running. Ctrl+C (or SIGTERM) drains it.")
     return await service.wait()
 
 
-async def attach(socket: Path, *, read_only: bool, mouse: bool) -> int:
+async def attach(socket: Path, *, read_only: bool, mouse: bool, via: Via | None = None) -> int:
     try:
-        backend = await SocketBackend.connect(socket, read_only=read_only)
+        backend = await SocketBackend.connect(socket, read_only=read_only, via=via)
     except ControlError as error:
         print(f"switchboard: {error}", file=sys.stderr)
         return EXIT_FAILURE

@@ -36,7 +36,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from gateway_core.model import Gate
+from gateway_core.model import Gate, ReplyAnchorMode
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -60,6 +60,7 @@ __all__ = [
     "StoreSettings",
     "TelegramMode",
     "TelegramSettings",
+    "WebSettings",
     "WebhookOnStop",
     "load_config",
 ]
@@ -428,6 +429,10 @@ SETTINGS: tuple[Setting, ...] = (
     _S("telegram", "mode", "polling",
        _choice(tuple(mode.value for mode in TelegramMode), convert=TelegramMode),
        "how updates arrive: polling (getUpdates) | webhook (Telegram POSTs them to us)"),
+    _S("telegram", "reply_anchor", "auto",
+       _choice(tuple(mode.value for mode in ReplyAnchorMode), convert=ReplyAnchorMode),
+       "answers sent as replies to their request: auto (all in groups, late ones in"
+       " private chats) | always | never"),
     _S("telegram", "webhook_url", "", OPTIONAL_URL,
        "public HTTPS URL Telegram posts to (webhook mode); its path is the path we serve"),
     _S("telegram", "webhook_listen", "", LISTEN,
@@ -475,6 +480,12 @@ SETTINGS: tuple[Setting, ...] = (
     _S("http", "listen", "", LISTEN,
        "health, readiness, metrics: host:port (e.g. 127.0.0.1:9464) or a socket path; "
        "empty: off"),
+    _S("web", "token_env", "SWITCHBOARD_WEB_TOKEN", STR,
+       "environment variable with the browser view's token; unset: a new one each start,"
+       " loopback only", _not_empty),
+    _S("web", "max_clients", 4, INT,
+       "browser tabs served at once by switchboard web (each runs its own attached console)",
+       _at_least(1)),
 )  # fmt: skip
 del _S
 
@@ -535,6 +546,7 @@ class TelegramSettings:
     poll_timeout: int
     allowed_users: tuple[int, ...]
     mode: TelegramMode
+    reply_anchor: ReplyAnchorMode
     webhook_url: str
     webhook_listen: ListenAddress | None
     webhook_secret_env: str
@@ -579,6 +591,12 @@ class ClusterSettings:
     inbox_poll: float
 
 
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    token_env: str
+    max_clients: int
+
+
 _SECTION_TYPES: Mapping[str, type] = MappingProxyType(
     {
         "gateway": GatewaySettings,
@@ -592,6 +610,7 @@ _SECTION_TYPES: Mapping[str, type] = MappingProxyType(
         "control": ControlSettings,
         "log": LogSettings,
         "http": HttpSettings,
+        "web": WebSettings,
     }
 )
 
@@ -609,6 +628,7 @@ class Config:
     control: ControlSettings
     log: LogSettings
     http: HttpSettings
+    web: WebSettings
     # Where each value came, keyed by dotted name: "default" | "file" | "env SWITCHBOARD_…".
     # Bookkeeping for describe(), so it takes no part in equality.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)

@@ -107,7 +107,7 @@ class LiveRun:
         promoted = await store.write(lambda txn: promote_crashed_turns(txn, rt.clock.now(), only))
         if promoted:
             log.warning("previous run died during %d turn(s); marked for recovery", len(promoted))
-        adopted = await self.processes.adopt_checkpoints(only)
+        adopted = await self.processes.adopt_jobs(only)
         if adopted:
             log.info("re-adopted %d background process(es) of the previous run", len(adopted))
         for sent in await store.outbox.mark_unknown_at_boot(only):
@@ -167,7 +167,7 @@ class LiveRun:
             extra={"event": "sessions_taken_over"},
         )  # fmt: skip
         await store.write(lambda txn: promote_crashed_turns(txn, rt.clock.now(), ids))
-        await self.processes.adopt_checkpoints(ids)
+        await self.processes.adopt_jobs(ids)
         for sent in await store.outbox.mark_unknown_at_boot(ids):
             log.warning("reply %s was being sent by the node that left: not resent", sent.id)
         await self.deliverer.count_unknown()
@@ -215,7 +215,7 @@ class LiveRun:
         """At the drain deadline: the background jobs of interrupted turns go too."""
         wanted = set(sessions)
         for job in self.processes.all():
-            if job.state == ProcessState.RUNNING and job.checkpoint.session_id in wanted:
+            if job.state == ProcessState.RUNNING and job.record.session_id in wanted:
                 result = await self.processes.kill(job.id, grace=self.runtime.config.gateway.grace)
                 if not result.killed:
                     log.error("job %s survived the drain kill: pids %s", job.id, result.survivors)

@@ -19,11 +19,13 @@ from console import rows
 from console.actions import Tab, tab_bindings
 from console.applicable import session_actions, why_not_all
 from console.operations import Request
+from console.replies import replied_to
 from console.safety import clean
 from console.tabs.base import ConsoleTab
 from console.tones import TONE_CLASSES, Tone, Toned
 from console.widgets.keyed_table import KeyedTable
 from console.words import plural
+from gateway_core.control import Action
 from gateway_core.snapshot import SessionQuery, SessionView, Snapshot
 
 NARROW = 100  # columns below which the transcript pane goes under the table
@@ -90,7 +92,7 @@ class SessionsTab(ConsoleTab, Toned):
     async def show(self, snap: Snapshot) -> None:
         """The snapshot's sessions are already the selected ones, in order (SessionQuery)."""
         shown = snap.sessions[:MAX_SESSION_ROWS]
-        total = snap.counts.get("sessions", len(snap.sessions))
+        total = snap.counts.sessions
         title = f"Sessions: {len(shown)} of {total:,} shown, {SORTS[self._sort][0]}"
         if self.filter_text:
             title += f", filter {clean(self.filter_text, 40)!r}"
@@ -126,7 +128,13 @@ class SessionsTab(ConsoleTab, Toned):
         for message in messages:
             label = message.role if message.kind == "text" else f"{message.role}/{message.kind}"
             tone = Tone.USER if message.role == "user" else Tone.STRONG
-            text.append(f"{label}: ", style=self.tone_style(tone))
+            anchor = replied_to(message, messages)
+            if anchor is None:
+                text.append(f"{label}: ", style=self.tone_style(tone))
+            else:
+                text.append(label, style=self.tone_style(tone))
+                text.append(f" {anchor}", style=self.tone_style(Tone.DIM))
+                text.append(": ", style=self.tone_style(tone))
             body = message.content
             if message.tool_calls:
                 body = " ".join(f"{c.name}({c.arguments})" for c in message.tool_calls)
@@ -176,7 +184,7 @@ class SessionsTab(ConsoleTab, Toned):
             self.app.notify("Nothing selected.", severity="warning", markup=False)
             return
         self.host.ops.confirm(
-            Request("interrupt", (str(view.session_id),)),
+            Request(Action.INTERRUPT, (str(view.session_id),)),
             "Interrupt this turn?",
             "Interrupt",
             [f"{view.session_id}: {rows.display_key(view.key, view.user_name)}"],

@@ -90,7 +90,7 @@ _V1_CORE = """
         );
 """
 
-# Version 2 added background-process checkpoints, the operator audit trail, the explanation
+# Version 2 added background-process records, the operator audit trail, the explanation
 # shown next to a verdict, and the candidate count the loop guard reads.
 _V2_PROCESSES_AUDIT_LOOP_GUARD = """
         ALTER TABLE recovery ADD COLUMN last_explanation TEXT;
@@ -189,7 +189,23 @@ _DELIVERY_PIECES_AND_WORKING_NOTICES = """
         ) WITHOUT ROWID;
 """
 
-# Version 6 lets several gateway nodes share one (PostgreSQL) database: each node's heartbeat
+# Version 6 points answers at what they answer (reply anchors): each user message keeps its
+# platform message id (with its inbox row and its transcript row); each turn, answer row and
+# outbox row the id of the request it answers; each job the request of the turn that started
+# it; and each session the id of its user's newest message, so a private chat's answer can
+# tell whether it is still the immediate reply to it.
+_REPLY_ANCHORS = """
+        ALTER TABLE inbox ADD COLUMN message_id TEXT;
+        ALTER TABLE messages ADD COLUMN platform_message_id TEXT;
+        ALTER TABLE messages ADD COLUMN reply_to TEXT;
+        ALTER TABLE turns ADD COLUMN reply_to TEXT;
+        ALTER TABLE outbox ADD COLUMN reply_to TEXT;
+        ALTER TABLE outbox ADD COLUMN direct INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE processes ADD COLUMN reply_to TEXT;
+        ALTER TABLE sessions ADD COLUMN last_message_id TEXT;
+"""
+
+# Version 7 lets several gateway nodes share one (PostgreSQL) database: each node's heartbeat
 # row, and the lease through which at most one node at a time owns a session. The epoch grows
 # each time the session changes hands; every write of a turn checks it in its own transaction
 # (store/leases.py), so a node that lost a session can no longer write for it. Unused on a
@@ -228,6 +244,7 @@ MIGRATIONS: tuple[str, ...] = (
     _V3_ACTIVE_TURN,
     _V4_TURNS_TOOL_CALLS_TOLD,
     _DELIVERY_PIECES_AND_WORKING_NOTICES,
+    _REPLY_ANCHORS,
     _NODES_AND_SESSION_LEASES,
 )
 LATEST_VERSION = len(MIGRATIONS)
