@@ -92,7 +92,9 @@ class Deliverer:
         return item
 
     def enqueue(self, session_id: int, outbox_id: int) -> None:
-        queue = self._queues.setdefault(session_id, _SessionQueue())
+        queue = self._queues.get(session_id)
+        if queue is None:  # not setdefault: that would build a queue per reply to throw away
+            queue = self._queues[session_id] = _SessionQueue()
         queue.items.put_nowait(outbox_id)
         if queue.worker is None or queue.worker.done():
             queue.worker = asyncio.get_running_loop().create_task(

@@ -44,10 +44,10 @@ class Intake:
         """Persist a batch in one transaction; only then may the adapter acknowledge it."""
         rt = self._rt
         now = rt.clock.now()
-        skipped = duplicates = 0
 
-        def txn(db: Transaction) -> list[tuple[Session, int, str]]:
-            nonlocal skipped, duplicates
+        def txn(db: Transaction) -> tuple[list[tuple[Session, int, str]], int, int]:
+            # Counted here and returned, not kept outside: a body may run twice (store/writer.py).
+            skipped = duplicates = 0
             accepted = []
             for message in batch:
                 if message.skip_reason is not None or message.origin is None:
@@ -68,9 +68,9 @@ class Intake:
                     accepted.append((session, inbox_id, message.text))
                 else:
                     duplicates += 1
-            return accepted
+            return accepted, skipped, duplicates
 
-        accepted = await rt.store.write(txn)
+        accepted, skipped, duplicates = await rt.store.write(txn)
         refused = 0
         for session, inbox_id, text in accepted:
             if self._questions.answer(session.id, text):

@@ -183,7 +183,7 @@ class Lanes:
         lane.current = ActiveTurn(request, self._rt.clock.now(), self._rt.clock.monotonic(), task)
         lane.version += 1
         try:
-            await asyncio.wait({task})  # never let the turn's cancellation become ours
+            await _finished(task)  # never let the turn's cancellation become ours
             if task.cancelled():
                 log.info("turn interrupted in session %s", lane.session.id)
             elif task.exception() is not None:
@@ -193,6 +193,22 @@ class Lanes:
             lane.last_activity = self._rt.clock.now()
             lane.version += 1
             self._on_turn_end(lane.session.id)
+
+
+async def _finished(task: asyncio.Task[Outcome]) -> None:
+    """Wait until task is done without taking on its outcome or its cancellation, and
+    without cancelling it when this wait is cancelled: asyncio.wait({task}) with less
+    bookkeeping (it runs once per turn)."""
+    if task.done():
+        return
+    finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def wake(_: object) -> None:
+        if not finished.done():  # cancelled when this wait was
+            finished.set_result(None)
+
+    task.add_done_callback(wake)
+    await finished
 
 
 class LaneFull(Exception):

@@ -74,6 +74,11 @@ class LoopbackAdapter:
     _sink: IntakeSink | None = None
     _waiting: list[InboundMessage] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    # Update ids are globally unique (a restarted gateway must never mistake a new message
+    # for a duplicate of one it persisted before the restart): a random prefix per adapter
+    # and a counter, instead of a uuid4 (a getrandom call) per message.
+    _update_prefix: str = field(default_factory=lambda: uuid.uuid4().hex)
+    _update_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _journal: TextIO | None = None
     _failures: list[DeliveryError | None] = field(default_factory=list)  # None: succeed
 
@@ -121,9 +126,7 @@ class LoopbackAdapter:
         self._sink = None
 
     async def deliver_inbound(self, origin: Origin, text: str) -> str:
-        # Globally unique ids: a restarted gateway must never mistake a new message for a
-        # duplicate of one it persisted before the restart.
-        update_id = uuid.uuid4().hex
+        update_id = self._next_update_id()
         message = InboundMessage(self.platform, update_id, origin, text)
         self._write_journal("in", update_id=update_id, chat=origin.chat_id, text=text)
         if self._sink is None:
@@ -134,7 +137,7 @@ class LoopbackAdapter:
 
     async def deliver_batch(self, messages: Sequence[tuple[Origin, str]]) -> list[str]:
         """Several messages in one intake batch (as one getUpdates answer would carry)."""
-        batch = [InboundMessage(self.platform, uuid.uuid4().hex, o, t) for o, t in messages]
+        batch = [InboundMessage(self.platform, self._next_update_id(), o, t) for o, t in messages]
         for message, (origin, text) in zip(batch, messages, strict=True):
             self._write_journal("in", update_id=message.update_id, chat=origin.chat_id, text=text)
         if self._sink is None:
@@ -174,6 +177,9 @@ class LoopbackAdapter:
             self._journal = None
 
     # -- helpers --------------------------------------------------------------------------
+
+    def _next_update_id(self) -> str:
+        return f"{self._update_prefix}-{next(self._update_ids)}"
 
     def _find(self, origin: Origin, message_id: str) -> ChatMessage:
         for message in self.messages:

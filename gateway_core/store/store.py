@@ -11,6 +11,7 @@ Writes that must land together (an answer, its outbox row and the marker clear) 
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -103,6 +104,10 @@ class Store:
     async def write(self, txn: Callable[[Transaction], T]) -> T:
         """Run txn (given the transaction) in the next group commit; await the commit."""
         return await self._writer.submit(txn)
+
+    def write_soon(self, txn: Callable[[Transaction], T]) -> asyncio.Future[T]:
+        """Like write, without a coroutine: the future resolves once txn is committed."""
+        return self._writer.enqueue(txn)
 
     @property
     def writer_stats(self) -> WriterStats:
