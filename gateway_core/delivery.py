@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -50,9 +51,12 @@ def split_text(text: str, limit: int) -> list[str]:
     return pieces
 
 
-@dataclass
+@dataclass(slots=True)
 class _SessionQueue:
-    items: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
+    """A session's replies waiting to be sent, while it has any: its entry goes when its
+    worker has sent everything, so sessions that spoke once cost nothing afterwards."""
+
+    items: deque[int] = field(default_factory=deque)
     worker: asyncio.Task[None] | None = None
 
 
@@ -95,7 +99,7 @@ class Deliverer:
         queue = self._queues.get(session_id)
         if queue is None:  # not setdefault: that would build a queue per reply to throw away
             queue = self._queues[session_id] = _SessionQueue()
-        queue.items.put_nowait(outbox_id)
+        queue.items.append(outbox_id)
         if queue.worker is None or queue.worker.done():
             queue.worker = asyncio.get_running_loop().create_task(
                 self._work(session_id, queue), name=f"deliver-{session_id}"
@@ -107,8 +111,13 @@ class Deliverer:
         return any(q.worker is not None and not q.worker.done() for q in self._queues.values())
 
     @property
+    def queued_sessions(self) -> int:
+        """Sessions with replies waiting or being sent (the others hold no queue)."""
+        return len(self._queues)
+
+    @property
     def backlog(self) -> int:
-        return sum(q.items.qsize() for q in self._queues.values())
+        return sum(len(q.items) for q in self._queues.values())
 
     async def idle(self, within: float) -> bool:
         """Wait until every queued reply was handled; False if `within` ran out first."""
@@ -126,14 +135,18 @@ class Deliverer:
         self._queues.clear()
 
     async def _work(self, session_id: int, queue: _SessionQueue) -> None:
-        while not queue.items.empty():
-            outbox_id = queue.items.get_nowait()
+        while queue.items:
+            outbox_id = queue.items.popleft()
             try:
                 await self._deliver(session_id, outbox_id)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug here must not stop later replies
                 log.exception("delivery of outbox item %s failed unexpectedly", outbox_id)
+        # Nothing left (and nothing can be added before this line runs): the next reply of
+        # this session starts a new queue and worker.
+        if self._queues.get(session_id) is queue:
+            del self._queues[session_id]
 
     async def _origin(self, session_id: int) -> Origin | None:
         if session_id not in self._origins:
