@@ -12,9 +12,6 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from console.app import ConsoleApp
-from console.attach import ControlError, SocketBackend
-from console.backend import InProcessBackend
 from console.log_setup import log_to_file
 from gateway_core.adapters.factory import telegram_from_config
 from gateway_core.agents.factory import agent_from_config
@@ -74,6 +71,11 @@ async def serve(
     service.install_signal_handlers()
     await service.start()
     if console:
+        # Imported only here: `switchboard run` never shows the console, and importing
+        # Textual and the app would delay its first poll (bench/restart.py).
+        from console.app import ConsoleApp
+        from console.backend import InProcessBackend
+
         app = ConsoleApp(InProcessBackend(service.gateway, read_only=read_only, log=ring))
         outcome = await app.run_async(mouse=mouse)
         if service.gateway.state.value != "stopped":
@@ -83,6 +85,9 @@ async def serve(
 
 
 async def attach(socket: Path, *, read_only: bool, mouse: bool) -> int:
+    from console.app import ConsoleApp
+    from console.attach import ControlError, SocketBackend
+
     try:
         backend = await SocketBackend.connect(socket, read_only=read_only)
     except ControlError as error:
