@@ -6,9 +6,9 @@
 Prints one JSON object. No target (issue 16): the figure is measured, and where the time goes.
 
 The fake Telegram Bot API (tests/support/fake_bot_api.py) runs in this process on 127.0.0.1;
-each run execs `switchboard run` (the installed entry point, the example config pointed at
-the fake with SWITCHBOARD_* variables, the scripted agent) and times exec until the fake
-received the first getUpdates, then stops it with SIGTERM. The median of --runs is reported
+each run execs `switchboard run` (as `python -m console.cli run` from this checkout; the
+example config pointed at the fake with SWITCHBOARD_* variables, the scripted agent) and
+times exec until the fake received the first getUpdates, then stops it with SIGTERM. The median of --runs is reported
 per store. `imports` is one more run of the same command under `python -X importtime` (not
 in the median: the option slows imports down), the seconds spent importing summed by
 top-level package, and `import_share` the share of that run's exec-to-first-getUpdates spent
@@ -62,8 +62,9 @@ def environment(fake: FakeBotAPI, state_dir: Path) -> dict[str, str]:
 
 
 def switchboard() -> list[str]:
-    entry = Path(sys.executable).parent / "switchboard"
-    return [str(entry)] if entry.exists() else [sys.executable, "-m", "console.cli"]
+    """The entry point's module, run from this checkout (so it measures this checkout's code
+    even where another one is installed)."""
+    return [sys.executable, "-m", "console.cli"]
 
 
 async def one_run(
@@ -72,8 +73,8 @@ async def one_run(
     """Seconds from exec to the first getUpdates; and the run's stderr."""
     before = len(fake.calls("getUpdates"))
     command = switchboard()
-    if python_options is not None:  # run the entry point's module under these options
-        command = [sys.executable, *python_options, "-m", "console.cli"]
+    if python_options is not None:
+        command = [command[0], *python_options, *command[1:]]
     log = state_dir.parent / f"{state_dir.name}.stderr"
     with log.open("w") as stderr:
         started = time.monotonic()
@@ -81,6 +82,7 @@ async def one_run(
             *command,
             "run",
             env=environment(fake, state_dir),
+            cwd=ROOT,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=stderr,
         )
