@@ -58,13 +58,16 @@ class _SessionQueue:
 
     items: deque[int] = field(default_factory=deque)
     worker: asyncio.Task[None] | None = None
+    # Where its replies go, known from the turn that produced them or read once per queue
+    # (not cached per session for the whole run: that would be memory for every session
+    # that ever spoke).
+    origin: Origin | None = None
 
 
 class Deliverer:
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
         self._queues: dict[int, _SessionQueue] = {}
-        self._origins: dict[int, Origin | None] = {}
         self._backoff = Backoff(cap=30.0)
         self.unknown = 0  # deliveries of unknown outcome (count_unknown at boot)
 
@@ -95,10 +98,14 @@ class Deliverer:
             self.enqueue(item.session_id, item.id)
         return item
 
-    def enqueue(self, session_id: int, outbox_id: int) -> None:
+    def enqueue(self, session_id: int, outbox_id: int, origin: Origin | None = None) -> None:
+        """Queue a committed outbox item; origin: the session's, when the caller has it at
+        hand (a turn's reply), which saves a read of the store."""
         queue = self._queues.get(session_id)
         if queue is None:  # not setdefault: that would build a queue per reply to throw away
             queue = self._queues[session_id] = _SessionQueue()
+        if origin is not None:
+            queue.origin = origin
         queue.items.append(outbox_id)
         if queue.worker is None or queue.worker.done():
             queue.worker = asyncio.get_running_loop().create_task(
@@ -138,7 +145,7 @@ class Deliverer:
         while queue.items:
             outbox_id = queue.items.popleft()
             try:
-                await self._deliver(session_id, outbox_id)
+                await self._deliver(session_id, outbox_id, queue)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug here must not stop later replies
@@ -148,15 +155,15 @@ class Deliverer:
         if self._queues.get(session_id) is queue:
             del self._queues[session_id]
 
-    async def _origin(self, session_id: int) -> Origin | None:
-        if session_id not in self._origins:
+    async def _origin(self, session_id: int, queue: _SessionQueue) -> Origin | None:
+        if queue.origin is None:
             session = await self._rt.store.sessions.get(session_id)
-            self._origins[session_id] = None if session is None else session.origin
-        return self._origins[session_id]
+            queue.origin = None if session is None else session.origin
+        return queue.origin
 
-    async def _deliver(self, session_id: int, outbox_id: int) -> None:
+    async def _deliver(self, session_id: int, outbox_id: int, queue: _SessionQueue) -> None:
         store = self._rt.store
-        origin = await self._origin(session_id)
+        origin = await self._origin(session_id, queue)
         adapter = None if origin is None else self._rt.adapters.get(origin.platform)
         if origin is None or adapter is None:
             await store.outbox.mark_attempt_failed(outbox_id, "no route to the chat", final=True)

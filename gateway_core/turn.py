@@ -292,7 +292,7 @@ class TurnRunner:
                 log.warning("turn failed in session %s: %s", session.id, _short(error))
                 answer = Answer(f"⚠️ Sorry, this turn failed: {_short(error)}", FinishReason.ERROR)
                 outcome = Outcome.FAILED
-            delivered = await self._finish(session.id, generation, answer, outcome)
+            delivered = await self._finish(session, generation, answer, outcome)
             if not delivered:
                 outcome = Outcome.SUPERSEDED
         except asyncio.CancelledError:
@@ -317,10 +317,11 @@ class TurnRunner:
         await self._rt.store.transcript.append(session_id, [row])
 
     async def _finish(
-        self, session_id: int, generation: int, answer: Answer, outcome: TurnOutcome
+        self, session: Session, generation: int, answer: Answer, outcome: TurnOutcome
     ) -> bool:
         """The end-of-turn transaction. False when a newer generation owns the session."""
         now = self._rt.clock.now()
+        session_id = session.id
 
         def txn(db: Transaction) -> int | None:
             # One statement: the running-turn marker cleared if it is still ours, the session
@@ -358,15 +359,15 @@ class TurnRunner:
         # Shielded: once the answer is committed it must reach the deliverer even if this
         # turn is cancelled while waiting for the commit.
         commit = self._rt.store.write_soon(txn)
-        commit.add_done_callback(lambda done: self._hand_over(session_id, done))
+        commit.add_done_callback(lambda done: self._hand_over(session, done))
         outbox_id = await asyncio.shield(commit)
         return outbox_id is not None
 
-    def _hand_over(self, session_id: int, commit: asyncio.Future[int | None]) -> None:
+    def _hand_over(self, session: Session, commit: asyncio.Future[int | None]) -> None:
         if not commit.cancelled() and commit.exception() is None:
             outbox_id = commit.result()
             if outbox_id is not None:
-                self._deliverer.enqueue(session_id, outbox_id)
+                self._deliverer.enqueue(session.id, outbox_id, session.origin)
 
     async def _record_interruption(
         self, session_id: int, generation: int, unanswered: dict[str, ToolCall]
