@@ -314,7 +314,7 @@ class Bench:
         snap = self.gateway.snapshot()
         return {
             "sessions_in_snapshot": len(snap.sessions),
-            "jobs_running": snap.counts.get("processes", 0),
+            "jobs_running": snap.counts.processes,
             "sessions_s": round(sessions_s, 1),
             "processes_s": round(processes_s, 1),
             "breakdown": breakdown,

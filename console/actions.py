@@ -13,6 +13,8 @@ from enum import StrEnum
 
 from textual.binding import Binding, BindingType
 
+from gateway_core.control import Action
+
 
 class Tab(StrEnum):
     """The tabs, in order; digits 1-6 switch to them."""
@@ -47,62 +49,77 @@ class ConsoleAction:
     keys: str
     title: str  # the footer's word for it
     help: str  # one line for the help screen and the palette
-    mutating: bool
+    performs: Action | None  # the gateway's operator action it asks for (None: the view's own)
     tab: Tab | None = None  # owned by this tab (None: the app, everywhere)
     demo_only: bool = False
+
+    @property
+    def mutating(self) -> bool:
+        """It changes the gateway: refused read-only, always confirmed first."""
+        return self.performs is not None or self.demo_only
 
 
 ACTIONS = (
     # Each tab's own actions come first: the footer keeps them when it runs out of room.
     ConsoleAction(
-        "interrupt", "t", "Interrupt", "Cancel the highlighted session's running turn", True,
-        Tab.SESSIONS,
+        "interrupt", "t", "Interrupt", "Cancel the highlighted session's running turn",
+        Action.INTERRUPT, Tab.SESSIONS,
     ),
     ConsoleAction(
         "filter", "slash", "Filter", "Show only sessions whose chat, topic or user match",
-        False, Tab.SESSIONS,
+        None, Tab.SESSIONS,
     ),
-    ConsoleAction("sort", "o", "Sort", "Cycle the order: busy first, by id, most recent", False,
-                  Tab.SESSIONS),
+    ConsoleAction(
+        "sort", "o", "Sort", "Cycle the order: busy first, by id, most recent", None,
+        Tab.SESSIONS,
+    ),
     ConsoleAction(
         "approve", "a", "Approve", "Run the held candidates now (the marked ones, or this one)",
-        True, Tab.RECOVERY,
+        Action.APPROVE, Tab.RECOVERY,
     ),
     ConsoleAction(
-        "clear", "c", "Clear", "Drop the candidates: never resumed", True, Tab.RECOVERY
+        "clear", "c", "Clear", "Drop the candidates: never resumed", Action.CLEAR, Tab.RECOVERY
     ),
     ConsoleAction(
         "force_resume", "f", "Force-resume",
-        "Resume whatever the verdict (a reason is required)", True, Tab.RECOVERY,
+        "Resume whatever the verdict (a reason is required)", Action.FORCE_RESUME, Tab.RECOVERY,
     ),
     ConsoleAction(
         "unsuspend", "u", "Unsuspend",
-        "Let recovery consider a suspended session again", True, Tab.RECOVERY,
+        "Let recovery consider a suspended session again", Action.UNSUSPEND, Tab.RECOVERY,
     ),
     ConsoleAction(
         "reset_loop_guard", "r", "Reset guard",
-        "Leave the restart-loop guard: resume what it held back", True, Tab.RECOVERY,
+        "Leave the restart-loop guard: resume what it held back", Action.RESET_LOOP_GUARD,
+        Tab.RECOVERY,
     ),
     ConsoleAction(
-        "mark", "space", "Mark", "Mark or unmark the row for a bulk action", False, Tab.RECOVERY
+        "mark", "space", "Mark", "Mark or unmark the row for a bulk action", None, Tab.RECOVERY
     ),
     ConsoleAction(
-        "kill", "k", "Kill", "Kill the job's whole process tree", True, Tab.PROCESSES
+        "kill", "k", "Kill", "Kill the job's whole process tree", Action.KILL_PROCESS,
+        Tab.PROCESSES,
     ),
     ConsoleAction(
-        "show_log", "l", "Log", "The job's output, following new lines", False, Tab.PROCESSES
+        "show_log", "l", "Log", "The job's output, following new lines", None, Tab.PROCESSES
     ),
     # Everywhere.
-    ConsoleAction("help", "question_mark", "Help", "The keys of this tab and what they do", False),
-    ConsoleAction("leave", "q", "Leave", "Detach, or drain and stop", False),
-    ConsoleAction("quiet", "s", "Quiet", "Stop starting new turns (messages are kept)", True),
-    ConsoleAction("resume_intake", "i", "Resume", "Leave quiet: queued turns run", True),
-    ConsoleAction("drain", "d", "Drain", "Finish running turns (with a deadline), then stop", True),
-    ConsoleAction("restart", "ctrl+r", "Restart", "Drain, then start again", True),
+    ConsoleAction("help", "question_mark", "Help", "The keys of this tab and what they do", None),
+    ConsoleAction("leave", "q", "Leave", "Detach, or drain and stop", None),
+    ConsoleAction(
+        "quiet", "s", "Quiet", "Stop starting new turns (messages are kept)", Action.QUIET
+    ),
+    ConsoleAction(
+        "resume_intake", "i", "Resume", "Leave quiet: queued turns run", Action.RESUME_INTAKE
+    ),
+    ConsoleAction(
+        "drain", "d", "Drain", "Finish running turns (with a deadline), then stop", Action.DRAIN
+    ),
+    ConsoleAction("restart", "ctrl+r", "Restart", "Drain, then start again", Action.RESTART),
     ConsoleAction(
         "crash_restart", "x", "Crash (demo)",
         "Interrupt every turn and restart at once, with crashed conversations of every verdict",
-        True, demo_only=True,
+        None, demo_only=True,
     ),
 )  # fmt: skip
 

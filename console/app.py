@@ -25,7 +25,7 @@ from console.backend import Backend
 from console.commands import ConsoleCommands
 from console.host import PaletteEntry
 from console.leaving import Leave
-from console.operations import Operations, Request
+from console.operations import DemoAction, Operations, Request
 from console.safety import clean
 from console.screens.dialogs import InputScreen, LeaveScreen
 from console.screens.help import HelpScreen, help_lines
@@ -38,7 +38,8 @@ from console.tabs.sessions import SessionsTab
 from console.tabs.timers import TimersTab
 from console.widgets.key_bar import KeyBar
 from console.widgets.status_bar import StatusBar
-from gateway_core.control import ActionResult
+from gateway_core.control import Action, ActionResult
+from gateway_core.runtime import GatewayState
 from gateway_core.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
@@ -47,13 +48,8 @@ log = logging.getLogger(__name__)
 # The app's own actions that are not in the table; Tab (focus_next) and the like still work.
 BELOW = {"show_tab", "command_palette", "quit"}
 TAB_CLASSES: tuple[type[ConsoleTab], ...] = (
-    OverviewTab,
-    SessionsTab,
-    RecoveryTab,
-    ProcessesTab,
-    TimersTab,
-    AuditTab,
-)
+    OverviewTab, SessionsTab, RecoveryTab, ProcessesTab, TimersTab, AuditTab,
+)  # fmt: skip
 
 
 def _css_path() -> Path:
@@ -232,26 +228,28 @@ class ConsoleApp(App[str]):
             self.query_one("#tabs", TabbedContent).active = tab
 
     def action_quiet(self) -> None:
-        self._ops.confirm(Request("quiet"), "Go quiet? No new turn starts.", "Quiet")
+        self._ops.confirm(Request(Action.QUIET), "Go quiet? No new turn starts.", "Quiet")
 
     def action_resume_intake(self) -> None:
-        self._ops.confirm(Request("resume-intake"), "Resume intake? Queued turns start.", "Resume")
+        self._ops.confirm(
+            Request(Action.RESUME_INTAKE), "Resume intake? Queued turns start.", "Resume"
+        )
 
-    def _ask_timeout(self, action: str, title: str, verb: str) -> None:
+    def _ask_timeout(self, action: Action, title: str, verb: str) -> None:
         screen = InputScreen(
             title, [], verb, prompt="Drain timeout in seconds:", value="60", number=True
         )
         self._ops.ask(screen, lambda answer: Request(action, timeout=float(answer)))
 
     def action_drain(self) -> None:
-        self._ask_timeout("drain", "Drain and stop the gateway?", "Drain")
+        self._ask_timeout(Action.DRAIN, "Drain and stop the gateway?", "Drain")
 
     def action_restart(self) -> None:
-        self._ask_timeout("restart", "Drain and restart the gateway?", "Restart")
+        self._ask_timeout(Action.RESTART, "Drain and restart the gateway?", "Restart")
 
     def action_crash_restart(self) -> None:
         self._ops.confirm(
-            Request("crash-restart"),
+            Request(DemoAction.CRASH_RESTART),
             "Restart now? Running turns are interrupted, as in a crash.",
             "Restart now",
         )
@@ -283,17 +281,17 @@ class ConsoleApp(App[str]):
             elif answer == "stop":
                 self.run_worker(self._stop_and_exit(), group="actions")
 
-        stopped = self.snap is not None and self.snap.state == "stopped"
+        stopped = self.snap is not None and self.snap.state is GatewayState.STOPPED
         if stopped:
             self.exit(Leave.STOPPED)
             return
-        draining = self.snap is not None and self.snap.state == "draining"
+        draining = self.snap is not None and self.snap.state is GatewayState.DRAINING
         can_stop = not (self.read_only or self.attached or draining)
         self.push_screen(LeaveScreen(can_stop=can_stop), chosen)
 
     async def _stop_and_exit(self) -> None:
         self.action_show_tab(Tab.OVERVIEW)
-        result = await self._ops.act(Request("drain"))
+        result = await self._ops.act(Request(Action.DRAIN))
         if not result.ok:
             self.notify(clean(result.message), severity="error", markup=False)
             return

@@ -6,45 +6,48 @@ refuses whatever it must (these rules mirror its checks, they never replace them
 
 from __future__ import annotations
 
-from gateway_core.snapshot import CandidateView, ProcessView, SessionView
+from gateway_core.model import CANDIDATE_STATES, ProcessState, RecoveryState
+from gateway_core.runtime import GatewayState
+from gateway_core.snapshot import CandidateView, ProcessView, SessionActivity, SessionView
 
-LIVE = ("running", "quiet")  # the gateway takes operator actions on its turns and intake
-MARKED = ("pending", "held", "resuming")  # a recovery marker that can be cleared or run
+# The gateway takes operator actions on its turns and intake.
+LIVE = frozenset({GatewayState.RUNNING, GatewayState.QUIET})
+BUSY = frozenset({SessionActivity.RUNNING, SessionActivity.RESUMING})
 
 
-def gateway_actions(state: str) -> frozenset[str]:
+def gateway_actions(state: GatewayState) -> frozenset[str]:
     """The gateway-wide actions that apply in a gateway state."""
     actions = set()
-    if state == "running":
+    if state is GatewayState.RUNNING:
         actions.add("quiet")
-    if state == "quiet":
+    if state is GatewayState.QUIET:
         actions.add("resume_intake")
     if state in LIVE:
         actions.update(("drain", "restart", "crash_restart"))
     return frozenset(actions)
 
 
-def candidate_actions(view: CandidateView, gateway_state: str) -> frozenset[str]:
+def candidate_actions(view: CandidateView, gateway_state: GatewayState) -> frozenset[str]:
     """What applies to one recovery candidate. A resume turn needs a running gateway and a
     stored origin to reply to."""
     actions = set()
-    if view.state == "suspended":
+    if view.state is RecoveryState.SUSPENDED:
         actions.add("unsuspend")
-    if view.state in MARKED:
+    if view.state in CANDIDATE_STATES:
         actions.add("clear")
-        if gateway_state == "running" and view.verdict != "no-origin":
+        if gateway_state is GatewayState.RUNNING and view.verdict != "no-origin":
             actions.add("force_resume")
-            if view.state == "held":
+            if view.state is RecoveryState.HELD:
                 actions.add("approve")
     return frozenset(actions)
 
 
 def session_actions(view: SessionView) -> frozenset[str]:
-    return frozenset({"interrupt"}) if view.state in ("running", "resuming") else frozenset()
+    return frozenset({"interrupt"}) if view.state in BUSY else frozenset()
 
 
 def process_actions(view: ProcessView) -> frozenset[str]:
-    return frozenset({"show_log", "kill"} if view.state == "running" else {"show_log"})
+    return frozenset({"show_log", "kill"} if view.state is ProcessState.RUNNING else {"show_log"})
 
 
 def why_not_all(

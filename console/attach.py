@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from console.link import Link
-from gateway_core.control import ActionResult
+from gateway_core.control import ActionResult, Via
 from gateway_core.log_ring import LogEntry
 from gateway_core.model import AuditEntry, Message
 from gateway_core.snapshot import SessionQuery, Snapshot
@@ -61,7 +61,9 @@ class ControlClient:
         return not self._reading.done()
 
     @classmethod
-    async def connect(cls, path: Path, *, read_only: bool = False) -> ControlClient:
+    async def connect(
+        cls, path: Path, *, read_only: bool = False, via: Via | None = None
+    ) -> ControlClient:
         try:
             reader, writer = await asyncio.open_unix_connection(str(path), limit=MAX_LINE)
         except (FileNotFoundError, ConnectionRefusedError):
@@ -72,7 +74,10 @@ class ControlClient:
             raise ControlError(f"{path}: permission denied (the socket is 0600)") from None
         client = cls(reader, writer)
         try:
-            client.hello = await client.request("hello", read_only=read_only)
+            hello: dict[str, Any] = {"read_only": read_only}
+            if via is not None:
+                hello["via"] = str(via)
+            client.hello = await client.request("hello", **hello)
         except ControlError:
             await client.close()
             raise
@@ -149,9 +154,11 @@ class SocketBackend:
         *,
         path: Path | None = None,
         backoff: Sequence[float] = BACKOFF,
+        via: Via | None = None,
     ) -> None:
         self._client = client
         self._path = path
+        self._via = via  # said again on every reconnection
         self._backoff = tuple(backoff) or BACKOFF
         self.read_only = bool(client.hello.get("read_only"))
         self.actor = str(client.hello.get("actor", "?"))
@@ -162,10 +169,15 @@ class SocketBackend:
 
     @classmethod
     async def connect(
-        cls, path: Path, *, read_only: bool = False, backoff: Sequence[float] = BACKOFF
+        cls,
+        path: Path,
+        *,
+        read_only: bool = False,
+        backoff: Sequence[float] = BACKOFF,
+        via: Via | None = None,
     ) -> SocketBackend:
-        client = await ControlClient.connect(path, read_only=read_only)
-        return cls(client, path=path, backoff=backoff)
+        client = await ControlClient.connect(path, read_only=read_only, via=via)
+        return cls(client, path=path, backoff=backoff, via=via)
 
     def on_link_change(self, callback: Callable[[], None]) -> None:
         """Call `callback()` when the link is lost or comes back."""
@@ -190,7 +202,9 @@ class SocketBackend:
                 self.link.next_try_at = time.time() + delay
                 await asyncio.sleep(delay)
                 try:
-                    client = await ControlClient.connect(path, read_only=self.read_only)
+                    client = await ControlClient.connect(
+                        path, read_only=self.read_only, via=self._via
+                    )
                 except ControlError as error:
                     self.link.why = str(error)
                     continue

@@ -5,6 +5,7 @@
     switchboard console [-c FILE]    console with the configured gateway, in-process
     switchboard run [-c FILE]        headless production gateway (JSON logs, signals, sd_notify)
     switchboard attach [--read-only] console attached to a running gateway's control socket
+    switchboard web [--listen H:P]   that console in a browser, read-only unless --allow-actions
     switchboard status [--json]
     switchboard recovery list [--json] | approve ID | clear ID | force-resume ID --reason TEXT
     switchboard quiet | resume-intake | drain [--timeout S] | restart
@@ -24,13 +25,18 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway_core import __version__
 from gateway_core.config import Config, ConfigError, load_config
+from gateway_core.control import Via
 from gateway_core.gc_tuning import tune_for_long_running_server
 from gateway_core.model import Gate
 from gateway_core.service.state_lock import StateDirBusy
 from gateway_core.store import StoreError
+
+if TYPE_CHECKING:
+    from console.web.access import Listen
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -60,6 +66,15 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _listen(text: str) -> Listen:
+    from console.web.access import parse_listen
+
+    try:
+        return parse_listen(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 GATES = {
     Gate.SAFE: "resumes what is safe to run again, holds what needs an operator",
     Gate.OPERATOR: "holds every candidate, even a safe one: an operator approves each resume",
@@ -73,6 +88,7 @@ Examples:
                                                    the gateway as a service (systemd, containers)
   switchboard attach -c FILE                       the console on a running gateway
   switchboard status -c FILE                       what it is doing now (--json for scripts)
+  switchboard web -c FILE                          the console in a browser (read-only)
   switchboard recovery list -c FILE                the conversations a restart interrupted
   switchboard recovery approve 12 -c FILE          run a held one now
   switchboard drain --timeout 30 -c FILE           finish running turns, then stop
@@ -167,6 +183,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="the gateway's TOML config file (default: built-in defaults)",
     )  # fmt: skip
     _where(attach)
+    attach.add_argument(
+        "--via", choices=[via.value for via in Via],
+        help="the client the audit records actions as coming through (switchboard web sets it)",
+    )  # fmt: skip
+
+    web = _sub(
+        commands, "web", "the attached console in a browser, one per tab, read-only by default"
+    )
+    _where(web)
+    web.add_argument(
+        "--listen", type=_listen, default="127.0.0.1:8566", metavar="HOST:PORT",
+        help="where the page is served; beyond loopback only with a token in web.token_env",
+    )  # fmt: skip
+    web.add_argument(
+        "--allow-actions", action="store_true",
+        help="let visitors act; each action is audited as coming from the web view",
+    )  # fmt: skip
 
     run = _sub(commands, "run", "the gateway without a screen, for systemd or a container")
     run.add_argument(
@@ -286,11 +319,16 @@ def _dispatch(args: argparse.Namespace) -> int:
                 mouse=with_console and not args.no_mouse,
             )
         )
+    if command == "web":
+        return _web(args)
     socket = _socket(args)
     if command == "attach":
         from console.serve import attach
 
-        return asyncio.run(attach(socket, read_only=args.read_only, mouse=not args.no_mouse))
+        via = None if args.via is None else Via(args.via)
+        return asyncio.run(
+            attach(socket, read_only=args.read_only, mouse=not args.no_mouse, via=via)
+        )
     from console.ops import run_op
 
     if command == "recovery":
@@ -310,6 +348,24 @@ def _dispatch(args: argparse.Namespace) -> int:
             timeout=getattr(args, "timeout", None),
         )
     )
+
+
+def _web(args: argparse.Namespace) -> int:
+    from console.web.access import access_for
+    from console.web.server import WebOptions, run_web, serve_logging
+
+    config = load_config(args.config)
+    access = access_for(args.listen, config.web, os.environ)
+    options = WebOptions(
+        socket=Path(args.socket) if args.socket is not None else config.control.socket,
+        listen=args.listen,
+        access=access,
+        max_clients=config.web.max_clients,
+        allow_actions=args.allow_actions,
+        hidden_env=(config.web.token_env,),
+    )
+    serve_logging(config.log.level, access.token)
+    return asyncio.run(run_web(options, token_env=config.web.token_env))
 
 
 def _socket(args: argparse.Namespace) -> Path:

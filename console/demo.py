@@ -34,6 +34,7 @@ from gateway_core.log_ring import LogRing
 from gateway_core.model import Gate, Origin, RecoveryAction, SessionKey
 from gateway_core.processes.killing import kill_tree
 from gateway_core.recovery.startup import BootRecovery
+from gateway_core.runtime import GatewayState
 from gateway_core.service.control_server import ControlServer
 from gateway_core.store import DATABASE_NAME, Store
 from gateway_core.words import plural
@@ -221,14 +222,14 @@ async def _run(gate: Gate, state_dir: Path, *, read_only: bool, mouse: bool, kep
                 "  Ctrl+C drains it, stops it and ends the demo."
             )
             await signalled.wait()
-        if demo.gateway.state.value != "stopped":
+        if demo.gateway.state is not GatewayState.STOPPED:
             report = await demo.gateway.stop()
             say(f"Gateway stopped ({'clean' if report.clean else 'turns left for recovery'}).")
     finally:
         for task in simulated:
             task.cancel()
         await asyncio.gather(*simulated, return_exceptions=True)
-        if demo.gateway.state.value != "stopped":
+        if demo.gateway.state is not GatewayState.STOPPED:
             await demo.gateway.stop(0)
         await server.close()
         # The gateway leaves background jobs running on purpose (a restart re-adopts them);

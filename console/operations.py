@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from textual.app import App
@@ -18,19 +19,30 @@ from textual.app import App
 from console.backend import Backend
 from console.safety import clean
 from console.screens.dialogs import ConfirmScreen, InputScreen
-from gateway_core.control import ActionResult
+from gateway_core.control import Action, ActionResult
 
 log = logging.getLogger(__name__)
 
+
+class DemoAction(StrEnum):
+    """What only the demo can do (it owns the gateway, so it can crash it on purpose)."""
+
+    CRASH_RESTART = "crash-restart"
+
+
 # Actions that hold the gateway for a while: the header says so meanwhile.
-LONG = {"drain": "draining", "restart": "restarting", "crash-restart": "restarting"}
+LONG: dict[Action | DemoAction, str] = {
+    Action.DRAIN: "draining",
+    Action.RESTART: "restarting",
+    DemoAction.CRASH_RESTART: "restarting",
+}
 
 Done = Callable[[ActionResult], None]
 
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    action: str  # the backend's name for it (Control.perform)
+    action: Action | DemoAction
     targets: tuple[str, ...] = ()
     reason: str | None = None
     timeout: float | None = None
@@ -91,7 +103,9 @@ class Operations:
         """The action itself, without a confirmation (the caller has asked already)."""
         self.busy = LONG.get(request.action)
         try:
-            if request.action == "crash-restart" and self._demo_restart is not None:
+            if request.action is DemoAction.CRASH_RESTART:
+                if self._demo_restart is None:
+                    return ActionResult(False, "only the demo crashes on purpose")
                 return await self._demo_restart()
             return await self._backend.act(
                 request.action,

@@ -20,7 +20,7 @@ from console.status_text import drain_lines, previous_run_line
 from console.words import plural
 from gateway_core.model import SessionKey
 from gateway_core.snapshot import CandidateView, Snapshot, tail_age
-from gateway_core.wire import decode_result, decode_snapshot
+from gateway_core.wire import decode_result, decode_snapshot, encode
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -33,7 +33,7 @@ def status_json(snap: Snapshot) -> dict[str, Any]:
         "state": snap.state,
         "run_id": snap.run_id,
         "uptime_s": round(snap.uptime, 3),
-        "counts": dict(snap.counts),
+        "counts": encode(snap.counts),
         "loop_guard_tripped": snap.loop_guard_tripped,
         "drain": None
         if drain is None
@@ -116,7 +116,7 @@ def _print_status(snap: Snapshot, as_json: bool) -> None:
         print(json.dumps(status_json(snap), sort_keys=True))
         return
     title = f"switchboard: {snap.state}, run #{snap.run_id}, up {duration(snap.uptime)}"
-    rows = [(key, str(value)) for key, value in sorted(snap.counts.items())]
+    rows = [(key, str(value)) for key, value in snap.counts.rows()]
     print_table(title, ("count", "value"), rows, right=("value",))
     lines = []
     if snap.drain is not None:

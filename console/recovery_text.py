@@ -14,9 +14,10 @@ import dataclasses
 from console.durations import duration, spoken
 from console.rows import display_key
 from console.words import plural
-from gateway_core.snapshot import CandidateView, LoopGuardView
+from gateway_core.model import RecoveryState
+from gateway_core.snapshot import NOT_DECIDED, CandidateView, LoopGuardView
 
-SUSPENDED = "suspended"
+SUSPENDED = RecoveryState.SUSPENDED
 _KNOWN = {
     "session_id",
     "key",
@@ -36,24 +37,24 @@ _KNOWN = {
 
 
 def verdict_label(view: CandidateView) -> str:
-    if view.state == SUSPENDED:
-        return SUSPENDED  # the boot skips it: no verdict is ever recorded
-    return view.verdict or "not decided yet"
+    if view.state is SUSPENDED:
+        return SUSPENDED.value  # the boot skips it: no verdict is ever recorded
+    return view.verdict or NOT_DECIDED
 
 
 def explanation(view: CandidateView) -> str:
-    if view.state == SUSPENDED:
+    if view.state is SUSPENDED:
         return f"suspended ({view.reason or 'operator'}) — never resumed automatically"
     return view.explanation or "marked during this run: decided at the next start"
 
 
 def next_step(view: CandidateView) -> str:
     """What happens to it next, and who can change that."""
-    if view.state == SUSPENDED:
+    if view.state is SUSPENDED:
         return "nothing until an operator unsuspends it"
-    if view.state == "held":
+    if view.state is RecoveryState.HELD:
         return "held for an operator: approve, clear or force-resume"
-    if view.state == "resuming":
+    if view.state is RecoveryState.RESUMING:
         return f"a resume turn runs (attempt {view.attempts})"
     if view.action == "wait":
         return "waits for the user's next message"

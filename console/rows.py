@@ -192,7 +192,7 @@ def process_row(view: ProcessView) -> Cells:
         flags.append("consumed")
     if view.detached:
         flags.append("adopted")
-    state = view.state
+    state: str = view.state
     if view.exit_code is not None:
         state = f"exit {view.exit_code}"
     return (

@@ -13,13 +13,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from console.log_setup import log_to_file
-from gateway_core.adapters.factory import telegram_from_config
-from gateway_core.agents.factory import agent_from_config
 from gateway_core.clock import SystemClock
 from gateway_core.config import Config
+from gateway_core.control import Via
 from gateway_core.log_ring import LogRing
+from gateway_core.runtime import GatewayState
 from gateway_core.service.json_log import JsonFormatter, configure_json_logging
-from gateway_core.service.runner import GatewayService
 from gateway_core.service.sdnotify import SystemdNotifier
 
 EXIT_FAILURE = 1
@@ -39,6 +38,12 @@ class RedactingFormatter(logging.Formatter):
 async def serve(
     config: Config, env: Mapping[str, str], *, console: bool, read_only: bool, mouse: bool
 ) -> int:
+    # Here, not at the top: aiogram takes seconds to import, and attach (a browser tab's
+    # console, each time) needs none of it.
+    from gateway_core.adapters.factory import telegram_from_config
+    from gateway_core.agents.factory import agent_from_config
+    from gateway_core.service.runner import GatewayService
+
     secrets = [
         env.get(config.telegram.token_env, ""),
         env.get(config.telegram.webhook_secret_env, ""),
@@ -78,18 +83,18 @@ async def serve(
 
         app = ConsoleApp(InProcessBackend(service.gateway, read_only=read_only, log=ring))
         outcome = await app.run_async(mouse=mouse)
-        if service.gateway.state.value != "stopped":
+        if service.gateway.state is not GatewayState.STOPPED:
             why = "detached" if outcome == "detach" else "the console stopped"
             print(f"Console {why}; the gateway keeps running. Ctrl+C (or SIGTERM) drains it.")
     return await service.wait()
 
 
-async def attach(socket: Path, *, read_only: bool, mouse: bool) -> int:
+async def attach(socket: Path, *, read_only: bool, mouse: bool, via: Via | None = None) -> int:
     from console.app import ConsoleApp
     from console.attach import ControlError, SocketBackend
 
     try:
-        backend = await SocketBackend.connect(socket, read_only=read_only)
+        backend = await SocketBackend.connect(socket, read_only=read_only, via=via)
     except ControlError as error:
         print(f"switchboard: {error}", file=sys.stderr)
         return EXIT_FAILURE

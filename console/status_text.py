@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from console.durations import duration
 from console.words import plural
-from gateway_core.events import DrainProgress
+from gateway_core.events import DrainPhase, DrainProgress
 from gateway_core.snapshot import PreviousRun
 
 
@@ -13,7 +13,7 @@ def drain_lines(drain: DrainProgress) -> str:
     running = ", ".join(str(s) for s in drain.running[:20]) or "none"
     interrupted = ", ".join(str(s) for s in drain.interrupted[:20]) or "none"
     done = f"{drain.finished} of {plural(drain.total, 'turn')} finished"
-    if drain.phase != "stopped":
+    if drain.phase is not DrainPhase.STOPPED:
         done += f", {duration(drain.seconds_left)} left"
     return f"{done}\nstill running: {running}\ninterrupted: {interrupted}"
 

@@ -60,6 +60,7 @@ __all__ = [
     "StoreSettings",
     "TelegramMode",
     "TelegramSettings",
+    "WebSettings",
     "WebhookOnStop",
     "load_config",
 ]
@@ -454,6 +455,12 @@ SETTINGS: tuple[Setting, ...] = (
     _S("http", "listen", "", LISTEN,
        "health, readiness, metrics: host:port (e.g. 127.0.0.1:9464) or a socket path; "
        "empty: off"),
+    _S("web", "token_env", "SWITCHBOARD_WEB_TOKEN", STR,
+       "environment variable with the browser view's token; unset: a new one each start,"
+       " loopback only", _not_empty),
+    _S("web", "max_clients", 4, INT,
+       "browser tabs served at once by switchboard web (each runs its own attached console)",
+       _at_least(1)),
 )  # fmt: skip
 del _S
 
@@ -549,6 +556,12 @@ class HttpSettings:
     listen: ListenAddress | None
 
 
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    token_env: str
+    max_clients: int
+
+
 _SECTION_TYPES: Mapping[str, type] = MappingProxyType(
     {
         "gateway": GatewaySettings,
@@ -561,6 +574,7 @@ _SECTION_TYPES: Mapping[str, type] = MappingProxyType(
         "control": ControlSettings,
         "log": LogSettings,
         "http": HttpSettings,
+        "web": WebSettings,
     }
 )
 
@@ -577,6 +591,7 @@ class Config:
     control: ControlSettings
     log: LogSettings
     http: HttpSettings
+    web: WebSettings
     # Where each value came, keyed by dotted name: "default" | "file" | "env SWITCHBOARD_…".
     # Bookkeeping for describe(), so it takes no part in equality.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)

@@ -18,7 +18,7 @@ HEADER = f"""\
 # Precedence, highest first: environment variables {ENV_PREFIX}<SECTION>_<KEY> (for example
 # {ENV_PREFIX}TELEGRAM_API_BASE), this file, the defaults shown here. Secrets are never written
 # here: the file names the environment variables that hold them (telegram.token_env,
-# telegram.webhook_secret_env, agent.api_key_env).
+# telegram.webhook_secret_env, agent.api_key_env, web.token_env).
 """
 
 

@@ -48,7 +48,31 @@ class Action(StrEnum):
     RESET_LOOP_GUARD = "reset-loop-guard"
 
 
-MUTATING = frozenset(Action)
+MUTATING = frozenset(Action)  # every one of them: read-only mode refuses them all
+# After these the candidate board is read again from the store.
+CHANGES_CANDIDATES = frozenset(
+    {
+        Action.APPROVE,
+        Action.CLEAR,
+        Action.FORCE_RESUME,
+        Action.SUSPEND,
+        Action.UNSUSPEND,
+        Action.RESET_LOOP_GUARD,
+    }
+)
+
+
+class Via(StrEnum):
+    """A client an operator acts through, as the client's hello declares it. The audit keeps
+    it beside the OS user (which the socket's peer credentials prove): the declaration comes
+    from a process of that same user, so it says where the action came from, never who."""
+
+    WEB = "web"  # a visitor of `switchboard web`: a browser tab's own attached console
+
+
+def actor_name(user: str, via: Via | None = None) -> str:
+    """The audit's actor: the OS user, and the client it came through if it said one."""
+    return user if via is None else f"{user} via {via}"
 
 
 def current_os_user() -> str:
@@ -84,7 +108,7 @@ class Control:
             refusal = await self._refuse_unless_state(session_id, (RecoveryState.HELD,), "held")
             return refusal or await self._resume(session_id)
 
-        return await self._act(actor, "approve", [session_id], None, body)
+        return await self._act(actor, Action.APPROVE, [session_id], None, body)
 
     async def clear(self, session_id: int, *, actor: str) -> ActionResult:
         """Drop a candidate: its turn will not be resumed."""
@@ -96,7 +120,7 @@ class Control:
             told = "; the user was told" if notice_id is not None else ""
             return ActionResult(True, f"session {session_id}: recovery marker cleared{told}")
 
-        return await self._act(actor, "clear", [session_id], None, body)
+        return await self._act(actor, Action.CLEAR, [session_id], None, body)
 
     async def force_resume(self, session_id: int, *, actor: str, reason: str) -> ActionResult:
         """Resume any candidate, whatever its verdict. A reason is required and recorded."""
@@ -111,7 +135,9 @@ class Control:
             )
             return refusal or await self._resume(session_id)
 
-        return await self._act(actor, "force-resume", [session_id], reason.strip() or None, body)
+        return await self._act(
+            actor, Action.FORCE_RESUME, [session_id], reason.strip() or None, body
+        )
 
     async def suspend(self, session_id: int, *, actor: str, reason: str = "") -> ActionResult:
         """Never resume this session automatically again (its marker is kept for the record)."""
@@ -123,7 +149,7 @@ class Control:
                 )
             return ActionResult(False, f"no session {session_id}")
 
-        return await self._act(actor, "suspend", [session_id], reason or None, body)
+        return await self._act(actor, Action.SUSPEND, [session_id], reason or None, body)
 
     async def unsuspend(self, session_id: int, *, actor: str) -> ActionResult:
         async def body() -> ActionResult:
@@ -131,7 +157,7 @@ class Control:
                 return ActionResult(True, f"session {session_id} is no longer suspended")
             return ActionResult(False, f"session {session_id} is not suspended")
 
-        return await self._act(actor, "unsuspend", [session_id], None, body)
+        return await self._act(actor, Action.UNSUSPEND, [session_id], None, body)
 
     async def reset_loop_guard(self, *, actor: str) -> ActionResult:
         """Leave the restart-loop guard: the turns it held back (that would have resumed
@@ -172,7 +198,7 @@ class Control:
                 return ActionResult(True, f"session {session_id}: turn interrupted")
             return ActionResult(False, f"session {session_id} has no running turn")
 
-        return await self._act(actor, "interrupt", [session_id], None, body)
+        return await self._act(actor, Action.INTERRUPT, [session_id], None, body)
 
     async def kill_process(self, process_id: str, *, actor: str) -> ActionResult:
         """Kill a background job's whole tree. Its conversation is still told it ended (an
@@ -193,7 +219,7 @@ class Control:
                 )
             return ActionResult(True, f"process {process_id} killed")
 
-        return await self._act(actor, "kill-process", [process_id], None, body)
+        return await self._act(actor, Action.KILL_PROCESS, [process_id], None, body)
 
     async def resend(self, outbox_id: int, *, actor: str) -> ActionResult:
         """Send again a reply whose outcome is unknown (the gateway died while sending it, or
@@ -206,7 +232,7 @@ class Control:
                 return ActionResult(False, f"delivery {outbox_id} is not of unknown outcome")
             return ActionResult(True, f"delivery {outbox_id} queued to be sent again")
 
-        return await self._act(actor, "resend", [outbox_id], None, body)
+        return await self._act(actor, Action.RESEND, [outbox_id], None, body)
 
     async def quiet(self, *, actor: str) -> ActionResult:
         async def body() -> ActionResult:
@@ -214,7 +240,7 @@ class Control:
                 return ActionResult(True, "quiet: messages are stored, no new turn starts")
             return ActionResult(False, f"cannot go quiet while {self._gateway.state}")
 
-        return await self._act(actor, "quiet", [], None, body)
+        return await self._act(actor, Action.QUIET, [], None, body)
 
     async def resume_intake(self, *, actor: str) -> ActionResult:
         async def body() -> ActionResult:
@@ -222,29 +248,33 @@ class Control:
                 return ActionResult(True, "intake resumed: queued messages run now")
             return ActionResult(False, f"not quiet (state {self._gateway.state})")
 
-        return await self._act(actor, "resume-intake", [], None, body)
+        return await self._act(actor, Action.RESUME_INTAKE, [], None, body)
 
     async def drain(self, *, actor: str, timeout: float | None = None) -> ActionResult:
         """Drain and stop the gateway (the audit row is written before the store closes)."""
-        refusal = self._refuse_if_read_only("drain") or self._refuse_unless_live("drain")
+        refusal = self._refuse_if_read_only(Action.DRAIN) or self._refuse_unless_live(Action.DRAIN)
         if refusal is not None:
-            return await self._audit(actor, "drain", [], None, refusal)
+            return await self._audit(actor, Action.DRAIN, [], None, refusal)
         seconds = self._gateway.config.gateway.drain_timeout if timeout is None else timeout
         if not _valid_timeout(seconds):
             return await self._audit(
-                actor, "drain", [], None, ActionResult(False, "drain timeout must be >= 0")
+                actor, Action.DRAIN, [], None, ActionResult(False, "drain timeout must be >= 0")
             )
-        await self._audit(actor, "drain", [], None, ActionResult(True, f"draining ({seconds:g} s)"))
+        await self._audit(
+            actor, Action.DRAIN, [], None, ActionResult(True, f"draining ({seconds:g} s)")
+        )
         report = await self._gateway.stop(seconds)
         return ActionResult(True, _describe(report))
 
     async def restart(self, *, actor: str, timeout: float | None = None) -> ActionResult:
-        refusal = self._refuse_if_read_only("restart") or self._refuse_unless_live("restart")
+        refusal = self._refuse_if_read_only(Action.RESTART) or self._refuse_unless_live(
+            Action.RESTART
+        )
         if refusal is None and timeout is not None and not _valid_timeout(timeout):
             refusal = ActionResult(False, "drain timeout must be >= 0")
         if refusal is not None:
-            return await self._audit(actor, "restart", [], None, refusal)
-        await self._audit(actor, "restart", [], None, ActionResult(True, "restarting"))
+            return await self._audit(actor, Action.RESTART, [], None, refusal)
+        await self._audit(actor, Action.RESTART, [], None, ActionResult(True, "restarting"))
         if self._restart_hook is not None:
             return ActionResult(True, await self._restart_hook(timeout))
         boot = await self._gateway.restart(timeout)
@@ -260,7 +290,7 @@ class Control:
 
     async def perform(
         self,
-        action: str,
+        action: str,  # an Action's value: the socket and the CLI send names
         targets: Sequence[str] = (),
         *,
         actor: str,
@@ -269,33 +299,43 @@ class Control:
     ) -> ActionResult:
         """Any operator action by its name; several targets are acted on one by one and
         summed up in one result (ok only if every one succeeded)."""
-        if action not in MUTATING:
+        try:
+            chosen = Action(action)
+        except ValueError:
             return ActionResult(False, f"unknown action {action!r}")
-        if action == "quiet":
-            return await self.quiet(actor=actor)
-        if action == "resume-intake":
-            return await self.resume_intake(actor=actor)
-        if action == "drain":
-            return await self.drain(actor=actor, timeout=timeout)
-        if action == "restart":
-            return await self.restart(actor=actor, timeout=timeout)
-        if action == Action.RESET_LOOP_GUARD:
-            return await self.reset_loop_guard(actor=actor)
+        whole = self._gateway_wide(chosen, actor, timeout)
+        if whole is not None:
+            return await whole()
         if not targets:
-            return ActionResult(False, f"{action}: no target given")
-        results = [await self._one(action, target, actor, reason) for target in targets]
+            return ActionResult(False, f"{chosen}: no target given")
+        results = [await self._on_target(chosen, target, actor, reason) for target in targets]
         if len(results) == 1:
             return results[0]
         failed = [r for r in results if not r.ok]
-        summary = f"{action}: {len(results) - len(failed)} of {len(results)} done"
+        summary = f"{chosen}: {len(results) - len(failed)} of {len(results)} done"
         if failed:
             summary += "; " + "; ".join(r.message for r in failed[:3])
         return ActionResult(not failed, summary)
 
-    async def _one(self, action: str, target: str, actor: str, reason: str | None) -> ActionResult:
-        if action == "kill-process":
+    def _gateway_wide(
+        self, action: Action, actor: str, timeout: float | None
+    ) -> Callable[[], Awaitable[ActionResult]] | None:
+        """The actions on the whole gateway (no target), or None for a per-target one."""
+        table: dict[Action, Callable[[], Awaitable[ActionResult]]] = {
+            Action.QUIET: lambda: self.quiet(actor=actor),
+            Action.RESUME_INTAKE: lambda: self.resume_intake(actor=actor),
+            Action.DRAIN: lambda: self.drain(actor=actor, timeout=timeout),
+            Action.RESTART: lambda: self.restart(actor=actor, timeout=timeout),
+            Action.RESET_LOOP_GUARD: lambda: self.reset_loop_guard(actor=actor),
+        }
+        return table.get(action)
+
+    async def _on_target(
+        self, action: Action, target: str, actor: str, reason: str | None
+    ) -> ActionResult:
+        if action is Action.KILL_PROCESS:
             return await self.kill_process(target, actor=actor)
-        if action == "resend":
+        if action is Action.RESEND:
             try:
                 return await self.resend(int(target), actor=actor)
             except ValueError:
@@ -304,24 +344,24 @@ class Control:
             session_id = int(target)
         except ValueError:
             return ActionResult(False, f"{target!r} is not a session id")
-        if action == "approve":
-            return await self.approve(session_id, actor=actor)
-        if action == "clear":
-            return await self.clear(session_id, actor=actor)
-        if action == "force-resume":
-            return await self.force_resume(session_id, actor=actor, reason=reason or "")
-        if action == "interrupt":
-            return await self.interrupt(session_id, actor=actor)
-        if action == "suspend":
-            return await self.suspend(session_id, actor=actor, reason=reason or "")
-        return await self.unsuspend(session_id, actor=actor)
+        on_session: dict[Action, Callable[[int], Awaitable[ActionResult]]] = {
+            Action.APPROVE: lambda sid: self.approve(sid, actor=actor),
+            Action.CLEAR: lambda sid: self.clear(sid, actor=actor),
+            Action.FORCE_RESUME: lambda sid: self.force_resume(
+                sid, actor=actor, reason=reason or ""
+            ),
+            Action.INTERRUPT: lambda sid: self.interrupt(sid, actor=actor),
+            Action.SUSPEND: lambda sid: self.suspend(sid, actor=actor, reason=reason or ""),
+            Action.UNSUSPEND: lambda sid: self.unsuspend(sid, actor=actor),
+        }
+        return await on_session[action](session_id)
 
     # -- helpers --------------------------------------------------------------------------
 
     async def _act(
         self,
         actor: str,
-        action: str,
+        action: Action,
         targets: list[int] | list[str],
         reason: str | None,
         body: Callable[[], Awaitable[ActionResult]],
@@ -361,12 +401,12 @@ class Control:
             )
         return None
 
-    def _refuse_if_read_only(self, action: str) -> ActionResult | None:
+    def _refuse_if_read_only(self, action: Action) -> ActionResult | None:
         if self.read_only and action in MUTATING:
             return ActionResult(False, f"{action} refused: this console is read-only")
         return None
 
-    def _refuse_unless_live(self, action: str) -> ActionResult | None:
+    def _refuse_unless_live(self, action: Action) -> ActionResult | None:
         if self._gateway.state in (GatewayState.DRAINING, GatewayState.STOPPED):
             return ActionResult(False, f"{action} refused: the gateway is {self._gateway.state}")
         return None
@@ -374,7 +414,7 @@ class Control:
     async def _audit(
         self,
         actor: str,
-        action: str,
+        action: Action,
         targets: list[int] | list[str],
         reason: str | None,
         result: ActionResult,
@@ -390,8 +430,7 @@ class Control:
         gateway.events.publish(
             OperatorActed(gateway.clock.now(), actor, action, tuple(names), reason, outcome)
         )
-        recovery_actions = ("approve", "clear", "force-resume", "suspend", "unsuspend")
-        if (action in recovery_actions or action == Action.RESET_LOOP_GUARD) and result.ok:
+        if action in CHANGES_CANDIDATES and result.ok:
             await gateway.refresh_candidates()
         return result
 

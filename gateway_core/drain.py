@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from gateway_core.adapters.base import Adapter
 from gateway_core.clock import wait_or_timeout
 from gateway_core.delivery import Deliverer
-from gateway_core.events import DrainProgress
+from gateway_core.events import DrainPhase, DrainProgress
 from gateway_core.lanes import Lane, Lanes
 from gateway_core.recovery.candidates import CandidateBoard
 from gateway_core.runtime import GatewayState, Runtime
@@ -80,7 +80,7 @@ class Drain:
         if not self._forced.is_set():
             # Replies of turns that finished still go out before the platforms are closed.
             await self._deliverer.idle(within=max(self._rt.config.gateway.grace, 1.0))
-        self._progress("stopped")
+        self._progress(DrainPhase.STOPPED)
         return DrainReport(
             clean=not self._interrupted,
             finished=tuple(sorted(self._finished)),
@@ -95,7 +95,7 @@ class Drain:
 
     async def _mark(self) -> None:
         self._running = {lane.session.id: lane for lane in self._lanes.running()}
-        self._progress("marking")
+        self._progress(DrainPhase.MARKING)
         await self._rt.store.recovery.mark_many(list(self._running), "drain")
         await self._candidates.refresh()
 
@@ -106,7 +106,7 @@ class Drain:
             left = self._deadline - clock.monotonic()
             if left <= 0:
                 break
-            self._progress("waiting")
+            self._progress(DrainPhase.WAITING)
             idle = {asyncio.ensure_future(lane.idle.wait()): sid for sid, lane in waiting.items()}
             tick = asyncio.ensure_future(clock.sleep(min(1.0, left)))
             forced = asyncio.ensure_future(self._forced.wait())
@@ -121,7 +121,7 @@ class Drain:
         self._interrupted = set(waiting)
 
     async def _interrupt(self) -> None:
-        self._progress("interrupting")
+        self._progress(DrainPhase.INTERRUPTING)
         await self._rt.store.recovery.mark_many(sorted(self._interrupted), "drain-timeout")
         tasks = []
         for sid in self._interrupted:
@@ -129,7 +129,7 @@ class Drain:
             if current is not None:
                 current.task.cancel()
                 tasks.append(current.task)
-        self._progress("grace")
+        self._progress(DrainPhase.GRACE)
         grace = 0.0 if self._forced.is_set() else self._rt.config.gateway.grace
         stopped = asyncio.gather(*tasks, return_exceptions=True)
         forced = asyncio.ensure_future(self._forced.wait())  # a second signal ends it
@@ -145,7 +145,7 @@ class Drain:
             except Exception:
                 log.exception("a drain kill hook failed")
 
-    def _progress(self, phase: str) -> None:
+    def _progress(self, phase: DrainPhase) -> None:
         clock = self._rt.clock
         still = tuple(sorted(set(self._running) - self._finished - self._interrupted))
         self.latest = DrainProgress(

@@ -102,9 +102,19 @@ class NotifierFired(Event):
     edited: bool
 
 
+class DrainPhase(StrEnum):
+    """A drain's steps, in order."""
+
+    MARKING = "marking"  # running turns are marked as candidates first (a crash mid-drain)
+    WAITING = "waiting"  # for running turns to finish, until the deadline
+    INTERRUPTING = "interrupting"  # the deadline passed: the rest are cancelled
+    GRACE = "grace"  # cancelled turns get a moment to write their last rows
+    STOPPED = "stopped"
+
+
 @dataclass(frozen=True, slots=True)
 class DrainProgress(Event):
-    phase: str  # marking | waiting | interrupting | grace | stopped
+    phase: DrainPhase
     total: int
     finished: int
     running: tuple[int, ...]

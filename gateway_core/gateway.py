@@ -296,7 +296,7 @@ class Gateway:
         return build_snapshot(
             picture,
             self._snapshots,
-            state=self.state.value,
+            state=self.state,
             run_id=None if self.run is None else self.run.id,
             started_at=None if self.run is None else self.run.started_at,
             loop_guard=None if self.report is None else self.report.loop_guard,

@@ -93,7 +93,7 @@ class LiveRun:
         promoted = await store.write(lambda txn: promote_crashed_turns(txn, rt.clock.now()))
         if promoted:
             log.warning("previous run died during %d turn(s); marked for recovery", len(promoted))
-        adopted = await self.processes.adopt_checkpoints()
+        adopted = await self.processes.adopt_jobs()
         if adopted:
             log.info("re-adopted %d background process(es) of the previous run", len(adopted))
         for sent in await store.outbox.mark_unknown_at_boot():
@@ -149,7 +149,7 @@ class LiveRun:
         """At the drain deadline: the background jobs of interrupted turns go too."""
         wanted = set(sessions)
         for job in self.processes.all():
-            if job.state == ProcessState.RUNNING and job.checkpoint.session_id in wanted:
+            if job.state == ProcessState.RUNNING and job.record.session_id in wanted:
                 result = await self.processes.kill(job.id, grace=self.runtime.config.gateway.grace)
                 if not result.killed:
                     log.error("job %s survived the drain kill: pids %s", job.id, result.survivors)

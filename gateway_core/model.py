@@ -266,7 +266,7 @@ class JobEvidence:
 
     process_id: str
     tool_call_id: str
-    state: ProcessState | str
+    state: ProcessState
     exit_code: int | None
     end_reason: str | None
     started_at: float
@@ -340,7 +340,7 @@ class ProcessState(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class ProcessCheckpoint:
+class JobRecord:
     """What the store keeps of a background process so it can be re-adopted after a restart."""
 
     id: str
@@ -353,7 +353,7 @@ class ProcessCheckpoint:
     notify_on_complete: bool
     watch_patterns: tuple[str, ...]
     log_path: str | None
-    state: str
+    state: ProcessState
     exit_code: int | None
     end_reason: str | None
     consumed: bool

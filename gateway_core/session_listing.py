@@ -21,10 +21,10 @@ async def snapshot_with_stored_sessions(gateway: Gateway, query: SessionQuery | 
     if gateway.state is GatewayState.STOPPED:
         return with_sessions(snap, query)  # no store to read: what the lanes knew
     sessions = gateway.store.sessions
-    counts = {**snap.counts, "sessions": await sessions.count()}
+    counts = replace(snap.counts, sessions=await sessions.count())
     query = query or SessionQuery(limit=None)
     if query.text:
-        counts["sessions_matching"] = await sessions.count_matching(query.text)
+        counts = replace(counts, sessions_matching=await sessions.count_matching(query.text))
     if query.limit == 0:
         return replace(snap, sessions=(), counts=counts)
     stored = await sessions.search(query.text, query.order, query.limit)

@@ -7,13 +7,24 @@ Built on demand from in-memory state only (no I/O), so the console can take one 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from enum import StrEnum
 
 from gateway_core.events import DrainProgress
 from gateway_core.lanes import Lane
-from gateway_core.model import ProcessState, Session, TurnKind
+from gateway_core.model import ProcessState, RecoveryState, Session, TurnKind
 from gateway_core.notifiers import NotifierView
 from gateway_core.processes.registry import TrackedProcess
+from gateway_core.runtime import GatewayState
+
+
+class SessionActivity(StrEnum):
+    """What a session's lane is doing now."""
+
+    IDLE = "idle"
+    QUEUED = "queued"  # messages wait, no turn runs (quiet, or between turns)
+    RUNNING = "running"
+    RESUMING = "resuming"  # running a resumed turn
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +35,7 @@ class SessionView:
     chat_id: str
     thread_id: str | None
     user_name: str | None
-    state: str  # idle | running | queued | resuming
+    state: SessionActivity
     generation: int | None
     turn_age: float | None  # seconds the current turn has run
     queued: int
@@ -37,7 +48,7 @@ class CandidateView:
     session_id: int
     key: str
     user_name: str | None
-    state: str  # the recovery record's state
+    state: RecoveryState
     reason: str | None
     verdict: str | None
     action: str | None
@@ -59,7 +70,7 @@ class ProcessView:
     process_id: str
     session_id: int | None
     command: str
-    state: str  # running | exited | killed | lost
+    state: ProcessState
     age: float  # seconds since it started
     exit_code: int | None
     cpu_percent: float | None
@@ -102,9 +113,41 @@ class PreviousRun:
     clean: bool | None  # None: it never recorded a stop (killed, or still running)
 
 
+NOT_DECIDED = "not decided yet"  # a candidate whose verdict is still being worked out
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotCounts:
+    """What a snapshot counts, by name. `sessions` covers every stored session once the
+    store has been asked (session_listing.py); `candidates` leaves suspended sessions out."""
+
+    sessions: int = 0
+    running: int = 0  # lanes running a turn now
+    queued: int = 0  # messages waiting in lanes
+    candidates: int = 0
+    suspended: int = 0
+    by_verdict: Mapping[str, int] = field(default_factory=dict)  # candidates, not suspended
+    notifiers: int = 0
+    processes: int = 0  # background jobs running
+    unknown_deliveries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    sessions_matching: int | None = None  # only when a query filtered by text
+
+    def rows(self) -> list[tuple[str, int]]:
+        """Every count as (name, value), verdicts as "verdict <name>", for a plain table."""
+        found = [
+            (f.name, getattr(self, f.name))
+            for f in fields(self)
+            if f.name != "by_verdict" and getattr(self, f.name) is not None
+        ]
+        found += [(f"verdict {verdict}", n) for verdict, n in sorted(self.by_verdict.items())]
+        return sorted(found)
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    state: str
+    state: GatewayState
     run_id: int | None
     started_at: float | None
     uptime: float
@@ -114,7 +157,7 @@ class Snapshot:
     drain: DrainProgress | None  # the latest drain progress, while or after a drain
     loop_guard_tripped: bool
     processes: tuple[ProcessView, ...] = ()
-    counts: Mapping[str, int] = field(default_factory=dict)
+    counts: SnapshotCounts = field(default_factory=SnapshotCounts)
     taken_at: float = 0.0  # the gateway clock's epoch time when this was taken (ages use it)
     loop_guard: LoopGuardView | None = None  # why the guard tripped, what it holds
     previous_run: PreviousRun | None = None  # the run before this one
@@ -128,20 +171,26 @@ def tail_age(view: CandidateView, now: float) -> float | None:
     return max(0.0, now - view.tail_at)
 
 
-def candidate_counts(candidates: tuple[CandidateView, ...]) -> dict[str, int]:
-    """The snapshot's recovery counts. A suspended session is never resumed automatically and
-    no operator action but unsuspend applies to it: it is counted apart, not as a candidate."""
-    suspended = sum(1 for c in candidates if c.state == "suspended")
-    counts = {"candidates": len(candidates) - suspended, "suspended": suspended}
+def candidate_counts(candidates: tuple[CandidateView, ...]) -> tuple[int, int, dict[str, int]]:
+    """(candidates, suspended, candidates by verdict). A suspended session is never resumed
+    automatically and no operator action but unsuspend applies to it: it is counted apart,
+    not as a candidate."""
+    suspended = sum(1 for c in candidates if c.state is RecoveryState.SUSPENDED)
+    by_verdict: dict[str, int] = {}
     for candidate in candidates:
-        if candidate.state != "suspended":
-            key = f"verdict:{candidate.verdict}"
-            counts[key] = counts.get(key, 0) + 1
-    return counts
+        if candidate.state is not RecoveryState.SUSPENDED:
+            key = candidate.verdict or NOT_DECIDED
+            by_verdict[key] = by_verdict.get(key, 0) + 1
+    return len(candidates) - suspended, suspended, by_verdict
 
 
 SESSION_ORDERS = ("busy", "id", "recent")
-_BUSY_RANK = {"running": 0, "resuming": 0, "queued": 1, "idle": 2}
+_BUSY_RANK = {
+    SessionActivity.RUNNING: 0,
+    SessionActivity.RESUMING: 0,
+    SessionActivity.QUEUED: 1,
+    SessionActivity.IDLE: 2,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +235,7 @@ def stored_session_view(session: Session) -> SessionView:
         chat_id=session.key.chat_id,
         thread_id=session.key.thread_id,
         user_name=None if origin is None else origin.user_name,
-        state="idle",
+        state=SessionActivity.IDLE,
         generation=session.generation or None,
         turn_age=None,
         queued=0,
@@ -216,7 +265,7 @@ def merge_sessions(
         newer = [v for v in live if v.session_id not in shown and v.last_activity >= floor]
         chosen = rows + [v for v in newer if _matches(v, query.text)]
     else:
-        busy = [v for v in live if v.state != "idle" and _matches(v, query.text)]
+        busy = [v for v in live if v.state is not SessionActivity.IDLE and _matches(v, query.text)]
         busy_ids = {view.session_id for view in busy}
         chosen = busy + [view for view in rows if view.session_id not in busy_ids]
     return select_sessions(tuple(chosen), query)
@@ -249,9 +298,10 @@ class SnapshotCache:
 def session_view(lane: Lane, now_mono: float, usage: Mapping[int, tuple[int, int]]) -> SessionView:
     current = lane.current
     if current is not None:
-        state = "resuming" if current.request.kind is TurnKind.RESUME else "running"
+        resumed = current.request.kind is TurnKind.RESUME
+        state = SessionActivity.RESUMING if resumed else SessionActivity.RUNNING
     else:
-        state = "queued" if lane.queue else "idle"
+        state = SessionActivity.QUEUED if lane.queue else SessionActivity.IDLE
     key = lane.session.key
     origin = lane.session.origin
     return SessionView(
@@ -271,7 +321,7 @@ def session_view(lane: Lane, now_mono: float, usage: Mapping[int, tuple[int, int
 
 
 def process_view(job: TrackedProcess, now: float) -> ProcessView:
-    record = job.checkpoint
+    record = job.record
     sample, watcher = job.sample, job.watcher
     return ProcessView(
         process_id=job.id,
@@ -312,7 +362,7 @@ def build_snapshot(
     live: LivePicture | None,
     cache: SnapshotCache,
     *,
-    state: str,
+    state: GatewayState,
     run_id: int | None,
     started_at: float | None,
     loop_guard: LoopGuardView | None,
@@ -342,17 +392,20 @@ def build_snapshot(
     processes = () if live is None else tuple(process_view(job, now) for job in live.jobs)
     candidates = () if live is None else live.candidates
     notifiers = () if live is None else tuple(live.notifiers)
-    counts = {
-        "sessions": len(sessions),
-        "running": running,
-        "queued": queued,
-        **candidate_counts(candidates),
-        "notifiers": len(notifiers),
-        "processes": sum(1 for p in processes if p.state == ProcessState.RUNNING),
-        "unknown_deliveries": 0 if live is None else live.unknown_deliveries,
-        "prompt_tokens": sum(p for p, _ in usage.values()),
-        "completion_tokens": sum(c for _, c in usage.values()),
-    }
+    candidate_total, suspended, by_verdict = candidate_counts(candidates)
+    counts = SnapshotCounts(
+        sessions=len(sessions),
+        running=running,
+        queued=queued,
+        candidates=candidate_total,
+        suspended=suspended,
+        by_verdict=by_verdict,
+        notifiers=len(notifiers),
+        processes=sum(1 for p in processes if p.state == ProcessState.RUNNING),
+        unknown_deliveries=0 if live is None else live.unknown_deliveries,
+        prompt_tokens=sum(p for p, _ in usage.values()),
+        completion_tokens=sum(c for _, c in usage.values()),
+    )
     return Snapshot(
         state=state,
         run_id=run_id,

@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from gateway_core.control import ActionResult
-from gateway_core.events import DrainProgress
+from gateway_core.events import DrainPhase, DrainProgress
 from gateway_core.log_ring import LogEntry
-from gateway_core.model import AuditEntry, Message, ToolCall
+from gateway_core.model import AuditEntry, Message, ProcessState, RecoveryState, ToolCall
 from gateway_core.notifiers import NotifierView
+from gateway_core.runtime import GatewayState
 from gateway_core.snapshot import (
     CandidateView,
     LoopGuardView,
     PreviousRun,
     ProcessView,
+    SessionActivity,
     SessionView,
     Snapshot,
+    SnapshotCounts,
 )
 
 T = TypeVar("T")
@@ -66,6 +70,23 @@ def _items(data: object, key: str) -> list[Any]:
     return value
 
 
+E = TypeVar("E", bound=StrEnum)
+
+
+def _enum(kind: type[E], data: object, key: str = "state") -> dict[str, E]:
+    """The named field of a value as `kind`; a name this version does not know is an error
+    (a console must not show, or act on, a state it cannot tell apart)."""
+    raw = data.get(key) if isinstance(data, dict) else None
+    try:
+        return {key: kind(str(raw))}
+    except ValueError:
+        raise WireFormatError(f"{key}: unknown {kind.__name__} {raw!r}") from None
+
+
+def _drain(data: object) -> DrainProgress:
+    return _build(DrainProgress, data, **_enum(DrainPhase, data, "phase"))
+
+
 def decode_snapshot(data: object) -> Snapshot:
     if not isinstance(data, dict):
         raise WireFormatError("snapshot: expected an object")
@@ -79,15 +100,26 @@ def decode_snapshot(data: object) -> Snapshot:
     return _build(
         Snapshot,
         data,
-        sessions=tuple(_build(SessionView, s) for s in _items(data, "sessions")),
-        candidates=tuple(_build(CandidateView, c) for c in _items(data, "candidates")),
+        **_enum(GatewayState, data),
+        sessions=tuple(
+            _build(SessionView, s, **_enum(SessionActivity, s)) for s in _items(data, "sessions")
+        ),
+        candidates=tuple(
+            _build(CandidateView, c, **_enum(RecoveryState, c)) for c in _items(data, "candidates")
+        ),
         notifiers=tuple(_build(NotifierView, n) for n in _items(data, "notifiers")),
-        processes=tuple(_build(ProcessView, p) for p in _items(data, "processes")),
-        drain=None if drain is None else _build(DrainProgress, drain),
-        previous_drain=None if previous_drain is None else _build(DrainProgress, previous_drain),
+        processes=tuple(
+            _build(ProcessView, p, **_enum(ProcessState, p)) for p in _items(data, "processes")
+        ),
+        drain=None if drain is None else _drain(drain),
+        previous_drain=None if previous_drain is None else _drain(previous_drain),
         loop_guard=None if loop_guard is None else _build(LoopGuardView, loop_guard),
         previous_run=None if previous_run is None else _build(PreviousRun, previous_run),
-        counts={str(k): int(v) for k, v in counts.items()},
+        counts=_build(
+            SnapshotCounts,
+            counts,
+            by_verdict={str(k): int(v) for k, v in dict(counts.get("by_verdict") or {}).items()},
+        ),
     )
 
 

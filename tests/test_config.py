@@ -84,6 +84,10 @@ file = "/var/log/sb.log"
 
 [http]
 listen = "127.0.0.1:9464"
+
+[web]
+token_env = "MY_WEB_TOKEN"
+max_clients = 2
 """
 
 
@@ -237,6 +241,7 @@ def test_full_file_round_trip(tmp_path: Path) -> None:
     assert cfg.telegram.webhook_on_stop is WebhookOnStop.DELETE
     assert cfg.telegram.webhook_max_body == 65536
     assert cfg.http.listen == ListenAddress("127.0.0.1", 9464)
+    assert (cfg.web.token_env, cfg.web.max_clients) == ("MY_WEB_TOKEN", 2)
     assert all(source == "file" for _, _, source in cfg.describe())
 
 

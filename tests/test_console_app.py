@@ -705,7 +705,7 @@ async def test_hostile_text_is_shown_inert_in_every_widget(
         inert()
 
         await show_tab(app, pilot, "4", "processes")
-        assert shows(cell(app, "#process-table", job.id, "command"), job.checkpoint.command)
+        assert shows(cell(app, "#process-table", job.id, "command"), job.record.command)
         assert shows(cell(app, "#process-table", job.id, "last"), hostile)
         inert()
         await pilot.press("l")

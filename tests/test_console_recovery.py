@@ -46,7 +46,7 @@ async def test_a_suspended_session_says_so_is_counted_apart_and_can_be_unsuspend
     running, (ada, bob, gus) = await crashed_gateway(tmp_path / "state", clock, CRASHED)
     gateway = running.gateway
     snap = gateway.snapshot()
-    assert (snap.counts["candidates"], snap.counts["suspended"]) == (2, 1)
+    assert (snap.counts.candidates, snap.counts.suspended) == (2, 1)
     async with open_console(gateway) as (app, pilot):
         banner = static_text(app, "#banner")
         assert "candidates 2" in banner and "suspended 1" in banner

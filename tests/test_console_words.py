@@ -57,12 +57,13 @@ def test_plural() -> None:
 
 def test_a_candidates_settled_calls_and_what_its_user_was_told_read_in_words() -> None:
     from console.recovery_text import detail_fields
+    from gateway_core.model import RecoveryState
     from gateway_core.snapshot import CandidateView
 
     view = CandidateView(
-        7, "telegram:1:-", "ada", "held", "crash", "ambiguous-tool", "hold", "effect unknown",
-        None, 0, None, settled=("terminal: finished (exit 0)", "terminal: unknown"),
-        told="held",
+        7, "telegram:1:-", "ada", RecoveryState.HELD, "crash", "ambiguous-tool", "hold",
+        "effect unknown", None, 0, None,
+        settled=("terminal: finished (exit 0)", "terminal: unknown"), told="held",
     )  # fmt: skip
     fields = dict(detail_fields(view))
     assert fields["Tool calls settled"] == "terminal: finished (exit 0); terminal: unknown"

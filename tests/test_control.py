@@ -894,7 +894,7 @@ async def test_resend_sends_a_reply_of_unknown_outcome_once_and_only_that(
     running = await start_gateway(state_dir, clock)
     try:
         gateway = running.gateway
-        assert gateway.snapshot().counts["unknown_deliveries"] == 1
+        assert gateway.snapshot().counts.unknown_deliveries == 1
         assert running.adapter.messages == []
         control = Control(gateway)
         assert await control.resend(item, actor=ACTOR) == ActionResult(
@@ -904,7 +904,7 @@ async def test_resend_sends_a_reply_of_unknown_outcome_once_and_only_that(
         assert [m.text for m in await ada.wait_for(1)] == ["the answer"]
         assert (await control.resend(item, actor=ACTOR)).ok is False  # sent now: not again
         assert (await control.resend(sent, actor=ACTOR)).ok is False  # never unknown
-        assert gateway.snapshot().counts["unknown_deliveries"] == 0
+        assert gateway.snapshot().counts.unknown_deliveries == 0
         assert [m.text for m in ada.received()] == ["the answer"]
     finally:
         await running.stop()

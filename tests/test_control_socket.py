@@ -296,7 +296,7 @@ async def test_a_snapshot_sends_only_the_sessions_asked_for_with_counts_of_all(
         backend = SocketBackend(client)
         snap = await backend.snapshot(SessionQuery(order="id", text="", limit=2))
         assert [s.session_id for s in snap.sessions] == [1, 2]
-        assert snap.counts["sessions"] == 4
+        assert snap.counts.sessions == 4
         found = await backend.snapshot(SessionQuery(text="CY", limit=10))
         assert [s.key for s in found.sessions] == ["loopback:cy:-"]
         assert (await backend.snapshot(SessionQuery(limit=0))).sessions == ()

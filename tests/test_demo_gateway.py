@@ -18,7 +18,7 @@ async def test_the_demos_own_restarts_do_not_trip_the_loop_guard(tmp_path: Path)
             assert (await demo.crash_restart()).ok
         await demo.gateway.restart(0)  # ctrl+r
         snap = demo.gateway.snapshot()
-        assert snap.counts["candidates"] > 0  # the held ones are still there at each boot
+        assert snap.counts.candidates > 0  # the held ones are still there at each boot
         assert not snap.loop_guard_tripped
     finally:
         await demo.gateway.stop(0)

@@ -181,7 +181,7 @@ async def test_the_drain_kills_jobs_of_interrupted_turns_only(
     doomed = await gateway.processes.start("sleep 1000", session_id=ids["busy"], generation=1)
     views = {p.process_id: p for p in gateway.snapshot().processes}
     assert views[kept.id].state == views[doomed.id].state == "running"
-    assert gateway.snapshot().counts["processes"] == 2
+    assert gateway.snapshot().counts.processes == 2
 
     report = await gateway.stop(0)
     assert report.interrupted == (ids["busy"],)

@@ -225,7 +225,7 @@ async def test_a_reply_caught_mid_send_is_not_resent_and_is_counted_for_the_oper
         item = await store.outbox.enqueue(session_id, 1, "reply", "hello")
         assert await store.outbox.claim(item) is not None  # the process died mid-send
     running = await start_gateway(state, clock)
-    assert running.gateway.snapshot().counts["unknown_deliveries"] == 1
+    assert running.gateway.snapshot().counts.unknown_deliveries == 1
     assert running.adapter.messages == []  # never blindly sent again
     with pytest.raises(RuntimeError, match="already started"):
         await running.gateway.start()

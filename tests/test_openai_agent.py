@@ -71,7 +71,7 @@ async def test_a_plain_answer_sends_history_and_tools_and_records_usage(
     usage = [json.loads(r.content) for r in rows if r.kind == MessageKind.META]
     assert usage == [{"prompt_tokens": 12, "completion_tokens": 3}]
     snap = running.gateway.snapshot()
-    assert (snap.counts["prompt_tokens"], snap.counts["completion_tokens"]) == (12, 3)
+    assert (snap.counts.prompt_tokens, snap.counts.completion_tokens) == (12, 3)
     assert snap.sessions[0].tokens == (12, 3)
 
 

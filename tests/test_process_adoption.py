@@ -50,11 +50,11 @@ async def test_a_job_survives_a_gateway_sigkill_and_is_adopted_then_killable(
     (view,) = running.gateway.snapshot().processes
     assert (view.state, view.detached) == ("running", True)
     job = running.gateway.processes.get(view.process_id)
-    assert job is not None and job.checkpoint.pid is not None
-    leader = psutil.Process(job.checkpoint.pid)
-    assert leader.create_time() == job.checkpoint.pid_started_at  # the same process
+    assert job is not None and job.record.pid is not None
+    leader = psutil.Process(job.record.pid)
+    assert leader.create_time() == job.record.pid_started_at  # the same process
 
     result = await running.gateway.processes.kill(job.id, grace=0.5)
     assert result.killed
     assert job.state == "killed"
-    assert not psutil.pid_exists(job.checkpoint.pid) or leader.status() == psutil.STATUS_ZOMBIE
+    assert not psutil.pid_exists(job.record.pid) or leader.status() == psutil.STATUS_ZOMBIE

@@ -74,7 +74,7 @@ async def test_poll_only_the_completion_is_told_once_in_a_turn_of_its_own(
     assert (await notice_for(events, job.id)).outcome == "delivered"
     replies = [m.text for m in await ada.wait_for(3)]
     assert replies[2].startswith(f"Background update: Background process {job.id} completed")
-    session_id = job.checkpoint.session_id
+    session_id = job.record.session_id
     assert session_id is not None
     (told,) = await notice_rows(running, session_id)
     assert "built" in told and "Internal notification" in told
@@ -97,8 +97,8 @@ async def test_kill_by_the_agent_means_no_completion_notice(
     assert (await notice_for(events, job.id)).outcome == "dropped-consumed"
     await ada.wait_for(2)
     assert job.state == "killed"
-    assert job.checkpoint.session_id is not None
-    assert await notice_rows(running, job.checkpoint.session_id) == []
+    assert job.record.session_id is not None
+    assert await notice_rows(running, job.record.session_id) == []
 
 
 async def test_a_wait_that_saw_the_exit_means_no_completion_notice(
@@ -115,8 +115,8 @@ async def test_a_wait_that_saw_the_exit_means_no_completion_notice(
 
     assert (await notice_for(events, job.id)).outcome == "dropped-consumed"
     assert [m.text for m in await ada.wait_for(2)][1] == "Tool process finished."
-    assert job.checkpoint.session_id is not None
-    assert await notice_rows(running, job.checkpoint.session_id) == []
+    assert job.record.session_id is not None
+    assert await notice_rows(running, job.record.session_id) == []
 
 
 async def test_a_completion_owed_across_a_restart_is_told_once(
@@ -128,7 +128,7 @@ async def test_a_completion_owed_across_a_restart_is_told_once(
     job = await job_started_by_the_agent(running, ada, gated(go))
     await running.stop()  # the job keeps running without us
     go.touch()
-    status = Path(str(job.checkpoint.log_path)).with_suffix(".status")
+    status = Path(str(job.record.log_path)).with_suffix(".status")
     async with asyncio.timeout(15):
         # A file has no event to wait on: poll it, bounded.
         while not status.exists():  # noqa: ASYNC110
@@ -139,7 +139,7 @@ async def test_a_completion_owed_across_a_restart_is_told_once(
     events = again.gateway.events.subscribe()  # before start: the boot pass tells it
     await again.gateway.start()
     assert (await notice_for(events, job.id)).outcome == "delivered"
-    session_id = job.checkpoint.session_id
+    session_id = job.record.session_id
     assert session_id is not None
     await again.stop()
 
@@ -241,8 +241,8 @@ async def test_a_completion_after_the_conversation_moved_on_tells_the_user_brief
     told = (await ada.wait_for(3))[2].text
     assert told.startswith("❌ A background job hit a problem (exit 2)")
     assert "secret-output" not in told  # a receipt, not a log
-    assert job.checkpoint.session_id is not None
-    (row,) = await notice_rows(running, job.checkpoint.session_id)
+    assert job.record.session_id is not None
+    (row,) = await notice_rows(running, job.record.session_id)
     assert "secret-output" in row  # the agent reads it in its next turn's history
 
 

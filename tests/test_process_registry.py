@@ -75,9 +75,9 @@ async def cpu_burnt(pid: int, seconds: float, within: float = 30) -> None:
 async def test_output_and_exit_code_are_recorded(registry: ProcessRegistry, store: Store) -> None:
     job = await registry.start("printf 'first\\nsecond\\n'; exit 7", session_id=None, generation=1)
     await finished(job)
-    assert (job.state, job.checkpoint.exit_code) == (ProcessState.EXITED, 7)
+    assert (job.state, job.record.exit_code) == (ProcessState.EXITED, 7)
     assert job.output.tail() == ["first", "second"]
-    assert Path(job.checkpoint.log_path or "").read_text() == "first\nsecond\n"
+    assert Path(job.record.log_path or "").read_text() == "first\nsecond\n"
     saved = await store.processes.get(job.id)
     assert saved is not None and (saved.state, saved.exit_code) == ("exited", 7)
 
@@ -88,20 +88,20 @@ async def test_kill_takes_down_a_grandchild_that_ignores_sigterm(
     job = await registry.start(
         "sh -c 'trap \"\" TERM; sleep 1000' & sleep 1000", session_id=None, generation=1
     )
-    assert job.checkpoint.pid is not None
-    pids = await descendants(job.checkpoint.pid, 3)
+    assert job.record.pid is not None
+    pids = await descendants(job.record.pid, 3)
     result = await registry.kill(job.id, grace=0.5)
     assert result.killed and result.escalated and result.survivors == ()
     assert gone(pids)
-    assert job.state == ProcessState.KILLED and job.checkpoint.exit_code is None
+    assert job.state == ProcessState.KILLED and job.record.exit_code is None
 
 
 async def test_kill_finds_a_descendant_that_left_the_process_group(
     registry: ProcessRegistry,
 ) -> None:
     job = await registry.start("setsid sleep 1000 & sleep 1000", session_id=None, generation=1)
-    assert job.checkpoint.pid is not None
-    pids = await descendants(job.checkpoint.pid, 2)
+    assert job.record.pid is not None
+    pids = await descendants(job.record.pid, 2)
     result = await registry.kill(job.id, grace=0.5)
     assert result.killed
     assert gone(pids)
@@ -117,7 +117,7 @@ async def test_hostile_output_is_decoded_bounded_and_never_fatal(
     )
     job = await registry.start(f'{sys.executable} -c "{script}"', session_id=None, generation=1)
     await finished(job)
-    assert job.checkpoint.exit_code == 0
+    assert job.record.exit_code == 0
     lines = job.output.tail(1000)
     assert lines[-2] == "bad \ufffd\ufffd bytes"
     assert lines[-1] == "\x1b]0;pwned\x07\x1b[5m blink"  # kept as text; the console sanitises
@@ -133,7 +133,7 @@ async def test_a_job_left_running_is_adopted_after_a_restart(store: Store, tmp_p
     await first.close()  # the gateway goes away; the job does not
     second = ProcessRegistry(store, SystemClock(), tmp_path / "jobs")
     try:
-        (adopted,) = await second.adopt_checkpoints()
+        (adopted,) = await second.adopt_jobs()
         assert adopted.id == job.id and adopted.detached and adopted.state == "running"
         result = await second.kill(job.id, grace=0.5)
         assert result.killed and adopted.state == ProcessState.KILLED
@@ -149,17 +149,17 @@ async def test_a_job_that_finished_while_the_gateway_was_down_keeps_its_exit_cod
     first = ProcessRegistry(store, SystemClock(), tmp_path / "jobs")
     job = await first.start("sleep 0.3; exit 3", session_id=None, generation=1)
     await first.close()
-    status = Path(job.checkpoint.log_path or "").with_suffix(".status")
+    status = Path(job.record.log_path or "").with_suffix(".status")
     async with asyncio.timeout(10):
         # The job ends on its own while no registry watches it: poll its status file.
         while not status.exists():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     second = ProcessRegistry(store, SystemClock(), tmp_path / "jobs")
     try:
-        assert await second.adopt_checkpoints() == []
+        assert await second.adopt_jobs() == []
         tracked = second.get(job.id)
         assert tracked is not None
-        assert (tracked.state, tracked.checkpoint.exit_code) == (ProcessState.EXITED, 3)
+        assert (tracked.state, tracked.record.exit_code) == (ProcessState.EXITED, 3)
     finally:
         await second.close()
 
@@ -171,23 +171,27 @@ async def test_a_reused_pid_is_never_signalled_and_a_vanished_job_is_lost(
     job = await first.start("sleep 1000", session_id=None, generation=1)
     await first.kill(job.id, grace=0.5)
     await first.close()
-    # Two checkpoints a crashed gateway could leave: one whose PID now belongs to another
+    # Two records a crashed gateway could leave: one whose PID now belongs to another
     # process (this test's own), one whose PID is gone without a status file.
     reused = replace(
-        job.checkpoint, id="proc_reused", pid=os.getpid(), pid_started_at=1.0, state="running"
+        job.record,
+        id="proc_reused",
+        pid=os.getpid(),
+        pid_started_at=1.0,
+        state=ProcessState.RUNNING,
     )
-    vanished = replace(job.checkpoint, id="proc_vanished", pid=2**22 + 7, state="running")
+    vanished = replace(job.record, id="proc_vanished", pid=2**22 + 7, state=ProcessState.RUNNING)
     vanished = replace(vanished, log_path=str(tmp_path / "jobs" / "nothing.log"))
     reused = replace(reused, log_path=str(tmp_path / "jobs" / "nothing-either.log"))
     await store.processes.save(reused)
     await store.processes.save(vanished)
     second = ProcessRegistry(store, SystemClock(), tmp_path / "jobs")
     try:
-        assert await second.adopt_checkpoints() == []
+        assert await second.adopt_jobs() == []
         for process_id in ("proc_reused", "proc_vanished"):
             tracked = second.get(process_id)
             assert tracked is not None
-            assert (tracked.state, tracked.checkpoint.exit_code) == (ProcessState.LOST, None)
+            assert (tracked.state, tracked.record.exit_code) == (ProcessState.LOST, None)
         result = await second.kill("proc_reused")
         assert result.killed  # nothing to do: it is not ours...
         assert psutil.Process(os.getpid()).is_running()  # ...and we were never signalled
@@ -202,11 +206,11 @@ async def test_sampling_reads_cpu_memory_and_children_of_each_tree(
         f'{sys.executable} -c "while True: pass"', session_id=None, generation=1
     )
     family = await registry.start("sleep 1000 & sleep 1000 & wait", session_id=None, generation=1)
-    assert family.checkpoint.pid is not None
-    await descendants(family.checkpoint.pid, 2)
+    assert family.record.pid is not None
+    await descendants(family.record.pid, 2)
     await registry.sample_once()  # the first tick has no earlier reading to compare with
-    assert busy.checkpoint.pid is not None
-    await cpu_burnt(busy.checkpoint.pid, 0.2)  # however loaded the machine is
+    assert busy.record.pid is not None
+    await cpu_burnt(busy.record.pid, 0.2)  # however loaded the machine is
     await registry.sample_once()
     assert busy.sample is not None and family.sample is not None
     assert family.sample.children == 2 and family.sample.rss > 0
@@ -233,7 +237,7 @@ async def test_the_agents_kill_consumes_before_any_ending_is_announced(
     registry: ProcessRegistry,
 ) -> None:
     seen: list[bool] = []
-    registry.on_exit(lambda job: seen.append(job.checkpoint.consumed))
+    registry.on_exit(lambda job: seen.append(job.record.consumed))
     jobs = [
         await registry.start("sleep 1", session_id=None, generation=1, notify_on_complete=True)
         for _ in range(10)
@@ -280,7 +284,7 @@ async def test_a_readopted_job_does_not_match_what_it_wrote_before_the_restart(
 
     second.on_watch(watched_again)
     try:
-        (adopted,) = await second.adopt_checkpoints()
+        (adopted,) = await second.adopt_jobs()
         assert adopted.id == job.id and "READY" in adopted.output.text()
         go.touch()  # new output after the restart is watched as before
         async with asyncio.timeout(10):

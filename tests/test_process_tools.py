@@ -48,7 +48,7 @@ async def test_a_foreground_command_returns_its_output_and_consumes_the_completi
     result = await call(box, "terminal", command="echo hello; exit 3")
     assert (result["exit_code"], result["output"]) == (3, "hello")
     (job,) = registry.all()
-    assert job.checkpoint.consumed is True
+    assert job.record.consumed is True
 
 
 async def test_a_foreground_timeout_kills_the_command(

@@ -95,7 +95,7 @@ def job(
     end_reason: str | None = "exited",
     output: str = "step2\n",
 ) -> dict[str, JobEvidence]:
-    """The job a tool call started, as the store's checkpoint describes it."""
+    """The job a tool call started, as the store's record describes it."""
     return {
         call_id: JobEvidence(
             f"proc_{call_id}", call_id, state, exit_code, end_reason, started, 4242, output

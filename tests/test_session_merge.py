@@ -9,6 +9,7 @@ import pytest
 
 from gateway_core.model import Origin, Session, SessionKey
 from gateway_core.snapshot import (
+    SessionActivity,
     SessionQuery,
     SessionView,
     merge_sessions,
@@ -16,7 +17,8 @@ from gateway_core.snapshot import (
     stored_session_view,
 )
 
-STATES = ("idle", "idle", "idle", "running", "queued", "resuming")
+IDLE, RUNNING = SessionActivity.IDLE, SessionActivity.RUNNING
+STATES = (IDLE, IDLE, IDLE, RUNNING, SessionActivity.QUEUED, SessionActivity.RESUMING)
 
 
 def world(seed: int) -> tuple[list[Session], tuple[SessionView, ...]]:

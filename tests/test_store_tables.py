@@ -1,4 +1,4 @@
-"""Recovery records, inbox, outbox, runs, audit and process checkpoints on a real file."""
+"""Recovery records, inbox, outbox, runs, audit and background-job records on a real file."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 from gateway_core.clock import ManualClock
 from gateway_core.model import (
     Decision,
+    JobRecord,
     Origin,
-    ProcessCheckpoint,
+    ProcessState,
     RecoveryAction,
     RecoveryState,
     SessionKey,
@@ -210,7 +211,7 @@ async def test_audit_rows_keep_who_what_why_and_outcome(store: Store) -> None:
 
 async def test_process_checkpoints_round_trip(store: Store) -> None:
     session = await store.sessions.ensure(KEY, ORIGIN)
-    checkpoint = ProcessCheckpoint(
+    job_record = JobRecord(
         id="proc_abc123",
         session_id=session.id,
         generation=4,
@@ -221,15 +222,15 @@ async def test_process_checkpoints_round_trip(store: Store) -> None:
         notify_on_complete=True,
         watch_patterns=("ERROR", "done"),
         log_path="/tmp/proc_abc123.log",
-        state="running",
+        state=ProcessState.RUNNING,
         exit_code=None,
         end_reason=None,
         consumed=False,
         started_at=1_700_000_001.0,
     )
-    await store.processes.save(checkpoint)
-    assert await store.processes.live() == [checkpoint]
-    finished = replace(checkpoint, state="exited", exit_code=0, end_reason="exited")
+    await store.processes.save(job_record)
+    assert await store.processes.live() == [job_record]
+    finished = replace(job_record, state=ProcessState.EXITED, exit_code=0, end_reason="exited")
     await store.processes.save(finished)
     assert await store.processes.live() == []
     assert await store.processes.get("proc_abc123") == finished

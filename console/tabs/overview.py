@@ -52,18 +52,14 @@ class OverviewTab(ConsoleTab, Toned):
         self._show_drain(snap)
 
     def _counts(self, snap: Snapshot) -> Text:
-        counts = dict(snap.counts)
+        counts = snap.counts
         text = Text()
         state_tone = STATE_TONES.get(snap.state, Tone.STRONG)
         text.append(f"Gateway {snap.state}", style=self.tone_style(state_tone))
         text.append(f"   uptime {duration(snap.uptime)}\n\n")
         for label, key in COUNTS:
-            text.append(f"  {label:<26}{counts.get(key, 0):>11,}\n")
-        verdicts = sorted(
-            (k[8:] if k[8:] != "None" else "not decided yet", v)
-            for k, v in counts.items()
-            if k.startswith("verdict:")
-        )
+            text.append(f"  {label:<26}{getattr(counts, key):>11,}\n")
+        verdicts = sorted(counts.by_verdict.items())
         if verdicts:
             text.append("\n  Candidates by verdict\n", style=self.tone_style(Tone.STRONG))
             for verdict, count in verdicts:

@@ -13,6 +13,8 @@ from console.operations import Request
 from console.screens.log_view import LogScreen
 from console.tabs.base import ConsoleTab
 from console.widgets.keyed_table import KeyedTable
+from gateway_core.control import Action
+from gateway_core.model import ProcessState
 from gateway_core.snapshot import ProcessView, Snapshot
 
 LOG_LINES = 2000  # the tail a job's log view reads (the gateway keeps a bounded tail)
@@ -38,10 +40,10 @@ class ProcessesTab(ConsoleTab):
         self.table.focus()
 
     async def show(self, snap: Snapshot) -> None:
-        views = sorted(snap.processes, key=lambda p: (p.state != "running", -p.age))
+        views = sorted(snap.processes, key=lambda p: (p.state is not ProcessState.RUNNING, -p.age))
         self._views = {p.process_id: p for p in views}
         self.table.apply([(p.process_id, rows.process_row(p)) for p in views])
-        running = sum(1 for p in views if p.state == "running")
+        running = sum(1 for p in views if p.state is ProcessState.RUNNING)
         self.query_one("#processes-title", Label).update(
             Text(f"Background jobs: {running} running, {len(views)} known")
         )
@@ -63,7 +65,7 @@ class ProcessesTab(ConsoleTab):
             self.app.notify("Nothing selected.", severity="warning", markup=False)
             return
         self.host.ops.confirm(
-            Request("kill-process", (view.process_id,)),
+            Request(Action.KILL_PROCESS, (view.process_id,)),
             "Kill this job and its children?",
             "Kill",
             [f"{view.process_id}: {view.command}"],

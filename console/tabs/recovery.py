@@ -27,7 +27,8 @@ from console.tabs.base import ConsoleTab
 from console.tones import TONE_CLASSES, Tone, Toned
 from console.widgets.keyed_table import KeyedTable
 from console.words import plural
-from gateway_core.control import ActionResult
+from gateway_core.control import Action, ActionResult
+from gateway_core.runtime import GatewayState
 from gateway_core.snapshot import CandidateView, Snapshot, tail_age
 
 SHORT = 30  # rows below which the detail pane gets less of the height
@@ -81,7 +82,7 @@ class RecoveryTab(ConsoleTab, Toned):
                 for key, view in self._views.items()
             ]
         )
-        suspended = snap.counts.get("suspended", 0)
+        suspended = snap.counts.suspended
         title = f"Recovery: {plural(len(views) - suspended, 'candidate')}"
         if suspended:
             title += f", {suspended} suspended"
@@ -133,8 +134,8 @@ class RecoveryTab(ConsoleTab, Toned):
             snap = self.host.snap
             if snap is None or not snap.loop_guard_tripped:
                 return "the restart-loop guard has not tripped"
-            return None if snap.state == "running" else f"the gateway is {snap.state}"
-        state = "stopped" if self.host.snap is None else self.host.snap.state
+            return None if snap.state is GatewayState.RUNNING else f"the gateway is {snap.state}"
+        state = GatewayState.STOPPED if self.host.snap is None else self.host.snap.state
         allowed = [
             candidate_actions(self._views[key], state)
             for key in self.targets()
@@ -159,7 +160,7 @@ class RecoveryTab(ConsoleTab, Toned):
         if result.ok:
             self.marked -= set(targets)
 
-    def _confirm(self, action: str, title: str, verb: str) -> None:
+    def _confirm(self, action: Action, title: str, verb: str) -> None:
         targets = self.targets()
         if not targets:
             self.app.notify("Nothing selected.", severity="warning", markup=False)
@@ -173,10 +174,10 @@ class RecoveryTab(ConsoleTab, Toned):
         )
 
     def action_approve(self) -> None:
-        self._confirm("approve", "Approve: resume these now?", "Approve")
+        self._confirm(Action.APPROVE, "Approve: resume these now?", "Approve")
 
     def action_clear(self) -> None:
-        self._confirm("clear", "Clear: never resume these?", "Clear")
+        self._confirm(Action.CLEAR, "Clear: never resume these?", "Clear")
 
     def action_force_resume(self) -> None:
         targets = self.targets()
@@ -191,13 +192,13 @@ class RecoveryTab(ConsoleTab, Toned):
         )
         self.host.ops.ask(
             screen,
-            lambda reason: Request("force-resume", tuple(targets), reason=reason),
+            lambda reason: Request(Action.FORCE_RESUME, tuple(targets), reason=reason),
             lambda result: self._done(result, targets),
         )
 
     def action_unsuspend(self) -> None:
         self._confirm(
-            "unsuspend",
+            Action.UNSUSPEND,
             "Unsuspend? Nothing runs now; after a restart recovery may resume these again.",
             "Unsuspend",
         )
@@ -206,7 +207,7 @@ class RecoveryTab(ConsoleTab, Toned):
         snap = self.host.snap
         held = () if snap is None or snap.loop_guard is None else snap.loop_guard.held
         self.host.ops.confirm(
-            Request("reset-loop-guard"),
+            Request(Action.RESET_LOOP_GUARD),
             "Reset the restart-loop guard? What it held back resumes now, once each.",
             "Reset",
             self._describe([str(sid) for sid in held]),

@@ -24,6 +24,7 @@ from console.tabs.base import ConsoleTab
 from console.tones import TONE_CLASSES, Tone, Toned
 from console.widgets.keyed_table import KeyedTable
 from console.words import plural
+from gateway_core.control import Action
 from gateway_core.snapshot import SessionQuery, SessionView, Snapshot
 
 NARROW = 100  # columns below which the transcript pane goes under the table
@@ -90,7 +91,7 @@ class SessionsTab(ConsoleTab, Toned):
     async def show(self, snap: Snapshot) -> None:
         """The snapshot's sessions are already the selected ones, in order (SessionQuery)."""
         shown = snap.sessions[:MAX_SESSION_ROWS]
-        total = snap.counts.get("sessions", len(snap.sessions))
+        total = snap.counts.sessions
         title = f"Sessions: {len(shown)} of {total:,} shown, {SORTS[self._sort][0]}"
         if self.filter_text:
             title += f", filter {clean(self.filter_text, 40)!r}"
@@ -176,7 +177,7 @@ class SessionsTab(ConsoleTab, Toned):
             self.app.notify("Nothing selected.", severity="warning", markup=False)
             return
         self.host.ops.confirm(
-            Request("interrupt", (str(view.session_id),)),
+            Request(Action.INTERRUPT, (str(view.session_id),)),
             "Interrupt this turn?",
             "Interrupt",
             [f"{view.session_id}: {rows.display_key(view.key, view.user_name)}"],

@@ -55,14 +55,14 @@ def parts(
     if snap.run_id is not None:
         found.append(Part(f" run #{snap.run_id} up {duration(snap.uptime)}", 7))
     found += [
-        Part(f" sessions {counts.get('sessions', 0)}", 5),
-        Part(f" running {counts.get('running', 0)}", 3),
-        Part(f" queued {counts.get('queued', 0)}", 6),
-        Part(f" candidates {counts.get('candidates', 0)}", KEEP),
+        Part(f" sessions {counts.sessions}", 5),
+        Part(f" running {counts.running}", 3),
+        Part(f" queued {counts.queued}", 6),
+        Part(f" candidates {counts.candidates}", KEEP),
     ]
-    if counts.get("suspended"):
-        found.append(Part(f" suspended {counts['suspended']}", 2))
-    found.append(Part(f" jobs {counts.get('processes', 0)}", 6))
+    if counts.suspended:
+        found.append(Part(f" suspended {counts.suspended}", 2))
+    found.append(Part(f" jobs {counts.processes}", 6))
     if snap.loop_guard_tripped:
         held = 0 if snap.loop_guard is None else len(snap.loop_guard.held)
         found.append(Part(f" RESTART LOOP: {held} held, see tab 3 ", KEEP, "alarm"))

@@ -7,7 +7,7 @@ ever gets a short line (no command, no raw output): it is a receipt, not a log.
 
 from __future__ import annotations
 
-from gateway_core.model import ProcessCheckpoint, ProcessState
+from gateway_core.model import JobRecord, ProcessState
 from gateway_core.processes.watch import Match, WatchDisabled, WatchStatus
 
 FOOTER = "[Internal notification from the gateway, not written by the user.]"
@@ -25,7 +25,7 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes} min"
 
 
-def _ending(job: ProcessCheckpoint) -> str:
+def _ending(job: JobRecord) -> str:
     if job.state == ProcessState.EXITED:
         return "completed normally" if job.exit_code == 0 else f"exited with code {job.exit_code}"
     if job.state == ProcessState.KILLED:
@@ -41,7 +41,7 @@ def _tail(output: str) -> str:
     return f"[… output truncated, showing the last {len(cut)} characters]\n{cut}"
 
 
-def completion_for_agent(job: ProcessCheckpoint, output: str) -> str:
+def completion_for_agent(job: JobRecord, output: str) -> str:
     took = _duration((job.ended_at or job.started_at) - job.started_at)
     return (
         f"[Background process {job.id} {_ending(job)} after {took}.]\n"
@@ -51,7 +51,7 @@ def completion_for_agent(job: ProcessCheckpoint, output: str) -> str:
     )
 
 
-def completion_for_user(job: ProcessCheckpoint) -> str:
+def completion_for_user(job: JobRecord) -> str:
     took = _duration((job.ended_at or job.started_at) - job.started_at)
     if job.state == ProcessState.EXITED and job.exit_code == 0:
         return f"✅ Done. A background job finished after {took}."
@@ -60,7 +60,7 @@ def completion_for_user(job: ProcessCheckpoint) -> str:
     return f"⚠️ A background job {_ending(job)} after {took}."
 
 
-def watch_for_agent(job: ProcessCheckpoint, match: Match) -> str:
+def watch_for_agent(job: JobRecord, match: Match) -> str:
     lines = "\n".join(match.lines)
     extra = ""
     if match.suppressed:
@@ -78,7 +78,7 @@ def watch_for_agent(job: ProcessCheckpoint, match: Match) -> str:
     )
 
 
-def watch_disabled_for_agent(job: ProcessCheckpoint, disabled: WatchDisabled) -> str:
+def watch_disabled_for_agent(job: JobRecord, disabled: WatchDisabled) -> str:
     why = (
         f"it reached the cap of {disabled.delivered} delivered matches"
         if disabled.reason is WatchStatus.DISABLED_CAP

@@ -21,7 +21,7 @@ from collections.abc import Awaitable
 
 from gateway_core.events import BackgroundNotice
 from gateway_core.lanes import Lanes
-from gateway_core.model import ProcessCheckpoint
+from gateway_core.model import JobRecord
 from gateway_core.processes.notice_texts import (
     completion_for_agent,
     completion_for_user,
@@ -56,7 +56,7 @@ class NoticeRouter:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _job_ended(self, job: TrackedProcess) -> None:
-        record = job.checkpoint
+        record = job.record
         if record.session_id is None or not record.notify_on_complete:
             return
         if self._rt.state is GatewayState.STARTING:
@@ -66,7 +66,7 @@ class NoticeRouter:
             return
         self._background(self._queue_completion(record, job.output.text()))
 
-    async def _queue_completion(self, job: ProcessCheckpoint, output: str) -> None:
+    async def _queue_completion(self, job: JobRecord, output: str) -> None:
         if job.id in self._completions_queued or job.session_id is None:
             return
         self._completions_queued.add(job.id)
@@ -74,7 +74,7 @@ class NoticeRouter:
         await self._queue(job, notice, completion_for_agent(job, output))
 
     def _job_watched(self, job: TrackedProcess, outcome: WatchOutcome) -> None:
-        record = job.checkpoint
+        record = job.record
         if isinstance(outcome, BreakerTripped):
             log.warning(
                 "watch breaker tripped: too many matches across jobs; dropping for %g s",
@@ -103,7 +103,7 @@ class NoticeRouter:
         notice = Notice(record.id, record.generation, what, False)
         self._background(self._queue(record, notice, text))
 
-    async def _queue(self, job: ProcessCheckpoint, notice: Notice, text: str) -> None:
+    async def _queue(self, job: JobRecord, notice: Notice, text: str) -> None:
         assert job.session_id is not None
         lane = self._lanes.find(job.session_id)
         session = lane.session if lane else await self._rt.store.sessions.get(job.session_id)
@@ -112,7 +112,7 @@ class NoticeRouter:
         self._lanes.submit(session, TurnRequest(RequestKind.NOTICE, text, notice=notice))
         self._publish(job, notice.what, "queued")
 
-    def _publish(self, job: ProcessCheckpoint, what: str, outcome: str) -> None:
+    def _publish(self, job: JobRecord, what: str, outcome: str) -> None:
         self._rt.events.publish(
             BackgroundNotice(self._rt.clock.now(), job.session_id, job.id, what, outcome)
         )

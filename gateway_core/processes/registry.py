@@ -8,14 +8,14 @@ Each job runs under a tiny /bin/sh wrapper, in its own session (process group = 
 so the job's output goes to its own log file and its exit code to a status file. Nothing of
 the job is attached to the gateway by a pipe: a gateway crash cannot SIGPIPE it, waiting for
 it cannot hang on a grandchild that inherited a pipe, and a restarted gateway can still learn
-how it ended. The registry tails the log into a bounded buffer. After a restart, a checkpoint
+how it ended. The registry tails the log into a bounded buffer. After a restart, a record
 whose PID is alive with the same start time is adopted (detached); one that finished meanwhile
 is closed with the code from its status file; anything else is closed as lost, never with an
 invented exit code, and a reused PID is never signalled.
 
-The checkpoint (with the tool call that asked for the job) is committed BEFORE the job is
+The record (with the tool call that asked for the job) is committed BEFORE the job is
 spawned, so no job can run that the store does not know of. A crash between the spawn and the
-commit of its PID leaves a checkpoint without one: the wrapper writes its own PID to a file
+commit of its PID leaves a record without one: the wrapper writes its own PID to a file
 first thing, and adoption finds the job through that file (checked against the wrapper's
 command line, which names the job's log, so a reused PID is never taken for it).
 """
@@ -34,7 +34,7 @@ from pathlib import Path
 import psutil
 
 from gateway_core.clock import Clock
-from gateway_core.model import ProcessCheckpoint, ProcessState
+from gateway_core.model import JobRecord, ProcessState
 from gateway_core.private_files import private_file
 from gateway_core.processes.killing import KillResult, kill_tree, tree_of
 from gateway_core.processes.output import OutputBuffer
@@ -66,7 +66,7 @@ READ_CHUNK = 1 << 16
 
 @dataclass
 class TrackedProcess:
-    checkpoint: ProcessCheckpoint
+    record: JobRecord
     output: OutputBuffer = field(default_factory=OutputBuffer)
     detached: bool = False  # adopted after a restart: not our child
     sample: Sample | None = None  # the latest CPU / memory / children reading
@@ -77,11 +77,11 @@ class TrackedProcess:
 
     @property
     def id(self) -> str:
-        return self.checkpoint.id
+        return self.record.id
 
     @property
-    def state(self) -> str:
-        return self.checkpoint.state
+    def state(self) -> ProcessState:
+        return self.record.state
 
 
 ExitListener = Callable[[TrackedProcess], None]
@@ -107,9 +107,9 @@ class ProcessRegistry:
     async def sample_once(self) -> float:
         """Sample every running tree (in a thread); returns the seconds the sampling took."""
         roots = {
-            p.id: p.checkpoint.pid
+            p.id: p.record.pid
             for p in self._processes.values()
-            if p.state == ProcessState.RUNNING and p.checkpoint.pid is not None
+            if p.state == ProcessState.RUNNING and p.record.pid is not None
         }
         started = self._clock.monotonic()
         samples = await asyncio.to_thread(self._sampler.sample, roots, self._clock.monotonic())
@@ -130,14 +130,14 @@ class ProcessRegistry:
     def on_watch(self, listener: WatchListener) -> None:
         self._watch_listeners.append(listener)
 
-    def _track(self, checkpoint: ProcessCheckpoint, *, detached: bool) -> TrackedProcess:
-        watcher = Watcher(checkpoint.watch_patterns, self.breaker)
-        if checkpoint.notify_on_complete and watcher.active:
+    def _track(self, record: JobRecord, *, detached: bool) -> TrackedProcess:
+        watcher = Watcher(record.watch_patterns, self.breaker)
+        if record.notify_on_complete and watcher.active:
             # The tool never starts a job with both; a job that has both had its watching
             # switched off (and notify-on-exit switched on) before a restart: keep it off.
             watcher.status = WatchStatus.DISABLED_STRIKES
-        tracked = TrackedProcess(checkpoint, detached=detached, watcher=watcher)
-        self._processes[checkpoint.id] = tracked
+        tracked = TrackedProcess(record, detached=detached, watcher=watcher)
+        self._processes[record.id] = tracked
         return tracked
 
     def get(self, process_id: str) -> TrackedProcess | None:
@@ -161,7 +161,7 @@ class ProcessRegistry:
         log_path = private_file(self._log_dir / f"{process_id}.log")
         status_path = self._log_dir / f"{process_id}.status"
         private_file(status_path.with_name(f"{status_path.name}.pid"))  # empty reads as absent
-        checkpoint = ProcessCheckpoint(
+        record = JobRecord(
             id=process_id,
             session_id=session_id,
             generation=generation,
@@ -179,9 +179,9 @@ class ProcessRegistry:
             started_at=self._clock.now(),
             tool_call_id=tool_call_id,
         )
-        tracked = self._track(checkpoint, detached=False)
+        tracked = self._track(record, detached=False)
         # Durable before it runs: a crash at any later point leaves a job the store knows.
-        await self._store.processes.save(checkpoint)
+        await self._store.processes.save(record)
         try:
             child = await asyncio.create_subprocess_exec(
                 "/bin/sh", "-c", WRAPPER, "switchboard-job", command, str(log_path),
@@ -199,10 +199,8 @@ class ProcessRegistry:
             pid_started_at: float | None = psutil.Process(child.pid).create_time()
         except psutil.NoSuchProcess:
             pid_started_at = None
-        tracked.checkpoint = replace(
-            tracked.checkpoint, pid=child.pid, pid_started_at=pid_started_at
-        )
-        await self._store.processes.save(tracked.checkpoint)
+        tracked.record = replace(tracked.record, pid=child.pid, pid_started_at=pid_started_at)
+        await self._store.processes.save(tracked.record)
         tracked._task = asyncio.get_running_loop().create_task(
             self._watch(tracked, child.wait), name=f"watch-{process_id}"
         )
@@ -212,26 +210,26 @@ class ProcessRegistry:
         """Someone (wait that saw the exit, a log read to the end, kill) took the result:
         no completion notice is ever sent for it, in any mode."""
         tracked = self._processes.get(process_id)
-        if tracked is not None and not tracked.checkpoint.consumed:
-            tracked.checkpoint = replace(tracked.checkpoint, consumed=True)
-            await self._store.processes.save(tracked.checkpoint)
+        if tracked is not None and not tracked.record.consumed:
+            tracked.record = replace(tracked.record, consumed=True)
+            await self._store.processes.save(tracked.record)
 
     async def claim(self, process_id: str, generation: int) -> None:
         """A later turn of the owning session looked at this job: it owns its events now
         (they are stamped with its generation, so they are not stale for it)."""
         tracked = self._processes.get(process_id)
-        if tracked is not None and generation > tracked.checkpoint.generation:
-            tracked.checkpoint = replace(tracked.checkpoint, generation=generation)
-            await self._store.processes.save(tracked.checkpoint)
+        if tracked is not None and generation > tracked.record.generation:
+            tracked.record = replace(tracked.record, generation=generation)
+            await self._store.processes.save(tracked.record)
 
     def handed_over(self, process_id: str, generation: int, consumed: bool) -> None:
         """A notice turn took the job over (its start transaction already wrote this)."""
         tracked = self._processes.get(process_id)
         if tracked is not None:
-            tracked.checkpoint = replace(
-                tracked.checkpoint,
-                generation=max(generation, tracked.checkpoint.generation),
-                consumed=tracked.checkpoint.consumed or consumed,
+            tracked.record = replace(
+                tracked.record,
+                generation=max(generation, tracked.record.generation),
+                consumed=tracked.record.consumed or consumed,
             )
 
     async def kill(
@@ -244,55 +242,51 @@ class ProcessRegistry:
         tracked = self._processes.get(process_id)
         if tracked is None or tracked.state != ProcessState.RUNNING:
             return KillResult(True, (), False)
-        checkpoint = tracked.checkpoint
-        assert checkpoint.pid is not None
-        already = checkpoint.consumed
+        record = tracked.record
+        assert record.pid is not None
+        already = record.consumed
         if consume:
-            tracked.checkpoint = replace(checkpoint, consumed=True)
-        result = await asyncio.to_thread(
-            kill_tree, checkpoint.pid, checkpoint.pid_started_at, grace
-        )
+            tracked.record = replace(record, consumed=True)
+        result = await asyncio.to_thread(kill_tree, record.pid, record.pid_started_at, grace)
         if result.killed:
             await self._finish(tracked, ProcessState.KILLED, None, "killed")
         elif consume and not already and tracked.state == ProcessState.RUNNING:
             # It survived: the agent was told so, and may still want to hear when it ends.
-            tracked.checkpoint = replace(tracked.checkpoint, consumed=False)
+            tracked.record = replace(tracked.record, consumed=False)
         return result
 
     async def kill_all(self, grace: float = 2.0) -> list[KillResult]:
         running = [p.id for p in self._processes.values() if p.state == ProcessState.RUNNING]
         return list(await asyncio.gather(*(self.kill(pid, grace) for pid in running)))
 
-    async def adopt_checkpoints(self) -> list[TrackedProcess]:
+    async def adopt_jobs(self) -> list[TrackedProcess]:
         """After a restart: take back the jobs the previous run left running."""
         adopted = []
-        for checkpoint in await self._store.processes.live():
-            if checkpoint.id in self._processes:
+        for record in await self._store.processes.live():
+            if record.id in self._processes:
                 continue
-            if checkpoint.pid is None:
+            if record.pid is None:
                 # Spawned, but the gateway died before the PID was committed (or it never
                 # started): the wrapper's PID file says which, if any, it is.
-                found = await asyncio.to_thread(_wrapper_of, checkpoint.log_path)
+                found = await asyncio.to_thread(_wrapper_of, record.log_path)
                 if found is not None:
-                    checkpoint = replace(checkpoint, pid=found[0], pid_started_at=found[1])
-                    await self._store.processes.save(checkpoint)
-            tracked = self._track(checkpoint, detached=True)
-            alive = checkpoint.pid is not None and tree_of(
-                checkpoint.pid, checkpoint.pid_started_at
-            )
+                    record = replace(record, pid=found[0], pid_started_at=found[1])
+                    await self._store.processes.save(record)
+            tracked = self._track(record, detached=True)
+            alive = record.pid is not None and tree_of(record.pid, record.pid_started_at)
             if alive:
-                assert checkpoint.pid is not None
+                assert record.pid is not None
                 # What it wrote before the restart was matched (and told) by the run that
                 # watched it then: read past it without matching.
                 await self._read_log(tracked, watch=False)
                 tracked._task = asyncio.get_running_loop().create_task(
-                    self._watch(tracked, partial(_pidfd_exit, checkpoint.pid)),
-                    name=f"watch-{checkpoint.id}",
+                    self._watch(tracked, partial(_pidfd_exit, record.pid)),
+                    name=f"watch-{record.id}",
                 )
                 adopted.append(tracked)
                 continue
             await self._read_log(tracked)
-            code = _read_status(checkpoint.log_path)
+            code = _read_status(record.log_path)
             if code is None:
                 await self._finish(
                     tracked, ProcessState.LOST, None, "gone while the gateway was down"
@@ -301,14 +295,14 @@ class ProcessRegistry:
                 await self._finish(tracked, ProcessState.EXITED, code, "exited")
         return adopted
 
-    async def log_tail(self, checkpoint: ProcessCheckpoint, chars: int = 4000) -> str:
+    async def log_tail(self, record: JobRecord, chars: int = 4000) -> str:
         """The end of a job's log file (for a job this run never tracked)."""
-        tracked = self._processes.get(checkpoint.id)
+        tracked = self._processes.get(record.id)
         if tracked is not None:
             return tracked.output.text()[-chars:]
-        if checkpoint.log_path is None:
+        if record.log_path is None:
             return ""
-        return await asyncio.to_thread(_read_tail, checkpoint.log_path, chars)
+        return await asyncio.to_thread(_read_tail, record.log_path, chars)
 
     async def close(self) -> None:
         """Stop watching (the jobs themselves keep running: they may be re-adopted)."""
@@ -337,7 +331,7 @@ class ProcessRegistry:
                 await self._match(tracked, last)
             if tracked.state != ProcessState.RUNNING:
                 return  # killed meanwhile: already recorded
-            code = _read_status(tracked.checkpoint.log_path)
+            code = _read_status(tracked.record.log_path)
             if code is None:
                 await self._finish(tracked, ProcessState.KILLED, None, "ended by a signal")
             else:
@@ -347,7 +341,7 @@ class ProcessRegistry:
 
     async def _read_log(self, tracked: TrackedProcess, *, watch: bool = False) -> None:
         """Read new output, matching watch patterns when asked."""
-        path = tracked.checkpoint.log_path
+        path = tracked.record.log_path
         if path is None:
             return
         while data := await asyncio.to_thread(_read_from, path, tracked._offset):
@@ -365,11 +359,11 @@ class ProcessRegistry:
     async def _watched(self, tracked: TrackedProcess, outcome: WatchOutcome) -> None:
         if tracked.state != ProcessState.RUNNING:
             return  # ended while this chunk was read: the completion (if any) covers it
-        if isinstance(outcome, WatchDisabled) and not tracked.checkpoint.notify_on_complete:
+        if isinstance(outcome, WatchDisabled) and not tracked.record.notify_on_complete:
             # Watching stopped: the job reports its end instead (persisted: it survives a
             # restart).
-            tracked.checkpoint = replace(tracked.checkpoint, notify_on_complete=True)
-            await self._store.processes.save(tracked.checkpoint)
+            tracked.record = replace(tracked.record, notify_on_complete=True)
+            await self._store.processes.save(tracked.record)
         for listener in self._watch_listeners:
             listener(tracked, outcome)
 
@@ -378,15 +372,15 @@ class ProcessRegistry:
     ) -> None:
         if tracked.state != ProcessState.RUNNING:
             return  # exactly one ending per process, whoever notices first
-        tracked.checkpoint = replace(
-            tracked.checkpoint,
+        tracked.record = replace(
+            tracked.record,
             state=state,
             exit_code=code,
             end_reason=reason,
             ended_at=self._clock.now(),
         )
         # Durable first: whoever wakes on `finished` must find the ending on disk too.
-        await self._store.processes.save(tracked.checkpoint)
+        await self._store.processes.save(tracked.record)
         tracked.finished.set()
         for listener in self._listeners:
             listener(tracked)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from gateway_core.delivery import Deliverer
-from gateway_core.model import Decision
+from gateway_core.model import Decision, RecoveryState
 from gateway_core.recovery.decision import operator_clear_notice
 from gateway_core.recovery.startup import BootRecovery, Candidate
 from gateway_core.runtime import Runtime
@@ -68,7 +68,7 @@ class CandidateBoard:
                 session_id=session.id,
                 key=str(session.key),
                 user_name=None if session.origin is None else session.origin.user_name,
-                state=str(record.state),
+                state=RecoveryState(record.state),
                 reason=record.reason,
                 verdict=record.last_verdict,
                 action=None if decision is None else decision.action.value,

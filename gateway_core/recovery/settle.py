@@ -2,7 +2,7 @@
 
 A turn killed while a `terminal` command ran leaves a tool call without a result. That call's
 effect is not unknown when the job it started left evidence behind: every job runs under a
-wrapper that writes its exit status to a file, and its checkpoint names the call that started
+wrapper that writes its exit status to a file, and its record names the call that started
 it. So, per unresolved call:
 
     a background start whose job exists       -> started: the start is the whole result

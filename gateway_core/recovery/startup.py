@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from gateway_core.model import (
     Decision,
     JobEvidence,
+    JobRecord,
     Message,
-    ProcessCheckpoint,
     ProcessState,
     RecoveryAction,
     RecoveryRecord,
@@ -42,10 +42,10 @@ from gateway_core.store.transaction import Transaction
 
 WIDEN_FACTOR = 50
 # Reads the end of a job's output (its log file) for a recovered tool result.
-OutputOf = Callable[[ProcessCheckpoint], Awaitable[str]]
+OutputOf = Callable[[JobRecord], Awaitable[str]]
 
 
-async def _no_output(job: ProcessCheckpoint) -> str:
+async def _no_output(job: JobRecord) -> str:
     return ""
 
 

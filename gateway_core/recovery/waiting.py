@@ -132,7 +132,7 @@ class JobWaiter:
         killed = await self._registry.kill(
             call.process_id, grace=rt.config.gateway.grace, consume=True
         )
-        timeout = call.deadline - job.checkpoint.started_at
+        timeout = call.deadline - job.record.started_at
         content = terminal_results.timed_out(
             timeout, killed.killed, killed.survivors, job.output.text()
         )

@@ -2,8 +2,8 @@
 
 Protocol, one JSON object per line each way:
 
-    -> {"id": 1, "op": "hello", "read_only": false}
-    <- {"id": 1, "ok": true, "result": {"version": 1, "actor": "alice", "read_only": false, ...}}
+    -> {"id": 1, "op": "hello", "read_only": false, "via": "web"}
+    <- {"id": 1, "ok": true, "result": {"version": 1, "actor": "alice via web", ...}}
     -> {"id": 2, "op": "snapshot"}
     -> {"id": 3, "op": "act", "action": "approve", "targets": ["12"], "reason": null}
     -> {"id": 4, "op": "subscribe"}          then {"event": {"type": "TurnStarted", ...}} lines
@@ -15,7 +15,10 @@ timeout), subscribe.
 
 Who acts is the connecting process's OS user, from the socket's peer credentials (never what
 the client claims); a peer of another user is refused (the 0600 mode already keeps them out
-unless they are root). A bad request gets an error line and the connection lives on; a line
+unless they are root). A hello may add the client it comes through ("via": "web", one of
+`Via`): the audit then records "alice via web". It is that same user's own declaration, so it
+is kept beside the proven user, never instead of it; like read_only, a later hello cannot take
+it back. A bad request gets an error line and the connection lives on; a line
 longer than MAX_LINE is answered with an error and skipped. Writing never waits for a client:
 one whose unread output stays above MAX_BUFFERED for STALL_SECONDS without shrinking, or that
 lets HARD_LIMIT pile up at all, is dropped, so a stuck reader cannot slow the gateway.
@@ -39,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway_core.control import ActionResult, Control, RestartHook
+from gateway_core.control import ActionResult, Control, RestartHook, Via, actor_name
 from gateway_core.gateway import Gateway
 from gateway_core.log_ring import LogRing
 from gateway_core.private_files import private_dir
@@ -183,6 +186,8 @@ class _Connection:
     ) -> None:
         self._server = server
         self._reader, self._writer = reader, writer
+        self._user = peer.user
+        self._via: Via | None = None
         self.actor = peer.user
         self._control = Control(server._gateway, restart_hook=server._restart_hook)
         self._events: asyncio.Task[None] | None = None
@@ -297,6 +302,12 @@ class _Connection:
     # -- ops ------------------------------------------------------------------------------
 
     async def _hello(self, request: dict[str, Any]) -> object:
+        via = request.get("via")
+        if via is not None:
+            if via not in tuple(Via):
+                raise _BadRequest(f"via must be one of {', '.join(Via)}")
+            self._via = self._via or Via(via)
+            self.actor = actor_name(self._user, self._via)
         if request.get("read_only") is True:
             self._control.read_only = True  # for this connection, from now on
         gateway = self._server._gateway

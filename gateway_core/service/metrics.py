@@ -306,15 +306,15 @@ class _LiveState(Collector):
         for each in GatewayState:
             states.add_metric([each.value], 1.0 if each is state else 0.0)
         yield states
-        yield _gauge("switchboard_sessions", "Sessions loaded in lanes", counts["sessions"])
+        yield _gauge("switchboard_sessions", "Sessions loaded in lanes", counts.sessions)
         yield _gauge(
-            "switchboard_queue_depth", "Messages waiting in lanes for a turn", counts["queued"]
+            "switchboard_queue_depth", "Messages waiting in lanes for a turn", counts.queued
         )
-        yield _gauge("switchboard_lanes_busy", "Lanes running a turn now", counts["running"])
+        yield _gauge("switchboard_lanes_busy", "Lanes running a turn now", counts.running)
         yield _gauge(
             "switchboard_deliveries_unknown_outcome",
             "Replies the last boot found cut off mid-send (may or may not have arrived)",
-            counts["unknown_deliveries"],
+            counts.unknown_deliveries,
         )
         yield _gauge(
             "switchboard_notifiers",

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from gateway_core.model import ProcessCheckpoint
+from gateway_core.model import JobRecord, ProcessState
 from gateway_core.safe_json import parse_json
 from gateway_core.store.reader import Reader
 from gateway_core.store.writer import Writer
@@ -19,10 +19,19 @@ _COLUMNS = (
 )
 
 
-def _decode(row: tuple[Any, ...]) -> ProcessCheckpoint:
+def _job_state(raw: object) -> ProcessState:
+    """A state this version does not know (a newer one wrote it) is read as "lost": the job
+    is not watched as running, and a tool call it settles stays of unknown effect."""
+    try:
+        return ProcessState(str(raw))
+    except ValueError:
+        return ProcessState.LOST
+
+
+def _decode(row: tuple[Any, ...]) -> JobRecord:
     decoded = parse_json(row[8])
     patterns = tuple(str(p) for p in decoded) if isinstance(decoded, list) else ()
-    return ProcessCheckpoint(
+    return JobRecord(
         id=row[0],
         session_id=row[1],
         generation=int(row[2]),
@@ -33,7 +42,7 @@ def _decode(row: tuple[Any, ...]) -> ProcessCheckpoint:
         notify_on_complete=bool(row[7]),
         watch_patterns=patterns,
         log_path=row[9],
-        state=row[10],
+        state=_job_state(row[10]),
         exit_code=row[11],
         end_reason=row[12],
         consumed=bool(row[13]),
@@ -74,8 +83,8 @@ class Processes:
     def __init__(self, writer: Writer, reader: Reader) -> None:
         self._writer, self._reader = writer, reader
 
-    async def save(self, checkpoint: ProcessCheckpoint) -> None:
-        c = checkpoint
+    async def save(self, record: JobRecord) -> None:
+        c = record
         params = (
             c.id, c.session_id, c.generation, c.command, c.cwd, c.pid, c.pid_started_at,
             int(c.notify_on_complete), json.dumps(list(c.watch_patterns)), c.log_path, c.state,
@@ -101,13 +110,13 @@ class Processes:
 
         await self._writer.submit(txn)
 
-    async def live(self) -> list[ProcessCheckpoint]:
+    async def live(self) -> list[JobRecord]:
         rows = await self._reader.all(
             f"SELECT {_COLUMNS} FROM processes WHERE state = 'running' ORDER BY started_at"
         )
         return [_decode(row) for row in rows]
 
-    async def untold_completions(self) -> list[ProcessCheckpoint]:
+    async def untold_completions(self) -> list[JobRecord]:
         """Ended jobs whose completion notice is still owed (crash or stop before it ran)."""
         rows = await self._reader.all(
             f"SELECT {_COLUMNS} FROM processes WHERE state != 'running'"
@@ -118,11 +127,11 @@ class Processes:
 
     async def started_by(
         self, calls: Sequence[tuple[int, str]]
-    ) -> dict[tuple[int, str], ProcessCheckpoint]:
+    ) -> dict[tuple[int, str], JobRecord]:
         """The job each (session, tool call) started, newest first wins (a tool call id is
         only unique within its turn; the caller checks the job started after the call)."""
         wanted = set(calls)
-        found: dict[tuple[int, str], ProcessCheckpoint] = {}
+        found: dict[tuple[int, str], JobRecord] = {}
         call_ids = sorted({call_id for _, call_id in wanted})
         for start in range(0, len(call_ids), 500):  # under SQLite's bound-parameter limit
             chunk = call_ids[start : start + 500]
@@ -140,7 +149,7 @@ class Processes:
                         found[key] = job  # ordered by start: the newest stays
         return found
 
-    async def get(self, process_id: str) -> ProcessCheckpoint | None:
+    async def get(self, process_id: str) -> JobRecord | None:
         row = await self._reader.one(
             f"SELECT {_COLUMNS} FROM processes WHERE id = ?", (process_id,)
         )

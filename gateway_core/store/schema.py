@@ -90,7 +90,7 @@ _V1_CORE = """
         );
 """
 
-# Version 2 added background-process checkpoints, the operator audit trail, the explanation
+# Version 2 added background-process records, the operator audit trail, the explanation
 # shown next to a verdict, and the candidate count the loop guard reads.
 _V2_PROCESSES_AUDIT_LOOP_GUARD = """
         ALTER TABLE recovery ADD COLUMN last_explanation TEXT;

@@ -98,7 +98,7 @@ class TerminalTool:
         except OSError as error:
             raise ToolError(f"could not start: {error.strerror or error}") from None
         if background:
-            return ToolOutcome(terminal_results.started(job.id, job.checkpoint.pid, note))
+            return ToolOutcome(terminal_results.started(job.id, job.record.pid, note))
         timeout = _timeout(arguments)
         try:
             async with asyncio.timeout(timeout):
@@ -109,9 +109,7 @@ class TerminalTool:
                 terminal_results.timed_out(timeout, killed.killed, killed.survivors, _tail(job))
             )
         await registry.consume(job.id)  # the caller saw the exit: nobody else reports it
-        return ToolOutcome(
-            terminal_results.finished(job.checkpoint.exit_code, job.state, _tail(job))
-        )
+        return ToolOutcome(terminal_results.finished(job.record.exit_code, job.state, _tail(job)))
 
 
 class ProcessTool:
@@ -138,12 +136,12 @@ class ProcessTool:
         action = arguments.get("action")
         registry = self._registry()
         if action == "list":
-            jobs = [j for j in registry.all() if j.checkpoint.session_id == context.session_id]
+            jobs = [j for j in registry.all() if j.record.session_id == context.session_id]
             return ToolOutcome(
                 json.dumps(
                     [
-                        {"process_id": j.id, "command": j.checkpoint.command, "state": j.state,
-                         "exit_code": j.checkpoint.exit_code}
+                        {"process_id": j.id, "command": j.record.command, "state": j.state,
+                         "exit_code": j.record.exit_code}
                         for j in jobs
                     ]
                 )
@@ -152,7 +150,7 @@ class ProcessTool:
             raise ToolError("action must be one of list, poll, log, wait, kill")
         process_id = arguments.get("process_id")
         job = registry.get(process_id) if isinstance(process_id, str) else None
-        if job is None or job.checkpoint.session_id != context.session_id:
+        if job is None or job.record.session_id != context.session_id:
             raise ToolError(f"no process {process_id!r} in this conversation")
         # This turn is looking after the job now: its later events are not stale for it.
         await registry.claim(job.id, context.generation)
@@ -168,7 +166,7 @@ class ProcessTool:
             except TimeoutError:
                 note = (
                     "still running; you will be notified"
-                    if job.checkpoint.notify_on_complete
+                    if job.record.notify_on_complete
                     else "still running"
                 )
                 return ToolOutcome(json.dumps(self._status(job) | {"note": note}))
@@ -199,6 +197,6 @@ class ProcessTool:
         return {
             "process_id": job.id,
             "state": job.state,
-            "exit_code": job.checkpoint.exit_code,
-            "consumed": job.checkpoint.consumed,
+            "exit_code": job.record.exit_code,
+            "consumed": job.record.consumed,
         }

@@ -25,17 +25,29 @@ from textual.widgets import Input
 
 from console.link import Link
 from gateway_core.control import ActionResult
-from gateway_core.events import DrainProgress
+from gateway_core.events import DrainPhase, DrainProgress
 from gateway_core.log_ring import LogEntry
-from gateway_core.model import AuditEntry, Message, MessageKind, Role, ToolCall
+from gateway_core.model import (
+    AuditEntry,
+    Message,
+    MessageKind,
+    ProcessState,
+    RecoveryState,
+    Role,
+    ToolCall,
+)
 from gateway_core.notifiers import NotifierView
+from gateway_core.runtime import GatewayState
 from gateway_core.snapshot import (
+    NOT_DECIDED,
     CandidateView,
     LoopGuardView,
     ProcessView,
+    SessionActivity,
     SessionQuery,
     SessionView,
     Snapshot,
+    SnapshotCounts,
     with_sessions,
 )
 
@@ -76,7 +88,7 @@ def _session(
         chat_id=chat_id,
         thread_id=thread_id,
         user_name=user_name,
-        state=state,
+        state=SessionActivity(state),
         generation=generation,
         turn_age=turn_age,
         queued=queued,
@@ -164,7 +176,7 @@ def _candidate(
         session_id=session_id,
         key=f"{platform}:{chat}:{thread_id or '-'}",
         user_name=user,
-        state=state,
+        state=RecoveryState(state),
         reason=reason,
         verdict=verdict,
         action=action,
@@ -291,7 +303,7 @@ def _process(
         process_id=process_id,
         session_id=session_id,
         command=command,
-        state=state,
+        state=ProcessState(state),
         age=age,
         exit_code=exit_code,
         cpu_percent=cpu,
@@ -383,7 +395,7 @@ NOTIFIERS: tuple[NotifierView, ...] = (
 
 DRAIN = DrainProgress(
     at=TAKEN_AT - 48.0,
-    phase="waiting",
+    phase=DrainPhase.WAITING,
     total=7,
     finished=3,
     running=RUNNING_IDS,
@@ -404,22 +416,24 @@ LOOP_GUARD = LoopGuardView(
 def snapshot(*, drain: bool = True, loop: bool = False) -> Snapshot:
     """The whole gateway at TAKEN_AT: draining (3 of 7 turns finished) or running; with the
     restart-loop guard tripped if `loop`."""
-    counts: dict[str, int] = {
-        "sessions": len(SESSIONS),
-        "running": sum(1 for s in SESSIONS if s.state in ("running", "resuming")),
-        "queued": sum(s.queued for s in SESSIONS),
-        "candidates": len(CANDIDATES),
-        "notifiers": len(NOTIFIERS),
-        "processes": sum(1 for p in PROCESSES if p.state == "running"),
-        "unknown_deliveries": 1,
-        "prompt_tokens": sum(s.tokens[0] for s in SESSIONS),
-        "completion_tokens": sum(s.tokens[1] for s in SESSIONS),
-    }
-    for candidate in CANDIDATES:
-        key = f"verdict:{candidate.verdict}"
-        counts[key] = counts.get(key, 0) + 1
+    by_verdict: dict[str, int] = {}
+    for candidate in CANDIDATES:  # the pictures count every row here, suspended ones too
+        verdict = candidate.verdict or NOT_DECIDED
+        by_verdict[verdict] = by_verdict.get(verdict, 0) + 1
+    counts = SnapshotCounts(
+        sessions=len(SESSIONS),
+        running=sum(1 for s in SESSIONS if s.state in ("running", "resuming")),
+        queued=sum(s.queued for s in SESSIONS),
+        candidates=len(CANDIDATES),
+        by_verdict=by_verdict,
+        notifiers=len(NOTIFIERS),
+        processes=sum(1 for p in PROCESSES if p.state == "running"),
+        unknown_deliveries=1,
+        prompt_tokens=sum(s.tokens[0] for s in SESSIONS),
+        completion_tokens=sum(s.tokens[1] for s in SESSIONS),
+    )
     return Snapshot(
-        state="draining" if drain else "running",
+        state=GatewayState.DRAINING if drain else GatewayState.RUNNING,
         run_id=RUN_ID,
         started_at=TAKEN_AT - UPTIME,
         uptime=UPTIME,

@@ -275,9 +275,9 @@ class Jobs:
 
     async def kill_all(self) -> None:
         for job in self._started:
-            pid = job.checkpoint.pid
+            pid = job.record.pid
             if pid is not None:
-                await asyncio.to_thread(kill_tree, pid, job.checkpoint.pid_started_at, 0.5)
+                await asyncio.to_thread(kill_tree, pid, job.record.pid_started_at, 0.5)
 
 
 # -- acting through the console ----------------------------------------------------------------
