@@ -8,11 +8,11 @@ Prints one JSON object. No target (issue 16): the figure is measured, and where 
 The fake Telegram Bot API (tests/support/fake_bot_api.py) runs in this process on 127.0.0.1;
 each run execs `switchboard run` (as `python -m console.cli run` from this checkout; the
 example config pointed at the fake with SWITCHBOARD_* variables, the scripted agent) and
-times exec until the fake received the first getUpdates, then stops it with SIGTERM. The median of --runs is reported
-per store. `imports` is one more run of the same command under `python -X importtime` (not
-in the median: the option slows imports down), the seconds spent importing summed by
-top-level package, and `import_share` the share of that run's exec-to-first-getUpdates spent
-importing packages that are not this project's.
+times exec until the fake received the first getUpdates, then stops it with SIGTERM. The
+median of --runs is reported per store. `imports` is one more run of the same command under
+`python -X importtime` (not in the median: the option slows imports down), the seconds spent
+importing summed by top-level package, and `import_share` the share of that run's
+exec-to-first-getUpdates spent importing packages that are not this project's.
 
 The large store is bench/memory.py's: --sessions idle sessions, 4 transcript rows each.
 """
