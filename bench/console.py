@@ -118,8 +118,8 @@ class CountingLoopback(LoopbackAdapter):
     asked: dict[str, float] = field(default_factory=dict)
     latencies: list[tuple[float, float]] = field(default_factory=list)  # (sent at, latency)
 
-    async def send(self, origin: Origin, text: str) -> str | None:
-        message_id = await super().send(origin, text)
+    async def send(self, origin: Origin, text: str, reply_to: str | None = None) -> str | None:
+        message_id = await super().send(origin, text, reply_to)
         # The chat history the loopback keeps for tests would grow by one object a reply
         # (a real platform keeps it on its side): drop it, nothing here reads it.
         self.messages.clear()

@@ -79,8 +79,8 @@ class TimedLoopback(LoopbackAdapter):
     sent_at: dict[str, float] = field(default_factory=dict)
     waiters: dict[str, asyncio.Future[float]] = field(default_factory=dict)
 
-    async def send(self, origin: Origin, text: str) -> str | None:
-        message_id = await super().send(origin, text)
+    async def send(self, origin: Origin, text: str, reply_to: str | None = None) -> str | None:
+        message_id = await super().send(origin, text, reply_to)
         # The chat history the loopback keeps for tests would grow by one object per reply
         # (a real platform keeps it on its side), making every full GC pass slower as the run
         # goes on: drop it. Nothing here reads it.

@@ -50,6 +50,7 @@ from gateway_core.agents.scripted import ScriptedAgent
 from gateway_core.clock import SystemClock
 from gateway_core.gateway import Gateway
 from gateway_core.gc_tuning import tune_for_long_running_server
+from gateway_core.model import Origin
 from gateway_core.store import Store
 from tests.support.harness import make_config
 
@@ -117,8 +118,8 @@ class Collector(LoopbackAdapter):
         self.all_answered = asyncio.Event()
         self.expected = 0
 
-    async def send(self, origin: Any, text: str) -> str | None:
-        message_id = await super().send(origin, text)
+    async def send(self, origin: Origin, text: str, reply_to: str | None = None) -> str | None:
+        message_id = await super().send(origin, text, reply_to)
         self.messages.clear()
         self.replies += 1
         if self.replies >= self.expected:

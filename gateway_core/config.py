@@ -36,7 +36,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from gateway_core.model import Gate
+from gateway_core.model import Gate, ReplyAnchorMode
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -414,6 +414,10 @@ SETTINGS: tuple[Setting, ...] = (
     _S("telegram", "mode", "polling",
        _choice(tuple(mode.value for mode in TelegramMode), convert=TelegramMode),
        "how updates arrive: polling (getUpdates) | webhook (Telegram POSTs them to us)"),
+    _S("telegram", "reply_anchor", "auto",
+       _choice(tuple(mode.value for mode in ReplyAnchorMode), convert=ReplyAnchorMode),
+       "answers sent as replies to their request: auto (all in groups, late ones in"
+       " private chats) | always | never"),
     _S("telegram", "webhook_url", "", OPTIONAL_URL,
        "public HTTPS URL Telegram posts to (webhook mode); its path is the path we serve"),
     _S("telegram", "webhook_listen", "", LISTEN,
@@ -518,6 +522,7 @@ class TelegramSettings:
     poll_timeout: int
     allowed_users: tuple[int, ...]
     mode: TelegramMode
+    reply_anchor: ReplyAnchorMode
     webhook_url: str
     webhook_listen: ListenAddress | None
     webhook_secret_env: str

@@ -8,6 +8,10 @@ store/outbox.py for that policy).
 A reply longer than the platform's limit is cut once, at its first claim, and sent piece by
 piece: each piece's message id is committed before the next piece goes out, so a retry after
 a 5xx or a restart during the backoff sends only the pieces the user has not got yet.
+
+A reply is sent as a reply to the message it answers when the adapter's anchor mode says so
+(anchors.py); of a split reply only the first piece is, so a retry that starts further on
+sends the rest loose, as they would have been.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from gateway_core.adapters.base import DeliveryError
+from gateway_core.anchors import NewestMessages, anchor_for
 from gateway_core.backoff import Backoff
 from gateway_core.clock import wait_or_timeout
 from gateway_core.events import DeliveryFailed, ReplySent
@@ -70,17 +75,22 @@ class Deliverer:
         self._queues: dict[int, _SessionQueue] = {}
         self._backoff = Backoff(cap=30.0)
         self.unknown = 0  # deliveries of unknown outcome (count_unknown at boot)
+        # Each session's newest user message (intake tells it), for reply anchors.
+        self.newest = NewestMessages(runtime.store)
 
-    async def post_notice(self, session_id: int, text: str) -> int:
+    async def post_notice(self, session_id: int, text: str, *, reply_to: str | None = None) -> int:
         """Tell a session's user something outside any turn (a refused message, a job's
         receipt). It goes through the outbox like a reply, so it is durable and sent once,
         and it is routed by the session's own stored origin (its chat and topic), never by
-        whichever conversation happens to be in the foreground."""
+        whichever conversation happens to be in the foreground. reply_to: the platform id
+        of the message it is about (it is sent as a reply to it)."""
         store = self._rt.store
         session = await store.sessions.get(session_id)
         if session is None:
             raise KeyError(f"no session {session_id}")
-        outbox_id = await store.outbox.enqueue(session_id, session.generation, "notice", text)
+        outbox_id = await store.outbox.enqueue(
+            session_id, session.generation, "notice", text, reply_to=reply_to
+        )
         self.enqueue(session_id, outbox_id)
         return outbox_id
 
@@ -175,9 +185,19 @@ class Deliverer:
             if claimed is None:
                 return  # already sent, failed for good, or unknown: never send again
             try:
+                item = claimed.item
+                anchor = await anchor_for(
+                    self.newest.of,
+                    adapter.reply_anchor,
+                    origin,
+                    session_id,
+                    item.reply_to,
+                    direct=item.direct,
+                )
                 message_id = None
                 for piece in claimed.owed:
-                    message_id = await adapter.send(origin, piece.content)
+                    reply_to = anchor if piece.index == 0 else None
+                    message_id = await adapter.send(origin, piece.content, reply_to)
                     # Committed before the next piece is sent: a retry starts after it.
                     await store.outbox.piece_sent(outbox_id, piece.index, message_id)
             except DeliveryError as error:

@@ -18,12 +18,12 @@ from gateway_core.adapters.base import InboundMessage
 from gateway_core.delivery import Deliverer
 from gateway_core.events import UpdatesStored
 from gateway_core.lanes import LaneFull, Lanes
-from gateway_core.model import Session, SessionKey
+from gateway_core.model import InboxItem, Session, SessionKey
 from gateway_core.questions import Questions
 from gateway_core.runtime import Runtime
 from gateway_core.safe_json import parse_json
 from gateway_core.store.inbox import finish_row, insert_row
-from gateway_core.store.sessions import ensure_row
+from gateway_core.store.sessions import ensure_row, note_message_row
 from gateway_core.store.transaction import Transaction
 from gateway_core.turn import RequestKind, TurnRequest
 
@@ -45,7 +45,7 @@ class Intake:
         rt = self._rt
         now = rt.clock.now()
 
-        def txn(db: Transaction) -> tuple[list[tuple[Session, int, str]], int, int]:
+        def txn(db: Transaction) -> tuple[list[tuple[Session, int, InboundMessage]], int, int]:
             # Counted here and returned, not kept outside: a body may run twice (store/writer.py).
             skipped = duplicates = 0
             accepted = []
@@ -62,23 +62,33 @@ class Intake:
                 session = ensure_row(db, message.origin.key, message.origin, now)
                 payload = json.dumps({"text": message.text})
                 inbox_id = insert_row(
-                    db, message.platform, message.update_id, str(session.key), payload, now
+                    db,
+                    message.platform,
+                    message.update_id,
+                    str(session.key),
+                    payload,
+                    now,
+                    message.message_id,
                 )
                 if inbox_id is not None:  # None: a redelivered update, already stored
-                    accepted.append((session, inbox_id, message.text))
+                    if message.message_id is not None:
+                        note_message_row(db, session.id, message.message_id)
+                    accepted.append((session, inbox_id, message))
                 else:
                     duplicates += 1
             return accepted, skipped, duplicates
 
         accepted, skipped, duplicates = await rt.store.write(txn)
         refused = 0
-        for session, inbox_id, text in accepted:
-            if self._questions.answer(session.id, text):
+        for session, inbox_id, message in accepted:
+            if message.message_id is not None:
+                self._deliverer.newest.saw(session.id, message.message_id)
+            if self._questions.answer(session.id, message.text):
                 # The answer to the agent's open question: the turn records it as the tool
                 # result, so it does not start a turn of its own.
                 await rt.store.inbox.finish(inbox_id, "answered")
                 continue
-            if not self._submit(session, inbox_id, text):
+            if not self._submit(session, inbox_id, message.text, message.message_id):
                 refused += 1
         if batch:
             rt.events.publish(
@@ -90,42 +100,46 @@ class Intake:
     async def queue_backlog(self) -> None:
         """At boot: messages the last run stored but never started a turn for."""
         for inbound in await self._rt.store.inbox.open_items(limit=100_000):
-            await self._queue_stored(inbound.id, inbound.session_key, inbound.payload)
+            await self._queue_stored(inbound)
 
     async def close(self) -> None:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _submit(self, session: Session, inbox_id: int, text: str) -> bool:
+    def _submit(self, session: Session, inbox_id: int, text: str, message_id: str | None) -> bool:
         """False when the session's queue is full (the message is refused, the user told)."""
+        request = TurnRequest(RequestKind.MESSAGE, text, inbox_id, message_id=message_id)
         try:
-            self._lanes.submit(session, TurnRequest(RequestKind.MESSAGE, text, inbox_id))
+            self._lanes.submit(session, request)
         except LaneFull:
             # Refused now, and the user is told so: running it at the next restart, perhaps
             # hours later and out of context, would be worse than asking them to resend.
             log.warning("session %s queue is full; message %s refused", session.id, inbox_id)
-            self._background(self._refuse_overflow(session.id, inbox_id))
+            self._background(self._refuse_overflow(session.id, inbox_id, message_id))
             return False
         return True
 
-    async def _queue_stored(self, inbox_id: int, key: str | None, payload: str) -> None:
-        if key is None:
+    async def _queue_stored(self, inbound: InboxItem) -> None:
+        if inbound.session_key is None:
             return
         store = self._rt.store
-        session = await store.sessions.by_key(SessionKey.parse(key))
-        decoded = parse_json(payload)
+        session = await store.sessions.by_key(SessionKey.parse(inbound.session_key))
+        decoded = parse_json(inbound.payload)
         text = decoded.get("text") if isinstance(decoded, dict) else None
         if session is None or not isinstance(text, str):
-            await store.inbox.finish(inbox_id, "skipped", "unreadable inbox item")
+            await store.inbox.finish(inbound.id, "skipped", "unreadable inbox item")
             return
-        self._submit(session, inbox_id, text)
+        self._submit(session, inbound.id, text, inbound.message_id)
 
-    async def _refuse_overflow(self, session_id: int, inbox_id: int) -> None:
+    async def _refuse_overflow(
+        self, session_id: int, inbox_id: int, message_id: str | None
+    ) -> None:
         limit = self._rt.config.lanes.max_queue
         await self._rt.store.inbox.finish(inbox_id, "refused", f"more than {limit} messages queued")
         await self._deliverer.post_notice(
             session_id,
             f"⚠️ {limit} messages are already waiting; this one was not processed. "
             "Please send it again once I have answered.",
+            reply_to=message_id,  # which of their messages was not processed
         )
 
     def _background(self, work: Awaitable[None]) -> None:

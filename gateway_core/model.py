@@ -27,6 +27,24 @@ class SessionKey:
         return cls(platform, chat_id, None if thread == "-" else thread)
 
 
+class ChatKind(StrEnum):
+    """Who can read a chat: its one user, or many (a group, a supergroup, a channel)."""
+
+    PRIVATE = "private"
+    GROUP = "group"
+
+
+class ReplyAnchorMode(StrEnum):
+    """Which answers are sent as replies to the message they answer (docs/architecture.md 5.1).
+
+    auto: in a group every answer; in a private chat only those that are not the immediate
+    answer to the user's newest message (resumed turns, notices, a late answer)."""
+
+    AUTO = "auto"
+    ALWAYS = "always"
+    NEVER = "never"
+
+
 @dataclass(frozen=True, slots=True)
 class Origin:
     """Where replies for a session go, and who started it."""
@@ -36,6 +54,8 @@ class Origin:
     thread_id: str | None = None
     user_id: str | None = None
     user_name: str | None = None
+    # None: not known (an origin stored before chat kinds were recorded): treated as a group.
+    chat_kind: ChatKind | None = None
 
     @property
     def key(self) -> SessionKey:
@@ -108,6 +128,10 @@ class NewMessage:
     generation: int = 0
     # None means "now" (the store stamps it); tests and imports may give an explicit time.
     created_at: float | None = None
+    # A user's message: its id on the platform. An answer: the platform id of the message it
+    # answers (the request of its turn). None for everything else.
+    platform_message_id: str | None = None
+    reply_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +156,8 @@ class Message:
     created_at: float | None = None
     # Set when the stored row could not be fully decoded (e.g. tool_calls JSON is garbage).
     malformed: bool = False
+    platform_message_id: str | None = None  # a user's message: its id on the platform
+    reply_to: str | None = None  # an answer: the platform id of the message it answers
 
 
 class TurnKind(StrEnum):
@@ -377,6 +403,10 @@ class OutboxItem:
     platform_message_id: str | None
     created_at: float
     sent_at: float | None
+    # The platform id of the message this answers (None: nothing to point at), and whether it
+    # is the direct answer of the turn that message started (not a resume's, not a notice).
+    reply_to: str | None = None
+    direct: bool = False
 
 
 class PieceStatus(StrEnum):
@@ -430,3 +460,4 @@ class InboxItem:
     error: str | None
     received_at: float
     processed_at: float | None
+    message_id: str | None = None  # the message's own id on its platform

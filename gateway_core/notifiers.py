@@ -11,6 +11,9 @@ becomes a second message, and a send whose outcome is unknown is never repeated.
 ends removes its message and the record; a run that dies leaves the record, and the next boot
 removes that message once (remove_left_over). A record without an id (the run died while the
 platform had not yet answered the send) cannot be acted on: it is dropped with a warning.
+
+The message is anchored to the turn's request as its answer would be (anchors.py); edits keep
+that anchor, since an edit changes only the text.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from gateway_core.adapters.base import Adapter, DeliveryError, Typing
+from gateway_core.anchors import anchor_for
 from gateway_core.events import NotifierFired
 from gateway_core.model import Origin, WorkingNotice
 from gateway_core.runtime import Runtime
@@ -60,6 +64,9 @@ class Notifier:
     # The turn that owns it: once that task is done, the notifier never speaks again (even
     # in the instant before its own cancellation is processed).
     owner: asyncio.Task[object] | None = None
+    # The request the turn answers, and whether the turn was started by it (anchors.py).
+    reply_to: str | None = None
+    direct: bool = False
     sent: int = 0
     message_id: str | None = None
     task: asyncio.Task[None] | None = None
@@ -110,15 +117,27 @@ class Notifiers:
         generation: int,
         origin: Origin | None,
         owner: asyncio.Task[object] | None = None,
+        *,
+        reply_to: str | None = None,
+        direct: bool = False,
     ) -> Notifier | None:
         """The notifier of one turn; `owner` is the turn's task (it speaks only while that
-        task runs and no drain has begun)."""
+        task runs and no drain has begun); reply_to and direct say what its message is
+        anchored to, as for the turn's answer."""
         if origin is None or origin.platform not in self._rt.adapters:
             return None
         interval = self._rt.config.notifier.interval
         now = self._rt.clock.monotonic()
         notifier = Notifier(
-            session_id, generation, origin, interval, now, now + interval, owner=owner
+            session_id,
+            generation,
+            origin,
+            interval,
+            now,
+            now + interval,
+            owner=owner,
+            reply_to=reply_to,
+            direct=direct,
         )
         loop = asyncio.get_running_loop()
         adapter = self._rt.adapters[origin.platform]
@@ -250,7 +269,17 @@ class Notifiers:
                 )
                 if not self._allowed(notifier):  # a drain may have begun during the commit
                     return Spoke.HELD
-            notifier.sending = asyncio.ensure_future(adapter.send(notifier.origin, text))
+            anchor = await anchor_for(
+                store.sessions.last_message_id,  # once per long turn: read it from the store
+                adapter.reply_anchor,
+                notifier.origin,
+                notifier.session_id,
+                notifier.reply_to,
+                direct=notifier.direct,
+            )
+            if not self._allowed(notifier):
+                return Spoke.HELD
+            notifier.sending = asyncio.ensure_future(adapter.send(notifier.origin, text, anchor))
             try:
                 notifier.message_id = await asyncio.shield(notifier.sending)
             except DeliveryError as error:

@@ -47,7 +47,12 @@ from gateway_core.model import (
 from gateway_core.recovery.note import resume_note, with_note
 from gateway_core.store.inbox import finish_row
 from gateway_core.store.outbox import enqueue_row
-from gateway_core.store.processes import hand_over_row, is_consumed_row, owner_generation_row
+from gateway_core.store.processes import (
+    hand_over_row,
+    is_consumed_row,
+    owner_generation_row,
+    reply_to_of_job_row,
+)
 from gateway_core.store.recovery_records import begin_attempt_row, clear_row, state_row
 from gateway_core.store.sessions import (
     end_turn_row,
@@ -57,7 +62,7 @@ from gateway_core.store.sessions import (
 )
 from gateway_core.store.transaction import Transaction
 from gateway_core.store.transcript import append_rows, insert_rows
-from gateway_core.store.turns import begin_row, end_row
+from gateway_core.store.turns import begin_row, end_row, reply_to_row
 
 if TYPE_CHECKING:
     from gateway_core.delivery import Deliverer
@@ -98,6 +103,7 @@ class TurnRequest:
     notice: Notice | None = None
     # A resume whose interrupted tool call's job still runs: wait for it first.
     await_jobs: bool = False
+    message_id: str | None = None  # a user's message: its platform id (answers reply to it)
 
 
 @dataclass
@@ -107,6 +113,9 @@ class TurnStart:
     marker_reason: str | None
     dropped: str | None = None  # a notice or resume not turned into a turn: why
     outbox_id: int | None = None
+    # The platform id of the request this turn answers: the user's message; for a resume the
+    # interrupted request; for a notice the request of the turn that started the job.
+    reply_to: str | None = None
 
 
 class JobOwners(Protocol):
@@ -136,7 +145,10 @@ def _notice_instead_of_turn(
     row = NewMessage(Role.USER, request.text, kind=MessageKind.NOTICE, generation=current)
     append_rows(db, session_id, [row], now)
     hand_over_row(db, notice.process_id, current, consume=True)
-    outbox_id = enqueue_row(db, session_id, current, "notice", notice.user_text, now)
+    reply_to = reply_to_of_job_row(db, notice.process_id)
+    outbox_id = enqueue_row(
+        db, session_id, current, "notice", notice.user_text, now, reply_to=reply_to
+    )
     return TurnStart(current, "none", None, dropped="told-user", outbox_id=outbox_id)
 
 
@@ -155,10 +167,16 @@ def _start_job(
             return TurnStart(
                 generation_row(db, session_id), state, reason, dropped="no-longer-a-candidate"
             )
+        if request.kind is RequestKind.RESUME:
+            reply_to = reply_to_row(db, session_id)  # the interrupted request
+        elif request.notice is not None:
+            reply_to = reply_to_of_job_row(db, request.notice.process_id)
+        else:
+            reply_to = request.message_id
         # One statement: the new generation, the running-turn marker, the session touched
         # (so the input row below need not touch it again).
         generation = start_turn_row(db, session_id, now)
-        begin_row(db, session_id, generation, request.kind, run_id, now)
+        begin_row(db, session_id, generation, request.kind, run_id, now, reply_to)
         if request.kind is RequestKind.RESUME:
             note = NewMessage(
                 Role.USER,
@@ -177,11 +195,16 @@ def _start_job(
                 db, request.notice.process_id, generation, consume=request.notice.consumes
             )
         else:
-            row = NewMessage(Role.USER, request.text, generation=generation)
-            insert_rows(db, session_id, [row], now, touch_session=False)
+            said = NewMessage(
+                Role.USER,
+                request.text,
+                generation=generation,
+                platform_message_id=request.message_id,
+            )
+            insert_rows(db, session_id, [said], now, touch_session=False)
         if request.inbox_id is not None:
             finish_row(db, request.inbox_id, "done", None, now)
-        return TurnStart(generation, state, reason)
+        return TurnStart(generation, state, reason, reply_to=reply_to)
 
     return txn
 
@@ -245,7 +268,12 @@ class TurnRunner:
             agent_input = request.text
         rt.events.publish(TurnStarted(rt.clock.now(), session.id, generation, resume))
         notifier = self._notifiers.start(
-            session.id, generation, session.origin, owner=asyncio.current_task()
+            session.id,
+            generation,
+            session.origin,
+            owner=asyncio.current_task(),
+            reply_to=start.reply_to,
+            direct=request.kind is RequestKind.MESSAGE,
         )
         unanswered: dict[str, ToolCall] = {}
         outcome = Outcome.COMPLETED
@@ -292,7 +320,14 @@ class TurnRunner:
                 log.warning("turn failed in session %s: %s", session.id, _short(error))
                 answer = Answer(f"⚠️ Sorry, this turn failed: {_short(error)}", FinishReason.ERROR)
                 outcome = Outcome.FAILED
-            delivered = await self._finish(session, generation, answer, outcome)
+            delivered = await self._finish(
+                session,
+                generation,
+                answer,
+                outcome,
+                start.reply_to,
+                direct=request.kind is RequestKind.MESSAGE,
+            )
             if not delivered:
                 outcome = Outcome.SUPERSEDED
         except asyncio.CancelledError:
@@ -317,9 +352,17 @@ class TurnRunner:
         await self._rt.store.transcript.append(session_id, [row])
 
     async def _finish(
-        self, session: Session, generation: int, answer: Answer, outcome: TurnOutcome
+        self,
+        session: Session,
+        generation: int,
+        answer: Answer,
+        outcome: TurnOutcome,
+        reply_to: str | None,
+        *,
+        direct: bool,
     ) -> bool:
-        """The end-of-turn transaction. False when a newer generation owns the session."""
+        """The end-of-turn transaction. False when a newer generation owns the session.
+        The answer replies to `reply_to`; `direct`: the turn was started by that message."""
         now = self._rt.clock.now()
         session_id = session.id
 
@@ -332,6 +375,7 @@ class TurnRunner:
                 answer.text,
                 finish_reason=answer.finish_reason,
                 generation=generation,
+                reply_to=reply_to,
             )
             rows = [row]
             if answer.usage is not None:
@@ -351,7 +395,16 @@ class TurnRunner:
                 return None  # kept in the transcript, never delivered into a newer turn
             end_row(db, session_id, generation, outcome, now)
             clear_row(db, session_id, now)
-            return enqueue_row(db, session_id, generation, "reply", answer.text, now)
+            return enqueue_row(
+                db,
+                session_id,
+                generation,
+                "reply",
+                answer.text,
+                now,
+                reply_to=reply_to,
+                direct=direct,
+            )
 
         if answer.usage is not None:
             prompt, completion = self._rt.usage.get(session_id, (0, 0))

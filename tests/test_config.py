@@ -20,7 +20,7 @@ from gateway_core.config import (
     WebhookOnStop,
     load_config,
 )
-from gateway_core.model import Gate
+from gateway_core.model import Gate, ReplyAnchorMode
 
 FULL_FILE = """\
 [gateway]
@@ -56,6 +56,7 @@ api_base = "http://127.0.0.1:8081"
 poll_timeout = 3
 allowed_users = [11, 22, 33]
 mode = "webhook"
+reply_anchor = "never"
 webhook_url = "https://bot.example/tg/hook"
 webhook_listen = "/run/sb/webhook.sock"
 webhook_secret_env = "MY_HOOK_SECRET"
@@ -234,6 +235,7 @@ def test_full_file_round_trip(tmp_path: Path) -> None:
     assert cfg.log.level == "debug"
     assert cfg.log.file == Path("/var/log/sb.log")
     assert cfg.telegram.mode is TelegramMode.WEBHOOK
+    assert cfg.telegram.reply_anchor is ReplyAnchorMode.NEVER
     assert cfg.telegram.webhook_url == "https://bot.example/tg/hook"
     assert cfg.telegram.webhook_listen == ListenAddress(path=Path("/run/sb/webhook.sock"))
     assert cfg.telegram.webhook_secret_env == "MY_HOOK_SECRET"
@@ -379,6 +381,18 @@ def test_unknown_gate(tmp_path: Path) -> None:
     path = write(tmp_path, '[recovery]\ngate = "sometimes"\n')
     assert error_for(path) == (
         f'{path}: [recovery] gate = "sometimes": must be one of safe, operator, all, off'
+    )
+
+
+def test_reply_anchor_is_an_enum_with_a_clear_error_for_a_bad_value(tmp_path: Path) -> None:
+    assert load_config(None, env={}).telegram.reply_anchor is ReplyAnchorMode.AUTO
+    path = write(tmp_path, '[telegram]\nreply_anchor = "Always"\n')
+    assert load_config(path, env={}).telegram.reply_anchor is ReplyAnchorMode.ALWAYS
+    env = {"SWITCHBOARD_TELEGRAM_REPLY_ANCHOR": "never"}
+    assert load_config(None, env=env).telegram.reply_anchor is ReplyAnchorMode.NEVER
+    path = write(tmp_path, '[telegram]\nreply_anchor = "sometimes"\n')
+    assert error_for(path) == (
+        f'{path}: [telegram] reply_anchor = "sometimes": must be one of auto, always, never'
     )
 
 

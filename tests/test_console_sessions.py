@@ -106,3 +106,22 @@ async def test_the_transcript_pane_counts_its_rows_in_words(running: Running) ->
         )
         title = static_text(app, "#transcript").split("\n")[0]
         assert title == f"Session {lane.session.id}: 2 rows"
+
+
+async def test_the_transcript_shows_which_message_each_answer_replied_to(
+    running: Running,
+) -> None:
+    mallory = running.adapter.user("team", name="mallory", group=True)
+    await mallory.say("hi \x1b]0;pwned\x07 [bold]there[/]")
+    await mallory.wait_for(1)
+    (lane,) = running.gateway.lanes.all()
+    async with open_console(running.gateway) as (app, pilot):
+        await show_tab(app, pilot, "2", "sessions")
+        await wait_until(
+            pilot,
+            lambda: static_text(app, "#transcript").startswith(f"Session {lane.session.id}"),
+            "the transcript",
+        )
+        answer = static_text(app, "#transcript").splitlines()[-1]
+        assert answer.startswith("assistant ↩ “hi ␛]0;pwned␇ [bold]there[/]”: You said: hi")
+        assert "\x1b" not in static_text(app, "#transcript")

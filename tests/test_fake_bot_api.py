@@ -24,7 +24,13 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
-from aiogram.types import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.types import (
+    BotCommand,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    ReplyParameters,
+)
 
 from tests.support.fake_bot_api import (
     DEFAULT_TOKEN,
@@ -458,3 +464,42 @@ async def test_real_dispatcher_polling_round_trip(fake: FakeBotAPI, bot: Bot) ->
             await dispatcher.stop_polling()
             await polling
     assert fake.sent(CHAT, thread_id=9) == ["echo: two"]
+
+
+async def test_replies_are_recorded_and_a_deleted_original_is_refused_unless_allowed(
+    fake: FakeBotAPI, bot: Bot
+) -> None:
+    update_id = fake.push_text(GROUP, "help", thread_id=77, chat_type="supergroup", user_id=5)
+    asked = fake.message_id_of(update_id)
+    async with asyncio.timeout(5):
+        reply = await bot.send_message(
+            GROUP,
+            "on it",
+            message_thread_id=77,
+            reply_parameters=ReplyParameters(message_id=asked),
+        )
+        assert reply.reply_to_message is not None
+        assert reply.reply_to_message.message_id == asked
+        fake.delete_inbound(GROUP, asked)  # the user deleted their message
+        with pytest.raises(TelegramBadRequest, match="message to be replied not found"):
+            await bot.send_message(GROUP, "x", reply_parameters=ReplyParameters(message_id=asked))
+        loose = await bot.send_message(
+            GROUP,
+            "done",
+            message_thread_id=77,
+            reply_parameters=ReplyParameters(message_id=asked, allow_sending_without_reply=True),
+        )
+        assert loose.reply_to_message is None
+        await bot.send_message(GROUP, "plain", message_thread_id=77)
+    assert fake.reply_anchors(GROUP, thread_id=77) == [
+        ("on it", asked),
+        ("done", None),
+        ("plain", None),
+    ]
+    sent = fake.calls("sendMessage")
+    assert sent[0].params["reply_parameters"] == {"message_id": asked}
+    assert sent[2].params["reply_parameters"] == {
+        "message_id": asked,
+        "allow_sending_without_reply": True,
+    }
+    assert fake.messages[(GROUP, reply.message_id)]["reply_parameters"] == {"message_id": asked}

@@ -14,6 +14,7 @@ import pytest
 
 from gateway_core.clock import SystemClock
 from gateway_core.model import ProcessState
+from gateway_core.processes.killing import tree_of
 from gateway_core.processes.output import MAX_LINE
 from gateway_core.processes.registry import ProcessRegistry, TrackedProcess
 from gateway_core.store import Store
@@ -150,9 +151,12 @@ async def test_a_job_that_finished_while_the_gateway_was_down_keeps_its_exit_cod
     job = await first.start("sleep 0.3; exit 3", session_id=None, generation=1)
     await first.close()
     status = Path(job.record.log_path or "").with_suffix(".status")
+    pid, started_at = job.record.pid, job.record.pid_started_at
+    assert pid is not None
     async with asyncio.timeout(10):
-        # The job ends on its own while no registry watches it: poll its status file.
-        while not status.exists():  # noqa: ASYNC110
+        # The job ends on its own while no registry watches it: poll its status file, and
+        # the wrapper's exit (it writes the status first; alive, it would be re-adopted).
+        while not status.exists() or tree_of(pid, started_at):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     second = ProcessRegistry(store, SystemClock(), tmp_path / "jobs")
     try:

@@ -4,7 +4,10 @@ fake Bot API server running in this test process, and start it again on the same
 * killed after the update was persisted (the confirming offset reached the fake, the turn is
   marked running) but before the reply: after the restart the user gets exactly one reply;
 * killed after the reply was sent: no second reply, even though the update the gateway never
-  confirmed is handed over again after the restart (the inbox dedupes it).
+  confirmed is handed over again after the restart (the inbox dedupes it);
+* killed with turns running in two forum topics and a private chat (and a second user's
+  request queued in one topic): every answer after the restart is a reply to its own request,
+  in its topic (the message ids survived the kill in the store).
 
 The gateway is tests/support/telegram_gateway.py in a subprocess; its stderr goes to a log
 file that is attached to any failure.
@@ -340,3 +343,43 @@ async def test_the_still_working_message_of_a_killed_turn_is_removed_once_at_the
         await gw.sigterm(third)
         assert len(removals()) == 1
         assert not any("Still working" in text for text in fake.sent(USER))
+
+
+async def test_turns_killed_in_a_forum_topic_are_resumed_as_replies_to_their_own_requests(
+    fake: FakeBotAPI, tmp_path: Path
+) -> None:
+    """Two users in one forum topic (Ada's request running, Bob's queued behind it), Bob in a
+    second topic and Ada in her private chat, each with a turn running: SIGKILL. After the
+    restart every answer is a reply to the request it answers, in that request's topic; the
+    private chat's resumed answer is a reply too (it is not the immediate answer)."""
+    bob, group = 8, -1001
+
+    def say(chat: int, text: str, user: int, thread: int | None = None) -> tuple[int, int]:
+        kind = "private" if chat > 0 else "supergroup"
+        update_id = fake.push_text(chat, text, user_id=user, thread_id=thread, chat_type=kind)
+        return update_id, fake.message_id_of(update_id)
+
+    async with gateways(fake, tmp_path) as gw:
+        first = await gw.start("--allowed", str(bob))
+        _, ada_asked = say(group, "think 30", USER, thread=42)
+        _, elsewhere = say(group, "think 30", bob, thread=7)
+        _, private = say(USER, "think 30", USER)
+        async with asyncio.timeout(STEP_WITHIN):
+            await poll(lambda: gw.turns_running() == 3, within=STEP_WITHIN)
+        queued, bob_asked = say(group, "hello", bob, thread=42)
+        async with asyncio.timeout(STEP_WITHIN):
+            await poll(lambda: gw.inbox(queued) == [("new",)], within=STEP_WITHIN)
+        assert fake.sent() == [], "an answer went out before the kill"
+        await gw.sigkill(first)
+
+        second = await gw.start("--allowed", str(bob))
+        async with asyncio.timeout(STEP_WITHIN):
+            await fake.wait_for_sent(count=4, timeout=STEP_WITHIN)
+        resumed = "Back after a restart. You had asked: 'think 30'"
+        assert fake.reply_anchors(group, thread_id=42) == [
+            (resumed, ada_asked),
+            ("You said: hello", bob_asked),
+        ]
+        assert fake.reply_anchors(group, thread_id=7) == [(resumed, elsewhere)]
+        assert fake.reply_anchors(USER) == [(resumed, private)]
+        await gw.sigterm(second)

@@ -19,6 +19,7 @@ from console import rows
 from console.actions import Tab, tab_bindings
 from console.applicable import session_actions, why_not_all
 from console.operations import Request
+from console.replies import replied_to
 from console.safety import clean
 from console.tabs.base import ConsoleTab
 from console.tones import TONE_CLASSES, Tone, Toned
@@ -127,7 +128,13 @@ class SessionsTab(ConsoleTab, Toned):
         for message in messages:
             label = message.role if message.kind == "text" else f"{message.role}/{message.kind}"
             tone = Tone.USER if message.role == "user" else Tone.STRONG
-            text.append(f"{label}: ", style=self.tone_style(tone))
+            anchor = replied_to(message, messages)
+            if anchor is None:
+                text.append(f"{label}: ", style=self.tone_style(tone))
+            else:
+                text.append(label, style=self.tone_style(tone))
+                text.append(f" {anchor}", style=self.tone_style(Tone.DIM))
+                text.append(": ", style=self.tone_style(tone))
             body = message.content
             if message.tool_calls:
                 body = " ".join(f"{c.name}({c.arguments})" for c in message.tool_calls)

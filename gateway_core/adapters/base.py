@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from gateway_core.model import Origin
+from gateway_core.model import Origin, ReplyAnchorMode
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,8 @@ class InboundMessage:
     # Set for an update that is recorded (so it is deduplicated and visible) but never turned
     # into a turn: malformed, an unsupported kind, or from a user who is not allowed.
     skip_reason: str | None = None
+    # The message's own id on the platform: what an answer to it is sent as a reply to.
+    message_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,8 @@ IntakeSink = Callable[[Sequence[InboundMessage]], Awaitable[None]]
 class Adapter(Protocol):
     platform: str
     capabilities: Capabilities
+    # Which answers are sent as replies to what they answer (the deliverer decides with it).
+    reply_anchor: ReplyAnchorMode
 
     async def start_intake(self, sink: IntakeSink) -> None:
         """Begin handing inbound batches to sink; acknowledge each only after sink returns."""
@@ -84,8 +88,10 @@ class Adapter(Protocol):
     async def stop_intake(self) -> None:
         """Stop taking new messages; confirm what was persisted. Safe to call twice."""
 
-    async def send(self, origin: Origin, text: str) -> str | None:
-        """Deliver text; returns the platform's message id. Raises DeliveryError."""
+    async def send(self, origin: Origin, text: str, reply_to: str | None = None) -> str | None:
+        """Deliver text (as a reply to the message reply_to, when given and that message
+        still exists; a deleted one never blocks the send); returns the platform's message
+        id. Raises DeliveryError."""
 
     async def edit(self, origin: Origin, message_id: str, text: str) -> None:
         """Replace a message's text. Raises DeliveryError."""

@@ -32,6 +32,7 @@ def telegram_from_config(config: Config, env: Mapping[str, str], clock: Clock) -
             clock=clock,
             poll_timeout=settings.poll_timeout,
             webhook=webhook,
+            reply_anchor=settings.reply_anchor,
         )
     except TokenValidationError:
         raise ConfigError(f"{source}: not a bot token (expected <digits>:<secret>)") from None

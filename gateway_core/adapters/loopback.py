@@ -5,6 +5,11 @@ waits (as updates wait on Telegram's server) and is handed over when intake star
 sends get message ids; edits and deletes of unknown messages fail. An optional journal file
 records every message in and out as JSON lines, flushed at once, so a test can check what
 users saw even after the gateway process was killed.
+
+A message a user says has the platform id of its update id (say() returns it); a message the
+gateway sends as a reply carries the id it replies to (reply_to), which stays through edits,
+as it would on a real platform; a reply to a message the user deleted (forget()) is sent
+without it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pathlib import Path
 from typing import TextIO
 
 from gateway_core.adapters.base import Capabilities, DeliveryError, InboundMessage, IntakeSink
-from gateway_core.model import Origin
+from gateway_core.model import ChatKind, Origin, ReplyAnchorMode
 
 PLATFORM = "loopback"
 
@@ -34,6 +39,7 @@ class ChatMessage:
     text: str
     edits: int = 0
     deleted: bool = False
+    reply_to: str | None = None  # the platform id of the message it was sent as a reply to
 
 
 @dataclass
@@ -69,7 +75,10 @@ class LoopbackAdapter:
     journal_path: Path | None = None
     platform: str = PLATFORM
     capabilities: Capabilities = field(default_factory=Capabilities)
+    reply_anchor: ReplyAnchorMode = ReplyAnchorMode.AUTO
     messages: list[ChatMessage] = field(default_factory=list)
+    # Ids of messages users deleted: a reply to one goes out without its anchor.
+    forgotten: set[str] = field(default_factory=set)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _sink: IntakeSink | None = None
     _waiting: list[InboundMessage] = field(default_factory=list)
@@ -87,9 +96,18 @@ class LoopbackAdapter:
             self._journal = self.journal_path.open("a", encoding="utf-8")
 
     def user(
-        self, chat_id: str, thread_id: str | None = None, name: str | None = None
+        self,
+        chat_id: str,
+        thread_id: str | None = None,
+        name: str | None = None,
+        *,
+        group: bool = False,
     ) -> LoopbackUser:
-        origin = Origin(self.platform, chat_id, thread_id, user_id=chat_id, user_name=name)
+        """A user in a private chat (chat_id is theirs), or with group=True one of the
+        people in a group chat (their name is who they are)."""
+        kind = ChatKind.GROUP if group else ChatKind.PRIVATE
+        user_id = (name or chat_id) if group else chat_id
+        origin = Origin(self.platform, chat_id, thread_id, user_id, name, chat_kind=kind)
         return LoopbackUser(self, origin)
 
     async def wait_until(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
@@ -127,7 +145,7 @@ class LoopbackAdapter:
 
     async def deliver_inbound(self, origin: Origin, text: str) -> str:
         update_id = self._next_update_id()
-        message = InboundMessage(self.platform, update_id, origin, text)
+        message = InboundMessage(self.platform, update_id, origin, text, message_id=update_id)
         self._write_journal("in", update_id=update_id, chat=origin.chat_id, text=text)
         if self._sink is None:
             self._waiting.append(message)
@@ -137,7 +155,11 @@ class LoopbackAdapter:
 
     async def deliver_batch(self, messages: Sequence[tuple[Origin, str]]) -> list[str]:
         """Several messages in one intake batch (as one getUpdates answer would carry)."""
-        batch = [InboundMessage(self.platform, self._next_update_id(), o, t) for o, t in messages]
+        ids = [self._next_update_id() for _ in messages]
+        batch = [
+            InboundMessage(self.platform, i, o, t, message_id=i)
+            for i, (o, t) in zip(ids, messages, strict=True)
+        ]
         for message, (origin, text) in zip(batch, messages, strict=True):
             self._write_journal("in", update_id=message.update_id, chat=origin.chat_id, text=text)
         if self._sink is None:
@@ -148,11 +170,26 @@ class LoopbackAdapter:
 
     # -- outbound -------------------------------------------------------------------------
 
-    async def send(self, origin: Origin, text: str) -> str | None:
+    def forget(self, message_id: str) -> None:
+        """The user deleted a message they sent (an answer to it goes out unanchored)."""
+        self.forgotten.add(message_id)
+
+    async def send(self, origin: Origin, text: str, reply_to: str | None = None) -> str | None:
         self._maybe_fail()
         message_id = str(next(self._ids))
-        self.messages.append(ChatMessage(message_id, origin.chat_id, origin.thread_id, text))
-        self._write_journal("out", message_id=message_id, chat=origin.chat_id, text=text)
+        if reply_to in self.forgotten:
+            reply_to = None  # sent anyway, as a loose message
+        self.messages.append(
+            ChatMessage(message_id, origin.chat_id, origin.thread_id, text, reply_to=reply_to)
+        )
+        self._write_journal(
+            "out",
+            message_id=message_id,
+            chat=origin.chat_id,
+            thread=origin.thread_id,
+            text=text,
+            reply_to=reply_to,
+        )
         await self._notify()
         return message_id
 

@@ -26,6 +26,10 @@ Sending policy (the Bot API has no idempotency key, so a blind retry can double 
 - 403 (blocked by the user): the chat is marked and nothing more is tried there.
 - other 4xx: final. "message is not modified" on an edit and "not found" on a delete are success.
 
+Reply anchors: an answer sent as a reply to the message it answers carries reply_parameters
+with allow_sending_without_reply, so an original the user deleted meanwhile never blocks the
+answer (Telegram then sends it loose); message_thread_id keeps it in its forum topic either way.
+
 The token is only ever in the URL aiogram builds; every error text is scrubbed of it.
 """
 
@@ -50,7 +54,7 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.types import Update
+from aiogram.types import ReplyParameters, Update
 from pydantic import ValidationError
 
 from gateway_core.adapters.base import (
@@ -63,7 +67,7 @@ from gateway_core.adapters.base import (
 from gateway_core.adapters.telegram_webhook import WebhookIntake, WebhookRegistration
 from gateway_core.backoff import Backoff
 from gateway_core.clock import Clock
-from gateway_core.model import Origin
+from gateway_core.model import ChatKind, Origin, ReplyAnchorMode
 from gateway_core.safe_json import parse_json
 
 log = logging.getLogger(__name__)
@@ -90,8 +94,10 @@ class TelegramAdapter:
         poll_timeout: int = 25,
         backoff_cap: float = 30.0,
         webhook: WebhookRegistration | None = None,
+        reply_anchor: ReplyAnchorMode = ReplyAnchorMode.AUTO,
     ) -> None:
         self._token = token
+        self.reply_anchor = reply_anchor
         self._allowed = frozenset(allowed_users)
         self._clock = clock
         self._poll_timeout = poll_timeout
@@ -249,8 +255,11 @@ class TelegramAdapter:
             None if thread is None else str(thread),
             user_id=str(user.id),
             user_name=user.first_name,
+            chat_kind=ChatKind.PRIVATE if message.chat.type == "private" else ChatKind.GROUP,
         )
-        return InboundMessage(PLATFORM, update_id, origin, message.text)
+        return InboundMessage(
+            PLATFORM, update_id, origin, message.text, message_id=str(message.message_id)
+        )
 
     async def _get_updates(self, timeout: int, limit: int = 100) -> list[Any]:
         """getUpdates over aiogram's own HTTP session, parsed per update by _inbound (one bad
@@ -302,12 +311,19 @@ class TelegramAdapter:
 
     # -- outbound -------------------------------------------------------------------------
 
-    async def send(self, origin: Origin, text: str) -> str | None:
+    async def send(self, origin: Origin, text: str, reply_to: str | None = None) -> str | None:
         if origin.chat_id in self.blocked_chats:
             raise DeliveryError(f"chat {origin.chat_id} has blocked the bot", final=True)
         thread = None if origin.thread_id is None else int(origin.thread_id)
+        anchor = (
+            None
+            if reply_to is None
+            else ReplyParameters(message_id=int(reply_to), allow_sending_without_reply=True)
+        )
         message = await self._call(
-            lambda: self.bot.send_message(int(origin.chat_id), text, message_thread_id=thread),
+            lambda: self.bot.send_message(
+                int(origin.chat_id), text, message_thread_id=thread, reply_parameters=anchor
+            ),
             origin,
         )
         return str(message.message_id)

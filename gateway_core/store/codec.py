@@ -11,12 +11,20 @@ import json
 import math
 from typing import Any
 
-from gateway_core.model import Message, NewMessage, Origin, Session, SessionKey, ToolCall
+from gateway_core.model import (
+    ChatKind,
+    Message,
+    NewMessage,
+    Origin,
+    Session,
+    SessionKey,
+    ToolCall,
+)
 from gateway_core.safe_json import parse_json
 
 MESSAGE_COLUMNS = (
     "session_id, seq, role, kind, content, tool_calls, tool_call_id, tool_name, "
-    "finish_reason, generation, created_at"
+    "finish_reason, generation, created_at, platform_message_id, reply_to"
 )
 SESSION_COLUMNS = "id, key, origin, generation, created_at, updated_at"
 
@@ -77,11 +85,16 @@ def message_params(session_id: int, seq: int, message: NewMessage, now: float) -
         None if message.finish_reason is None else str(message.finish_reason),
         message.generation,
         created,
+        message.platform_message_id,
+        message.reply_to,
     )
 
 
 def decode_message(row: tuple[Any, ...]) -> Message:
-    session_id, seq, role, kind, content, tool_calls, call_id, tool_name, finish, gen, created = row
+    session_id, seq, role, kind, content, tool_calls, call_id, tool_name, finish, gen, created = (
+        row[:11]
+    )
+    platform_message_id, reply_to = row[11:]
     calls, malformed = decode_tool_calls(tool_calls)
     return Message(
         session_id=int(session_id),
@@ -96,6 +109,8 @@ def decode_message(row: tuple[Any, ...]) -> Message:
         generation=int(gen or 0),
         created_at=decode_timestamp(created),
         malformed=malformed,
+        platform_message_id=None if platform_message_id is None else str(platform_message_id),
+        reply_to=None if reply_to is None else str(reply_to),
     )
 
 
@@ -109,6 +124,7 @@ def encode_origin(origin: Origin | None) -> str | None:
             "thread_id": origin.thread_id,
             "user_id": origin.user_id,
             "user_name": origin.user_name,
+            "chat_kind": None if origin.chat_kind is None else str(origin.chat_kind),
         }
     )
 
@@ -126,9 +142,18 @@ def decode_origin(text: str | None) -> Origin | None:
             thread_id=None if raw.get("thread_id") is None else str(raw["thread_id"]),
             user_id=None if raw.get("user_id") is None else str(raw["user_id"]),
             user_name=None if raw.get("user_name") is None else str(raw["user_name"]),
+            chat_kind=_chat_kind(raw.get("chat_kind")),
         )
     except KeyError:
         # An unreadable origin is treated as no origin: recovery then holds instead of guessing.
+        return None
+
+
+def _chat_kind(raw: object) -> ChatKind | None:
+    """A kind this version does not know is not known (answers are then anchored)."""
+    try:
+        return None if raw is None else ChatKind(str(raw))
+    except ValueError:
         return None
 
 

@@ -15,7 +15,10 @@ from gateway_core.model import InboxItem
 from gateway_core.store.reader import Reader
 from gateway_core.store.writer import Writer
 
-_COLUMNS = "id, platform, update_id, session_key, payload, status, error, received_at, processed_at"
+_COLUMNS = (
+    "id, platform, update_id, session_key, payload, status, error, received_at, processed_at,"
+    " message_id"
+)
 
 
 def _decode(row: tuple[Any, ...]) -> InboxItem:
@@ -29,6 +32,7 @@ def _decode(row: tuple[Any, ...]) -> InboxItem:
         error=row[6],
         received_at=float(row[7]),
         processed_at=None if row[8] is None else float(row[8]),
+        message_id=None if row[9] is None else str(row[9]),
     )
 
 
@@ -39,12 +43,14 @@ def insert_row(
     session_key: str | None,
     payload: str,
     now: float,
+    message_id: str | None = None,
 ) -> int | None:
-    """Insert inside an open transaction; None when the update was already stored."""
+    """Insert inside an open transaction; None when the update was already stored.
+    message_id: the message's own id on its platform (what an answer replies to)."""
     row = db.execute(
-        "INSERT INTO inbox (platform, update_id, session_key, payload, received_at)"
-        " VALUES (?, ?, ?, ?, ?) ON CONFLICT(platform, update_id) DO NOTHING RETURNING id",
-        (platform, update_id, session_key, payload, now),
+        "INSERT INTO inbox (platform, update_id, session_key, payload, received_at, message_id)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(platform, update_id) DO NOTHING RETURNING id",
+        (platform, update_id, session_key, payload, now, message_id),
     ).fetchone()
     return None if row is None else int(row[0])
 

@@ -42,7 +42,7 @@ from gateway_core.store.writer import Writer
 
 _COLUMNS = (
     "id, session_id, generation, kind, content, status, attempts, last_error,"
-    " platform_message_id, created_at, sent_at"
+    " platform_message_id, created_at, sent_at, reply_to, direct"
 )
 
 
@@ -59,16 +59,28 @@ def decode_outbox(row: tuple[Any, ...]) -> OutboxItem:
         platform_message_id=row[8],
         created_at=float(row[9]),
         sent_at=None if row[10] is None else float(row[10]),
+        reply_to=None if row[11] is None else str(row[11]),
+        direct=bool(row[12]),
     )
 
 
 def enqueue_row(
-    db: sqlite3.Connection, session_id: int, generation: int, kind: str, content: str, now: float
+    db: sqlite3.Connection,
+    session_id: int,
+    generation: int,
+    kind: str,
+    content: str,
+    now: float,
+    *,
+    reply_to: str | None = None,
+    direct: bool = False,
 ) -> int:
+    """reply_to: the platform id of the message this answers; direct: it is the answer of
+    the turn that message started (see OutboxItem)."""
     row = db.execute(
-        "INSERT INTO outbox (session_id, generation, kind, content, created_at)"
-        " VALUES (?, ?, ?, ?, ?) RETURNING id",
-        (session_id, generation, kind, content, now),
+        "INSERT INTO outbox (session_id, generation, kind, content, created_at, reply_to,"
+        " direct) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        (session_id, generation, kind, content, now, reply_to, int(direct)),
     ).fetchone()
     return int(row[0])
 
@@ -77,10 +89,20 @@ class Outbox:
     def __init__(self, writer: Writer, reader: Reader, clock: Clock) -> None:
         self._writer, self._reader, self._clock = writer, reader, clock
 
-    async def enqueue(self, session_id: int, generation: int, kind: str, content: str) -> int:
+    async def enqueue(
+        self,
+        session_id: int,
+        generation: int,
+        kind: str,
+        content: str,
+        *,
+        reply_to: str | None = None,
+    ) -> int:
         now = self._clock.now()
         return await self._writer.submit(
-            lambda db: enqueue_row(db, session_id, generation, kind, content, now)
+            lambda db: enqueue_row(
+                db, session_id, generation, kind, content, now, reply_to=reply_to
+            )
         )
 
     async def pending(self, limit: int = 1000) -> list[OutboxItem]:

@@ -74,6 +74,12 @@ def owner_generation_row(db: sqlite3.Connection, process_id: str) -> int | None:
     return None if row is None else int(row[0])
 
 
+def reply_to_of_job_row(db: sqlite3.Connection, process_id: str) -> str | None:
+    """The platform id of the request whose turn started the job (None: not known)."""
+    row = db.execute("SELECT reply_to FROM processes WHERE id = ?", (process_id,)).fetchone()
+    return None if row is None or row[0] is None else str(row[0])
+
+
 def is_consumed_row(db: sqlite3.Connection, process_id: str) -> bool:
     row = db.execute("SELECT consumed FROM processes WHERE id = ?", (process_id,)).fetchone()
     return row is None or bool(row[0])
@@ -95,9 +101,12 @@ class Processes:
             # An upsert, not a replace: the owning generation and consumption only ever move
             # forward, even if this in-memory copy is older than what a notice turn's start
             # transaction wrote meanwhile.
+            # The first save names the request of the turn that started the job (its notices
+            # are answers to it); it is never updated, whoever owns the job later.
             db.execute(
-                f"INSERT INTO processes ({_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                f"INSERT INTO processes ({_COLUMNS}, reply_to)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                "  (SELECT reply_to FROM turns WHERE session_id = ? AND generation = ?))"
                 " ON CONFLICT(id) DO UPDATE SET"
                 " generation = MAX(processes.generation, excluded.generation),"
                 " consumed = MAX(processes.consumed, excluded.consumed),"
@@ -105,7 +114,7 @@ class Processes:
                 " state = excluded.state, exit_code = excluded.exit_code,"
                 " end_reason = excluded.end_reason, ended_at = excluded.ended_at,"
                 " pid = excluded.pid, pid_started_at = excluded.pid_started_at",
-                params,
+                (*params, c.session_id, c.generation),
             )
 
         await self._writer.submit(txn)

@@ -27,6 +27,7 @@ from gateway_core.store.outbox import enqueue_row
 from gateway_core.store.reader import Reader
 from gateway_core.store.sessions import generation_row
 from gateway_core.store.transcript import append_rows
+from gateway_core.store.turns import reply_to_row
 from gateway_core.store.writer import Writer
 
 _COLUMNS = (
@@ -298,6 +299,9 @@ def apply_decision_row(
 def tell_user_row(
     db: sqlite3.Connection, session_id: int, text: str, told: Told, now: float
 ) -> int:
-    """Queue the user's one notice about an interrupted request, and remember it was told."""
+    """Queue the user's one notice about an interrupted request, and remember it was told.
+    The notice is a reply to that request (the newest turn's that names one)."""
     told_row(db, session_id, told, now)
-    return enqueue_row(db, session_id, generation_row(db, session_id), "notice", text, now)
+    generation = generation_row(db, session_id)
+    reply_to = reply_to_row(db, session_id)
+    return enqueue_row(db, session_id, generation, "notice", text, now, reply_to=reply_to)

@@ -189,11 +189,28 @@ _DELIVERY_PIECES_AND_WORKING_NOTICES = """
         ) WITHOUT ROWID;
 """
 
+# Version 6 points answers at what they answer (reply anchors): each user message keeps its
+# platform message id (with its inbox row and its transcript row); each turn, answer row and
+# outbox row the id of the request it answers; each job the request of the turn that started
+# it; and each session the id of its user's newest message, so a private chat's answer can
+# tell whether it is still the immediate reply to it.
+_REPLY_ANCHORS = """
+        ALTER TABLE inbox ADD COLUMN message_id TEXT;
+        ALTER TABLE messages ADD COLUMN platform_message_id TEXT;
+        ALTER TABLE messages ADD COLUMN reply_to TEXT;
+        ALTER TABLE turns ADD COLUMN reply_to TEXT;
+        ALTER TABLE outbox ADD COLUMN reply_to TEXT;
+        ALTER TABLE outbox ADD COLUMN direct INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE processes ADD COLUMN reply_to TEXT;
+        ALTER TABLE sessions ADD COLUMN last_message_id TEXT;
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_CORE,
     _V2_PROCESSES_AUDIT_LOOP_GUARD,
     _V3_ACTIVE_TURN,
     _V4_TURNS_TOOL_CALLS_TOLD,
     _DELIVERY_PIECES_AND_WORKING_NOTICES,
+    _REPLY_ANCHORS,
 )
 LATEST_VERSION = len(MIGRATIONS)

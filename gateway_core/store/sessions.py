@@ -45,6 +45,12 @@ def ensure_row(
     )
 
 
+def note_message_row(db: sqlite3.Connection, session_id: int, message_id: str) -> None:
+    """Inside intake's transaction: the platform id of the user's newest message (a private
+    chat's answer to anything older is sent as a reply to what it answers)."""
+    db.execute("UPDATE sessions SET last_message_id = ? WHERE id = ?", (message_id, session_id))
+
+
 class Sessions:
     def __init__(self, writer: Writer, reader: Reader, clock: Clock) -> None:
         self._writer, self._reader, self._clock = writer, reader, clock
@@ -64,6 +70,13 @@ class Sessions:
             f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)
         )
         return None if row is None else decode_session(row)
+
+    async def last_message_id(self, session_id: int) -> str | None:
+        """The platform id of the newest message its user sent (None: none recorded)."""
+        row = await self._reader.one(
+            "SELECT last_message_id FROM sessions WHERE id = ?", (session_id,)
+        )
+        return None if row is None or row[0] is None else str(row[0])
 
     async def by_key(self, key: SessionKey) -> Session | None:
         row = await self._reader.one(

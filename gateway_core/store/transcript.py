@@ -27,7 +27,8 @@ def tails_sql(count: int) -> str:
     )
 
 
-_INSERT = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_MARKS = ", ".join("?" * len(MESSAGE_COLUMNS.split(",")))
+_INSERT = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({_MARKS})"
 
 
 def append_rows(

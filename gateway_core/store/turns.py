@@ -50,13 +50,35 @@ def begin_row(
     kind: TurnKind,
     run_id: int | None,
     now: float,
+    reply_to: str | None = None,
 ) -> None:
-    """Inside a turn's start transaction."""
+    """Inside a turn's start transaction. reply_to: the platform id of the request the
+    turn answers."""
     db.execute(
-        "INSERT OR REPLACE INTO turns (session_id, generation, kind, run_id, started_at)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (session_id, generation, str(kind), run_id, now),
+        "INSERT OR REPLACE INTO turns (session_id, generation, kind, run_id, started_at,"
+        " reply_to) VALUES (?, ?, ?, ?, ?, ?)",
+        (session_id, generation, str(kind), run_id, now, reply_to),
     )
+
+
+def reply_to_row(
+    db: sqlite3.Connection, session_id: int, generation: int | None = None
+) -> str | None:
+    """Inside a transaction: the request a turn answers; without a generation, the request
+    of the session's newest turn that has one (what a resume or a recovery notice is about:
+    the interrupted request, however many resumes were interrupted since)."""
+    if generation is not None:
+        row = db.execute(
+            "SELECT reply_to FROM turns WHERE session_id = ? AND generation = ?",
+            (session_id, generation),
+        ).fetchone()
+    else:
+        row = db.execute(
+            "SELECT reply_to FROM turns WHERE session_id = ? AND reply_to IS NOT NULL"
+            " ORDER BY generation DESC LIMIT 1",
+            (session_id,),
+        ).fetchone()
+    return None if row is None or row[0] is None else str(row[0])
 
 
 def end_row(

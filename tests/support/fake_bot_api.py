@@ -37,7 +37,13 @@ Limitations, on purpose:
   entities are returned for bot messages; "not modified" compares the raw text and the inline
   keyboard.
 * Only messages sent by the bot are kept in ``messages``; inbound messages take a message_id
-  from the same per-chat counter but cannot be edited or deleted through the fake.
+  from the same per-chat counter and are kept in ``inbound`` (``message_id_of`` maps an
+  update to its message); they cannot be edited or deleted through the Bot API, only by the
+  test (``delete_inbound``: the user deleted it).
+* Replies: ``reply_parameters`` (and the older ``reply_to_message_id``) are recorded with the
+  message; a reply to a message that is not in its chat (never sent, or deleted) answers
+  "message to be replied not found" unless ``allow_sending_without_reply``, which sends it
+  loose, as Telegram does. ``reply_anchors()`` lists (text, replied-to id) per message.
 * ``allowed_updates`` is recorded in the call log but not applied.
 * ``go_down()`` closes the listening socket and aborts open connections, so clients see
   "connection refused" (or a disconnect for requests in flight), never a hang or a timeout.
@@ -80,6 +86,7 @@ NOT_MODIFIED = (
     "exactly the same as a current content and reply markup of the message"
 )
 EDIT_NOT_FOUND = "Bad Request: message to edit not found"
+REPLY_NOT_FOUND = "Bad Request: message to be replied not found"
 DELETE_NOT_FOUND = "Bad Request: message to delete not found"
 BLOCKED = "Forbidden: bot was blocked by the user"
 CONFLICT = (
@@ -291,6 +298,9 @@ class FakeBotAPI:
         self.conflict_on_concurrent_polls = conflict_on_concurrent_polls
         self.blocked_chats: set[int] = set()
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
+        # Messages users sent: {"text", "thread_id", "user_id", "deleted", "date"}.
+        self.inbound: dict[tuple[int, int], dict[str, Any]] = {}
+        self._message_of_update: dict[int, tuple[int, int]] = {}
         self.topics: dict[tuple[int, int], dict[str, Any]] = {}
         self.confirmed_offset: int | None = None
         self._shutdown_timeout = shutdown_timeout
@@ -505,12 +515,21 @@ class FakeBotAPI:
             chat["is_forum"] = True
         known = self._chats.setdefault(chat_id, {})
         known.update(chat)
+        message_id = self._take_message_id(chat_id)
         message: dict[str, Any] = {
-            "message_id": self._take_message_id(chat_id),
+            "message_id": message_id,
             "date": int(time.time()),
             "chat": dict(known),
             "from": {"id": user_id, "is_bot": False, "first_name": first_name},
             "text": text,
+        }
+        self.inbound[(chat_id, message_id)] = {
+            "text": text,
+            "thread_id": thread_id,
+            "user_id": user_id,
+            "first_name": first_name,
+            "deleted": False,
+            "date": message["date"],
         }
         if thread_id is not None:
             message["message_thread_id"] = thread_id
@@ -520,7 +539,18 @@ class FakeBotAPI:
             message["entities"] = [
                 {"type": "bot_command", "offset": 0, "length": _utf16_len(command)}
             ]
-        return self.push_raw({"message": message})
+        update_id = self.push_raw({"message": message})
+        self._message_of_update[update_id] = (chat_id, message_id)
+        return update_id
+
+    def message_id_of(self, update_id: int) -> int:
+        """The message_id of the message a ``push_text`` update carried."""
+        return self._message_of_update[update_id][1]
+
+    def delete_inbound(self, chat_id: int, message_id: int) -> None:
+        """The user deleted a message they sent (a reply to it then needs
+        ``allow_sending_without_reply``)."""
+        self.inbound[(chat_id, message_id)]["deleted"] = True
 
     def push_raw(self, update: Mapping[str, Any]) -> int:
         """Queue any update dict as is (for malformed or unusual updates); an ``update_id`` is
@@ -554,6 +584,19 @@ class FakeBotAPI:
             for (chat, _), record in self.messages.items()
             if not record["deleted"]
             and (chat_id is None or chat == chat_id)
+            and (thread_id is ... or record["thread_id"] == thread_id)
+        ]
+
+    def reply_anchors(
+        self, chat_id: int, thread_id: int | EllipsisType | None = ...
+    ) -> list[tuple[str, int | None]]:
+        """(text, the message_id it is a reply to, or None) of the bot's messages as they are
+        now, in sending order; ``thread_id`` as for ``sent``."""
+        return [
+            (record["text"], record["reply_to"])
+            for (chat, _), record in self.messages.items()
+            if not record["deleted"]
+            and chat == chat_id
             and (thread_id is ... or record["thread_id"] == thread_id)
         ]
 
@@ -787,7 +830,49 @@ class FakeBotAPI:
             message["reply_markup"] = record["reply_markup"]
         if record["edit_date"] is not None:
             message["edit_date"] = record["edit_date"]
+        replied = record.get("reply_to")
+        if replied is not None:
+            message["reply_to_message"] = self._replied_message(chat_id, replied)
         return message
+
+    def _replied_message(self, chat_id: int, message_id: int) -> dict[str, Any]:
+        """The message a reply points at, as Telegram nests it (without its own reply)."""
+        if (chat_id, message_id) in self.inbound:
+            record = self.inbound[(chat_id, message_id)]
+            sender = {"id": record["user_id"], "is_bot": False, "first_name": record["first_name"]}
+        else:
+            record = self.messages[(chat_id, message_id)]
+            sender = self._bot_user()
+        message: dict[str, Any] = {
+            "message_id": message_id,
+            "date": record["date"],
+            "chat": self._chat(chat_id),
+            "from": sender,
+            "text": record["text"],
+        }
+        if record["thread_id"] is not None:
+            message["message_thread_id"] = record["thread_id"]
+            message["is_topic_message"] = True
+        return message
+
+    def _reply_to(self, chat_id: int, params: dict[str, Any]) -> int | None:
+        """The message a send replies to, by Telegram's rule: a missing (or deleted) one is an
+        error unless allow_sending_without_reply, which sends the message loose."""
+        wanted = params.get("reply_parameters")
+        if isinstance(wanted, dict):
+            message_id = _as_int(wanted.get("message_id"))
+            allowed = wanted.get("allow_sending_without_reply") is True
+        else:
+            message_id = _as_int(params.get("reply_to_message_id"))
+            allowed = params.get("allow_sending_without_reply") is True
+        if message_id is None:
+            return None
+        record = self.inbound.get((chat_id, message_id)) or self.messages.get((chat_id, message_id))
+        if record is None or record["deleted"]:
+            if allowed:
+                return None
+            raise _Reject(400, REPLY_NOT_FOUND)
+        return message_id
 
     @staticmethod
     def _text(params: dict[str, Any]) -> str:
@@ -817,6 +902,7 @@ class FakeBotAPI:
         text = self._text(params)
         if chat_id in self.blocked_chats:
             raise _Reject(403, BLOCKED)
+        reply_to = self._reply_to(chat_id, params)
         message_id = self._take_message_id(chat_id)
         self.messages[(chat_id, message_id)] = {
             "text": text,
@@ -825,6 +911,8 @@ class FakeBotAPI:
             "date": int(time.time()),
             "edit_date": None,
             "reply_markup": self._inline_markup(params),
+            "reply_to": reply_to,  # what the user sees it reply to (None: a loose message)
+            "reply_parameters": params.get("reply_parameters"),  # as sent
         }
         if self._on_bot_message is not None:
             self._on_bot_message(chat_id, text)
