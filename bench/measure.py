@@ -80,6 +80,11 @@ class Costs:
         self.gc_seconds[generation] += took
         self.gc_longest = max(self.gc_longest, took)
 
+    @property
+    def cpu_seconds(self) -> float:
+        """Process CPU time (every thread) over the window, once it ended."""
+        return self._cpu
+
     def report(self) -> dict[str, Any]:
         return {
             "cpu_cores": round(self._cpu / self._wall, 2) if self._wall else None,

@@ -12,9 +12,6 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from console.app import ConsoleApp
-from console.attach import ControlError, SocketBackend
-from console.backend import InProcessBackend
 from console.log_setup import log_to_file
 from gateway_core.clock import SystemClock
 from gateway_core.config import Config
@@ -83,6 +80,11 @@ async def serve(
     service.install_signal_handlers()
     await service.start()
     if console:
+        # Imported only here: `switchboard run` never shows the console, and importing
+        # Textual and the app would delay its first poll (bench/restart.py).
+        from console.app import ConsoleApp
+        from console.backend import InProcessBackend
+
         app = ConsoleApp(InProcessBackend(service.gateway, read_only=read_only, log=ring))
         outcome = await app.run_async(mouse=mouse)
         if service.gateway.state is not GatewayState.STOPPED:
@@ -92,6 +94,9 @@ async def serve(
 
 
 async def attach(socket: Path, *, read_only: bool, mouse: bool, via: Via | None = None) -> int:
+    from console.app import ConsoleApp
+    from console.attach import ControlError, SocketBackend
+
     try:
         backend = await SocketBackend.connect(socket, read_only=read_only, via=via)
     except ControlError as error:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -56,17 +57,23 @@ def split_text(text: str, limit: int) -> list[str]:
     return pieces
 
 
-@dataclass
+@dataclass(slots=True)
 class _SessionQueue:
-    items: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
+    """A session's replies waiting to be sent, while it has any: its entry goes when its
+    worker has sent everything, so sessions that spoke once cost nothing afterwards."""
+
+    items: deque[int] = field(default_factory=deque)
     worker: asyncio.Task[None] | None = None
+    # Where its replies go, known from the turn that produced them or read once per queue
+    # (not cached per session for the whole run: that would be memory for every session
+    # that ever spoke).
+    origin: Origin | None = None
 
 
 class Deliverer:
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
         self._queues: dict[int, _SessionQueue] = {}
-        self._origins: dict[int, Origin | None] = {}
         self._backoff = Backoff(cap=30.0)
         self.unknown = 0  # deliveries of unknown outcome (count_unknown at boot)
         # Each session's newest user message (intake tells it), for reply anchors.
@@ -102,9 +109,15 @@ class Deliverer:
             self.enqueue(item.session_id, item.id)
         return item
 
-    def enqueue(self, session_id: int, outbox_id: int) -> None:
-        queue = self._queues.setdefault(session_id, _SessionQueue())
-        queue.items.put_nowait(outbox_id)
+    def enqueue(self, session_id: int, outbox_id: int, origin: Origin | None = None) -> None:
+        """Queue a committed outbox item; origin: the session's, when the caller has it at
+        hand (a turn's reply), which saves a read of the store."""
+        queue = self._queues.get(session_id)
+        if queue is None:  # not setdefault: that would build a queue per reply to throw away
+            queue = self._queues[session_id] = _SessionQueue()
+        if origin is not None:
+            queue.origin = origin
+        queue.items.append(outbox_id)
         if queue.worker is None or queue.worker.done():
             queue.worker = asyncio.get_running_loop().create_task(
                 self._work(session_id, queue), name=f"deliver-{session_id}"
@@ -116,8 +129,13 @@ class Deliverer:
         return any(q.worker is not None and not q.worker.done() for q in self._queues.values())
 
     @property
+    def queued_sessions(self) -> int:
+        """Sessions with replies waiting or being sent (the others hold no queue)."""
+        return len(self._queues)
+
+    @property
     def backlog(self) -> int:
-        return sum(q.items.qsize() for q in self._queues.values())
+        return sum(len(q.items) for q in self._queues.values())
 
     async def idle(self, within: float) -> bool:
         """Wait until every queued reply was handled; False if `within` ran out first."""
@@ -135,24 +153,28 @@ class Deliverer:
         self._queues.clear()
 
     async def _work(self, session_id: int, queue: _SessionQueue) -> None:
-        while not queue.items.empty():
-            outbox_id = queue.items.get_nowait()
+        while queue.items:
+            outbox_id = queue.items.popleft()
             try:
-                await self._deliver(session_id, outbox_id)
+                await self._deliver(session_id, outbox_id, queue)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug here must not stop later replies
                 log.exception("delivery of outbox item %s failed unexpectedly", outbox_id)
+        # Nothing left (and nothing can be added before this line runs): the next reply of
+        # this session starts a new queue and worker.
+        if self._queues.get(session_id) is queue:
+            del self._queues[session_id]
 
-    async def _origin(self, session_id: int) -> Origin | None:
-        if session_id not in self._origins:
+    async def _origin(self, session_id: int, queue: _SessionQueue) -> Origin | None:
+        if queue.origin is None:
             session = await self._rt.store.sessions.get(session_id)
-            self._origins[session_id] = None if session is None else session.origin
-        return self._origins[session_id]
+            queue.origin = None if session is None else session.origin
+        return queue.origin
 
-    async def _deliver(self, session_id: int, outbox_id: int) -> None:
+    async def _deliver(self, session_id: int, outbox_id: int, queue: _SessionQueue) -> None:
         store = self._rt.store
-        origin = await self._origin(session_id)
+        origin = await self._origin(session_id, queue)
         adapter = None if origin is None else self._rt.adapters.get(origin.platform)
         if origin is None or adapter is None:
             await store.outbox.mark_attempt_failed(outbox_id, "no route to the chat", final=True)

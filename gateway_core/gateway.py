@@ -139,9 +139,14 @@ class Gateway:
         return 0 if self._live is None else self._live.deliverer.unknown
 
     def session_key(self, session_id: int) -> str | None:
-        """The key of a session this run has a lane for (None otherwise, or when stopped)."""
-        lane = None if self._live is None else self._live.lanes.find(session_id)
-        return None if lane is None else str(lane.session.key)
+        """The key of a session this run has a lane for or its boot decided on (None
+        otherwise, or when stopped)."""
+        if self._live is None:
+            return None
+        lane = self._live.lanes.find(session_id)
+        if lane is not None:
+            return str(lane.session.key)
+        return self._live.candidates.key_of(session_id)
 
     def add_kill_hook(self, hook: KillHook) -> None:
         """Register cleanup that kills tool processes when a drain times out."""

@@ -57,10 +57,10 @@ class Intake:
     async def _accept(self, batch: Sequence[InboundMessage]) -> None:
         rt = self._rt
         now = rt.clock.now()
-        skipped = duplicates = 0
 
-        def txn(db: Transaction) -> list[tuple[Session, int, InboundMessage]]:
-            nonlocal skipped, duplicates
+        def txn(db: Transaction) -> tuple[list[tuple[Session, int, InboundMessage]], int, int]:
+            # Counted here and returned, not kept outside: a body may run twice (store/writer.py).
+            skipped = duplicates = 0
             accepted = []
             for message in batch:
                 if message.skip_reason is not None or message.origin is None:
@@ -91,9 +91,9 @@ class Intake:
                     duplicates += 1
             if accepted and rt.node is not None:
                 notify_nodes_row(db)  # the sessions' owners may be other nodes
-            return accepted
+            return accepted, skipped, duplicates
 
-        accepted = await rt.store.write(txn)
+        accepted, skipped, duplicates = await rt.store.write(txn)
         refused = 0
         for session, inbox_id, message in accepted:
             if message.message_id is not None:

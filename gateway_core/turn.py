@@ -25,11 +25,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from gateway_core.agents.base import Answer, AskTools, ToolDone, TurnContext
+from gateway_core.agents.base import AgentEvent, Answer, AskTools, ToolDone, TurnContext
 from gateway_core.events import BackgroundNotice, TurnFinished, TurnStarted
 from gateway_core.model import (
     CANDIDATE_STATES,
@@ -55,15 +55,15 @@ from gateway_core.store.processes import (
     owner_generation_row,
     reply_to_of_job_row,
 )
-from gateway_core.store.recovery_records import begin_attempt_row, clear_row, record_row
+from gateway_core.store.recovery_records import begin_attempt_row, clear_row, state_row
 from gateway_core.store.sessions import (
-    begin_turn_row,
     end_turn_row,
+    finish_turn_row,
     generation_row,
-    next_generation_row,
+    start_turn_row,
 )
 from gateway_core.store.transaction import Transaction
-from gateway_core.store.transcript import append_rows
+from gateway_core.store.transcript import append_rows, insert_rows
 from gateway_core.store.turns import begin_row, end_row, reply_to_row
 
 if TYPE_CHECKING:
@@ -184,9 +184,8 @@ def _start_job(
             instead = _notice_instead_of_turn(db, session_id, request, now)
             if instead is not None:
                 return instead
-        record = record_row(db, session_id)
-        state = RecoveryState.NONE if record is None else record.state
-        reason = None if record is None else record.reason
+        record = state_row(db, session_id)
+        state, reason = (RecoveryState.NONE, None) if record is None else record
         if request.kind is RequestKind.RESUME and state not in CANDIDATE_STATES:
             # Answered or cleared since the resume was queued: running it would answer twice.
             return TurnStart(
@@ -198,8 +197,9 @@ def _start_job(
             reply_to = reply_to_of_job_row(db, request.notice.process_id)
         else:
             reply_to = request.message_id
-        generation = next_generation_row(db, session_id)
-        begin_turn_row(db, session_id, generation, now)
+        # One statement: the new generation, the running-turn marker, the session touched
+        # (so the input row below need not touch it again).
+        generation = start_turn_row(db, session_id, now)
         begin_row(db, session_id, generation, request.kind, run_id, now, reply_to)
         if request.kind is RequestKind.RESUME:
             note = NewMessage(
@@ -208,13 +208,13 @@ def _start_job(
                 kind=MessageKind.RECOVERY_NOTE,
                 generation=generation,
             )
-            append_rows(db, session_id, [note], now)
+            insert_rows(db, session_id, [note], now, touch_session=False)
             begin_attempt_row(db, session_id, now)
         elif request.notice is not None:
             row = NewMessage(
                 Role.USER, request.text, kind=MessageKind.NOTICE, generation=generation
             )
-            append_rows(db, session_id, [row], now)
+            insert_rows(db, session_id, [row], now, touch_session=False)
             hand_over_row(
                 db, request.notice.process_id, generation, consume=request.notice.consumes
             )
@@ -225,7 +225,7 @@ def _start_job(
                 generation=generation,
                 platform_message_id=request.message_id,
             )
-            append_rows(db, session_id, [said], now)
+            insert_rows(db, session_id, [said], now, touch_session=False)
         if request.inbox_id is not None:
             finish_row(db, request.inbox_id, "done", None, now)
         return TurnStart(generation, state, reason, reply_to=reply_to, epoch=epoch)
@@ -335,7 +335,8 @@ class TurnRunner:
             )
             answer: Answer | None = None
             try:
-                async for event in rt.agent.run_turn(context):
+                events = rt.agent.run_turn(context)
+                async for event in events:
                     if isinstance(event, AskTools):
                         await self._append(session.id, generation, _calls_row(event, generation))
                         unanswered.update((call.id, call) for call in event.calls)
@@ -345,6 +346,7 @@ class TurnRunner:
                     elif isinstance(event, Answer):
                         answer = event
                         break
+                await _close_events(events)
                 if answer is None:
                     answer = Answer("⚠️ The agent stopped without an answer.", FinishReason.ERROR)
                     outcome = Outcome.FAILED
@@ -355,7 +357,7 @@ class TurnRunner:
                 answer = Answer(f"⚠️ Sorry, this turn failed: {_short(error)}", FinishReason.ERROR)
                 outcome = Outcome.FAILED
             delivered = await self._finish(
-                session.id,
+                session,
                 generation,
                 answer,
                 outcome,
@@ -407,7 +409,7 @@ class TurnRunner:
 
     async def _finish(
         self,
-        session_id: int,
+        session: Session,
         generation: int,
         answer: Answer,
         outcome: TurnOutcome,
@@ -418,10 +420,13 @@ class TurnRunner:
         """The end-of-turn transaction. False when a newer generation owns the session.
         The answer replies to `reply_to`; `direct`: the turn was started by that message."""
         now = self._rt.clock.now()
+        session_id = session.id
 
         def txn(db: Transaction) -> int | None:
             self._fence(db, session_id)
-            current = generation_row(db, session_id)
+            # One statement: the running-turn marker cleared if it is still ours, the session
+            # touched, and its newest generation read (the rows below need not touch it).
+            current = finish_turn_row(db, session_id, generation, now)
             row = NewMessage(
                 Role.ASSISTANT,
                 answer.text,
@@ -441,8 +446,7 @@ class TurnRunner:
                         generation=generation,
                     )
                 )
-            append_rows(db, session_id, rows, now)
-            end_turn_row(db, session_id, generation)
+            insert_rows(db, session_id, rows, now, touch_session=False)
             if current != generation:
                 end_row(db, session_id, generation, TurnOutcome.SUPERSEDED, now)
                 return None  # kept in the transcript, never delivered into a newer turn
@@ -464,16 +468,16 @@ class TurnRunner:
             self._rt.usage[session_id] = (prompt + answer.usage[0], completion + answer.usage[1])
         # Shielded: once the answer is committed it must reach the deliverer even if this
         # turn is cancelled while waiting for the commit.
-        commit = asyncio.ensure_future(self._rt.store.write(txn))
-        commit.add_done_callback(lambda done: self._hand_over(session_id, done))
+        commit = self._rt.store.write_soon(txn)
+        commit.add_done_callback(lambda done: self._hand_over(session, done))
         outbox_id = await asyncio.shield(commit)
         return outbox_id is not None
 
-    def _hand_over(self, session_id: int, commit: asyncio.Future[int | None]) -> None:
+    def _hand_over(self, session: Session, commit: asyncio.Future[int | None]) -> None:
         if not commit.cancelled() and commit.exception() is None:
             outbox_id = commit.result()
             if outbox_id is not None:
-                self._deliverer.enqueue(session_id, outbox_id)
+                self._deliverer.enqueue(session.id, outbox_id, session.origin)
 
     async def _record_interruption(
         self, session_id: int, generation: int, unanswered: dict[str, ToolCall]
@@ -502,6 +506,17 @@ class TurnRunner:
             await self._rt.store.write(txn)
         except LeaseLost as lost:  # the new owner's recovery reads the tail as it is
             log.warning("interruption of session %s not recorded here: %s", session_id, lost)
+
+
+async def _close_events(events: AsyncIterator[AgentEvent]) -> None:
+    """Close the agent's event generator now that its answer is taken. Left to the garbage
+    collector, its close is scheduled through the loop's thread-safe wake-up (a pipe write)
+    for every turn; a failure while closing cannot take back an answer already given."""
+    if isinstance(events, AsyncGenerator):
+        try:
+            await events.aclose()
+        except Exception as error:
+            log.warning("the agent's events did not close cleanly: %s", _short(error))
 
 
 def _calls_row(event: AskTools, generation: int) -> NewMessage:

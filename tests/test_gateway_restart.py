@@ -242,3 +242,15 @@ async def test_a_reply_caught_mid_send_is_not_resent_and_is_counted_for_the_oper
     assert running.adapter.messages == []  # never blindly sent again
     with pytest.raises(RuntimeError, match="already started"):
         await running.gateway.start()
+
+
+async def test_the_boots_decisions_name_their_sessions_by_key_before_any_lane_exists(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """A boot's RecoveryDecided events are logged by session key, like every other event,
+    although a cleared or held session gets no lane in this run."""
+    state = tmp_path / "state"
+    session_id = await _seed(state, clock, "cy", [user("pip install sdk", clock.now() - 2 * HOUR)])
+    running = await start_gateway(state, clock)
+    assert running.gateway.lanes.find(session_id) is None  # cleared as stale: no turn, no lane
+    assert running.gateway.session_key(session_id) == "loopback:cy:-"

@@ -23,3 +23,21 @@ def test_importing_every_core_module_loads_no_ui_code() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == ""
+
+
+def test_the_headless_command_loads_no_ui_library() -> None:
+    """`switchboard run` never shows the console: Textual and Rich are not imported on its way
+    to the first poll (their import delayed it; bench/restart.py)."""
+    script = textwrap.dedent(
+        """
+        import sys
+        import console.cli, console.serve
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in {"textual", "rich"})
+        print(",".join(loaded))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""

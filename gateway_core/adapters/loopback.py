@@ -83,6 +83,11 @@ class LoopbackAdapter:
     _sink: IntakeSink | None = None
     _waiting: list[InboundMessage] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    # Update ids are globally unique (a restarted gateway must never mistake a new message
+    # for a duplicate of one it persisted before the restart): a random prefix per adapter
+    # and a counter, instead of a uuid4 (a getrandom call) per message.
+    _update_prefix: str = field(default_factory=lambda: uuid.uuid4().hex)
+    _update_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _journal: TextIO | None = None
     _failures: list[DeliveryError | None] = field(default_factory=list)  # None: succeed
 
@@ -139,9 +144,7 @@ class LoopbackAdapter:
         self._sink = None
 
     async def deliver_inbound(self, origin: Origin, text: str) -> str:
-        # Globally unique ids: a restarted gateway must never mistake a new message for a
-        # duplicate of one it persisted before the restart.
-        update_id = uuid.uuid4().hex
+        update_id = self._next_update_id()
         message = InboundMessage(self.platform, update_id, origin, text, message_id=update_id)
         self._write_journal("in", update_id=update_id, chat=origin.chat_id, text=text)
         if self._sink is None:
@@ -152,7 +155,7 @@ class LoopbackAdapter:
 
     async def deliver_batch(self, messages: Sequence[tuple[Origin, str]]) -> list[str]:
         """Several messages in one intake batch (as one getUpdates answer would carry)."""
-        ids = [uuid.uuid4().hex for _ in messages]
+        ids = [self._next_update_id() for _ in messages]
         batch = [
             InboundMessage(self.platform, i, o, t, message_id=i)
             for i, (o, t) in zip(ids, messages, strict=True)
@@ -211,6 +214,9 @@ class LoopbackAdapter:
             self._journal = None
 
     # -- helpers --------------------------------------------------------------------------
+
+    def _next_update_id(self) -> str:
+        return f"{self._update_prefix}-{next(self._update_ids)}"
 
     def _find(self, origin: Origin, message_id: str) -> ChatMessage:
         for message in self.messages:

@@ -26,6 +26,9 @@ class CandidateBoard:
         self._views: dict[int, CandidateView] = {}
         # The newest decision on each candidate: what the console shows as its action.
         self._decisions: dict[int, Decision] = {}
+        # The keys of the sessions this boot decided on: their events are logged by key,
+        # and a cleared or held one has no lane to ask.
+        self._keys: dict[int, str] = {}
         self._refreshing: asyncio.Task[None] | None = None
 
     @property
@@ -39,6 +42,12 @@ class CandidateBoard:
         self.boot = boot
         for candidate in boot.candidates:
             self._decisions[candidate.session.id] = candidate.decision
+            self._keys[candidate.session.id] = str(candidate.session.key)
+
+    def key_of(self, session_id: int) -> str | None:
+        """The key of a session this boot decided on, or that is a candidate now."""
+        view = self._views.get(session_id)
+        return view.key if view is not None else self._keys.get(session_id)
 
     def decided_later(self, candidate: Candidate) -> None:
         """A candidate was decided again during the run (a job it waited for ended)."""

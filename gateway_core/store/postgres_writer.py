@@ -94,11 +94,15 @@ class PostgresWriter:
         return writer
 
     async def submit(self, txn: Callable[[Transaction], T]) -> T:
+        return await self.enqueue(txn)
+
+    def enqueue(self, txn: Callable[[Transaction], T]) -> asyncio.Future[T]:
+        """Queue txn for the next transaction; the future resolves once that is committed."""
         if self._closing:
             raise StoreClosed(f"{self._where}: the store is closing; write refused")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(txn, future))
-        return await future
+        return future
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

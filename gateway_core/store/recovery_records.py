@@ -115,6 +115,15 @@ def record_row(db: Transaction, session_id: int) -> RecoveryRecord | None:
     return None if row is None else decode_record(row)
 
 
+def state_row(db: Transaction, session_id: int) -> tuple[RecoveryState, str | None] | None:
+    """The record's state and reason only, inside an open transaction (a turn's start reads
+    nothing else, and it runs for every message)."""
+    row = db.execute(
+        "SELECT state, reason FROM recovery WHERE session_id = ?", (session_id,)
+    ).fetchone()
+    return None if row is None else (_state(row[0]), row[1])
+
+
 def told_row(db: Transaction, session_id: int, told: Told, now: float) -> None:
     """Inside the transaction that queued the user's notice: it is told once per episode."""
     db.execute(

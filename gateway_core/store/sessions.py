@@ -6,28 +6,40 @@ from collections.abc import Collection
 
 from gateway_core.clock import Clock
 from gateway_core.model import Origin, Session, SessionKey
-from gateway_core.store.codec import SESSION_COLUMNS, decode_session, encode_origin
+from gateway_core.store.codec import SESSION_COLUMNS, decode_origin, decode_session, encode_origin
 from gateway_core.store.transaction import RowReader, Transaction, TransactionQueue
 from gateway_core.store.turns import close_crashed_rows
 
 
 def ensure_row(db: Transaction, key: SessionKey, origin: Origin | None, now: float) -> Session:
-    """Upsert a session inside an open transaction (see Sessions.ensure)."""
-    db.execute(
+    """Upsert a session inside an open transaction (see Sessions.ensure).
+
+    One statement on the hot path (every inbound message): the upsert returns the row, and
+    the recovery record is only inserted when the row was just created (its created_at is
+    this call's `now`; a false positive in the same batch is harmless, the insert ignores
+    an existing record). A given origin is the one now stored, so it is not decoded again."""
+    row = db.execute(
         "INSERT INTO sessions (key, platform, chat_id, thread_id, origin, created_at,"
         " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET"
-        " origin = coalesce(excluded.origin, sessions.origin)",
+        " origin = coalesce(excluded.origin, sessions.origin)"
+        " RETURNING id, origin, generation, created_at, updated_at",
         (str(key), key.platform, key.chat_id, key.thread_id, encode_origin(origin), now, now),
-    )
-    row = db.execute(
-        f"SELECT {SESSION_COLUMNS} FROM sessions WHERE key = ?", (str(key),)
     ).fetchone()
-    # Every session has exactly one recovery record from the start.
-    db.execute(
-        "INSERT OR IGNORE INTO recovery (session_id, state, updated_at) VALUES (?, 'none', ?)",
-        (row[0], now),
+    session_id, stored_origin, generation, created_at, updated_at = row
+    if created_at == now:
+        # Every session has exactly one recovery record from the start.
+        db.execute(
+            "INSERT OR IGNORE INTO recovery (session_id, state, updated_at) VALUES (?, 'none', ?)",
+            (session_id, now),
+        )
+    return Session(
+        id=int(session_id),
+        key=key,
+        origin=origin if origin is not None else decode_origin(stored_origin),
+        generation=int(generation),
+        created_at=float(created_at),
+        updated_at=float(updated_at),
     )
-    return decode_session(row)
 
 
 def note_message_row(db: Transaction, session_id: int, message_id: str) -> None:
@@ -127,6 +139,35 @@ def begin_turn_row(db: Transaction, session_id: int, generation: int, now: float
         "UPDATE sessions SET active_turn = ?, turn_started_at = ?, updated_at = ? WHERE id = ?",
         (generation, now, now, session_id),
     )
+
+
+def start_turn_row(db: Transaction, session_id: int, now: float) -> int:
+    """A turn's start in one statement (the hot path): a new generation, recorded as the
+    running turn, and the session touched. Returns the generation; generations only grow."""
+    row = db.execute(
+        "UPDATE sessions SET generation = generation + 1, active_turn = generation + 1,"
+        " turn_started_at = ?, updated_at = ? WHERE id = ? RETURNING generation",
+        (now, now, session_id),
+    ).fetchone()
+    if row is None:
+        raise KeyError(f"no session {session_id}")
+    return int(row[0])
+
+
+def finish_turn_row(db: Transaction, session_id: int, generation: int, now: float) -> int:
+    """A turn's end in one statement (the hot path): the running-turn marker cleared only if
+    it still names this generation (as end_turn_row), the session touched. Returns the
+    session's newest generation (a newer one means this turn was superseded)."""
+    row = db.execute(
+        "UPDATE sessions SET"
+        " turn_started_at = CASE WHEN active_turn = ? THEN NULL ELSE turn_started_at END,"
+        " active_turn = CASE WHEN active_turn = ? THEN NULL ELSE active_turn END,"
+        " updated_at = ? WHERE id = ? RETURNING generation",
+        (generation, generation, now, session_id),
+    ).fetchone()
+    if row is None:
+        raise KeyError(f"no session {session_id}")
+    return int(row[0])
 
 
 def end_turn_row(db: Transaction, session_id: int, generation: int) -> bool:

@@ -182,6 +182,10 @@ class Store:
         """Run txn (given the transaction) in the next group commit; await the commit."""
         return await self._writer.submit(txn)
 
+    def write_soon(self, txn: Callable[[Transaction], T]) -> asyncio.Future[T]:
+        """Like write, without a coroutine: the future resolves once txn is committed."""
+        return self._writer.enqueue(txn)
+
     @property
     def writer_stats(self) -> WriterStats:
         return self._writer.stats

@@ -2,7 +2,9 @@
 
 Code outside the store writes a transaction as a function of a `Transaction` and passes it on
 to the store's row functions (`append_rows(txn, ...)`, `enqueue_row(txn, ...)`); it never runs
-statements on it itself, so the store stays the only code that speaks SQL.
+statements on it itself, so the store stays the only code that speaks SQL. A body may be run
+twice (store/writer.py: when another body of its batch raised), so it changes nothing outside
+the transaction as it runs.
 
 A `Transaction` is what a body's statements run on: SQLite's own connection (nothing in
 between on the embedded path) or PostgreSQL's handle (`postgres_writer.PostgresTransaction`),

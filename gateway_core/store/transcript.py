@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from gateway_core.clock import Clock
 from gateway_core.model import Message, NewMessage
@@ -32,13 +33,27 @@ def append_rows(
     db: Transaction, session_id: int, messages: Sequence[NewMessage], now: float
 ) -> list[Message]:
     """Append inside an open transaction (usable by other jobs that write more than messages)."""
+    return [decode_message(p) for p in insert_rows(db, session_id, messages, now)]
+
+
+def insert_rows(
+    db: Transaction,
+    session_id: int,
+    messages: Sequence[NewMessage],
+    now: float,
+    *,
+    touch_session: bool = True,
+) -> list[tuple[Any, ...]]:
+    """append_rows without decoding the rows back (the turn's hot path has no use for them);
+    touch_session=False when the same transaction already set the session's updated_at."""
     last = db.execute(
         "SELECT coalesce(max(seq), 0) FROM messages WHERE session_id = ?", (session_id,)
     ).fetchone()[0]
     params = [message_params(session_id, last + i + 1, m, now) for i, m in enumerate(messages)]
     db.executemany(_INSERT, params)
-    db.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, session_id))
-    return [decode_message(p) for p in params]
+    if touch_session:
+        db.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, session_id))
+    return params
 
 
 class Transcript:
