@@ -19,10 +19,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
-from gateway_core.adapters.base import DeliveryError
+from gateway_core.adapters.base import Adapter, DeliveryError
 from gateway_core.anchors import NewestMessages, anchor_for
 from gateway_core.backoff import Backoff
 from gateway_core.clock import wait_or_timeout
@@ -68,6 +69,13 @@ class _SessionQueue:
     # (not cached per session for the whole run: that would be memory for every session
     # that ever spoke).
     origin: Origin | None = None
+    # Between claiming a reply and recording how its attempt ended: a stop lets such an
+    # attempt finish rather than cut it (a cut send is of unknown fate, never resent).
+    sending: bool = False
+
+
+# How long a stop waits for sends already under way (a platform's own timeout bounds each).
+FINISH_SENDS_WITHIN = 5.0
 
 
 class Deliverer:
@@ -75,6 +83,7 @@ class Deliverer:
         self._rt = runtime
         self._queues: dict[int, _SessionQueue] = {}
         self._backoff = Backoff(cap=30.0)
+        self._closing = False  # no attempt starts once a stop began
         self.unknown = 0  # deliveries of unknown outcome (count_unknown at boot)
         # Each session's newest user message (intake tells it), for reply anchors.
         self.newest = NewestMessages(runtime.store)
@@ -144,7 +153,22 @@ class Deliverer:
             return True
         return await wait_or_timeout(self._rt.clock, asyncio.gather(*workers), within)
 
-    async def close(self) -> None:
+    async def close(self, finish_within: float = FINISH_SENDS_WITHIN) -> None:
+        """Stop every worker. One that waits (queued, or backing off) stops at once, its
+        reply still owed; one in the middle of a send finishes that attempt first, within
+        `finish_within` seconds, so a clean stop leaves no reply of unknown fate where a
+        crash would not."""
+        self._closing = True
+        for queue in self._queues.values():
+            if queue.worker is not None and not queue.sending:
+                queue.worker.cancel()
+        in_flight = [
+            q.worker
+            for q in self._queues.values()
+            if q.worker is not None and q.sending and not q.worker.done()
+        ]
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=finish_within)
         for queue in self._queues.values():
             if queue.worker is not None:
                 queue.worker.cancel()
@@ -153,7 +177,7 @@ class Deliverer:
         self._queues.clear()
 
     async def _work(self, session_id: int, queue: _SessionQueue) -> None:
-        while queue.items:
+        while queue.items and not self._closing:
             outbox_id = queue.items.popleft()
             try:
                 await self._deliver(session_id, outbox_id, queue)
@@ -182,50 +206,67 @@ class Deliverer:
             return
         cut = partial(split_text, limit=adapter.capabilities.max_length)
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            node = self._rt.node
-            fence = None if node is None else (session_id, node.id)
+            if self._closing:
+                return  # a stop began: the reply stays owed, to the next run
+            queue.sending = True
             try:
-                claimed = await store.outbox.claim_pieces(outbox_id, cut, fence)
-            except LeaseLost as lost:  # the session's owner node delivers it
-                log.info("reply %s left to its session's owner: %s", outbox_id, lost)
+                again = await self._attempt(session_id, outbox_id, origin, adapter, cut, attempt)
+            finally:
+                queue.sending = False
+            if not again or self._closing:
                 return
-            if claimed is None:
-                return  # already sent, failed for good, or unknown: never send again
-            try:
-                item = claimed.item
-                anchor = await anchor_for(
-                    self.newest.of,
-                    adapter.reply_anchor,
-                    origin,
-                    session_id,
-                    item.reply_to,
-                    direct=item.direct,
-                )
-                message_id = None
-                for piece in claimed.owed:
-                    reply_to = anchor if piece.index == 0 else None
-                    message_id = await adapter.send(origin, piece.content, reply_to)
-                    # Committed before the next piece is sent: a retry starts after it.
-                    await store.outbox.piece_sent(outbox_id, piece.index, message_id)
-            except DeliveryError as error:
-                if error.outcome_unknown:
-                    await store.outbox.mark_unknown(outbox_id, str(error))
-                    self.unknown += 1  # the operator's count, at once (not at the next boot)
-                    self._failed(
-                        session_id, outbox_id, str(error), True, origin.platform, unknown=True
-                    )
-                    return
-                final = error.final or attempt == MAX_ATTEMPTS
-                await store.outbox.mark_attempt_failed(outbox_id, str(error), final=final)
-                self._failed(session_id, outbox_id, str(error), final, origin.platform)
-                if final:
-                    return
-                await self._rt.clock.sleep(self._backoff.delay(attempt))
-                continue
-            self._rt.events.publish(
-                ReplySent(self._rt.clock.now(), session_id, outbox_id, message_id, origin.platform)
+            await self._rt.clock.sleep(self._backoff.delay(attempt))
+
+    async def _attempt(
+        self,
+        session_id: int,
+        outbox_id: int,
+        origin: Origin,
+        adapter: Adapter,
+        cut: Callable[[str], list[str]],
+        attempt: int,
+    ) -> bool:
+        """One attempt at a reply's owed pieces; True if it is to be tried again."""
+        store = self._rt.store
+        node = self._rt.node
+        fence = None if node is None else (session_id, node.id)
+        try:
+            claimed = await store.outbox.claim_pieces(outbox_id, cut, fence)
+        except LeaseLost as lost:  # the session's owner node delivers it
+            log.info("reply %s left to its session's owner: %s", outbox_id, lost)
+            return False
+        if claimed is None:
+            return False  # already sent, failed for good, or unknown: never send again
+        try:
+            item = claimed.item
+            anchor = await anchor_for(
+                self.newest.of,
+                adapter.reply_anchor,
+                origin,
+                session_id,
+                item.reply_to,
+                direct=item.direct,
             )
-            return
+            message_id = None
+            for piece in claimed.owed:
+                reply_to = anchor if piece.index == 0 else None
+                message_id = await adapter.send(origin, piece.content, reply_to)
+                # Committed before the next piece is sent: a retry starts after it.
+                await store.outbox.piece_sent(outbox_id, piece.index, message_id)
+        except DeliveryError as error:
+            if error.outcome_unknown:
+                await store.outbox.mark_unknown(outbox_id, str(error))
+                self.unknown += 1  # the operator's count, at once (not at the next boot)
+                self._failed(session_id, outbox_id, str(error), True, origin.platform, unknown=True)
+                return False
+            final = error.final or attempt == MAX_ATTEMPTS
+            await store.outbox.mark_attempt_failed(outbox_id, str(error), final=final)
+            self._failed(session_id, outbox_id, str(error), final, origin.platform)
+            return not final
+        self._rt.events.publish(
+            ReplySent(self._rt.clock.now(), session_id, outbox_id, message_id, origin.platform)
+        )
+        return False
 
     def _failed(
         self,

@@ -18,10 +18,11 @@ from gateway_core.adapters.base import Capabilities
 from gateway_core.adapters.loopback import LoopbackAdapter
 from gateway_core.clock import ManualClock
 from gateway_core.control import Control
+from gateway_core.events import DeliveryFailed
 from gateway_core.model import RecoveryAction, ReplyAnchorMode
 from gateway_core.store import DATABASE_NAME, Store
 from gateway_core.store.schema import MIGRATIONS
-from tests.support.harness import Running, make_gateway, start_gateway, track
+from tests.support.harness import Running, make_gateway, next_event, start_gateway, track
 
 
 def rows(running: Running, sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -237,12 +238,17 @@ async def test_a_late_answer_owed_across_a_restart_is_anchored_from_the_stored_n
     running = await start_gateway(tmp_path / "state", clock, notifier={"interval": 0})
     ada = running.adapter.user("ada")
     running.adapter.fail_next(1000, reason="HTTP 502 Bad Gateway")  # nothing gets through
+    failures = running.gateway.events.subscribe()
     first = await ada.say("hello")
     await ada.say("again")
     async with asyncio.timeout(10):
         while len(rows(running, "SELECT id FROM outbox WHERE status = 'pending'")) < 2:
-            await clock.wait_for_sleepers(1)  # a delivery backing off, on the manual clock
-            clock.advance(1)
+            # An attempt failed; the delivery now backs off on the manual clock. Stopping
+            # only then (never while a send is in flight: that reply's fate would be
+            # unknown, and the next run would rightly not resend it).
+            await next_event(failures, DeliveryFailed)
+            clock.advance(30)  # past the backoff: the next attempt
+        await next_event(failures, DeliveryFailed)
     await running.stop()
 
     adapter = LoopbackAdapter()
