@@ -13,15 +13,12 @@ from typing import Any
 
 import pytest
 
-from gateway_core.adapters.telegram import MAX_MESSAGE, TelegramAdapter
-from gateway_core.agents.scripted import ScriptedAgent
+from gateway_core.adapters.telegram import MAX_MESSAGE
 from gateway_core.clock import ManualClock
 from gateway_core.delivery import split_text
-from gateway_core.gateway import Gateway
 from gateway_core.model import ReplyAnchorMode
 from tests.support.fake_bot_api import FakeBotAPI
-from tests.support.harness import Stops, make_config, track
-from tests.test_telegram_gateway import pump_until
+from tests.test_telegram_gateway import pump_until, start
 
 ADA, BOB = 7, 8
 GROUP = -1001
@@ -31,33 +28,6 @@ GROUP = -1001
 async def fake() -> AsyncIterator[FakeBotAPI]:
     async with FakeBotAPI() as server:
         yield server
-
-
-async def start(
-    tmp_path: Path,
-    clock: ManualClock,
-    fake: FakeBotAPI,
-    mode: ReplyAnchorMode = ReplyAnchorMode.AUTO,
-    **sections: dict[str, Any],
-) -> Gateway:
-    adapter = TelegramAdapter(
-        fake.token,
-        api_base=fake.base_url,
-        allowed_users=[ADA, BOB],
-        clock=clock,
-        poll_timeout=1,
-        reply_anchor=mode,
-    )
-    sections.setdefault("notifier", {"interval": 0})
-    gateway = Gateway(
-        make_config(tmp_path / "state", **sections),
-        agent=ScriptedAgent(),
-        adapters=[adapter],
-        clock=clock,
-    )
-    await gateway.start()
-    track(Stops(gateway))
-    return gateway
 
 
 def say(fake: FakeBotAPI, chat: int, text: str, user: int, thread: int | None = None) -> int:
@@ -131,7 +101,7 @@ async def test_a_private_answer_after_the_user_wrote_again_is_a_reply_under_auto
 async def test_always_anchors_the_private_immediate_answer_too(
     tmp_path: Path, clock: ManualClock, fake: FakeBotAPI
 ) -> None:
-    await start(tmp_path, clock, fake, ReplyAnchorMode.ALWAYS)
+    await start(tmp_path, clock, fake, reply_anchor=ReplyAnchorMode.ALWAYS)
     asked = say(fake, ADA, "hello", ADA)
     await fake.wait_for_sent(ADA, count=1, timeout=10)
     assert fake.reply_anchors(ADA) == [("You said: hello", asked)]
@@ -140,7 +110,7 @@ async def test_always_anchors_the_private_immediate_answer_too(
 async def test_never_anchors_nothing_even_in_a_forum_topic(
     tmp_path: Path, clock: ManualClock, fake: FakeBotAPI
 ) -> None:
-    await start(tmp_path, clock, fake, ReplyAnchorMode.NEVER)
+    await start(tmp_path, clock, fake, reply_anchor=ReplyAnchorMode.NEVER)
     say(fake, GROUP, "hello", ADA, thread=42)
     await fake.wait_for_sent(GROUP, count=1, thread_id=42, timeout=10)
     assert fake.reply_anchors(GROUP, thread_id=42) == [("You said: hello", None)]

@@ -19,6 +19,7 @@ from gateway_core.clock import ManualClock
 from gateway_core.delivery import split_text
 from gateway_core.events import DeliveryFailed
 from gateway_core.gateway import Gateway
+from gateway_core.model import ReplyAnchorMode
 from tests.support.fake_bot_api import FakeBotAPI
 from tests.support.harness import Stops, make_config, next_event, track
 
@@ -32,10 +33,21 @@ async def fake() -> AsyncIterator[FakeBotAPI]:
 
 
 async def start(
-    tmp_path: Path, clock: ManualClock, fake: FakeBotAPI, **sections: dict[str, Any]
+    tmp_path: Path,
+    clock: ManualClock,
+    fake: FakeBotAPI,
+    *,
+    reply_anchor: ReplyAnchorMode = ReplyAnchorMode.AUTO,
+    **sections: dict[str, Any],
 ) -> Gateway:
+    """A started gateway on a real aiogram adapter against `fake` (ADA and BOB allowed)."""
     adapter = TelegramAdapter(
-        fake.token, api_base=fake.base_url, allowed_users=[ADA, BOB], clock=clock, poll_timeout=1
+        fake.token,
+        api_base=fake.base_url,
+        allowed_users=[ADA, BOB],
+        clock=clock,
+        poll_timeout=1,
+        reply_anchor=reply_anchor,
     )
     sections.setdefault("notifier", {"interval": 0})
     gateway = Gateway(
