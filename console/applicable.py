@@ -6,7 +6,7 @@ refuses whatever it must (these rules mirror its checks, they never replace them
 
 from __future__ import annotations
 
-from gateway_core.model import CANDIDATE_STATES, ProcessState, RecoveryState
+from gateway_core.model import CANDIDATE_STATES, ProcessState, RecoveryState, Verdict
 from gateway_core.runtime import GatewayState
 from gateway_core.snapshot import CandidateView, ProcessView, SessionActivity, SessionView
 
@@ -35,7 +35,7 @@ def candidate_actions(view: CandidateView, gateway_state: GatewayState) -> froze
         actions.add("unsuspend")
     if view.state in CANDIDATE_STATES:
         actions.add("clear")
-        if gateway_state is GatewayState.RUNNING and view.verdict != "no-origin":
+        if gateway_state is GatewayState.RUNNING and view.verdict != Verdict.NO_ORIGIN:
             actions.add("force_resume")
             if view.state is RecoveryState.HELD:
                 actions.add("approve")

@@ -49,16 +49,11 @@ class ControlClient:
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue(1000)
         self._reading = asyncio.create_task(self._read())
         self.hello: dict[str, Any] = {}
-        self.closed_because = ""  # why the connection ended, once it has
         self._on_close: list[Callable[[str], None]] = []
 
     def when_closed(self, callback: Callable[[str], None]) -> None:
         """Call `callback(why)` as soon as the connection ends (not when we close it)."""
         self._on_close.append(callback)
-
-    @property
-    def is_open(self) -> bool:
-        return not self._reading.done()
 
     @classmethod
     async def connect(
@@ -136,7 +131,6 @@ class ControlClient:
         except (ConnectionError, ValueError) as failure:
             error = f"connection lost: {failure}"
         finally:
-            self.closed_because = error
             for future in self._pending.values():
                 if not future.done():
                     future.set_exception(ControlError(error))
@@ -208,7 +202,8 @@ class SocketBackend:
                 except ControlError as error:
                     self.link.why = str(error)
                     continue
-                self._client = client
+                lost, self._client = self._client, client
+                await lost.close()  # its transport, which ended without us
                 self.actor = str(client.hello.get("actor", self.actor))
                 client.when_closed(self._lost)
                 self.link = Link()

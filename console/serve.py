@@ -84,11 +84,12 @@ async def serve(
         # Textual and the app would delay its first poll (bench/restart.py).
         from console.app import ConsoleApp
         from console.backend import InProcessBackend
+        from console.leaving import Leave
 
         app = ConsoleApp(InProcessBackend(service.gateway, read_only=read_only, log=ring))
         outcome = await app.run_async(mouse=mouse)
         if service.gateway.state is not GatewayState.STOPPED:
-            why = "detached" if outcome == "detach" else "the console stopped"
+            why = "detached" if outcome is Leave.DETACH else "the console stopped"
             print(f"Console {why}; the gateway keeps running. Ctrl+C (or SIGTERM) drains it.")
     return await service.wait()
 

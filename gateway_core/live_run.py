@@ -224,7 +224,11 @@ class LiveRun:
         """Until no lane has work and no reply waits to be sent (checked together, since a
         finished turn hands its reply to the deliverer and a delivery can wake nothing)."""
         while True:
-            busy = [lane.idle.wait() for lane in self.lanes.all() if not lane.idle.is_set()]
+            busy = [
+                lane.idle.wait()
+                for lane in self.lanes.all()
+                if lane.loop_task is not None and not lane.idle.is_set()
+            ]
             if busy:
                 await asyncio.gather(*busy)
                 continue
@@ -241,18 +245,19 @@ class LiveRun:
         if self._sampling is not None:
             self._sampling.cancel()
             await asyncio.gather(self._sampling, return_exceptions=True)
-        # Jobs keep running (a later boot re-adopts them); only the watching stops.
-        await self.processes.close()
-        await self.candidates.close()
-        await self.notices.close()
-        for keeper in self.intake_keepers:
-            await keeper.stop()
-        if self.pickup is not None:
-            await self.pickup.stop()
-        await self.intake.close()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.lanes.close()
         steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            # Jobs keep running (a later boot re-adopts them); only the watching stops.
+            ("job watching", self.processes.close),
+            ("candidates", self.candidates.close),
+            ("job notices", self.notices.close),
+            *(("intake lease", keeper.stop) for keeper in self.intake_keepers),
+        ]
+        if self.pickup is not None:
+            steps.append(("inbox pickup", self.pickup.stop))
+        steps += [
+            ("intake", self.intake.close),
+            ("background work", lambda: asyncio.gather(*self._tasks, return_exceptions=True)),
+            ("lanes", self.lanes.close),
             ("deliverer", self.deliverer.close),
             *closers.items(),
         ]

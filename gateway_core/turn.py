@@ -258,8 +258,8 @@ class TurnRunner:
         started_mono = rt.clock.monotonic()
         # Nothing is written while waiting: a drain or an interrupt that cancels the wait
         # leaves the candidate (and its re-adopted job) for the next boot to settle.
-        waits = request.await_jobs and self._job_waits is not None
-        if waits and self._job_waits is not None and not await self._job_waits.settle(session):
+        waits = self._job_waits if request.await_jobs else None
+        if waits is not None and not await waits.settle(session):
             return Outcome.DROPPED
         node = rt.node
         lease = None if node is None else LeaseTerms(node.id, node.lease_ttl)

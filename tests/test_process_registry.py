@@ -298,3 +298,17 @@ async def test_a_readopted_job_does_not_match_what_it_wrote_before_the_restart(
     finally:
         await second.kill_all(grace=0.5)
         await second.close()
+
+
+async def test_a_job_that_could_not_be_started_is_lost_and_already_consumed(
+    registry: ProcessRegistry, store: Store, tmp_path: Path
+) -> None:
+    """Its tool call fails with the error; no notice turn may tell the agent again."""
+    with pytest.raises(OSError):
+        await registry.start(
+            "echo never", session_id=None, generation=1, cwd=str(tmp_path / "missing")
+        )
+    (job,) = registry.all()
+    stored = await store.processes.get(job.id)
+    assert stored is not None
+    assert (stored.state, stored.consumed) == (ProcessState.LOST, True)

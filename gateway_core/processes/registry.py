@@ -193,6 +193,9 @@ class ProcessRegistry:
                 start_new_session=True,
             )  # fmt: skip
         except OSError:
+            # The tool call fails with the error: its ending is consumed, so no notice turn
+            # tells the agent a second time.
+            tracked.record = replace(tracked.record, consumed=True)
             await self._finish(tracked, ProcessState.LOST, None, "could not be started")
             raise
         try:

@@ -30,6 +30,7 @@ class CandidateBoard:
         # and a cleared or held one has no lane to ask.
         self._keys: dict[int, str] = {}
         self._refreshing: asyncio.Task[None] | None = None
+        self._again = False  # a refresh was asked for since the running one began
 
     @property
     def views(self) -> tuple[CandidateView, ...]:
@@ -60,8 +61,16 @@ class CandidateBoard:
             self.schedule_refresh()
 
     def schedule_refresh(self) -> None:
+        """Refresh soon. One asked for while a refresh runs runs again after it: the one
+        running may have read the store before the change that asked for it."""
+        self._again = True
         if self._refreshing is None or self._refreshing.done():
-            self._refreshing = asyncio.get_running_loop().create_task(self.refresh())
+            self._refreshing = asyncio.get_running_loop().create_task(self._refresh_until_current())
+
+    async def _refresh_until_current(self) -> None:
+        while self._again:
+            self._again = False
+            await self.refresh()
 
     async def close(self) -> None:
         if self._refreshing is not None:

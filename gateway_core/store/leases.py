@@ -254,13 +254,6 @@ class Leases:
         )
         return None if row is None else _lease(row)
 
-    async def held_by(self, node_id: str) -> list[SessionLease]:
-        rows = await self._reader.all(
-            f"SELECT {_LEASE_COLUMNS} FROM session_leases WHERE owner = ? ORDER BY session_id",
-            (node_id,),
-        )
-        return [_lease(row) for row in rows]
-
     async def nodes(self) -> list[NodeRecord]:
         rows = await self._reader.all(f"SELECT {_NODE_COLUMNS} FROM nodes ORDER BY id")
         return [_node(row) for row in rows]

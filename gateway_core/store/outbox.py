@@ -294,6 +294,10 @@ class Outbox:
 
         return await self._writer.submit(txn)
 
+    async def count(self, status: str) -> int:
+        row = await self._reader.one("SELECT count(*) FROM outbox WHERE status = ?", (status,))
+        return 0 if row is None else int(row[0])
+
     async def by_status(self, status: str, limit: int = 100) -> list[OutboxItem]:
         rows = await self._reader.all(
             f"SELECT {_COLUMNS} FROM outbox WHERE status = ? ORDER BY id DESC LIMIT ?",

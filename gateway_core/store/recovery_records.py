@@ -107,14 +107,6 @@ def clear_row(db: Transaction, session_id: int, now: float) -> bool:
     return cursor.rowcount == 1
 
 
-def record_row(db: Transaction, session_id: int) -> RecoveryRecord | None:
-    """The session's recovery record, inside an open transaction."""
-    row = db.execute(
-        f"SELECT {_COLUMNS} FROM recovery WHERE session_id = ?", (session_id,)
-    ).fetchone()
-    return None if row is None else decode_record(row)
-
-
 def state_row(db: Transaction, session_id: int) -> tuple[RecoveryState, str | None] | None:
     """The record's state and reason only, inside an open transaction (a turn's start reads
     nothing else, and it runs for every message)."""

@@ -133,14 +133,6 @@ def next_generation_row(db: Transaction, session_id: int) -> int:
     return int(row[0])
 
 
-def begin_turn_row(db: Transaction, session_id: int, generation: int, now: float) -> None:
-    """Record, inside an open transaction, that turn `generation` is running."""
-    db.execute(
-        "UPDATE sessions SET active_turn = ?, turn_started_at = ?, updated_at = ? WHERE id = ?",
-        (generation, now, now, session_id),
-    )
-
-
 def start_turn_row(db: Transaction, session_id: int, now: float) -> int:
     """A turn's start in one statement (the hot path): a new generation, recorded as the
     running turn, and the session touched. Returns the generation; generations only grow."""
