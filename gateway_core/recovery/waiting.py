@@ -104,14 +104,18 @@ class JobWaiter:
         """Until one of the jobs ends, or the earliest call timeout passes (then that job is
         killed and the tool's own timed-out result recorded)."""
         clock = self._rt.clock
-        waits = []
+        watched = []
         for call in running:
             job = None if call.process_id is None else self._registry.get(call.process_id)
-            if job is not None and not job.finished.is_set():
-                waits.append(asyncio.ensure_future(job.finished.wait()))
-        if not waits:
-            return  # ended meanwhile: the next decision sees it
-        first = min(running, key=lambda call: call.deadline or 0.0)
+            if job is not None and job.finished.is_set():
+                return  # ended meanwhile: the next decision settles it with its real result
+            if job is not None:
+                watched.append((call, job))
+        if not watched:
+            return
+        # Only a job still running may time out: one that ended keeps its exit status.
+        first = min((call for call, _ in watched), key=lambda call: call.deadline or 0.0)
+        waits = [asyncio.ensure_future(job.finished.wait()) for _, job in watched]
         left = max(0.0, (first.deadline or 0.0) - clock.now())
         try:
             ended = await wait_or_timeout(
