@@ -44,7 +44,7 @@ from gateway_core.processes.notices import NoticeRouter
 from gateway_core.processes.registry import ProcessRegistry
 from gateway_core.questions import Questions
 from gateway_core.recovery.candidates import CandidateBoard
-from gateway_core.recovery.startup import BootRecovery, decide_again, recover_at_boot
+from gateway_core.recovery.startup import BootRecovery, recover_at_boot
 from gateway_core.recovery.waiting import JobWaiter
 from gateway_core.runtime import GatewayState, Runtime
 from gateway_core.store.sessions import promote_crashed_turns
@@ -59,7 +59,13 @@ class LiveRun:
         self.runtime = rt
         self.deliverer = Deliverer(rt)
         self.notifiers = Notifiers(rt)
-        self.processes = ProcessRegistry(rt.store, rt.clock, rt.config.gateway.state_dir / "jobs")
+        self.processes = ProcessRegistry(
+            rt.store,
+            rt.clock,
+            rt.config.gateway.state_dir / "jobs",
+            host=None if rt.node is None else rt.node.host,
+            node=None if rt.node is None else rt.node.id,
+        )
         self.candidates = CandidateBoard(rt, self.deliverer)
         self.waiter = JobWaiter(
             rt,
@@ -85,9 +91,7 @@ class LiveRun:
         self._tasks: set[asyncio.Future[None]] = set()
 
     async def boot(self) -> BootRecovery:
-        """Start: record the boot, promote the turns the last run died in, re-adopt its
-        jobs, mark its unconfirmed sends unknown, run the recovery pass, queue resume turns
-        first, then owed completions and the inbox backlog, deliver what is owed, and only
+        """Start: record the boot, recover what the last run left (`_recover`), and only
         then start intake (docs/architecture.md 6.1)."""
         rt, store = self.runtime, self.runtime.store
         interval = rt.config.gateway.sample_interval
@@ -104,39 +108,7 @@ class LiveRun:
             only = await store.leases.claim_left_over(node.id, node.lease_ttl, include_own=True)
         self.record = await store.runs.begin(os.getpid())
         rt.run_id = self.record.id
-        promoted = await store.write(lambda txn: promote_crashed_turns(txn, rt.clock.now(), only))
-        if promoted:
-            log.warning("previous run died during %d turn(s); marked for recovery", len(promoted))
-        adopted = await self.processes.adopt_jobs(only)
-        if adopted:
-            log.info("re-adopted %d background process(es) of the previous run", len(adopted))
-        for sent in await store.outbox.mark_unknown_at_boot(only):
-            log.warning("reply %s was being sent when the gateway died: not resent", sent.id)
-        await self.deliverer.count_unknown()
-        # "Still working" messages of turns that died with the last run: removed once.
-        left = await store.working_notices.all()
-        if only is not None:
-            left = [notice for notice in left if notice.session_id in only]
-        self._background(self.notifiers.remove_left_over(left))
-        boot = await recover_at_boot(store, self.record, rt.policy, self.processes.log_tail, only)
-        self.boot_recovery = boot
-        self.candidates.booted(boot)
-        self._tell_decisions(boot)
-        await self.candidates.refresh()
-        rt.set_state(GatewayState.RUNNING)
-        # Resume turns go to the front of their lanes, before any inbound backlog; a resume
-        # whose interrupted call's job still runs waits for that job first, in its lane.
-        for candidate in boot.with_action(RecoveryAction.RESUME):
-            self.lanes.submit(candidate.session, TurnRequest(RequestKind.RESUME), first=True)
-        for candidate in boot.with_action(RecoveryAction.AWAIT_JOB):
-            request = TurnRequest(RequestKind.RESUME, await_jobs=True)
-            self.lanes.submit(candidate.session, request, first=True)
-        await self.notices.queue_owed()
-        await self.intake.queue_backlog()
-        # Replies owed, and the notices this boot's decisions queued for users.
-        for owed in await store.outbox.pending(limit=100_000):
-            self.deliverer.enqueue(owed.session_id, owed.id)
-        self.lanes.kick_all()  # lanes given work while the gateway was still starting
+        boot = await self._recover(only, takeover=False)
         for adapter in rt.adapters.values():
             if rt.node is not None and adapter.capabilities.single_consumer:
                 keeper = IntakeKeeper(rt, rt.node, adapter, self.intake.accept)
@@ -154,8 +126,8 @@ class LiveRun:
     async def take_over_lapsed(self) -> None:
         """On a node, after each heartbeat: the sessions another node left something in and
         stopped renewing (it died, or was paused past its TTL) or released (it drained) are
-        taken over and recovered here exactly as a restart would: the same decision, the
-        user told once, unconfirmed sends unknown, its jobs (on its machine) settled."""
+        taken over and recovered here by the boot's own sequence (`_recover`), for just
+        those sessions."""
         rt, store, node = self.runtime, self.runtime.store, self.runtime.node
         if node is None or not rt.accepting_turns or self.record is None:
             return
@@ -166,29 +138,69 @@ class LiveRun:
             "node %s takes over %d session(s) another node left", node.id, len(ids),
             extra={"event": "sessions_taken_over"},
         )  # fmt: skip
-        await store.write(lambda txn: promote_crashed_turns(txn, rt.clock.now(), ids))
-        await self.processes.adopt_jobs(ids)
-        for sent in await store.outbox.mark_unknown_at_boot(ids):
-            log.warning("reply %s was being sent by the node that left: not resent", sent.id)
+        await self._recover(ids, takeover=True)
+
+    async def _recover(self, only: list[int] | None, *, takeover: bool) -> BootRecovery:
+        """A restart for a set of sessions (`only`; None: all of them, on SQLite), in order:
+        promote the turns that died with their gateway, re-adopt (or settle) their jobs,
+        mark their unconfirmed sends unknown, remove their left-over "still working"
+        messages, run the recovery decision (the user told once, the loop guard per
+        session), queue resume turns first, then owed job completions (and at a boot the
+        inbox backlog), and deliver what is owed. A boot runs it for what the previous run
+        left; a takeover for what a dead or drained node left (`takeover`: then the boot's
+        own bookkeeping, its candidate count and its boot-chain guard, is not repeated)."""
+        rt, store = self.runtime, self.runtime.store
+        record = self.record
+        assert record is not None
+        left_by = "the node that left" if takeover else "the gateway when it died"
+        promoted = await store.write(lambda txn: promote_crashed_turns(txn, rt.clock.now(), only))
+        if promoted:
+            log.warning(
+                "%s died during %d turn(s); marked for recovery",
+                "a node that left" if takeover else "previous run", len(promoted),
+            )  # fmt: skip
+        adopted = await self.processes.adopt_jobs(only)
+        if adopted:
+            log.info("re-adopted %d background process(es)", len(adopted))
+        for sent in await store.outbox.mark_unknown_at_boot(only):
+            log.warning("reply %s was being sent by %s: not resent", sent.id, left_by)
         await self.deliverer.count_unknown()
-        left = [n for n in await store.working_notices.all() if n.session_id in ids]
+        # "Still working" messages of turns that died: removed once.
+        if only is None:
+            left = await store.working_notices.all()
+        else:
+            left = await store.working_notices.of_sessions(only)
         self._background(self.notifiers.remove_left_over(left))
-        tripped = self.boot_recovery is not None and self.boot_recovery.loop_guard_tripped
-        decided = await decide_again(
-            store, ids, rt.policy, loop_guard_tripped=tripped, output_of=self.processes.log_tail
+        recovered = await recover_at_boot(
+            store, record, rt.policy, self.processes.log_tail, only, takeover=takeover
         )
-        taken_over = BootRecovery(self.record, tripped, tuple(decided))
-        self._tell_decisions(taken_over)
+        if not takeover:
+            self.boot_recovery = recovered
+            self.candidates.booted(recovered)
+        self._tell_decisions(recovered)
         await self.candidates.refresh()
-        for candidate in taken_over.with_action(RecoveryAction.RESUME):
+        if not takeover:
+            rt.set_state(GatewayState.RUNNING)
+        # Resume turns go to the front of their lanes, before any inbound backlog; a resume
+        # whose interrupted call's job still runs waits for that job first, in its lane.
+        for candidate in recovered.with_action(RecoveryAction.RESUME):
             self.lanes.submit(candidate.session, TurnRequest(RequestKind.RESUME), first=True)
-        for candidate in taken_over.with_action(RecoveryAction.AWAIT_JOB):
+        for candidate in recovered.with_action(RecoveryAction.AWAIT_JOB):
             request = TurnRequest(RequestKind.RESUME, await_jobs=True)
             self.lanes.submit(candidate.session, request, first=True)
-        wanted = set(ids)
-        for owed in await store.outbox.pending(limit=100_000):
-            if owed.session_id in wanted:
-                self.deliverer.enqueue(owed.session_id, owed.id)
+        await self.notices.queue_owed(only)
+        if not takeover:
+            await self.intake.queue_backlog()  # (on a node, the pickup brings the rest)
+        # Replies owed, and the notices these decisions queued for users.
+        owed = (
+            await store.outbox.pending(limit=100_000)
+            if only is None
+            else await store.outbox.pending_of(only)
+        )
+        for item in owed:
+            self.deliverer.enqueue(item.session_id, item.id)
+        self.lanes.kick_all()  # lanes given work while the gateway was still starting
+        return recovered
 
     def _tell_decisions(self, boot: BootRecovery) -> None:
         rt = self.runtime

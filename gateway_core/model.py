@@ -414,6 +414,11 @@ class JobRecord:
     # The agent's tool call that started the job (recorded before the job starts), so a
     # restart can settle that call from the job's exit status instead of guessing.
     tool_call_id: str | None = None
+    # Where the job runs: the machine (and, on PostgreSQL, the node) that started it. A PID
+    # means something only on its own machine: a node taking over another's sessions adopts
+    # or signals only jobs of its own host (None: recorded before hosts were, this host's).
+    host: str | None = None
+    node: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

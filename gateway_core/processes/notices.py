@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Collection
 
 from gateway_core.events import BackgroundNotice
 from gateway_core.lanes import Lanes
@@ -46,10 +46,11 @@ class NoticeRouter:
         processes.on_exit(self._job_ended)
         processes.on_watch(self._job_watched)
 
-    async def queue_owed(self) -> None:
+    async def queue_owed(self, only: Collection[int] | None = None) -> None:
         """At boot: completions owed from before (the job ended while we were down, or its
-        notice had not run yet), read from the store so that each is told exactly once."""
-        for job in await self._rt.store.processes.untold_completions():
+        notice had not run yet), read from the store so that each is told exactly once. On a
+        node, `only` those of the sessions it took over."""
+        for job in await self._rt.store.processes.untold_completions(only):
             await self._queue_completion(job, await self._processes.log_tail(job))
 
     async def close(self) -> None:

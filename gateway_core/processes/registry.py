@@ -26,6 +26,7 @@ import asyncio
 import logging
 import os
 import secrets
+import socket
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -89,8 +90,20 @@ WatchListener = Callable[[TrackedProcess, WatchOutcome], None]
 
 
 class ProcessRegistry:
-    def __init__(self, store: Store, clock: Clock, log_dir: Path) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        log_dir: Path,
+        *,
+        host: str | None = None,
+        node: str | None = None,
+    ) -> None:
         self._store = store
+        # Where this registry's jobs run: recorded on each job, and the one machine whose
+        # PIDs it may watch or signal (default: this machine's name).
+        self.host = host if host is not None else socket.gethostname()
+        self.node = node
         self._clock = clock
         self._log_dir = log_dir
         self._processes: dict[str, TrackedProcess] = {}
@@ -178,6 +191,8 @@ class ProcessRegistry:
             consumed=False,
             started_at=self._clock.now(),
             tool_call_id=tool_call_id,
+            host=self.host,
+            node=self.node,
         )
         tracked = self._track(record, detached=False)
         # Durable before it runs: a crash at any later point leaves a job the store knows.
@@ -264,13 +279,19 @@ class ProcessRegistry:
 
     async def adopt_jobs(self, only: Collection[int] | None = None) -> list[TrackedProcess]:
         """After a restart: take back the jobs the previous run left running. On a node,
-        `only` those of the sessions it took over (another node's jobs are its own; one that
-        ran on a dead node's machine is found gone here and its call settled as unknown)."""
+        `only` those of the sessions it took over (another node's jobs are its own).
+
+        A job recorded on another host is never looked up by its PID here (that PID means
+        another process on this machine, if any) and never signalled: had its node recorded
+        its ending, it would not be running in the store, so it is closed as lost with the
+        reason, and the tool call that started it stays of unknown effect (held)."""
         adopted = []
-        for record in await self._store.processes.live():
+        for record in await self._store.processes.live(only):
             if record.id in self._processes:
                 continue
-            if only is not None and record.session_id not in only:
+            if record.host is not None and record.host != self.host:
+                tracked = self._track(record, detached=True)
+                await self._finish(tracked, ProcessState.LOST, None, _gone_elsewhere(record))
                 continue
             if record.pid is None:
                 # Spawned, but the gateway died before the PID was committed (or it never
@@ -307,8 +328,8 @@ class ProcessRegistry:
         tracked = self._processes.get(record.id)
         if tracked is not None:
             return tracked.output.text()[-chars:]
-        if record.log_path is None:
-            return ""
+        if record.log_path is None or (record.host is not None and record.host != self.host):
+            return ""  # (another machine's log path names nothing of that job here)
         return await asyncio.to_thread(_read_tail, record.log_path, chars)
 
     async def close(self) -> None:
@@ -391,6 +412,12 @@ class ProcessRegistry:
         tracked.finished.set()
         for listener in self._listeners:
             listener(tracked)
+
+
+def _gone_elsewhere(record: JobRecord) -> str:
+    """Why a job of another machine is closed as lost by the node that took its session."""
+    under = f" (node {record.node})" if record.node else ""
+    return f"ran on host {record.host}{under}, which is gone; its outcome cannot be known here"
 
 
 def _read_from(path: str, offset: int) -> bytes:

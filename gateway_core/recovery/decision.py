@@ -307,10 +307,16 @@ def decide(
     policy: RecoveryPolicy,
     *,
     loop_guard_tripped: bool = False,
+    session_loop: bool = False,
     last_turn: TurnRecord | None = None,
     jobs: Mapping[str, JobEvidence] | None = None,
 ) -> Decision:
-    """Verdict plus the action to take under the policy's gate, and what the user is told."""
+    """Verdict plus the action to take under the policy's gate, and what the user is told.
+
+    loop_guard_tripped: this boot is the latest of a chain of quick boots with candidates.
+    session_loop: this session's own turns died with their gateway (a crash, or the death of
+    the node that ran them) `loop_boots` times in a row, each within `loop_window` of the
+    last (recovery/loop_guard.py): the guard per session, which a takeover also answers to."""
     found = classify(record, origin, tail, now, policy, last_turn=last_turn, jobs=jobs)
     action = gate_action(found.verdict, policy.gate)
     explanation = found.explanation
@@ -321,6 +327,13 @@ def decide(
             explanation += (
                 f"; held: restart loop guard tripped ({policy.loop_boots} boots with recovery "
                 f"candidates, each within {policy.loop_window:.0f} s of the last)"
+            )
+        elif session_loop:
+            action = A.HOLD
+            explanation += (
+                f"; held: restart loop guard tripped for this session (its turn died with its "
+                f"gateway {policy.loop_boots} times in a row, each within "
+                f"{policy.loop_window:.0f} s of the last)"
             )
         elif record.attempts >= policy.max_attempts:
             action = A.HOLD

@@ -113,6 +113,7 @@ async def scan(
     if records is None:
         records = await store.recovery.candidates()
     readable = [r.session_id for r, _ in records if r.state != RecoveryState.SUSPENDED]
+    crashes = await store.turns.crash_chains(readable, policy.loop_boots)
     tails = await store.transcript.tails(readable, policy.tail_rows)
     # A short tail is enough for almost every session; re-read the few whose tail starts in
     # the middle of a tool block (or holds no evidence at all) with a window wide enough to
@@ -133,12 +134,20 @@ async def scan(
                 now,
                 policy,
                 loop_guard_tripped=loop_guard_tripped,
+                session_loop=loop_guard_tripped_for(crashes.get(record.session_id), policy),
                 last_turn=last_turns.get(record.session_id),
                 jobs=jobs.get(record.session_id),
             ),
         )
         for record, session in records
     ]
+
+
+def loop_guard_tripped_for(crashed_at: Sequence[float] | None, policy: RecoveryPolicy) -> bool:
+    """The loop guard per session, from when its last turns were found dead (oldest first)."""
+    return bool(crashed_at) and loop_guard_tripped(
+        crashed_at or (), policy.loop_window, policy.loop_boots
+    )
 
 
 async def apply(store: Store, candidates: Sequence[Candidate], now: float) -> list[Candidate]:
@@ -160,16 +169,20 @@ async def recover_at_boot(
     policy: RecoveryPolicy,
     output_of: OutputOf = _no_output,
     only: Collection[int] | None = None,
+    *,
+    takeover: bool = False,
 ) -> BootRecovery:
-    """`only`: on a node, the sessions it took over; another node's candidates are its own."""
+    """`only`: on a node, the sessions it took over; another node's candidates are its own.
+    `takeover`: not a boot but sessions taken over later in the run: the same pass, except
+    that the run's candidate count and the boot-chain guard are a boot's (the guard per
+    session applies to both)."""
     now = store.clock.now()
-    records = await store.recovery.candidates()
-    if only is not None:
-        records = [(r, s) for r, s in records if r.session_id in only]
+    records = await store.recovery.candidates(only)
     active = sum(1 for r, _ in records if r.state != RecoveryState.SUSPENDED)
-    await store.runs.set_candidates(run.id, active)
+    if not takeover:
+        await store.runs.set_candidates(run.id, active)
     tripped = False
-    if active:
+    if active and not takeover:
         # A chain of `loop_boots` boots spans at most loop_boots * loop_window seconds.
         since = now - policy.loop_window * policy.loop_boots
         earlier = await store.runs.candidate_boot_times(since, exclude_run=run.id)
@@ -192,8 +205,7 @@ async def decide_again(
     output_of: OutputOf = _no_output,
 ) -> list[Candidate]:
     """Decide and apply again for a few candidates (a job they waited for has ended)."""
-    wanted = set(session_ids)
-    records = [(r, s) for r, s in await store.recovery.candidates() if r.session_id in wanted]
+    records = await store.recovery.candidates(session_ids)
     if not records:
         return []
     now = store.clock.now()

@@ -9,7 +9,9 @@ PostgreSQL backend translates the text here, once per distinct statement (cached
 - `INSERT OR IGNORE INTO ...` becomes `INSERT INTO ... ON CONFLICT DO NOTHING`;
 - the two-argument scalar `MAX(a, b)` becomes `GREATEST(a, b)`;
 - `json_extract(column, '$.field')` becomes `(column::json ->> 'field')`;
-- `LIKE` becomes `ILIKE`: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
+- `LIKE` becomes `ILIKE`: SQLite's LIKE ignores ASCII case, PostgreSQL's does not;
+- a set of ids bound as one JSON array, `SELECT value FROM json_each(?)` (id_sets.py), becomes
+  `SELECT value::bigint FROM json_array_elements_text(?::json)`.
 
 What cannot be spelled the same way is written portably in the table module instead (an
 upsert rather than `INSERT OR REPLACE`, a qualified column in `DO UPDATE SET`). A statement
@@ -27,6 +29,7 @@ _RETURNING = re.compile(r"\s+RETURNING\b", re.IGNORECASE)
 _SCALAR_MAX = re.compile(r"\bMAX\(\s*([\w.]+)\s*,\s*([\w.]+)\s*\)", re.IGNORECASE)
 _JSON_EXTRACT = re.compile(r"\bjson_extract\(\s*([\w.]+)\s*,\s*'\$\.(\w+)'\s*\)", re.IGNORECASE)
 _LIKE = re.compile(r"\bLIKE\b", re.IGNORECASE)
+_JSON_EACH = re.compile(r"\bSELECT\s+value\s+FROM\s+json_each\(\s*\?\s*\)", re.IGNORECASE)
 
 
 @lru_cache(maxsize=1024)
@@ -44,6 +47,7 @@ def postgres_sql(sql: str) -> str:
     text = _SCALAR_MAX.sub(r"GREATEST(\1, \2)", text)
     text = _JSON_EXTRACT.sub(r"(\1::json ->> '\2')", text)
     text = _LIKE.sub("ILIKE", text)
+    text = _JSON_EACH.sub("SELECT value::bigint FROM json_array_elements_text(?::json)", text)
     return _placeholders(text)
 
 

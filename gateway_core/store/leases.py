@@ -82,7 +82,7 @@ def fence_row(db: Transaction, session_id: int, node_id: str, epoch: int) -> Non
 # Sessions a dead (or drained) node may have left something to recover in: a turn marked
 # running, a recovery candidate, a reply not yet sent or a send in flight, a "still working"
 # message showing, a background job still running (its owner re-adopts it, or finds it gone
-# and settles it).
+# and settles it), a job's completion whose notice turn had not run yet.
 _LEFT_OVER_SQL = (
     "SELECT id FROM sessions WHERE active_turn IS NOT NULL"
     " UNION SELECT session_id FROM recovery WHERE state != 'none'"
@@ -90,6 +90,8 @@ _LEFT_OVER_SQL = (
     " UNION SELECT session_id FROM working_notices"
     " UNION SELECT session_id FROM processes WHERE state = 'running'"
     " AND session_id IS NOT NULL"
+    " UNION SELECT session_id FROM processes WHERE state != 'running'"
+    " AND notify_on_complete != 0 AND consumed = 0 AND session_id IS NOT NULL"
 )
 
 

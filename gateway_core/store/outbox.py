@@ -27,6 +27,7 @@ from typing import Any
 
 from gateway_core.clock import Clock
 from gateway_core.model import ClaimedReply, OutboxItem, PieceStatus, ReplyPiece
+from gateway_core.store.id_sets import IN_IDS, ids_param
 from gateway_core.store.leases import delivery_fence_row
 from gateway_core.store.outbox_pieces import (
     decode_piece,
@@ -109,6 +110,17 @@ class Outbox:
             f"SELECT {_COLUMNS} FROM outbox INDEXED BY outbox_pending WHERE status = 'pending'"
             " ORDER BY id LIMIT ?",
             (limit,),
+        )
+        return [decode_outbox(row) for row in rows]
+
+    async def pending_of(self, session_ids: Collection[int]) -> list[OutboxItem]:
+        """The replies still owed to a set of sessions (those a node took over), in order."""
+        if not session_ids:
+            return []
+        rows = await self._reader.all(
+            f"SELECT {_COLUMNS} FROM outbox INDEXED BY outbox_pending WHERE status = 'pending'"
+            f" AND session_id {IN_IDS} ORDER BY id",
+            (ids_param(session_ids),),
         )
         return [decode_outbox(row) for row in rows]
 
@@ -251,15 +263,11 @@ class Outbox:
                     f" RETURNING {_COLUMNS}"
                 ).fetchall()
             else:
-                rows = [
-                    row
-                    for session_id in only
-                    for row in db.execute(
-                        "UPDATE outbox SET status = 'unknown'"
-                        f" WHERE status = 'sending' AND session_id = ? RETURNING {_COLUMNS}",
-                        (session_id,),
-                    ).fetchall()
-                ]
+                rows = db.execute(
+                    "UPDATE outbox SET status = 'unknown'"
+                    f" WHERE status = 'sending' AND session_id {IN_IDS} RETURNING {_COLUMNS}",
+                    (ids_param(only),),
+                ).fetchall()
             items = []
             for item in map(decode_outbox, rows):
                 note = settle_sending_row(db, item.id, PieceStatus.UNKNOWN)

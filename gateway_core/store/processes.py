@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from gateway_core.model import JobRecord, ProcessState
 from gateway_core.safe_json import parse_json
+from gateway_core.store.id_sets import IN_IDS, ids_param
 from gateway_core.store.transaction import RowReader, Transaction, TransactionQueue
 
 _COLUMNS = (
     "id, session_id, generation, command, cwd, pid, pid_started_at, notify_on_complete,"
     " watch_patterns, log_path, state, exit_code, end_reason, consumed, started_at, ended_at,"
-    " tool_call_id"
+    " tool_call_id, host, node"
 )
 
 
@@ -47,6 +48,8 @@ def _decode(row: tuple[Any, ...]) -> JobRecord:
         started_at=float(row[14]),
         ended_at=row[15],
         tool_call_id=row[16],
+        host=row[17],
+        node=row[18],
     )
 
 
@@ -91,6 +94,7 @@ class Processes:
             c.id, c.session_id, c.generation, c.command, c.cwd, c.pid, c.pid_started_at,
             int(c.notify_on_complete), json.dumps(list(c.watch_patterns)), c.log_path, c.state,
             c.exit_code, c.end_reason, int(c.consumed), c.started_at, c.ended_at, c.tool_call_id,
+            c.host, c.node,
         )  # fmt: skip
 
         def txn(db: Transaction) -> None:
@@ -98,10 +102,11 @@ class Processes:
             # forward, even if this in-memory copy is older than what a notice turn's start
             # transaction wrote meanwhile.
             # The first save names the request of the turn that started the job (its notices
-            # are answers to it); it is never updated, whoever owns the job later.
+            # are answers to it) and the host and node it runs on; these are never updated,
+            # whoever owns the job later.
             db.execute(
                 f"INSERT INTO processes ({_COLUMNS}, reply_to)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
                 "  (SELECT reply_to FROM turns WHERE session_id = ? AND generation = ?))"
                 " ON CONFLICT(id) DO UPDATE SET"
                 " generation = MAX(processes.generation, excluded.generation),"
@@ -115,18 +120,29 @@ class Processes:
 
         await self._writer.submit(txn)
 
-    async def live(self) -> list[JobRecord]:
-        rows = await self._reader.all(
-            f"SELECT {_COLUMNS} FROM processes WHERE state = 'running' ORDER BY started_at"
-        )
+    async def live(self, only: Collection[int] | None = None) -> list[JobRecord]:
+        """Jobs recorded running (`only`: those of these sessions, on a node taking them over)."""
+        if only is None:
+            rows = await self._reader.all(
+                f"SELECT {_COLUMNS} FROM processes WHERE state = 'running' ORDER BY started_at"
+            )
+        else:
+            rows = await self._reader.all(
+                f"SELECT {_COLUMNS} FROM processes WHERE state = 'running'"
+                f" AND session_id {IN_IDS} ORDER BY started_at",
+                (ids_param(only),),
+            )
         return [_decode(row) for row in rows]
 
-    async def untold_completions(self) -> list[JobRecord]:
-        """Ended jobs whose completion notice is still owed (crash or stop before it ran)."""
+    async def untold_completions(self, only: Collection[int] | None = None) -> list[JobRecord]:
+        """Ended jobs whose completion notice is still owed (crash or stop before it ran);
+        `only`: of these sessions."""
+        where = "" if only is None else f" AND session_id {IN_IDS}"
         rows = await self._reader.all(
             f"SELECT {_COLUMNS} FROM processes WHERE state != 'running'"
             " AND notify_on_complete != 0 AND consumed = 0 AND session_id IS NOT NULL"
-            " ORDER BY ended_at"
+            f"{where} ORDER BY ended_at",
+            () if only is None else (ids_param(only),),
         )
         return [_decode(row) for row in rows]
 

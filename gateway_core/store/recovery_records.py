@@ -7,6 +7,7 @@ none ─mark─▶ pending ─(scan)─▶ held | resuming | none
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from gateway_core.clock import Clock
@@ -22,6 +23,7 @@ from gateway_core.model import (
     Told,
 )
 from gateway_core.store.codec import SESSION_COLUMNS, decode_session, decode_timestamp
+from gateway_core.store.id_sets import IN_IDS, ids_param
 from gateway_core.store.outbox import enqueue_row
 from gateway_core.store.sessions import generation_row
 from gateway_core.store.transaction import RowReader, Transaction, TransactionQueue
@@ -42,6 +44,8 @@ CANDIDATES_SQL = (
     + " FROM recovery AS r INDEXED BY recovery_candidates JOIN sessions AS s ON s.id = r.session_id"
     " WHERE r.state != 'none' ORDER BY r.session_id"
 )
+
+_CANDIDATES_OF_SQL = CANDIDATES_SQL.replace(" ORDER BY", f" AND r.session_id {IN_IDS} ORDER BY")
 
 
 def decode_record(row: tuple[Any, ...]) -> RecoveryRecord:
@@ -214,9 +218,15 @@ class RecoveryRecords:
 
         return await self._writer.submit(txn)
 
-    async def candidates(self) -> list[tuple[RecoveryRecord, Session]]:
-        """Every record that is not 'none', with its session. Reads the partial index only."""
-        rows = await self._reader.all(CANDIDATES_SQL)
+    async def candidates(
+        self, only: Collection[int] | None = None
+    ) -> list[tuple[RecoveryRecord, Session]]:
+        """Every record that is not 'none', with its session (`only`: of these sessions, on a
+        node that took them over). Reads the partial index only."""
+        if only is None:
+            rows = await self._reader.all(CANDIDATES_SQL)
+        else:
+            rows = await self._reader.all(_CANDIDATES_OF_SQL, (ids_param(only),))
         width = len(_COLUMNS.split(","))
         return [(decode_record(row[:width]), decode_session(row[width:])) for row in rows]
 

@@ -238,6 +238,16 @@ _NODES_AND_SESSION_LEASES = """
         );
 """
 
+# Version 8 records where each background job runs (the host and, on PostgreSQL, the node that
+# started it), so a node taking over a dead node's sessions re-adopts only the jobs on its own
+# machine and never signals a PID that belongs to another; and when a boot or a takeover found
+# each turn dead with its gateway, the evidence of the restart-loop guard per session.
+_JOB_HOSTS_AND_CRASH_TIMES = """
+        ALTER TABLE processes ADD COLUMN host TEXT;   -- NULL: from before version 8 (this host)
+        ALTER TABLE processes ADD COLUMN node TEXT;
+        ALTER TABLE turns ADD COLUMN recovered_at REAL;  -- set with outcome 'crashed'
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_CORE,
     _V2_PROCESSES_AUDIT_LOOP_GUARD,
@@ -246,5 +256,6 @@ MIGRATIONS: tuple[str, ...] = (
     _DELIVERY_PIECES_AND_WORKING_NOTICES,
     _REPLY_ANCHORS,
     _NODES_AND_SESSION_LEASES,
+    _JOB_HOSTS_AND_CRASH_TIMES,
 )
 LATEST_VERSION = len(MIGRATIONS)

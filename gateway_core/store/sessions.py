@@ -7,6 +7,7 @@ from collections.abc import Collection
 from gateway_core.clock import Clock
 from gateway_core.model import Origin, Session, SessionKey
 from gateway_core.store.codec import SESSION_COLUMNS, decode_origin, decode_session, encode_origin
+from gateway_core.store.id_sets import IN_IDS, ids_param
 from gateway_core.store.transaction import RowReader, Transaction, TransactionQueue
 from gateway_core.store.turns import close_crashed_rows
 
@@ -187,30 +188,28 @@ def promote_crashed_turns(
     """At boot: every turn still marked running died with the previous run. Mark its session
     for recovery (reason 'crash', unless a drain already gave a more specific reason), close
     its turn row as crashed and clear the turn marker. Returns the session ids. On a node,
-    `only` the sessions it took over (another node's turns may be running)."""
+    `only` the sessions it took over (another node's turns may be running).
+
+    Three statements whatever the number of sessions (the set is one bound parameter on a
+    node, the partial index of running turns otherwise)."""
     if only is None:
-        rows = db.execute(
+        running = (
             "SELECT id FROM sessions INDEXED BY sessions_active_turn WHERE active_turn IS NOT NULL"
-        ).fetchall()
+        )
+        params: tuple[str, ...] = ()
     else:
-        rows = [
-            row
-            for session_id in only
-            for row in db.execute(
-                "SELECT id FROM sessions WHERE id = ? AND active_turn IS NOT NULL", (session_id,)
-            ).fetchall()
-        ]
-    ids = [int(row[0]) for row in rows]
-    close_crashed_rows(db, only)
-    for session_id in ids:
-        # A new episode starts from 'none': nothing has been told about it yet.
-        db.execute(
-            "UPDATE recovery SET state = 'pending', reason = 'crash', marked_at = ?,"
-            " updated_at = ?, told = NULL WHERE session_id = ? AND state = 'none'",
-            (now, now, session_id),
-        )
-        db.execute(
-            "UPDATE sessions SET active_turn = NULL, turn_started_at = NULL WHERE id = ?",
-            (session_id,),
-        )
-    return ids
+        running = f"SELECT id FROM sessions WHERE id {IN_IDS} AND active_turn IS NOT NULL"
+        params = (ids_param(only),)
+    # A new episode starts from 'none': nothing has been told about it yet.
+    db.execute(
+        "UPDATE recovery SET state = 'pending', reason = 'crash', marked_at = ?,"
+        f" updated_at = ?, told = NULL WHERE state = 'none' AND session_id IN ({running})",
+        (now, now, *params),
+    )
+    close_crashed_rows(db, now, only)
+    rows = db.execute(
+        f"UPDATE sessions SET active_turn = NULL, turn_started_at = NULL WHERE id IN ({running})"
+        " RETURNING id",
+        params,
+    ).fetchall()
+    return sorted(int(row[0]) for row in rows)

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from gateway_core.model import TurnKind, TurnOutcome, TurnRecord
 from gateway_core.store.codec import decode_timestamp
+from gateway_core.store.id_sets import IN_IDS, ids_param
 from gateway_core.store.transaction import RowReader, Transaction
 
 _COLUMNS = "session_id, generation, kind, run_id, started_at, ended_at, outcome"
@@ -94,22 +95,34 @@ def end_row(
     )
 
 
-def close_crashed_rows(db: Transaction, only: Collection[int] | None = None) -> int:
-    """At boot: every turn still open died with the previous run (its end time is unknown).
-    On a node, `only` the sessions it took over (the others' turns may be running)."""
+def close_crashed_rows(db: Transaction, now: float, only: Collection[int] | None = None) -> int:
+    """At boot: every turn still open died with the previous run (its end time is unknown;
+    `recovered_at` is when it was found dead, the restart-loop guard's evidence). On a node,
+    `only` the sessions it took over (the others' turns may be running): one statement for
+    the whole set."""
     if only is not None:
-        return sum(
-            db.execute(
-                "UPDATE turns SET outcome = ? WHERE session_id = ? AND outcome IS NULL",
-                (str(TurnOutcome.CRASHED), session_id),
-            ).rowcount
-            for session_id in only
+        cursor = db.execute(
+            f"UPDATE turns SET outcome = ?, recovered_at = ? WHERE session_id {IN_IDS}"
+            " AND outcome IS NULL",
+            (str(TurnOutcome.CRASHED), now, ids_param(only)),
         )
+        return cursor.rowcount
     cursor = db.execute(
-        "UPDATE turns INDEXED BY turns_open SET outcome = ? WHERE outcome IS NULL",
-        (str(TurnOutcome.CRASHED),),
+        "UPDATE turns INDEXED BY turns_open SET outcome = ?, recovered_at = ?"
+        " WHERE outcome IS NULL",
+        (str(TurnOutcome.CRASHED), now),
     )
     return cursor.rowcount
+
+
+# The newest turn rows of each of a set of sessions, newest first (the loop guard's read).
+_RECENT_SQL = (
+    "SELECT session_id, outcome, recovered_at FROM ("
+    " SELECT session_id, outcome, recovered_at, row_number() OVER"
+    " (PARTITION BY session_id ORDER BY generation DESC) AS newest"
+    f" FROM turns WHERE session_id {IN_IDS}) AS recent"
+    " WHERE newest <= ? ORDER BY session_id, newest"
+)
 
 
 def _last_sql(count: int) -> str:
@@ -135,6 +148,29 @@ class Turns:
                 turn = decode_turn(row)
                 found[turn.session_id] = turn
         return found
+
+    async def crash_chains(self, session_ids: Iterable[int], depth: int) -> dict[int, list[float]]:
+        """For each session, when its newest turns were found dead with their gateway (at a
+        boot or a takeover), oldest first: the unbroken run of crashed turns at the end of
+        its history, at most `depth` of them. A turn that ended any other way (completed,
+        failed, interrupted by a drain) ends the run: a session that got through a turn is
+        not in a loop. Sessions with no such crash are left out. One query for the set."""
+        ids = list(session_ids)
+        if not ids or depth <= 0:
+            return {}
+        rows = await self._reader.all(_RECENT_SQL, (ids_param(ids), depth))
+        chains: dict[int, list[float]] = {}
+        broken: set[int] = set()
+        for session_id, outcome, recovered_at in rows:  # newest first within each session
+            sid = int(session_id)
+            if sid in broken:
+                continue
+            found = decode_timestamp(recovered_at)
+            if outcome != str(TurnOutcome.CRASHED) or found is None:
+                broken.add(sid)
+                continue
+            chains.setdefault(sid, []).insert(0, found)
+        return chains
 
     async def of_session(self, session_id: int, limit: int = 100) -> list[TurnRecord]:
         """A session's turns, newest first."""

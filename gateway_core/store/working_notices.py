@@ -11,11 +11,13 @@ its own, so a row of a dead turn and the row of the turn that resumes it never c
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from gateway_core.clock import Clock
 from gateway_core.model import Origin, WorkingNotice
 from gateway_core.store.codec import decode_origin, encode_origin
+from gateway_core.store.id_sets import IN_IDS, ids_param
 from gateway_core.store.transaction import RowReader, TransactionQueue
 
 
@@ -61,5 +63,17 @@ class WorkingNotices:
         rows = await self._reader.all(
             "SELECT session_id, generation, origin, message_id FROM working_notices"
             " ORDER BY created_at, session_id, generation"
+        )
+        return [_decode(row) for row in rows]
+
+    async def of_sessions(self, session_ids: Collection[int]) -> list[WorkingNotice]:
+        """The recorded messages of a set of sessions (those a node took over: their turns
+        died with the node that ran them)."""
+        if not session_ids:
+            return []
+        rows = await self._reader.all(
+            "SELECT session_id, generation, origin, message_id FROM working_notices"
+            f" WHERE session_id {IN_IDS} ORDER BY created_at, session_id, generation",
+            (ids_param(session_ids),),
         )
         return [_decode(row) for row in rows]
