@@ -8,7 +8,7 @@ import asyncio
 import itertools
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,24 +53,29 @@ async def start_node(
     *,
     chats: Sequence[int],
     ttl: float,
+    telegram: Mapping[str, object] | None = None,
+    sections: Mapping[str, Mapping[str, object]] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Node:
-    """A node named `name` (its node_id), its home in tmp_path/name, ready."""
+    """A node named `name` (its node_id), its home in tmp_path/name, ready. `telegram`,
+    `sections`: more config (webhook mode, its listener); `env`: more environment."""
     home = tmp_path / name
     home.mkdir()
     config = write_config(
         home,
         fake,
-        telegram={"allowed_users": list(chats)},
+        telegram={"allowed_users": list(chats), **(telegram or {})},
         sections={
             "store": {"backend": "postgresql", "dsn_env": DSN_ENV},
             "cluster": {"lease_ttl": ttl, "inbox_poll": 0.5},
+            **(sections or {}),
         },
         node_id=f'"{name}"',
     )
     stderr = (home / "stderr.log").open("wb")  # read when a node did not become ready
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "console.cli", "run", "-c", str(config),
-        cwd=REPO, env=environment(home, **{DSN_ENV: dsn}),
+        cwd=REPO, env=environment(home, **{DSN_ENV: dsn, **(env or {})}),
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=stderr,
     )  # fmt: skip
