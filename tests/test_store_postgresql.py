@@ -151,6 +151,10 @@ def test_the_translation_keeps_literals_and_spells_the_differences() -> None:
         "SELECT a FROM t WHERE GREATEST(t.x, excluded.x)"
     )
     assert postgres_sql("json_extract(origin, '$.user_name')") == "(origin::json ->> 'user_name')"
+    assert postgres_sql("UPDATE t SET a = 1 WHERE id IN (SELECT value FROM json_each(?))") == (
+        "UPDATE t SET a = 1 WHERE id IN"
+        " (SELECT value::bigint FROM json_array_elements_text(%s::json))"
+    )
 
 
 async def test_two_nodes_on_one_database_fence_each_other(dsn: str, clock: ManualClock) -> None:
