@@ -287,3 +287,21 @@ async def test_a_job_on_another_host_is_never_adopted_by_pid_and_its_call_is_hel
     # And nothing of this registry may signal the live process: it tracks no running job.
     assert [job.state for job in registry.all()] == [ProcessState.LOST]
     assert (await registry.kill("j1")).killed and live_process.is_running()
+
+
+async def test_without_a_node_a_renamed_machine_keeps_its_jobs(
+    store: Store, clock: ManualClock, tmp_path: Path, live_process: psutil.Process
+) -> None:
+    """SQLite is one machine per file: the recorded host is not consulted there."""
+    session = await _session(store, "renamed", [user("deploy it", clock.now())])
+    await store.processes.save(
+        _foreign_job(
+            session, "j3", clock.now(), pid=live_process.pid, started=live_process.create_time()
+        )
+    )
+    registry = ProcessRegistry(store, clock, tmp_path / "jobs", host="new-name")
+    try:
+        (adopted,) = await registry.adopt_jobs()
+        assert adopted.id == "j3" and adopted.state is ProcessState.RUNNING
+    finally:
+        await registry.close()

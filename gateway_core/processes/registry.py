@@ -100,8 +100,10 @@ class ProcessRegistry:
         node: str | None = None,
     ) -> None:
         self._store = store
-        # Where this registry's jobs run: recorded on each job, and the one machine whose
-        # PIDs it may watch or signal (default: this machine's name).
+        # Where this registry's jobs run: recorded on each job (default: this machine's
+        # name). On a node, the one machine whose PIDs it may watch or signal. On SQLite (no
+        # node: one machine per file) the host is recorded but not consulted, so a machine
+        # that was renamed keeps its jobs.
         self.host = host if host is not None else socket.gethostname()
         self.node = node
         self._clock = clock
@@ -289,7 +291,7 @@ class ProcessRegistry:
         for record in await self._store.processes.live(only):
             if record.id in self._processes:
                 continue
-            if record.host is not None and record.host != self.host:
+            if self._elsewhere(record):
                 tracked = self._track(record, detached=True)
                 await self._finish(tracked, ProcessState.LOST, None, _gone_elsewhere(record))
                 continue
@@ -328,9 +330,13 @@ class ProcessRegistry:
         tracked = self._processes.get(record.id)
         if tracked is not None:
             return tracked.output.text()[-chars:]
-        if record.log_path is None or (record.host is not None and record.host != self.host):
+        if record.log_path is None or self._elsewhere(record):
             return ""  # (another machine's log path names nothing of that job here)
         return await asyncio.to_thread(_read_tail, record.log_path, chars)
+
+    def _elsewhere(self, record: JobRecord) -> bool:
+        """A node's job recorded on another machine (its PID and paths mean nothing here)."""
+        return self.node is not None and record.host is not None and record.host != self.host
 
     async def close(self) -> None:
         """Stop watching (the jobs themselves keep running: they may be re-adopted)."""

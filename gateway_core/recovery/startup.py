@@ -3,7 +3,8 @@
 1. list every recovery record that is not 'none' (a partial index: only the candidates);
 2. read the evidence in a few indexed queries: their transcript tails, their last turn rows,
    and the jobs their interrupted tool calls started (with the end of each job's output);
-3. record this boot's candidate count and ask the loop guard about recent boots;
+3. record this boot's candidate count and ask the loop guard about recent boots (and about
+   each candidate's own chain of turns found dead: the guard per session);
 4. decide each candidate (the pure function in decision.py);
 5. apply every decision in one transaction: the tool results the evidence recovered, the
    clear or hold, the verdict for the console, and the user's one notice where a request is
