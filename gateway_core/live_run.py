@@ -174,7 +174,9 @@ class LiveRun:
         recovered = await recover_at_boot(
             store, record, rt.policy, self.processes.log_tail, only, takeover=takeover
         )
-        if not takeover:
+        if takeover:
+            self.candidates.taken_over(recovered)
+        else:
             self.boot_recovery = recovered
             self.candidates.booted(recovered)
         self._tell_decisions(recovered)

@@ -129,6 +129,9 @@ async def test_a_survivor_holds_the_call_of_a_job_on_the_dead_machine_and_settle
     assert answered == "Back after a restart. You had asked: 'run the tests'"
     record = await gateway.store.recovery.get(deploy.id)
     assert record is not None and record.state == RecoveryState.HELD
+    # The operator sees the held session with the takeover's decision, as a boot's.
+    (view,) = [c for c in gateway.snapshot().candidates if c.session_id == deploy.id]
+    assert (view.state, view.action) == (RecoveryState.HELD, "hold")
     lease = await gateway.store.leases.of_session(deploy.id)
     assert lease is not None and lease.owner == "node-b"
     await running.stop()

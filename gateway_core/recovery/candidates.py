@@ -41,7 +41,12 @@ class CandidateBoard:
 
     def booted(self, boot: BootRecovery) -> None:
         self.boot = boot
-        for candidate in boot.candidates:
+        self.taken_over(boot)
+
+    def taken_over(self, recovered: BootRecovery) -> None:
+        """Decisions on sessions this run recovered (at its boot, or taken over from another
+        node later): the console shows their actions as it shows the boot's."""
+        for candidate in recovered.candidates:
             self._decisions[candidate.session.id] = candidate.decision
             self._keys[candidate.session.id] = str(candidate.session.key)
 
