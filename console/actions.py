@@ -17,7 +17,7 @@ from gateway_core.control import Action
 
 
 class Tab(StrEnum):
-    """The tabs, in order; digits 1-6 switch to them."""
+    """The tabs, in order; digits 1-7 switch to them."""
 
     OVERVIEW = "overview"
     SESSIONS = "sessions"
@@ -25,6 +25,7 @@ class Tab(StrEnum):
     PROCESSES = "processes"
     TIMERS = "timers"
     AUDIT = "audit"
+    NODES = "nodes"  # last: the digits of the others stay what operators learned
 
 
 TABS = tuple(Tab)
@@ -35,6 +36,7 @@ TAB_TITLES = {
     Tab.PROCESSES: "Processes",
     Tab.TIMERS: "Timers",
     Tab.AUDIT: "Audit & log",
+    Tab.NODES: "Nodes",
 }
 
 

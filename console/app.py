@@ -31,6 +31,7 @@ from console.screens.dialogs import InputScreen, LeaveScreen
 from console.screens.help import HelpScreen, help_lines
 from console.tabs.audit import AuditTab
 from console.tabs.base import ConsoleTab
+from console.tabs.nodes import NodesTab
 from console.tabs.overview import OverviewTab
 from console.tabs.processes import ProcessesTab
 from console.tabs.recovery import RecoveryTab
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 # The app's own actions that are not in the table; Tab (focus_next) and the like still work.
 BELOW = {"show_tab", "command_palette", "quit"}
 TAB_CLASSES: tuple[type[ConsoleTab], ...] = (
-    OverviewTab, SessionsTab, RecoveryTab, ProcessesTab, TimersTab, AuditTab,
+    OverviewTab, SessionsTab, RecoveryTab, ProcessesTab, TimersTab, AuditTab, NodesTab,
 )  # fmt: skip
 
 
