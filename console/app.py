@@ -14,12 +14,23 @@ from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from pathlib import Path
 
+from textual import events
 from textual.app import App, ComposeResult, SystemCommand
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import TabbedContent
 
-from console.actions import ACTIONS, BY_NAME, TAB_TITLES, TABS, ConsoleAction, Tab, app_bindings
+from console.actions import (
+    ACTIONS,
+    BY_NAME,
+    TAB_TITLES,
+    TABS,
+    ConsoleAction,
+    Tab,
+    app_bindings,
+    tab_bar_width,
+    tab_label,
+)
 from console.applicable import gateway_actions
 from console.backend import Backend
 from console.commands import ConsoleCommands
@@ -101,6 +112,14 @@ class ConsoleApp(App[str]):
         self.backend.on_link_change(self.refresh_soon)  # a lost gateway is shown at once
         await self.tick()
         self.set_interval(self.refresh_every, self.tick, name="refresh")
+
+    def on_resize(self, event: events.Resize) -> None:
+        # On a narrow terminal a long label is shortened rather than the bar scrolled, which
+        # would hide the first tab's key.
+        short = event.size.width < tab_bar_width()
+        tabs = self.query_one("#tabs", TabbedContent)
+        for tab in TABS:
+            tabs.get_tab(tab.value).label = tab_label(tab, short=short)
 
     def tab(self, tab: Tab | str) -> ConsoleTab:
         return self.query_one(f"#{tab}", ConsoleTab)

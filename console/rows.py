@@ -242,8 +242,8 @@ def timer_row(view: NotifierView, conversation: str) -> Cells:
 
 
 NODE_COLUMNS = (
-    Column("node", "Node", 16, flex=2),
-    Column("host", "Host", 12, drop=2, flex=1),
+    Column("node", "Node", 22, flex=1),  # room for "(this node)" after a short id
+    Column("host", "Host", 12, drop=2),  # the default node id holds the host already
     Column("pid", "PID", 7, drop=3),
     Column("state", "State", 8),
     Column("heartbeat", "Heartbeat", 9),

@@ -28,10 +28,10 @@ ALONE = (
 )
 ALONE_HOW = "Several gateways share their sessions on PostgreSQL: see docs/cluster.md."
 CLUSTER_NOTE = (
-    "Sessions: the session leases a node holds now. Intake: the platform it polls for "
-    "everyone (Telegram allows one poller). Counts come from the shared store; the other "
-    "tabs' turns and jobs are this node's own. Approve, clear, force-resume and interrupt "
-    "act only on the owner: attach to the node that holds the session."
+    "Sessions: the leases a node holds now. Intake: the platform a node polls for all "
+    "(Telegram allows one poller). Read from the shared store; the turns and jobs on the "
+    "other tabs are this node's own. Approve, clear, force-resume and interrupt act only "
+    "on the owner's console: attach to that node."
 )
 
 
@@ -39,6 +39,7 @@ class NodesTab(ConsoleTab, Toned):
     COMPONENT_CLASSES = TONE_CLASSES
     TAB = Tab.NODES
     DEFAULT_CSS = """
+    NodesTab #node-table { height: auto; max-height: 1fr; }
     NodesTab #node-note { padding: 1 1 0 1; height: auto; }
     NodesTab.-alone #node-table { display: none; }
     """
