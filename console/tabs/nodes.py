@@ -18,7 +18,6 @@ from console.safety import clean
 from console.tabs.base import ConsoleTab
 from console.tones import TONE_CLASSES, Tone, Toned
 from console.widgets.keyed_table import KeyedTable
-from console.words import plural
 from gateway_core.snapshot import NodeStatus, Snapshot
 
 ALONE = (
@@ -73,8 +72,8 @@ class NodesTab(ConsoleTab, Toned):
         self.table.apply([(n.node_id, rows.node_row(n, snap.taken_at, here)) for n in views])
         counts = {status: sum(1 for n in views if n.state is status) for status in NodeStatus}
         parts = [f"{n} {status}" for status, n in counts.items() if n]
-        summary = f"Nodes: {plural(len(views), 'node')} on the shared store"
+        summary = f"Nodes: {len(views)}"  # short: it must fit 80 columns with four states
         if parts:
             summary += " (" + ", ".join(parts) + ")"
-        title.update(Text(f"{summary}; this one is {clean(here, 60)}"))
+        title.update(Text(f"{summary}; this one: {clean(here, 40)}"))
         note.update(Text(CLUSTER_NOTE, style=self.tone_style(Tone.DIM)))
