@@ -14,23 +14,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from pathlib import Path
 
-from textual import events
 from textual.app import App, ComposeResult, SystemCommand
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import TabbedContent
 
-from console.actions import (
-    ACTIONS,
-    BY_NAME,
-    TAB_TITLES,
-    TABS,
-    ConsoleAction,
-    Tab,
-    app_bindings,
-    tab_bar_width,
-    tab_label,
-)
+from console.actions import ACTIONS, BY_NAME, TAB_TITLES, TABS, ConsoleAction, Tab, app_bindings
 from console.applicable import gateway_actions
 from console.backend import Backend
 from console.commands import ConsoleCommands
@@ -50,6 +39,7 @@ from console.tabs.sessions import SessionsTab
 from console.tabs.timers import TimersTab
 from console.widgets.key_bar import KeyBar
 from console.widgets.status_bar import StatusBar
+from console.widgets.tab_bar import ConsoleTabs
 from gateway_core.control import Action, ActionResult
 from gateway_core.runtime import GatewayState
 from gateway_core.snapshot import Snapshot
@@ -103,7 +93,7 @@ class ConsoleApp(App[str]):
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="banner")
-        with TabbedContent(id="tabs", initial=Tab.OVERVIEW.value):
+        with ConsoleTabs(id="tabs", initial=Tab.OVERVIEW.value):
             for tab in TAB_CLASSES:
                 yield tab()
         yield KeyBar()
@@ -112,14 +102,6 @@ class ConsoleApp(App[str]):
         self.backend.on_link_change(self.refresh_soon)  # a lost gateway is shown at once
         await self.tick()
         self.set_interval(self.refresh_every, self.tick, name="refresh")
-
-    def on_resize(self, event: events.Resize) -> None:
-        # On a narrow terminal a long label is shortened rather than the bar scrolled, which
-        # would hide the first tab's key.
-        short = event.size.width < tab_bar_width()
-        tabs = self.query_one("#tabs", TabbedContent)
-        for tab in TABS:
-            tabs.get_tab(tab.value).label = tab_label(tab, short=short)
 
     def tab(self, tab: Tab | str) -> ConsoleTab:
         return self.query_one(f"#{tab}", ConsoleTab)
