@@ -146,3 +146,24 @@ async def test_the_console_of_another_node_offers_no_owner_action_and_says_why(
         assert sessions.why_not("interrupt") == (
             f"session {pair.busy} is owned by node node-a; attach to that node"
         )
+
+
+async def test_a_resend_of_another_nodes_reply_is_refused_and_the_reply_left_unknown(
+    pair: Pair,
+) -> None:
+    store = pair.b.gateway.store
+    item = await store.outbox.enqueue(pair.busy, 1, "answer", "the deploy is done")
+    await store.outbox.mark_unknown(item, "the node died while sending it")
+    result = await Control(pair.b.gateway).resend(item, actor="tester")
+    assert not result.ok
+    assert f"session {pair.busy} is owned by node node-a" in result.message
+    # Requeued here it would wait for a delivery claim only node-a may make.
+    stored = await store.outbox.get(item)
+    assert stored is not None and stored.status == "unknown"
+
+
+async def test_a_kill_of_a_job_this_node_does_not_run_says_where_jobs_run(pair: Pair) -> None:
+    result = await Control(pair.b.gateway).kill_process("proc_0123456789ab", actor="tester")
+    assert not result.ok
+    assert result.message.startswith("no process proc_0123456789ab on node node-b;")
+    assert "attach to that node" in result.message
