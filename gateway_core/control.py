@@ -449,8 +449,7 @@ class Control:
             return None
         return ActionResult(
             False,
-            f"{action} refused: session {session_id} is owned by node {owner}; attach to that"
-            " node to act on it",
+            f"session {session_id} is owned by node {owner}; attach to that node to {action} it",
         )
 
     def _refuse_if_read_only(self, action: Action) -> ActionResult | None:

@@ -6,6 +6,7 @@ change in the shared store; nothing is accepted here and then silently dropped."
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,8 +84,9 @@ async def test_the_owner_is_refused_elsewhere_for_each_action_that_needs_it(pair
     ):
         result = await control.perform(action, [str(target)], actor="tester", reason="she needs it")
         assert not result.ok, (action, result)
-        assert f"session {target} is owned by node node-a" in result.message, result
-        assert "attach to that node" in result.message
+        assert result.message == (
+            f"session {target} is owned by node node-a; attach to that node to {action} it"
+        )
     # Nothing happened: the candidate is still held, node-a's turn still runs, and node-b
     # queued no resume (its lane for the session, had it made one, would be busy).
     record = await store.recovery.get(pair.held)
@@ -116,15 +118,29 @@ async def test_the_cli_over_the_socket_says_the_same(
     server = ControlServer(pair.b.gateway, tmp_path / "b" / "control.sock")
     await server.start()
     try:
+        listed = await run_op(
+            server.path, "recovery-list", as_json=True, targets=[], reason=None, timeout=None
+        )
+        listing = json.loads(capsys.readouterr().out)
+        table = await run_op(
+            server.path, "recovery-list", as_json=False, targets=[], reason=None, timeout=None
+        )
+        shown = capsys.readouterr().out
         code = await run_op(
             server.path, "approve", as_json=False, targets=[str(pair.held)], reason=None,
             timeout=None,
         )  # fmt: skip
     finally:
         await server.close()
+    # `recovery list` says whose each candidate is, so the operator knows where to attach.
+    assert listed == 0 and [(c["id"], c["owner"]) for c in listing] == [(pair.held, "node-a")]
+    assert table == 0 and "node" in shown.splitlines()[1] and "node-a" in shown
     assert code == 1
     err = capsys.readouterr().err
-    assert f"session {pair.held} is owned by node node-a; attach to that node" in err, err
+    assert err == (
+        f"switchboard: approve refused: session {pair.held} is owned by node node-a;"
+        " attach to that node to approve it\n"
+    )
 
 
 async def test_the_console_of_another_node_offers_no_owner_action_and_says_why(
