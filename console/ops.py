@@ -139,7 +139,7 @@ def _print_candidates(snap: Snapshot, as_json: bool) -> None:
         print(json.dumps([candidate_json(c, snap.taken_at) for c in candidates], sort_keys=True))
         return
     here = snap.node_id  # several nodes: whose each candidate is (alone: all ours, no column)
-    headers = ("id", "session", "verdict", "state", "reason", "tail age")
+    headers: tuple[str, ...] = ("id", "session", "verdict", "state", "reason", "tail age")
     headers += ("node", "explanation") if here is not None else ("explanation",)
     rows = []
     for c in candidates:
