@@ -113,6 +113,8 @@ async def test_every_node_of_the_shared_store_is_listed_and_this_one_marked(
     bob = await say_hello(node_b, "bob")
     await other_nodes(dsn, clock)
     async with open_console(node_b.gateway) as (app, pilot):
+        overview = static_text(app, "#overview-text")
+        assert "node node-b, one of 4 (tab 7); turns, jobs and notifiers are this" in overview
         await show_tab(app, pilot, "7", "nodes")
         assert table(app, "#node-table").keys == ["node-b", "node-a", "node-c", "node-d"]
 
