@@ -94,7 +94,7 @@ async def test_tails_of_many_sessions_in_one_read(store: Store) -> None:
     tails = await store.transcript.tails([*ids, 4242], 2)
     assert [m.content for m in tails[ids[0]]] == ["0-0"]
     assert [m.content for m in tails[ids[4]]] == ["4-3", "4-4"]
-    assert tails[4242] == []
+    assert len(tails[4242]) == 0
 
 
 def _plan(db_path: Path, sql: str, params: tuple[object, ...]) -> str:
