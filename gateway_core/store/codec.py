@@ -63,7 +63,9 @@ def decode_timestamp(value: Any) -> float | None:
     Values above 1e10 are read as milliseconds (no second count reaches that before 2286);
     rows imported from other tools often carry those.
     """
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if type(value) is float and 0.0 < value <= 1e10:
+        return value  # the common case: a time in seconds, as the store writes them
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
         return None
     number = float(value)
     if not math.isfinite(number) or number <= 0:
@@ -93,10 +95,8 @@ def message_params(session_id: int, seq: int, message: NewMessage, now: float) -
 def decode_message(row: tuple[Any, ...]) -> Message:
     (session_id, seq, role, kind, content, tool_calls, call_id, tool_name, finish, gen, created,
      platform_message_id, reply_to) = row  # fmt: skip
-    # The common cases (no tool calls; a time in seconds) skip the general decoders: the
-    # recovery scan and the peer's method decode a row per candidate or more.
+    # A row without tool calls (most rows) skips their decoder.
     calls, malformed = ((), False) if tool_calls is None else decode_tool_calls(tool_calls)
-    plain_seconds = type(created) is float and 0.0 < created <= 1e10
     return Message(
         session_id=int(session_id),
         seq=int(seq),
@@ -108,7 +108,7 @@ def decode_message(row: tuple[Any, ...]) -> Message:
         tool_name=tool_name,
         finish_reason=finish,
         generation=int(gen or 0),
-        created_at=created if plain_seconds else decode_timestamp(created),
+        created_at=decode_timestamp(created),
         malformed=malformed,
         platform_message_id=None if platform_message_id is None else str(platform_message_id),
         reply_to=None if reply_to is None else str(reply_to),
