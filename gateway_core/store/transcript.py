@@ -107,7 +107,7 @@ class Transcript:
     async def tails(self, session_ids: Iterable[int], limit: int) -> dict[int, StoredTail]:
         """The last `limit` rows of many sessions in one query per 500 (the startup scan's
         read); a session without rows gets an empty tail."""
-        ids = list(session_ids)
+        ids = list(dict.fromkeys(session_ids))  # once each: a repeated id would repeat rows
         grouped: dict[int, list[tuple[Any, ...]]] = {i: [] for i in ids}
         # Chunked to stay under SQLite's bound-parameter limit.
         for start in range(0, len(ids), 500):
