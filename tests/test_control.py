@@ -875,6 +875,38 @@ async def test_an_operator_clear_tells_the_user_once(tmp_path: Path, clock: Manu
         await running.stop()
 
 
+async def test_an_operator_clear_quotes_a_request_far_behind_its_tool_calls(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """The request is 14 rows back, far beyond the boot's first read of each transcript: the
+    clear's notice still quotes it (it reads back to the request, as the boot's scan does)."""
+    state_dir = tmp_path / "state"
+    first = await start_gateway(state_dir, clock)
+    await first.stop()
+    now = clock.now()
+    async with await Store.open(state_dir / DATABASE_NAME, clock=clock) as store:
+        ada = await store.sessions.ensure(
+            SessionKey("loopback", "ada"), Origin("loopback", "ada", user_name="Ada")
+        )
+        rows = [user("deploy", now)]
+        for i in range(6):
+            rows += [asks(call("process", f"p{i}", action="poll"), at=now), result(f"p{i}")]
+        rows.append(asks(call("terminal", "t1", command="./deploy.sh"), at=now))
+        await store.transcript.append(ada.id, rows)
+        assert await store.recovery.mark(ada.id, "crash")
+    running = await start_gateway(state_dir, clock)
+    try:
+        user_ada = running.adapter.user("ada")
+        await user_ada.wait_for(1)  # held: an operator will review it
+        cleared = await Control(running.gateway).clear(ada.id, actor=ACTOR)
+        assert cleared == ActionResult(
+            True, f"session {ada.id}: recovery marker cleared; the user was told"
+        )
+        assert "“deploy”" in [m.text for m in await user_ada.wait_for(2)][1]
+    finally:
+        await running.stop()
+
+
 async def test_resend_sends_a_reply_of_unknown_outcome_once_and_only_that(
     tmp_path: Path, clock: ManualClock
 ) -> None:
