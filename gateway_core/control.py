@@ -454,12 +454,13 @@ class Control:
 
     def _refuse_if_read_only(self, action: Action) -> ActionResult | None:
         if self.read_only and action in MUTATING:
-            return ActionResult(False, f"{action} refused: this console is read-only")
+            # No "<action> refused:" prefix: the CLI and the console say that themselves.
+            return ActionResult(False, "this console is read-only")
         return None
 
     def _refuse_unless_live(self, action: Action) -> ActionResult | None:
         if self._gateway.state in (GatewayState.DRAINING, GatewayState.STOPPED):
-            return ActionResult(False, f"{action} refused: the gateway is {self._gateway.state}")
+            return ActionResult(False, f"the gateway is {self._gateway.state}")
         return None
 
     async def _audit(
