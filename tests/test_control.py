@@ -666,12 +666,8 @@ async def test_a_drain_waits_for_running_turns_and_refuses_actions_meanwhile(
         draining = asyncio.create_task(control.drain(actor=ACTOR, timeout=500))
         assert (await next_event(progress, DrainProgress)).phase == "marking"
         assert state_of(gateway) is GatewayState.DRAINING
-        assert await control.drain(actor=ACTOR) == ActionResult(
-            False, "the gateway is draining"
-        )
-        assert await control.restart(actor=ACTOR) == ActionResult(
-            False, "the gateway is draining"
-        )
+        assert await control.drain(actor=ACTOR) == ActionResult(False, "the gateway is draining")
+        assert await control.restart(actor=ACTOR) == ActionResult(False, "the gateway is draining")
         assert await control.quiet(actor=ACTOR) == ActionResult(
             False, "cannot go quiet while draining"
         )
