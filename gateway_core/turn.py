@@ -55,7 +55,12 @@ from gateway_core.store.processes import (
     owner_generation_row,
     reply_to_of_job_row,
 )
-from gateway_core.store.recovery_records import begin_attempt_row, clear_row, state_row
+from gateway_core.store.recovery_records import (
+    begin_attempt_row,
+    clear_row,
+    start_turn_with_state_row,
+    state_row,
+)
 from gateway_core.store.sessions import (
     end_turn_row,
     finish_turn_row,
@@ -184,22 +189,30 @@ def _start_job(
             instead = _notice_instead_of_turn(db, session_id, request, now)
             if instead is not None:
                 return instead
-        record = state_row(db, session_id)
-        state, reason = (RecoveryState.NONE, None) if record is None else record
-        if request.kind is RequestKind.RESUME and state not in CANDIDATE_STATES:
-            # Answered or cleared since the resume was queued: running it would answer twice.
-            return TurnStart(
-                generation_row(db, session_id), state, reason, dropped="no-longer-a-candidate"
-            )
-        if request.kind is RequestKind.RESUME:
-            reply_to = reply_to_row(db, session_id)  # the interrupted request
-        elif request.notice is not None:
-            reply_to = reply_to_of_job_row(db, request.notice.process_id)
-        else:
+        if request.kind is not RequestKind.RESUME and request.notice is None:
+            # A user's message (the hot path): nothing below depends on the recovery record,
+            # so one statement starts the turn (the new generation, the running-turn marker,
+            # the session touched) and reads the record.
+            generation, record = start_turn_with_state_row(db, session_id, now)
+            state, reason = (RecoveryState.NONE, None) if record is None else record
             reply_to = request.message_id
-        # One statement: the new generation, the running-turn marker, the session touched
-        # (so the input row below need not touch it again).
-        generation = start_turn_row(db, session_id, now)
+        else:
+            record = state_row(db, session_id)
+            state, reason = (RecoveryState.NONE, None) if record is None else record
+            if request.kind is RequestKind.RESUME and state not in CANDIDATE_STATES:
+                # Answered or cleared since the resume was queued: running it would answer
+                # twice.
+                return TurnStart(
+                    generation_row(db, session_id), state, reason, dropped="no-longer-a-candidate"
+                )
+            if request.kind is RequestKind.RESUME:
+                reply_to = reply_to_row(db, session_id)  # the interrupted request
+            else:
+                assert request.notice is not None
+                reply_to = reply_to_of_job_row(db, request.notice.process_id)
+            # One statement: the new generation, the running-turn marker, the session touched
+            # (so the input row below need not touch it again).
+            generation = start_turn_row(db, session_id, now)
         begin_row(db, session_id, generation, request.kind, run_id, now, reply_to)
         if request.kind is RequestKind.RESUME:
             note = NewMessage(

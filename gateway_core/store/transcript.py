@@ -27,6 +27,15 @@ def tails_sql(count: int) -> str:
 
 _MARKS = ", ".join("?" * len(MESSAGE_COLUMNS.split(",")))
 _INSERT = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({_MARKS})"
+# One row appended after the session's last one in a single statement: its seq is computed
+# by the insert itself (the same index range the separate max(seq) read used), so a turn's
+# start and end, which append one row each, run one statement per row, not two.
+_NEXT_MARKS = ", ".join("?" * (len(MESSAGE_COLUMNS.split(",")) - 2))
+_INSERT_NEXT = (
+    f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?,"
+    " (SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE session_id = ?),"
+    f" {_NEXT_MARKS}) RETURNING seq"
+)
 
 
 def append_rows(
@@ -46,14 +55,19 @@ def insert_rows(
 ) -> list[tuple[Any, ...]]:
     """append_rows without decoding the rows back (the turn's hot path has no use for them);
     touch_session=False when the same transaction already set the session's updated_at."""
-    last = db.execute(
-        "SELECT coalesce(max(seq), 0) FROM messages WHERE session_id = ?", (session_id,)
-    ).fetchone()[0]
-    params = [message_params(session_id, last + i + 1, m, now) for i, m in enumerate(messages)]
-    db.executemany(_INSERT, params)
+    if len(messages) == 1:
+        params = message_params(session_id, 0, messages[0], now)
+        seq = db.execute(_INSERT_NEXT, (session_id, session_id, *params[2:])).fetchone()[0]
+        rows = [(session_id, int(seq), *params[2:])]
+    else:
+        last = db.execute(
+            "SELECT coalesce(max(seq), 0) FROM messages WHERE session_id = ?", (session_id,)
+        ).fetchone()[0]
+        rows = [message_params(session_id, last + i + 1, m, now) for i, m in enumerate(messages)]
+        db.executemany(_INSERT, rows)
     if touch_session:
         db.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, session_id))
-    return params
+    return rows
 
 
 class Transcript:
