@@ -479,18 +479,39 @@ class TurnRunner:
         if answer.usage is not None:
             prompt, completion = self._rt.usage.get(session_id, (0, 0))
             self._rt.usage[session_id] = (prompt + answer.usage[0], completion + answer.usage[1])
-        # Shielded: once the answer is committed it must reach the deliverer even if this
-        # turn is cancelled while waiting for the commit.
+        # Once the answer is committed it must reach the deliverer even if this turn is
+        # cancelled while waiting for the commit: the commit's own callback hands it over,
+        # and the turn awaits a future of its own (what asyncio.shield does, with one future
+        # and one callback instead of two of each: this runs for every message).
         commit = self._rt.store.write_soon(txn)
-        commit.add_done_callback(lambda done: self._hand_over(session, done))
-        outbox_id = await asyncio.shield(commit)
+        landed: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        commit.add_done_callback(lambda done: self._hand_over(session, done, landed))
+        outbox_id = await landed
         return outbox_id is not None
 
-    def _hand_over(self, session: Session, commit: asyncio.Future[int | None]) -> None:
-        if not commit.cancelled() and commit.exception() is None:
+    def _hand_over(
+        self,
+        session: Session,
+        commit: asyncio.Future[int | None],
+        landed: asyncio.Future[int | None],
+    ) -> None:
+        """The end-of-turn commit is done: its reply to the deliverer, its outcome to the
+        turn (unless the turn stopped waiting for it)."""
+        if commit.cancelled():
+            if not landed.done():
+                landed.cancel()
+            return
+        error = commit.exception()
+        if error is None:
             outbox_id = commit.result()
             if outbox_id is not None:
                 self._deliverer.enqueue(session.id, outbox_id, session.origin)
+        if landed.done():  # the turn was cancelled meanwhile
+            return
+        if error is None:
+            landed.set_result(commit.result())
+        else:
+            landed.set_exception(error)
 
     async def _record_interruption(
         self, session_id: int, generation: int, unanswered: dict[str, ToolCall]
