@@ -10,7 +10,6 @@ last run stored but never turned into a turn is submitted again, in order.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Sequence
 
@@ -22,6 +21,7 @@ from gateway_core.model import InboxItem, Session, SessionKey
 from gateway_core.questions import Questions
 from gateway_core.runtime import Runtime
 from gateway_core.safe_json import parse_json
+from gateway_core.store.codec import encode_text_payload
 from gateway_core.store.inbox import finish_row, insert_row
 from gateway_core.store.leases import notify_nodes_row
 from gateway_core.store.sessions import ensure_row
@@ -73,7 +73,7 @@ class Intake:
                         duplicates += 1
                     continue
                 key = message.origin.key
-                payload = json.dumps({"text": message.text})
+                payload = encode_text_payload(message.text)
                 # The inbox row first: whether it is new decides whether the session's
                 # newest message is this one, noted by the session's upsert (one statement).
                 inbox_id = insert_row(
