@@ -27,6 +27,7 @@ import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
+from types import AsyncGeneratorType
 from typing import TYPE_CHECKING, Protocol
 
 from gateway_core.agents.base import AgentEvent, Answer, AskTools, ToolDone, TurnContext
@@ -390,7 +391,8 @@ class TurnRunner:
             await asyncio.shield(self._record_interruption(session.id, generation, unanswered))
             raise
         finally:
-            await self._notifiers.stop(notifier)
+            if notifier is not None:  # (most turns have none: no coroutine for nothing)
+                await self._notifiers.stop(notifier)
             rt.events.publish(
                 TurnFinished(
                     rt.clock.now(),
@@ -546,7 +548,8 @@ async def _close_events(events: AsyncIterator[AgentEvent]) -> None:
     """Close the agent's event generator now that its answer is taken. Left to the garbage
     collector, its close is scheduled through the loop's thread-safe wake-up (a pipe write)
     for every turn; a failure while closing cannot take back an answer already given."""
-    if isinstance(events, AsyncGenerator):
+    # A native async generator (the usual agent) is told apart without the ABC's check.
+    if type(events) is AsyncGeneratorType or isinstance(events, AsyncGenerator):
         try:
             await events.aclose()
         except Exception as error:
