@@ -21,6 +21,7 @@ an answer with a hole in it. Its last_error names the piece and the ones held af
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Collection
 from dataclasses import replace
 from typing import Any
@@ -76,12 +77,18 @@ def enqueue_row(
 ) -> int:
     """reply_to: the platform id of the message this answers; direct: it is the answer of
     the turn that message started (see OutboxItem)."""
-    row = db.execute(
-        "INSERT INTO outbox (session_id, generation, kind, content, created_at, reply_to,"
-        " direct) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        (session_id, generation, kind, content, now, reply_to, int(direct)),
-    ).fetchone()
-    return int(row[0])
+    values = (session_id, generation, kind, content, now, reply_to, int(direct))
+    if isinstance(db, sqlite3.Connection):  # the id without RETURNING's buffered result
+        rowid = db.execute(_ENQUEUE, values).lastrowid
+        assert rowid is not None
+        return rowid
+    return int(db.execute(f"{_ENQUEUE} RETURNING id", values).fetchone()[0])
+
+
+_ENQUEUE = (
+    "INSERT INTO outbox (session_id, generation, kind, content, created_at, reply_to, direct)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 class Outbox:
