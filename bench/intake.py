@@ -28,8 +28,9 @@ delivery workers warm); that warm-up is not counted.
               Its payload is encoded as the gateway's intake encodes it (the C string encoder,
               the text json.dumps writes) and its update ids come from a counter (a
               platform's arrive with the update): a random id and json.dumps per message cost
-              it about 15% of its CPU, a handicap the gateway's path does not have. It leaves foreign keys off (the store turns them on; no
-              difference measured here), so it is if anything the stronger side.
+              it about 15% of its CPU, a handicap the gateway's path does not have. It
+              leaves foreign keys off (the store turns them on; no difference measured
+              here), so it is if anything the stronger side.
               It runs before the gateway's phases and after them (the machine is shared:
               its rate drifts with other work) and the mean of the two is the ceiling.
               ratio_to_ceiling = our row rate at saturation / the ceiling's row rate;
