@@ -32,6 +32,7 @@ from gateway_core.model import (
     RecoveryState,
     RunRecord,
     Session,
+    positional_builder,
 )
 from gateway_core.recovery.decision import decide
 from gateway_core.recovery.evidence import is_replayable, trailing_tool_block
@@ -56,6 +57,9 @@ class Candidate:
     session: Session
     decision: Decision
     notice_id: int | None = None  # the outbox row of the user's notice, once applied
+
+
+_candidate = positional_builder(Candidate)  # one per candidate at boot
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +117,7 @@ async def scan(
     last_turns = await store.turns.last(readable)
     jobs = await _jobs_of(store, tails, output_of)
     return [
-        Candidate(
+        _candidate(
             record,
             session,
             decide(
@@ -126,6 +130,7 @@ async def scan(
                 last_turn=last_turns.get(record.session_id),
                 jobs=jobs.get(record.session_id),
             ),
+            None,
         )
         for record, session in records
     ]
