@@ -18,6 +18,7 @@ sessions later in the run (after a job a candidate was waiting for ended).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 
@@ -113,8 +114,11 @@ async def scan(
         records = await store.recovery.candidates()
     readable = [r.session_id for r, _ in records if r.state != RecoveryState.SUSPENDED]
     # Each transcript from its user's request on: all the decision reads (recovery/tails.py).
-    tails = await request_tails(store, readable, policy.tail_rows)
-    last_turns = await store.turns.last(readable)
+    # Both at once: the reader runs them back to back (a round trip to its thread costs
+    # more than the query when the machine is busy).
+    tails, last_turns = await asyncio.gather(
+        request_tails(store, readable, policy.tail_rows), store.turns.last(readable)
+    )
     jobs = await _jobs_of(store, tails, output_of)
     return [
         _candidate(
