@@ -79,6 +79,8 @@ async def _jobs_of(
     """The job each unresolved tool call at the end of a tail started, per session."""
     wanted: list[tuple[int, str]] = []
     for session_id, tail in tails.items():
+        if not any(m.tool_calls for m in tail):
+            continue  # no row asked for a tool: no call is unresolved (most tails)
         block = trailing_tool_block([m for m in tail if is_replayable(m)])
         if block is not None:
             wanted.extend((session_id, call.id) for call in block.unresolved if call.id)
