@@ -182,7 +182,7 @@ async def test_perform_reaches_every_action_by_name(recovering: Recovering) -> N
     control = Control(recovering.gateway, read_only=True)
     for action in sorted(MUTATING):
         result = await control.perform(action, ["1"], actor=ACTOR, reason="r", timeout=0)
-        assert result == ActionResult(False, f"{action} refused: this console is read-only")
+        assert result == ActionResult(False, "this console is read-only")
     unknown = await control.perform("explode", ["1"], actor=ACTOR)
     assert unknown == ActionResult(False, "unknown action 'explode'")
 
@@ -666,12 +666,8 @@ async def test_a_drain_waits_for_running_turns_and_refuses_actions_meanwhile(
         draining = asyncio.create_task(control.drain(actor=ACTOR, timeout=500))
         assert (await next_event(progress, DrainProgress)).phase == "marking"
         assert state_of(gateway) is GatewayState.DRAINING
-        assert await control.drain(actor=ACTOR) == ActionResult(
-            False, "drain refused: the gateway is draining"
-        )
-        assert await control.restart(actor=ACTOR) == ActionResult(
-            False, "restart refused: the gateway is draining"
-        )
+        assert await control.drain(actor=ACTOR) == ActionResult(False, "the gateway is draining")
+        assert await control.restart(actor=ACTOR) == ActionResult(False, "the gateway is draining")
         assert await control.quiet(actor=ACTOR) == ActionResult(
             False, "cannot go quiet while draining"
         )
@@ -694,8 +690,8 @@ async def test_a_drain_waits_for_running_turns_and_refuses_actions_meanwhile(
     try:
         assert await audit_rows(store) == [
             ok("drain", [], "draining (500 s)"),
-            refused("drain", [], "drain refused: the gateway is draining"),
-            refused("restart", [], "restart refused: the gateway is draining"),
+            refused("drain", [], "the gateway is draining"),
+            refused("restart", [], "the gateway is draining"),
             refused("quiet", [], "cannot go quiet while draining"),
             refused("resume-intake", [], "not quiet (state draining)"),
         ]
@@ -716,7 +712,7 @@ async def test_drain_or_restart_of_a_stopped_gateway_is_refused(
         if action == "drain"
         else await control.restart(actor=ACTOR, timeout=0)
     )
-    assert again == ActionResult(False, f"{action} refused: the gateway is stopped")
+    assert again == ActionResult(False, "the gateway is stopped")
 
 
 # -- restart --------------------------------------------------------------------------------
@@ -785,11 +781,11 @@ async def test_a_read_only_control_refuses_every_action_and_changes_nothing(
     }
     assert set(results) == MUTATING
     for action, outcome in results.items():
-        assert outcome == ActionResult(False, f"{action} refused: this console is read-only")
+        assert outcome == ActionResult(False, "this console is read-only")
         assert "read-only" in outcome.message
 
     def row(action: str, targets: Sequence[int | str], reason: str | None = None) -> AuditRow:
-        return refused(action, targets, f"{action} refused: this console is read-only", reason)
+        return refused(action, targets, "this console is read-only", reason)
 
     assert await audit_rows(gateway.store) == [
         row("approve", [held]),
