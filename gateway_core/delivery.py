@@ -252,7 +252,9 @@ class Deliverer:
                 reply_to = anchor if piece.index == 0 else None
                 message_id = await adapter.send(origin, piece.content, reply_to)
                 # Committed before the next piece is sent: a retry starts after it.
-                await store.outbox.piece_sent(outbox_id, piece.index, message_id)
+                await store.outbox.piece_sent(
+                    outbox_id, piece.index, message_id, stored=claimed.stored
+                )
         except DeliveryError as error:
             if error.outcome_unknown:
                 await store.outbox.mark_unknown(outbox_id, str(error))

@@ -21,6 +21,7 @@ an answer with a hole in it. Its last_error names the piece and the ones held af
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Collection
 from dataclasses import replace
 from typing import Any
@@ -76,12 +77,18 @@ def enqueue_row(
 ) -> int:
     """reply_to: the platform id of the message this answers; direct: it is the answer of
     the turn that message started (see OutboxItem)."""
-    row = db.execute(
-        "INSERT INTO outbox (session_id, generation, kind, content, created_at, reply_to,"
-        " direct) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        (session_id, generation, kind, content, now, reply_to, int(direct)),
-    ).fetchone()
-    return int(row[0])
+    values = (session_id, generation, kind, content, now, reply_to, int(direct))
+    if isinstance(db, sqlite3.Connection):  # the id without RETURNING's buffered result
+        rowid = db.execute(_ENQUEUE, values).lastrowid
+        assert rowid is not None
+        return rowid
+    return int(db.execute(f"{_ENQUEUE} RETURNING id", values).fetchone()[0])
+
+
+_ENQUEUE = (
+    "INSERT INTO outbox (session_id, generation, kind, content, created_at, reply_to, direct)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 class Outbox:
@@ -157,19 +164,23 @@ class Outbox:
         def txn(db: Transaction) -> ClaimedReply | None:
             if fence is not None:
                 delivery_fence_row(db, *fence)
+            # The claim also counts the stored pieces: a reply never split (nearly all of
+            # them) then costs this one statement.
             row = db.execute(
                 "UPDATE outbox SET status = 'sending', attempts = attempts + 1"
-                f" WHERE id = ? AND status = 'pending' RETURNING {_COLUMNS}",
-                (item_id,),
+                f" WHERE id = ? AND status = 'pending' RETURNING {_COLUMNS},"
+                " (SELECT count(*) FROM outbox_pieces WHERE outbox_id = ?)",
+                (item_id, item_id),
             ).fetchone()
             if row is None:
                 return None
             item = decode_outbox(row)
-            pieces = piece_rows(db, item_id)
+            pieces = piece_rows(db, item_id) if row[-1] else []
             if not pieces:
                 contents = split(item.content)
                 if len(contents) <= 1:  # fits in one message: the row is its only piece
-                    return ClaimedReply(item, (ReplyPiece(0, item.content, PieceStatus.SENDING),))
+                    only = (ReplyPiece(0, item.content, PieceStatus.SENDING),)
+                    return ClaimedReply(item, only, stored=False)
                 store_piece_rows(db, item_id, contents)
                 pieces = piece_rows(db, item_id)
             owed = [p for p in pieces if p.status is not PieceStatus.SENT]
@@ -186,12 +197,19 @@ class Outbox:
 
         return await self._writer.submit(txn)
 
-    async def piece_sent(self, item_id: int, index: int, platform_message_id: str | None) -> bool:
+    async def piece_sent(
+        self, item_id: int, index: int, platform_message_id: str | None, *, stored: bool = True
+    ) -> bool:
         """Confirm one piece and claim the next in the same commit; after the last piece the
-        reply is sent. True when the reply is now sent."""
+        reply is sent. True when the reply is now sent. stored=False: the claim found the
+        reply unsplit (ClaimedReply.stored), so it has no piece rows to look at (none can be
+        added while it is 'sending': only a claim of a pending row stores pieces)."""
         now = self._clock.now()
 
         def txn(db: Transaction) -> bool:
+            if not stored:
+                _mark_row_sent(db, item_id, platform_message_id, now)
+                return True
             count = piece_count_row(db, item_id)
             if count:
                 mark_sent_row(db, item_id, index, platform_message_id, now)
