@@ -25,6 +25,7 @@ from typing import Any
 from gateway_core.clock import Clock
 from gateway_core.model import NodeRecord, NodeState, SessionLease
 from gateway_core.store.errors import LeaseHeld, LeaseLost
+from gateway_core.store.inbox_wakeups import payload_for
 from gateway_core.store.transaction import RowReader, Transaction, TransactionQueue
 
 _LEASE_COLUMNS = "session_id, owner, epoch, expires_at"
@@ -124,10 +125,18 @@ def inbox_open_row(db: Transaction, inbox_id: int) -> bool:
     return row is not None and row[0] == "new"
 
 
-def notify_nodes_row(db: Transaction) -> None:
-    """Wake the other nodes' inbox pickup when this transaction commits. PostgreSQL only:
-    nodes exist only there."""
-    db.execute(f"SELECT pg_notify('{INBOX_CHANNEL}', '')")
+def notify_nodes_row(db: Transaction, inbox_ids: list[int]) -> None:
+    """Wake the nodes' inbox pickup when this transaction commits, naming the items it
+    committed (store/inbox_wakeups.py). PostgreSQL only: nodes exist only there."""
+    db.execute(f"SELECT pg_notify('{INBOX_CHANNEL}', ?)", (payload_for(inbox_ids),))
+
+
+# A delivery's statements carry this condition (parameters: session id, node id) so that the
+# fence costs no statement of its own: true unless another node owns the session.
+NOT_OWNED_ELSEWHERE = (
+    "NOT EXISTS (SELECT 1 FROM session_leases WHERE session_leases.session_id = ?"
+    " AND session_leases.owner IS NOT NULL AND session_leases.owner != ?)"
+)
 
 
 def delivery_fence_row(db: Transaction, session_id: int, node_id: str) -> None:

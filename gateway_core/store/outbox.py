@@ -27,7 +27,8 @@ from typing import Any
 
 from gateway_core.clock import Clock
 from gateway_core.model import ClaimedReply, OutboxItem, PieceStatus, ReplyPiece
-from gateway_core.store.leases import delivery_fence_row
+from gateway_core.store.errors import LeaseLost
+from gateway_core.store.leases import NOT_OWNED_ELSEWHERE, delivery_fence_row
 from gateway_core.store.outbox_pieces import (
     decode_piece,
     mark_sending_row,
@@ -154,15 +155,17 @@ class Outbox:
         node owns the session (store/leases.py)."""
         now = self._clock.now()
 
+        fenced, fence_params = _fenced(fence)
+
         def txn(db: Transaction) -> ClaimedReply | None:
-            if fence is not None:
-                delivery_fence_row(db, *fence)
             row = db.execute(
                 "UPDATE outbox SET status = 'sending', attempts = attempts + 1"
-                f" WHERE id = ? AND status = 'pending' RETURNING {_COLUMNS}",
-                (item_id,),
+                f" WHERE id = ? AND status = 'pending'{fenced} RETURNING {_COLUMNS}",
+                (item_id, *fence_params),
             ).fetchone()
             if row is None:
+                if fence is not None:  # refused for the lease, or simply not pending?
+                    delivery_fence_row(db, *fence)
                 return None
             item = decode_outbox(row)
             pieces = piece_rows(db, item_id)
@@ -186,17 +189,46 @@ class Outbox:
 
         return await self._writer.submit(txn)
 
-    async def piece_sent(self, item_id: int, index: int, platform_message_id: str | None) -> bool:
+    async def piece_sent(
+        self,
+        item_id: int,
+        index: int,
+        platform_message_id: str | None,
+        fence: tuple[int, str] | None = None,
+    ) -> bool:
         """Confirm one piece and claim the next in the same commit; after the last piece the
-        reply is sent. True when the reply is now sent."""
+        reply is sent. True when the reply is now sent.
+
+        Recorded only while the reply is still 'sending' (this attempt's claim) and, with
+        `fence` (session id, node id), while no other node owns the session: otherwise
+        LeaseLost and nothing is recorded. A node that lost the session meanwhile (its new
+        owner settled the send as unknown) must not record a piece, nor claim the next."""
         now = self._clock.now()
+        fenced, fence_params = _fenced(fence)
 
         def txn(db: Transaction) -> bool:
-            count = piece_count_row(db, item_id)
+            # The check and the piece count in one statement; the UPDATE (of nothing) holds
+            # the row until the commit, so a takeover's settling of the send waits for it.
+            row = db.execute(
+                "UPDATE outbox SET attempts = attempts WHERE id = ? AND status = 'sending'"
+                f"{fenced} RETURNING"
+                " (SELECT count(*) FROM outbox_pieces WHERE outbox_pieces.outbox_id = outbox.id)",
+                (item_id, *fence_params),
+            ).fetchone()
+            if row is None:
+                raise LeaseLost(
+                    f"reply {item_id} is no longer being sent by this attempt"
+                    " (its session changed hands, or its send was settled); piece not recorded"
+                )
+            count = int(row[0])
             if count:
                 mark_sent_row(db, item_id, index, platform_message_id, now)
             if index + 1 >= count:
-                _mark_row_sent(db, item_id, platform_message_id, now)
+                db.execute(
+                    "UPDATE outbox SET status = 'sent', platform_message_id = ?, sent_at = ?"
+                    " WHERE id = ?",
+                    (platform_message_id, now, item_id),
+                )
                 return True
             mark_sending_row(db, item_id, index + 1)
             return False
@@ -315,6 +347,13 @@ def _mark_row_sent(
         (platform_message_id, now, item_id),
     )
     return cursor.rowcount == 1
+
+
+def _fenced(fence: tuple[int, str] | None) -> tuple[str, tuple[int | str, ...]]:
+    """The delivery fence as a condition of the statement itself (no statement of its own)."""
+    if fence is None:
+        return "", ()
+    return f" AND {NOT_OWNED_ELSEWHERE}", fence
 
 
 def _with_note(error: str, note: str | None) -> str:

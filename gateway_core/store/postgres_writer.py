@@ -10,6 +10,16 @@ psycopg 3, which has a synchronous API for this thread and an asynchronous one f
 What differs from SQLite: the server is across a socket, so a lost connection fails the
 batch it hit (every caller hears `ServerUnreachable`) and the next batch connects again;
 and the statements are translated (`dialect.py`).
+
+Round trips are what a batch costs here, so a batch first runs as SQLite's does, without a
+savepoint per body, and in psycopg's pipeline mode: a statement whose result no body looks
+at (most INSERTs and UPDATEs, the BEGIN) is sent without waiting for its answer, and the
+driver waits only where a body reads a result (`fetchone`, `rowcount`) and at the COMMIT.
+When anything goes wrong in that run (a body raises, a statement fails: in a pipeline an
+error may surface at a later statement than the one that caused it) the transaction is
+rolled back and the batch runs again statement by statement, each body in its own
+savepoint, so each caller gets exactly its own outcome. So a body may run twice, as on
+SQLite. Callers still hear of their commit only once COMMIT has been answered.
 """
 
 from __future__ import annotations
@@ -27,30 +37,65 @@ from psycopg.pq import TransactionStatus
 from gateway_core.store.dialect import postgres_sql
 from gateway_core.store.errors import StoreClosed, StoreError
 from gateway_core.store.postgres_connect import describe, translate_error
-from gateway_core.store.transaction import Transaction
+from gateway_core.store.transaction import Cursor, Transaction
 from gateway_core.store.writer import WriterStats
 
 T = TypeVar("T")
 Connection = psycopg.Connection[tuple[Any, ...]]
 
 
+class _PipelinedCursor:
+    """A cursor of a statement sent in pipeline mode. Its rows are fetched by the driver when
+    asked for; its row count is known only once its result has arrived, so asking for it
+    first syncs the pipeline (one round trip, as a statement run on its own would cost)."""
+
+    __slots__ = ("_cursor", "_pipeline")
+
+    def __init__(self, cursor: psycopg.Cursor[Any], pipeline: psycopg.Pipeline) -> None:
+        self._cursor = cursor
+        self._pipeline = pipeline
+
+    @property
+    def rowcount(self) -> int:
+        if self._cursor.pgresult is None:
+            self._pipeline.sync()
+        return self._cursor.rowcount
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+
 class PostgresTransaction:
     """A body's handle on PostgreSQL: the store's SQL translated, run in the open
-    transaction of the writer's connection."""
+    transaction of the writer's connection (pipelined when `pipeline` is given)."""
 
-    __slots__ = ("_connection",)
+    __slots__ = ("_connection", "_pipeline")
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, pipeline: psycopg.Pipeline | None = None) -> None:
         self._connection = connection
+        self._pipeline = pipeline
 
-    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
         # Always a sequence, even empty: the driver then reads `%%` as a literal `%`.
-        return self._connection.execute(postgres_sql(sql), tuple(parameters))
+        cursor = self._connection.execute(postgres_sql(sql), tuple(parameters))
+        if self._pipeline is None:
+            return cursor
+        return _PipelinedCursor(cursor, self._pipeline)
 
-    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> psycopg.Cursor[Any]:
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor:
         cursor = self._connection.cursor()
         cursor.executemany(postgres_sql(sql), [tuple(row) for row in parameters])
-        return cursor
+        if self._pipeline is None:
+            return cursor
+        return _PipelinedCursor(cursor, self._pipeline)
+
+
+class _RunAgain(Exception):
+    """Something failed in a batch run pipelined without savepoints: roll it back and run
+    the batch again, each body in its own savepoint."""
 
 
 @dataclass
@@ -78,6 +123,7 @@ class PostgresWriter:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.stats = WriterStats()
+        self.runs_again = 0  # batches run a second time, isolated (a body or statement failed)
 
     @classmethod
     async def connect(
@@ -143,9 +189,60 @@ class PostgresWriter:
         """Runs on the writer thread: one transaction for the whole batch."""
         try:
             connection = self._usable_connection()
-            connection.execute("BEGIN")
         except StoreError as error:
             return [(False, error)] * len(batch)
+        except psycopg.Error as error:
+            return [(False, translate_error(self._dsn, error))] * len(batch)
+        try:
+            return self._commit_pipelined(connection, batch)
+        except _RunAgain:
+            pass
+        except Exception as error:  # the COMMIT itself failed: nothing of the batch is kept
+            return self._lost(connection, batch, error)
+        if connection.broken:
+            return self._lost(connection, batch, psycopg.OperationalError("connection lost"))
+        return self._commit_isolated(connection, batch)
+
+    def _commit_pipelined(
+        self, connection: Connection, batch: list[_Pending]
+    ) -> list[tuple[bool, Any]]:
+        """The whole batch in one pipelined transaction with no savepoints; _RunAgain (the
+        transaction rolled back) if a body or a statement before the COMMIT failed."""
+        outcomes: list[tuple[bool, Any]] = []
+        failed = False
+        try:
+            with connection.pipeline() as pipeline:
+                try:
+                    connection.execute("BEGIN")
+                    handle = PostgresTransaction(connection, pipeline)
+                    for pending in batch:
+                        outcomes.append((True, pending.txn(handle)))
+                    # Every statement answered before the COMMIT is sent: an error in the
+                    # last body's statements must make the batch run again, not lose it.
+                    pipeline.sync()
+                except Exception:
+                    failed = True
+                else:
+                    connection.execute("COMMIT")
+                # Leaving the pipeline syncs it: the COMMIT has been answered (or failed).
+        except psycopg.Error:
+            if not failed:
+                raise  # the COMMIT failed: the batch is lost
+        if failed:
+            self.runs_again += 1
+            if not connection.broken:
+                with contextlib.suppress(psycopg.Error):
+                    connection.execute("ROLLBACK")
+            raise _RunAgain
+        return outcomes
+
+    def _commit_isolated(
+        self, connection: Connection, batch: list[_Pending]
+    ) -> list[tuple[bool, Any]]:
+        """Statement by statement, each body in its own savepoint: one that raises is rolled
+        back alone and its caller gets the exception."""
+        try:
+            connection.execute("BEGIN")
         except psycopg.Error as error:
             return [(False, translate_error(self._dsn, error))] * len(batch)
         handle = PostgresTransaction(connection)
@@ -164,16 +261,21 @@ class PostgresWriter:
                     outcomes.append((False, self._as_store_error(error)))
             connection.execute("COMMIT")
         except Exception as error:
-            # The connection went, or the transaction could not be kept: the whole batch is
-            # lost, so every caller must hear about it.
-            lost = self._as_store_error(error)
-            if not connection.broken and (
-                connection.info.transaction_status != TransactionStatus.IDLE
-            ):
-                with contextlib.suppress(psycopg.Error):
-                    connection.execute("ROLLBACK")
-            return [(False, lost)] * len(batch)
+            return self._lost(connection, batch, error)
         return outcomes
+
+    def _lost(
+        self, connection: Connection, batch: list[_Pending], error: Exception
+    ) -> list[tuple[bool, Any]]:
+        """The connection went, or the transaction could not be kept: the whole batch is
+        lost, so every caller must hear about it."""
+        lost = self._as_store_error(error)
+        if not connection.broken and (
+            connection.info.transaction_status != TransactionStatus.IDLE
+        ):
+            with contextlib.suppress(psycopg.Error):
+                connection.execute("ROLLBACK")
+        return [(False, lost)] * len(batch)
 
     def _as_store_error(self, error: Exception) -> Exception:
         if isinstance(error, psycopg.Error):
