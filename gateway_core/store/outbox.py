@@ -33,7 +33,6 @@ from gateway_core.store.outbox_pieces import (
     decode_piece,
     mark_sending_row,
     mark_sent_row,
-    piece_count_row,
     piece_rows,
     settle_sending_row,
     store_piece_rows,

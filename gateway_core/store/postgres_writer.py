@@ -270,9 +270,7 @@ class PostgresWriter:
         """The connection went, or the transaction could not be kept: the whole batch is
         lost, so every caller must hear about it."""
         lost = self._as_store_error(error)
-        if not connection.broken and (
-            connection.info.transaction_status != TransactionStatus.IDLE
-        ):
+        if not connection.broken and (connection.info.transaction_status != TransactionStatus.IDLE):
             with contextlib.suppress(psycopg.Error):
                 connection.execute("ROLLBACK")
         return [(False, lost)] * len(batch)
