@@ -3,6 +3,7 @@ node took the session over, and the release at once when it stops. And on SQLite
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from gateway_core.clock import ManualClock
 from gateway_core.events import TurnFinished
-from gateway_core.model import NodeState, Role
+from gateway_core.model import NodeState, Origin, Role
 from gateway_core.store import Store
 from tests.support.harness import next_event, start_gateway, use_store, wait_for_sleepers
 from tests.support.postgres_server import PostgresServer
@@ -123,3 +124,27 @@ async def test_a_message_taken_in_by_one_node_is_answered_once_by_the_sessions_o
         "two",
         "You said: two",
     ]
+
+
+async def test_at_boot_a_node_queues_only_the_backlog_of_sessions_it_may_own(
+    dsn: str, tmp_path: Path, clock: ManualClock
+) -> None:
+    bob, cy = Origin("loopback", "bob", user_id="bob"), Origin("loopback", "cy", user_id="cy")
+    async with await Store.open_postgresql(dsn, clock=clock) as node_b:
+        held = await node_b.sessions.ensure(bob.key, bob)
+        await node_b.sessions.ensure(cy.key, cy)
+        await node_b.leases.acquire(held.id, "node-b", 10 * 60)  # node-b is alive and owns bob
+        await node_b.inbox.add_batch(
+            "loopback",
+            [
+                ("b1", str(bob.key), json.dumps({"text": "from bob"})),
+                ("c1", str(cy.key), json.dumps({"text": "from cy"})),
+            ],
+        )
+        running = await start_gateway(tmp_path / "a", clock, gateway={"node_id": "node-a"})
+        cy_chat = running.adapter.user("cy")
+        assert [m.text for m in await cy_chat.wait_for(1)] == ["You said: from cy"]
+        # bob's message is node-b's to answer: node-a did not even queue it.
+        assert held.id not in {lane.session.id for lane in running.gateway.lanes.all()}
+        assert [item.update_id for item in await node_b.inbox.open_items()] == ["b1"]
+        await running.stop()
