@@ -138,9 +138,7 @@ def claim_left_over_row(
     """Leases of the sessions something may be left over in, whose lease is free or lapsed
     (at boot also those already this node's: a restart under the same node_id). Returns the
     sessions now this node's to recover, each under a new epoch (or its own)."""
-    rows = db.execute(
-        _CLAIM_LEFT_OVER_SQL, (node_id, now + ttl, int(include_own), now)
-    ).fetchall()
+    rows = db.execute(_CLAIM_LEFT_OVER_SQL, (node_id, now + ttl, int(include_own), now)).fetchall()
     return sorted(int(row[0]) for row in rows)
 
 
