@@ -13,7 +13,14 @@ import pytest
 
 from gateway_core.clock import ManualClock
 from gateway_core.model import Origin, SessionKey
-from gateway_core.store import AccessDenied, LeaseLost, SchemaTooNew, ServerUnreachable, Store
+from gateway_core.store import (
+    AccessDenied,
+    LeaseLost,
+    SchemaTooNew,
+    ServerUnreachable,
+    Store,
+    StoreError,
+)
 from gateway_core.store.dialect import postgres_sql
 from gateway_core.store.leases import fence_row
 from gateway_core.store.schema import LATEST_VERSION
@@ -177,3 +184,59 @@ async def test_two_nodes_on_one_database_fence_each_other(dsn: str, clock: Manua
         )
         assert isinstance(late_a, LeaseLost) and on_time_b is None
         assert [m.content for m in await node_a.transcript.all(session.id)] == ["answer"]
+
+
+def _append_row(session_id: int, text: str) -> Callable[[Transaction], int]:
+    def txn(db: Transaction) -> int:
+        return append_rows(db, session_id, [answer(text)], 1.0)[0].seq
+
+    return txn
+
+
+def _failing_statement(db: Transaction) -> None:
+    # NOT NULL violated; its result is never looked at, so in a pipelined batch the error
+    # surfaces at a later body's statement.
+    db.execute("INSERT INTO sessions (key) VALUES (NULL)")
+
+
+def _swallowing(db: Transaction) -> None:
+    try:
+        db.execute("INSERT INTO sessions (key) VALUES (NULL)")
+        db.execute("SELECT 1").fetchone()
+    except psycopg.Error:
+        pass  # a body that goes on: what it wrote must not be reported committed
+
+
+async def test_in_one_batch_a_failing_statement_fails_its_own_write_only(dsn: str) -> None:
+    async with await Store.open_postgresql(dsn) as store:
+        session = await store.sessions.ensure(KEY, ORIGIN)
+        before = store.writer_stats.batches
+        results = await asyncio.gather(
+            store.write_soon(_append_row(session.id, "first")),
+            store.write_soon(_failing_statement),
+            store.write_soon(_swallowing),
+            store.write_soon(_append_row(session.id, "last")),
+            return_exceptions=True,
+        )
+        assert store.writer_stats.batches - before == 1
+        assert results[0] == 1 and results[3] == 2
+        assert isinstance(results[1], StoreError) and "NotNullViolation" in str(results[1])
+        assert isinstance(results[2], StoreError) and "went on regardless" in str(results[2])
+        rows = await store.transcript.all(session.id)
+        assert [(m.seq, m.content) for m in rows] == [(1, "first"), (2, "last")]
+
+
+async def test_a_batch_whose_last_write_swallowed_a_failure_is_not_reported_committed(
+    dsn: str,
+) -> None:
+    async with await Store.open_postgresql(dsn) as store:
+        session = await store.sessions.ensure(KEY, ORIGIN)
+        results = await asyncio.gather(
+            store.write_soon(_append_row(session.id, "kept")),
+            store.write_soon(_swallowing),
+            return_exceptions=True,
+        )
+        assert results[0] == 1
+        assert isinstance(results[1], StoreError)
+        rows = await store.transcript.all(session.id)
+        assert [m.content for m in rows] == ["kept"]

@@ -231,6 +231,11 @@ class PostgresWriter:
                     # Every statement answered before the COMMIT is sent: an error in the
                     # last body's statements must make the batch run again, not lose it.
                     pipeline.sync()
+                    if connection.info.transaction_status == TransactionStatus.INERROR:
+                        # A statement failed and a body went on (an error in a pipeline can
+                        # surface at a later body's statement): a COMMIT now would be a
+                        # silent rollback, so the batch runs again, isolated.
+                        raise _RunAgain
                 except Exception:
                     failed = True
                 else:
@@ -262,8 +267,14 @@ class PostgresWriter:
             for pending in batch:
                 connection.execute("SAVEPOINT txn")
                 try:
-                    outcomes.append((True, pending.txn(handle)))
+                    value = pending.txn(handle)
+                    if connection.info.transaction_status == TransactionStatus.INERROR:
+                        raise StoreError(
+                            f"{self._where}: a statement of this write failed and the write"
+                            " went on regardless; rolled back"
+                        )
                     connection.execute("RELEASE SAVEPOINT txn")
+                    outcomes.append((True, value))
                 except Exception as error:  # the body's own failure goes back to its caller
                     if connection.broken:
                         raise
