@@ -45,6 +45,10 @@ _COLUMNS = (
 )
 
 
+# In a RETURNING of an UPDATE of one outbox row: how many stored pieces it has.
+_PIECE_COUNT = "SELECT count(*) FROM outbox_pieces WHERE outbox_pieces.outbox_id = outbox.id"
+
+
 def decode_outbox(row: tuple[Any, ...]) -> OutboxItem:
     return OutboxItem(
         id=int(row[0]),
@@ -159,7 +163,8 @@ class Outbox:
         def txn(db: Transaction) -> ClaimedReply | None:
             row = db.execute(
                 "UPDATE outbox SET status = 'sending', attempts = attempts + 1"
-                f" WHERE id = ? AND status = 'pending'{fenced} RETURNING {_COLUMNS}",
+                f" WHERE id = ? AND status = 'pending'{fenced} RETURNING {_COLUMNS},"
+                f" ({_PIECE_COUNT})",
                 (item_id, *fence_params),
             ).fetchone()
             if row is None:
@@ -167,7 +172,8 @@ class Outbox:
                     delivery_fence_row(db, *fence)
                 return None
             item = decode_outbox(row)
-            pieces = piece_rows(db, item_id)
+            # Most replies fit in one message and never had pieces: not read for nothing.
+            pieces = piece_rows(db, item_id) if int(row[-1]) else []
             if not pieces:
                 contents = split(item.content)
                 if len(contents) <= 1:  # fits in one message: the row is its only piece
@@ -210,8 +216,7 @@ class Outbox:
             # the row until the commit, so a takeover's settling of the send waits for it.
             row = db.execute(
                 "UPDATE outbox SET attempts = attempts WHERE id = ? AND status = 'sending'"
-                f"{fenced} RETURNING"
-                " (SELECT count(*) FROM outbox_pieces WHERE outbox_pieces.outbox_id = outbox.id)",
+                f"{fenced} RETURNING ({_PIECE_COUNT})",
                 (item_id, *fence_params),
             ).fetchone()
             if row is None:
