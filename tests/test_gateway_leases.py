@@ -3,6 +3,7 @@ node took the session over, and the release at once when it stops. And on SQLite
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,3 +149,20 @@ async def test_at_boot_a_node_queues_only_the_backlog_of_sessions_it_may_own(
         assert held.id not in {lane.session.id for lane in running.gateway.lanes.all()}
         assert [item.update_id for item in await node_b.inbox.open_items()] == ["b1"]
         await running.stop()
+
+
+async def test_a_nodes_intake_commits_messages_arriving_together_in_one_transaction(
+    dsn: str, tmp_path: Path, clock: ManualClock
+) -> None:
+    """Group commit holds on a node as on SQLite: intake batches are not committed one at a
+    time (each message would pay a commit of its own)."""
+    running = await start_gateway(tmp_path / "a", clock, gateway={"node_id": "node-a"})
+    users = [running.adapter.user(f"u{n}") for n in range(10)]
+    store = running.gateway.store
+    before = store.writer_stats.batches
+    await asyncio.gather(*(user.say(f"hi {n}") for n, user in enumerate(users)))
+    # The ten intake commits went in one transaction (a turn's start may follow in one more).
+    assert store.writer_stats.batches - before <= 2
+    for n, user in enumerate(users):
+        assert [m.text for m in await user.wait_for(1)] == [f"You said: hi {n}"]
+    await running.stop()
