@@ -2,8 +2,8 @@
 
 It keeps the SQLite writer's contract (writer.py): bodies are plain functions of a
 `Transaction`, the waiting ones run together in ONE transaction on the writer's own thread,
-each inside a savepoint so a body that raises is rolled back alone and its caller gets the
-exception, and every caller's future resolves once that transaction is committed. The
+a body that raises is rolled back alone and its caller gets the exception, and every
+caller's future resolves once that transaction is committed. The
 bodies therefore stay synchronous, the same code on both backends; this is why the driver is
 psycopg 3, which has a synchronous API for this thread and an asynchronous one for reads.
 
@@ -11,15 +11,13 @@ What differs from SQLite: the server is across a socket, so a lost connection fa
 batch it hit (every caller hears `ServerUnreachable`) and the next batch connects again;
 and the statements are translated (`dialect.py`).
 
-Round trips are what a batch costs here, so a batch first runs as SQLite's does, without a
-savepoint per body, and in psycopg's pipeline mode: a statement whose result no body looks
-at (most INSERTs and UPDATEs, the BEGIN) is sent without waiting for its answer, and the
-driver waits only where a body reads a result (`fetchone`, `rowcount`) and at the COMMIT.
-When anything goes wrong in that run (a body raises, a statement fails: in a pipeline an
-error may surface at a later statement than the one that caused it) the transaction is
-rolled back and the batch runs again statement by statement, each body in its own
-savepoint, so each caller gets exactly its own outcome. So a body may run twice, as on
-SQLite. Callers still hear of their commit only once COMMIT has been answered.
+A batch first runs as SQLite's does, without a savepoint per body (two round trips less per
+body). When anything in that run fails (a body raises, a statement fails) the transaction is
+rolled back and the batch runs again, each body in its own savepoint, so each caller gets
+exactly its own outcome. So a body may run twice, as on SQLite. Callers still hear of their
+commit only once COMMIT has been answered. (psycopg's pipeline mode was tried for the
+statements whose results no body reads: on the intake bench it cost more client and server
+CPU than the round trips it saved, most statements of a body being waited on anyway.)
 """
 
 from __future__ import annotations
@@ -37,60 +35,30 @@ from psycopg.pq import TransactionStatus
 from gateway_core.store.dialect import postgres_sql
 from gateway_core.store.errors import StoreClosed, StoreError
 from gateway_core.store.postgres_connect import describe, translate_error
-from gateway_core.store.transaction import Cursor, Transaction
+from gateway_core.store.transaction import Transaction
 from gateway_core.store.writer import WriterStats
 
 T = TypeVar("T")
 Connection = psycopg.Connection[tuple[Any, ...]]
 
 
-class _PipelinedCursor:
-    """A cursor of a statement sent in pipeline mode. Its rows are fetched by the driver when
-    asked for; its row count is known only once its result has arrived, so asking for it
-    first syncs the pipeline (one round trip, as a statement run on its own would cost)."""
-
-    __slots__ = ("_cursor", "_pipeline")
-
-    def __init__(self, cursor: psycopg.Cursor[Any], pipeline: psycopg.Pipeline) -> None:
-        self._cursor = cursor
-        self._pipeline = pipeline
-
-    @property
-    def rowcount(self) -> int:
-        if self._cursor.pgresult is None:
-            self._pipeline.sync()
-        return self._cursor.rowcount
-
-    def fetchone(self) -> Any:
-        return self._cursor.fetchone()
-
-    def fetchall(self) -> list[Any]:
-        return self._cursor.fetchall()
-
-
 class PostgresTransaction:
     """A body's handle on PostgreSQL: the store's SQL translated, run in the open
-    transaction of the writer's connection (pipelined when `pipeline` is given)."""
+    transaction of the writer's connection."""
 
-    __slots__ = ("_connection", "_pipeline")
+    __slots__ = ("_connection",)
 
-    def __init__(self, connection: Connection, pipeline: psycopg.Pipeline | None = None) -> None:
+    def __init__(self, connection: Connection) -> None:
         self._connection = connection
-        self._pipeline = pipeline
 
-    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
         # Always a sequence, even empty: the driver then reads `%%` as a literal `%`.
-        cursor = self._connection.execute(postgres_sql(sql), tuple(parameters))
-        if self._pipeline is None:
-            return cursor
-        return _PipelinedCursor(cursor, self._pipeline)
+        return self._connection.execute(postgres_sql(sql), tuple(parameters))
 
-    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor:
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> psycopg.Cursor[Any]:
         cursor = self._connection.cursor()
         cursor.executemany(postgres_sql(sql), [tuple(row) for row in parameters])
-        if self._pipeline is None:
-            return cursor
-        return _PipelinedCursor(cursor, self._pipeline)
+        return cursor
 
 
 def _binding_on_the_server(connection: Connection) -> Connection:
@@ -105,8 +73,8 @@ def _binding_on_the_server(connection: Connection) -> Connection:
 
 
 class _RunAgain(Exception):
-    """Something failed in a batch run pipelined without savepoints: roll it back and run
-    the batch again, each body in its own savepoint."""
+    """Something failed in a batch run without savepoints: roll it back and run the batch
+    again, each body in its own savepoint."""
 
 
 @dataclass
@@ -205,7 +173,7 @@ class PostgresWriter:
         except psycopg.Error as error:
             return [(False, translate_error(self._dsn, error))] * len(batch)
         try:
-            return self._commit_pipelined(connection, batch)
+            return self._commit_together(connection, batch)
         except _RunAgain:
             pass
         except Exception as error:  # the COMMIT itself failed: nothing of the batch is kept
@@ -214,42 +182,28 @@ class PostgresWriter:
             return self._lost(connection, batch, psycopg.OperationalError("connection lost"))
         return self._commit_isolated(connection, batch)
 
-    def _commit_pipelined(
+    def _commit_together(
         self, connection: Connection, batch: list[_Pending]
     ) -> list[tuple[bool, Any]]:
-        """The whole batch in one pipelined transaction with no savepoints; _RunAgain (the
-        transaction rolled back) if a body or a statement before the COMMIT failed."""
+        """The whole batch in one transaction with no savepoints; _RunAgain (the transaction
+        rolled back) if a body or a statement before the COMMIT failed."""
         outcomes: list[tuple[bool, Any]] = []
-        failed = False
         try:
-            with connection.pipeline() as pipeline:
-                try:
-                    connection.execute("BEGIN")
-                    handle = PostgresTransaction(connection, pipeline)
-                    for pending in batch:
-                        outcomes.append((True, pending.txn(handle)))
-                    # Every statement answered before the COMMIT is sent: an error in the
-                    # last body's statements must make the batch run again, not lose it.
-                    pipeline.sync()
-                    if connection.info.transaction_status == TransactionStatus.INERROR:
-                        # A statement failed and a body went on (an error in a pipeline can
-                        # surface at a later body's statement): a COMMIT now would be a
-                        # silent rollback, so the batch runs again, isolated.
-                        raise _RunAgain
-                except Exception:
-                    failed = True
-                else:
-                    connection.execute("COMMIT")
-                # Leaving the pipeline syncs it: the COMMIT has been answered (or failed).
-        except psycopg.Error:
-            if not failed:
-                raise  # the COMMIT failed: the batch is lost
-        if failed:
+            connection.execute("BEGIN")
+            handle = PostgresTransaction(connection)
+            for pending in batch:
+                outcomes.append((True, pending.txn(handle)))
+            if connection.info.transaction_status == TransactionStatus.INERROR:
+                # A statement failed and its body went on: a COMMIT now would be a silent
+                # rollback, so the batch runs again, isolated.
+                raise _RunAgain
+        except Exception:
             self.runs_again += 1
             if not connection.broken:
                 with contextlib.suppress(psycopg.Error):
                     connection.execute("ROLLBACK")
-            raise _RunAgain
+            raise _RunAgain from None
+        connection.execute("COMMIT")  # if it fails, the batch is lost (the caller's except)
         return outcomes
 
     def _commit_isolated(
