@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from gateway_core.store import (
     StoreError,
 )
 from gateway_core.store.dialect import postgres_sql
-from gateway_core.store.leases import fence_row
+from gateway_core.store.leases import claim_left_over_row, fence_row
 from gateway_core.store.schema import LATEST_VERSION
 from gateway_core.store.schema_postgresql import VERSION_TABLE
 from gateway_core.store.transaction import Transaction
@@ -240,3 +241,33 @@ async def test_a_batch_whose_last_write_swallowed_a_failure_is_not_reported_comm
         assert isinstance(results[1], StoreError)
         rows = await store.transcript.all(session.id)
         assert [m.content for m in rows] == ["kept"]
+
+
+async def test_a_sweep_does_not_hold_up_the_live_owner_of_a_session(
+    dsn: str, clock: ManualClock
+) -> None:
+    """Node a's take-over sweep meets a session node b holds and is using: b's fence must not
+    wait for a's sweep to commit (a row lock there would stall b, or deadlock two sweeps)."""
+    async with (
+        await Store.open_postgresql(dsn, clock=clock) as a,
+        await Store.open_postgresql(dsn, clock=clock) as b,
+    ):
+        session = await b.sessions.ensure(KEY, ORIGIN)
+        epoch = await b.leases.acquire(session.id, "b", 15.0)
+        await b.outbox.enqueue(session.id, 1, "reply", "owed")  # something left over
+        inside, release = threading.Event(), threading.Event()
+
+        def sweep_held_open(db: Transaction) -> list[int]:
+            taken = claim_left_over_row(db, "a", clock.now(), 15.0, include_own=False)
+            inside.set()
+            release.wait(10)  # a's transaction stays open while b writes
+            return taken
+
+        sweeping = a.write_soon(sweep_held_open)
+        assert await asyncio.get_running_loop().run_in_executor(None, inside.wait, 10)
+        try:
+            async with asyncio.timeout(3):
+                await b.write(lambda db: fence_row(db, session.id, "b", epoch))
+        finally:
+            release.set()
+        assert await sweeping == []

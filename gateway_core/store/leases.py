@@ -115,12 +115,18 @@ _LEFT_OVER_SQL = (
 
 # Each left-over session whose lease is free (never taken, released), lapsed, or (at boot,
 # `include_own`) already this node's, taken in the same statement: one statement however
-# many sessions there are, and no row is read that is not then taken. In session order, as
-# two nodes sweeping at once take their row locks in the same order (no deadlock).
+# many sessions there are. The sessions another node holds are left out before the upsert,
+# not by its WHERE: PostgreSQL locks every row an ON CONFLICT DO UPDATE meets, updated or
+# not, and a live node's fences would then wait for this sweep's commit (or deadlock with
+# its own sweep). The WHERE still guards a lease taken meanwhile. In session order, as two
+# nodes sweeping at once take their row locks in the same order.
 _CLAIM_LEFT_OVER_SQL = (
     "INSERT INTO session_leases (session_id, owner, epoch, expires_at)"
     f" SELECT left_over.id, ?, 1, ? FROM ({_LEFT_OVER_SQL}) AS left_over"
-    " WHERE true ORDER BY left_over.id"  # WHERE: SQLite's parser needs it before ON CONFLICT
+    " WHERE NOT EXISTS (SELECT 1 FROM session_leases AS held"
+    " WHERE held.session_id = left_over.id AND held.owner IS NOT NULL"
+    " AND ((held.owner != ? AND held.expires_at >= ?) OR (held.owner = ? AND ? = 0)))"
+    " ORDER BY left_over.id"
     " ON CONFLICT (session_id) DO UPDATE SET"
     " epoch = CASE WHEN session_leases.owner = excluded.owner THEN session_leases.epoch"
     " ELSE session_leases.epoch + 1 END,"
@@ -138,7 +144,9 @@ def claim_left_over_row(
     """Leases of the sessions something may be left over in, whose lease is free or lapsed
     (at boot also those already this node's: a restart under the same node_id). Returns the
     sessions now this node's to recover, each under a new epoch (or its own)."""
-    rows = db.execute(_CLAIM_LEFT_OVER_SQL, (node_id, now + ttl, int(include_own), now)).fetchall()
+    own = int(include_own)
+    parameters = (node_id, now + ttl, node_id, now, node_id, own, own, now)
+    rows = db.execute(_CLAIM_LEFT_OVER_SQL, parameters).fetchall()
     return sorted(int(row[0]) for row in rows)
 
 
