@@ -48,13 +48,18 @@ class InboxPickup:
 
     async def _forever(self, wakeups: InboxWakeups) -> None:
         rt = self._rt
+        poll = rt.config.cluster.inbox_poll
+        last_full = rt.clock.now()
         while True:
             woken = await _woken_or_polled(rt, wakeups.event)
-            # Woken: the items the notifications named. The poll: every open item (what a
-            # lost notification, or a session whose owner lapsed, left there).
-            named = wakeups.take() if woken else None
-            if not woken:
-                wakeups.take()  # this look covers whatever was named meanwhile
+            # Woken: the items the notifications named. At least every `inbox_poll` seconds,
+            # woken or not (under steady traffic the poll's timer never runs out): every
+            # open item, for what a lost notification or a session whose owner lapsed left
+            # there, and to forget the items turned into turns.
+            named = wakeups.take()
+            if not woken or rt.clock.now() - last_full >= poll:
+                named = None
+                last_full = rt.clock.now()
             if not rt.accepting_turns:
                 continue
             try:
