@@ -10,19 +10,25 @@ approach (load every transcript), on the 2-core machine this project runs on. Is
 Three ways to find what to resume, over the same data:
 
   ours   the startup scan (gateway_core/recovery/startup.py): the candidates' partial index,
-         their transcript tails and last turn rows, a few indexed queries.
+         a short tail of each transcript (read further back only where it does not reach the
+         user's request), their last turn rows, a few indexed queries.
   peer   the peer gateway's access pattern, rebuilt exactly: one index entry per session as
          JSON text (its own table here, `peer_session_index`), the whole index loaded and
          parsed at boot, the entries marked resume-pending kept, and each of their
          transcripts loaded in full from the same messages table before its tail is checked
-         (the same decide()). It gets every advantage: a plain synchronous sqlite3
-         connection, opened before the clock starts.
+         (the same decide(), given the whole transcript). It gets every advantage: a plain
+         synchronous sqlite3 connection, opened before the clock starts. Its decisions must
+         equal ours (`same_decisions`): ours are meant to be the whole transcript's.
   naive  every session's transcript and record loaded through the store, then classified.
 
-Cold: the database's pages are evicted from the OS page cache before the one timed run of
-each method (posix_fadvise DONTNEED on the database and its WAL: no root needed and nothing
-else on the machine loses its cache; `cold_method` says what was done). Warm: the median of
---repeats runs right after.
+Ours and the peer's are timed in alternating rounds (the order flips each round), so load
+from elsewhere on the machine falls on both alike. Cold: before each cold run the database's
+pages are evicted from the OS page cache (posix_fadvise DONTNEED on the database and its WAL:
+no root needed and nothing else on the machine loses its cache; `cold_method` says what was
+done) and the method gets connections opened afresh, so neither SQLite's own cache nor the
+OS's holds a page; median of --cold-rounds. Warm: median of --repeats runs. `cpu_*` is the
+process's CPU time over the same runs (both methods' threads), which load disturbs less. The
+garbage collector is set as `switchboard run` sets it before its boot's scan.
 
 The large store is built with plain sqlite3 executemany (setup only, not measured) into
 bench/out/ and reused by later runs with the same size; --rebuild forces a new one.
@@ -45,7 +51,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from gateway_core.gc_tuning import tune_for_long_running_server
 from gateway_core.model import (
+    Decision,
     MessageKind,
     NewMessage,
     RecoveryRecord,
@@ -55,6 +63,7 @@ from gateway_core.model import (
 )
 from gateway_core.recovery import RecoveryPolicy, decide
 from gateway_core.recovery.startup import scan
+from gateway_core.recovery.tails import request_tails
 from gateway_core.store import Store
 from gateway_core.store.codec import (
     MESSAGE_COLUMNS,
@@ -201,86 +210,144 @@ def evict(path: Path) -> str:
     return "none available: the first run after a build is the cold one"
 
 
-def peer_method(db: sqlite3.Connection, policy: RecoveryPolicy) -> dict[str, int]:
+def peer_method(db: sqlite3.Connection, policy: RecoveryPolicy) -> dict[int, Decision]:
     """The peer's boot: whole index, filter, full transcripts, then the tail is checked."""
     entries = [json.loads(text) for (text,) in db.execute(f"SELECT entry FROM {PEER_INDEX}")]
     pending = [entry for entry in entries if entry["resume_pending"]]
-    rows_loaded = 0
-    verdicts: dict[str, int] = {}
+    decisions: dict[int, Decision] = {}
     for entry in pending:
         rows = db.execute(
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = ? ORDER BY seq",
             (entry["session_id"],),
         ).fetchall()
         transcript = [decode_message(row) for row in rows]
-        rows_loaded += len(transcript)
         record = RecoveryRecord(
             entry["session_id"], RecoveryState.PENDING, entry["resume_reason"], entry["marked_at"]
         )
         origin = decode_origin(json.dumps(entry["origin"])) if entry["origin"] else None
-        verdict = decide(record, origin, transcript[-policy.tail_rows :], NOW, policy).verdict
-        verdicts[verdict] = verdicts.get(verdict, 0) + 1
-    return {"index_entries": len(entries), "pending": len(pending), "rows_loaded": rows_loaded}
+        decisions[record.session_id] = decide(record, origin, transcript, NOW, policy)
+    return decisions
 
 
-def measure_peer(path: Path, repeats: int) -> dict[str, object]:
+def _peer_connection(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+
+
+async def _ours(store: Store, policy: RecoveryPolicy) -> dict[int, Decision]:
+    return {c.record.session_id: c.decision for c in await scan(store, NOW, policy)}
+
+
+class Timings:
+    """Wall and CPU seconds of the runs of one method."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def median(self) -> float:
+        return statistics.median(self.wall)
+
+    def summary(self, prefix: str) -> dict[str, float]:
+        return {
+            f"{prefix}_s_median": round(statistics.median(self.wall), 4),
+            f"{prefix}_s_min": round(min(self.wall), 4),
+            f"{prefix}_cpu_s_median": round(statistics.median(self.cpu), 4),
+        }
+
+
+class Clocked:
+    def __init__(self, into: Timings) -> None:
+        self._into = into
+
+    def __enter__(self) -> None:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def __exit__(self, *exc: object) -> None:
+        self._into.wall.append(time.perf_counter() - self._wall)
+        self._into.cpu.append(time.process_time() - self._cpu)
+
+
+async def measure_ours_and_peer(path: Path, repeats: int, cold_rounds: int) -> dict[str, object]:
     policy = RecoveryPolicy()
-    db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
-    try:
-        cold_method = evict(path)
-        started = time.perf_counter()
-        found = peer_method(db, policy)
-        cold = time.perf_counter() - started
-        timings = []
-        for _ in range(repeats):
-            started = time.perf_counter()
+    ours_cold, peer_cold, ours_warm, peer_warm = Timings(), Timings(), Timings(), Timings()
+    cold_method = ""
+    ours: dict[int, Decision] = {}
+    peer: dict[int, Decision] = {}
+    for round_ in range(cold_rounds):
+        for method in ("ours", "peer") if round_ % 2 == 0 else ("peer", "ours"):
+            if method == "ours":
+                async with await Store.open(path) as store:
+                    cold_method = evict(path)
+                    with Clocked(ours_cold):
+                        ours = await _ours(store, policy)
+            else:
+                db = _peer_connection(path)
+                try:
+                    cold_method = evict(path)
+                    with Clocked(peer_cold):
+                        peer = peer_method(db, policy)
+                finally:
+                    db.close()
+    async with await Store.open(path) as store:
+        db = _peer_connection(path)
+        try:
+            await _ours(store, policy)  # once untimed each: both start warm alike
             peer_method(db, policy)
-            timings.append(time.perf_counter() - started)
-    finally:
-        db.close()
+            for round_ in range(repeats):
+                for method in ("ours", "peer") if round_ % 2 == 0 else ("peer", "ours"):
+                    if method == "ours":
+                        with Clocked(ours_warm):
+                            await _ours(store, policy)
+                    else:
+                        with Clocked(peer_warm):
+                            peer_method(db, policy)
+        finally:
+            db.close()
+        started = time.perf_counter()
+        listed = await store.recovery.candidates()
+        list_s = time.perf_counter() - started
+        started = time.perf_counter()
+        await request_tails(store, [r.session_id for r, _ in listed], policy.tail_rows)
+        tails_s = time.perf_counter() - started
+    verdicts: dict[str, int] = {}
+    for decision in ours.values():
+        verdicts[decision.verdict] = verdicts.get(decision.verdict, 0) + 1
+    differing = sum(1 for sid in ours.keys() | peer.keys() if ours.get(sid) != peer.get(sid))
     return {
-        "cold_s": round(cold, 4),
-        "warm_s_median": round(statistics.median(timings), 4),
-        "cold_method": cold_method,
-        **found,
+        "scan": {
+            "candidates": len(ours),
+            "cold_s": round(ours_cold.median(), 4),
+            "cold_runs_s": [round(t, 4) for t in ours_cold.wall],
+            **ours_warm.summary("scan"),
+            "list_candidates_s": round(list_s, 4),
+            "read_tails_s": round(tails_s, 4),
+            "verdicts": verdicts,
+        },
+        "peer": {
+            "cold_s": round(peer_cold.median(), 4),
+            "cold_runs_s": [round(t, 4) for t in peer_cold.wall],
+            "warm_s_median": round(peer_warm.median(), 4),
+            **peer_warm.summary("warm"),
+            "cold_method": cold_method,
+            "pending": len(peer),
+        },
+        "same_decisions": differing == 0,
+        "differing_decisions": differing,
+        "ratios": {
+            "cold": {"peer_over_ours": round(peer_cold.median() / ours_cold.median(), 1)},
+            "warm": {"peer_over_ours": round(peer_warm.median() / ours_warm.median(), 1)},
+            "warm_cpu": {
+                "peer_over_ours": round(
+                    statistics.median(peer_warm.cpu) / statistics.median(ours_warm.cpu), 1
+                )
+            },
+        },
     }
 
 
 async def _create_schema(path: Path) -> None:
     store = await Store.open(path)
     await store.close()
-
-
-async def measure_scan(path: Path, repeats: int) -> dict[str, float | int]:
-    policy = RecoveryPolicy()
-    async with await Store.open(path) as store:
-        evict(path)
-        started = time.perf_counter()
-        candidates = await scan(store, NOW, policy)
-        cold = time.perf_counter() - started
-        timings = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            candidates = await scan(store, NOW, policy)
-            timings.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        listed = await store.recovery.candidates()
-        list_s = time.perf_counter() - started
-        started = time.perf_counter()
-        await store.transcript.tails([r.session_id for r, _ in listed], policy.tail_rows)
-        tails_s = time.perf_counter() - started
-    verdicts: dict[str, int] = {}
-    for candidate in candidates:
-        verdicts[candidate.decision.verdict] = verdicts.get(candidate.decision.verdict, 0) + 1
-    return {
-        "candidates": len(candidates),
-        "cold_s": round(cold, 4),
-        "scan_s_min": round(min(timings), 4),
-        "scan_s_median": round(statistics.median(timings), 4),
-        "list_candidates_s": round(list_s, 4),
-        "read_tails_s": round(tails_s, 4),
-        "verdicts": verdicts,  # type: ignore[dict-item]
-    }
 
 
 async def measure_naive(path: Path, sessions: int, cold: bool) -> dict[str, float | int]:
@@ -341,7 +408,8 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=100_000)
     parser.add_argument("--messages", type=int, default=50, help="rows per session")
     parser.add_argument("--pending", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7, help="warm rounds")
+    parser.add_argument("--cold-rounds", type=int, default=3)
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument("--skip-naive", action="store_true")
     args = parser.parse_args()
@@ -362,29 +430,26 @@ def main() -> None:
         "messages_per_session": args.messages,
         "store_mb": round(path.stat().st_size / 1e6),
         "build_s": build_s,
+        "load_before": [round(x, 2) for x in os.getloadavg()],
     }
     peer_build_s = build_peer_index(path)
     result["peer_index_build_s"] = None if peer_build_s is None else round(peer_build_s, 1)
-    ours = asyncio.run(measure_scan(path, args.repeats))
-    result["scan"] = ours
-    peer = measure_peer(path, args.repeats)
-    result["peer"] = peer
-    ratios: dict[str, dict[str, float]] = {
-        "cold": {"peer_over_ours": round(float(peer["cold_s"]) / ours["cold_s"], 1)},  # type: ignore[arg-type]
-        "warm": {"peer_over_ours": round(float(peer["warm_s_median"]) / ours["scan_s_median"], 1)},  # type: ignore[arg-type]
-    }
+    # The collector as `switchboard run` sets it before the boot's scan (the same for both).
+    tune_for_long_running_server()
+    result.update(asyncio.run(measure_ours_and_peer(path, args.repeats, args.cold_rounds)))
+    ours: dict[str, float] = result["scan"]  # type: ignore[assignment]
+    ratios: dict[str, dict[str, float]] = result["ratios"]  # type: ignore[assignment]
     if not args.skip_naive:
         naive_cold = asyncio.run(measure_naive(path, args.sessions, cold=True))
         naive = asyncio.run(measure_naive(path, args.sessions, cold=False))
         result["naive"] = naive
         result["naive_cold"] = naive_cold
-        scan_s = ours["scan_s_median"]
-        result["speedup_vs_naive"] = round(naive["naive_s"] / scan_s, 1)
+        result["speedup_vs_naive"] = round(naive["naive_s"] / ours["scan_s_median"], 1)
         ratios["cold"]["naive_over_ours"] = round(naive_cold["naive_s"] / ours["cold_s"], 1)
         ratios["warm"]["naive_over_ours"] = result["speedup_vs_naive"]  # type: ignore[assignment]
-    result["ratios"] = ratios
     result["append_group_commit"] = asyncio.run(measure_appends(100, 100, max_batch=1000))
     result["append_commit_per_row"] = asyncio.run(measure_appends(100, 100, max_batch=1))
+    result["load_after"] = [round(x, 2) for x in os.getloadavg()]
     result["targets"] = {"scan_s": 0.5, "speedup_vs_naive": 20, "peer_over_ours": 20}
     result["met"] = {
         "peer_over_ours_cold": ratios["cold"]["peer_over_ours"] >= 20,

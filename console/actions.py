@@ -17,7 +17,7 @@ from gateway_core.control import Action
 
 
 class Tab(StrEnum):
-    """The tabs, in order; digits 1-6 switch to them."""
+    """The tabs, in order; digits 1-7 switch to them."""
 
     OVERVIEW = "overview"
     SESSIONS = "sessions"
@@ -25,6 +25,7 @@ class Tab(StrEnum):
     PROCESSES = "processes"
     TIMERS = "timers"
     AUDIT = "audit"
+    NODES = "nodes"  # last: the digits of the others stay what operators learned
 
 
 TABS = tuple(Tab)
@@ -35,12 +36,24 @@ TAB_TITLES = {
     Tab.PROCESSES: "Processes",
     Tab.TIMERS: "Timers",
     Tab.AUDIT: "Audit & log",
+    Tab.NODES: "Nodes",
 }
 
 
-def tab_label(tab: Tab) -> str:
+# Seven full labels take 82 columns: under that, these are shortened so every tab shows.
+SHORT_TITLES = {Tab.AUDIT: "Audit"}
+TAB_PADDING = 2  # each tab's label has a cell of padding on either side
+
+
+def tab_label(tab: Tab, *, short: bool = False) -> str:
     """The tab bar's label: the key first, so it survives a narrow terminal."""
-    return f"{TABS.index(tab) + 1} {TAB_TITLES[tab]}"
+    title = SHORT_TITLES.get(tab, TAB_TITLES[tab]) if short else TAB_TITLES[tab]
+    return f"{TABS.index(tab) + 1} {title}"
+
+
+def tab_bar_width() -> int:
+    """The columns the tab bar needs with every label in full."""
+    return sum(len(tab_label(tab)) + TAB_PADDING for tab in TABS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from console.screens.dialogs import InputScreen, LeaveScreen
 from console.screens.help import HelpScreen, help_lines
 from console.tabs.audit import AuditTab
 from console.tabs.base import ConsoleTab
+from console.tabs.nodes import NodesTab
 from console.tabs.overview import OverviewTab
 from console.tabs.processes import ProcessesTab
 from console.tabs.recovery import RecoveryTab
@@ -38,6 +39,7 @@ from console.tabs.sessions import SessionsTab
 from console.tabs.timers import TimersTab
 from console.widgets.key_bar import KeyBar
 from console.widgets.status_bar import StatusBar
+from console.widgets.tab_bar import ConsoleTabs
 from gateway_core.control import Action, ActionResult
 from gateway_core.runtime import GatewayState
 from gateway_core.snapshot import Snapshot
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 # The app's own actions that are not in the table; Tab (focus_next) and the like still work.
 BELOW = {"show_tab", "command_palette", "quit"}
 TAB_CLASSES: tuple[type[ConsoleTab], ...] = (
-    OverviewTab, SessionsTab, RecoveryTab, ProcessesTab, TimersTab, AuditTab,
+    OverviewTab, SessionsTab, RecoveryTab, ProcessesTab, TimersTab, AuditTab, NodesTab,
 )  # fmt: skip
 
 
@@ -91,7 +93,7 @@ class ConsoleApp(App[str]):
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="banner")
-        with TabbedContent(id="tabs", initial=Tab.OVERVIEW.value):
+        with ConsoleTabs(id="tabs", initial=Tab.OVERVIEW.value):
             for tab in TAB_CLASSES:
                 yield tab()
         yield KeyBar()

@@ -13,6 +13,18 @@ from gateway_core.snapshot import CandidateView, ProcessView, SessionActivity, S
 # The gateway takes operator actions on its turns and intake.
 LIVE = frozenset({GatewayState.RUNNING, GatewayState.QUIET})
 BUSY = frozenset({SessionActivity.RUNNING, SessionActivity.RESUMING})
+# On several nodes, what only the node that owns a session can do (its lane runs the turns,
+# only it may deliver): refused on the others (gateway_core/control.py). Unsuspend is a
+# durable change of the shared store and applies from any node.
+OWNER_ONLY = frozenset({"approve", "clear", "force_resume", "interrupt"})
+
+
+def owned_elsewhere(session_id: int, owner: str | None, here: str | None) -> str | None:
+    """Why another node's session takes no owner-only action here, or None if it is ours
+    (or nobody's, or there are no nodes): the same words as the control layer's refusal."""
+    if owner is None or here is None or owner == here:
+        return None
+    return f"session {session_id} is owned by node {owner}; attach to that node"
 
 
 def gateway_actions(state: GatewayState) -> frozenset[str]:
@@ -27,9 +39,11 @@ def gateway_actions(state: GatewayState) -> frozenset[str]:
     return frozenset(actions)
 
 
-def candidate_actions(view: CandidateView, gateway_state: GatewayState) -> frozenset[str]:
+def candidate_actions(
+    view: CandidateView, gateway_state: GatewayState, here: str | None = None
+) -> frozenset[str]:
     """What applies to one recovery candidate. A resume turn needs a running gateway and a
-    stored origin to reply to."""
+    stored origin to reply to; here: this node (a candidate another node owns is its own)."""
     actions = set()
     if view.state is RecoveryState.SUSPENDED:
         actions.add("unsuspend")
@@ -39,10 +53,14 @@ def candidate_actions(view: CandidateView, gateway_state: GatewayState) -> froze
             actions.add("force_resume")
             if view.state is RecoveryState.HELD:
                 actions.add("approve")
+    if owned_elsewhere(view.session_id, view.owner, here) is not None:
+        actions -= OWNER_ONLY
     return frozenset(actions)
 
 
-def session_actions(view: SessionView) -> frozenset[str]:
+def session_actions(view: SessionView, here: str | None = None) -> frozenset[str]:
+    if owned_elsewhere(view.session_id, view.owner, here) is not None:
+        return frozenset()
     return frozenset({"interrupt"}) if view.state in BUSY else frozenset()
 
 

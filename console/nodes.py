@@ -11,8 +11,8 @@ from collections.abc import Mapping
 
 from console.cli_tables import print_table
 from gateway_core.clock import SystemClock
+from gateway_core.cluster_listing import read_nodes
 from gateway_core.config import Config, StoreBackend
-from gateway_core.model import NodeState
 from gateway_core.store import Store
 from gateway_core.store_choice import store_dsn
 
@@ -28,23 +28,18 @@ async def show_nodes(config: Config, env: Mapping[str, str], *, as_json: bool) -
     assert dsn is not None
     clock = SystemClock()
     async with await Store.open_postgresql(dsn, clock=clock, read_connections=1) as store:
-        nodes = await store.leases.nodes()
-        owned = await store.leases.sessions_owned()
-        intake = await store.leases.intake_holders()
+        # The same reading as the console's Nodes tab (a node is lapsed past the TTL).
+        nodes = await read_nodes(store, clock.now(), config.cluster.lease_ttl)
     now = clock.now()
-    ttl = config.cluster.lease_ttl
-    rows = []
-    for node in nodes:
-        age = max(0.0, now - node.heartbeat_at)
-        # A running node whose heartbeat is older than the TTL has lost its leases.
-        lapsed = node.state is NodeState.RUNNING and age > ttl
-        intakes = sorted(name for name, holder in intake.items() if holder == node.id)
-        state = "lapsed" if lapsed else node.state.value
-        rows.append((node, state, round(age, 1), owned.get(node.id, 0), intakes))
+    rows = [
+        (node, node.state.value, round(max(0.0, now - node.heartbeat_at), 1), node.sessions,
+         list(node.intake))
+        for node in nodes
+    ]  # fmt: skip
     if as_json:
         listing = [
             {
-                "node": node.id,
+                "node": node.node_id,
                 "host": node.host,
                 "pid": node.pid,
                 "state": state,
@@ -61,7 +56,7 @@ async def show_nodes(config: Config, env: Mapping[str, str], *, as_json: bool) -
         ["node", "host", "pid", "state", "heartbeat", "sessions", "intake"],
         [
             [
-                node.id, node.host, str(node.pid), state, f"{age} s ago", str(sessions),
+                node.node_id, node.host, str(node.pid), state, f"{age} s ago", str(sessions),
                 ", ".join(intakes) or "-",
             ]
             for node, state, age, sessions, intakes in rows

@@ -69,6 +69,8 @@ def candidate_json(view: CandidateView, now: float) -> dict[str, Any]:
         # user was told about the request (held, cleared, waiting), if anything.
         "settled": list(view.settled),
         "told": view.told,
+        # On several nodes: the node that owns it, the one to act on it through (else null).
+        "owner": view.owner,
     }
 
 
@@ -136,17 +138,24 @@ def _print_candidates(snap: Snapshot, as_json: bool) -> None:
     if as_json:
         print(json.dumps([candidate_json(c, snap.taken_at) for c in candidates], sort_keys=True))
         return
-    headers = ("id", "session", "verdict", "state", "reason", "tail age", "explanation")
-    rows = [
-        (
+    here = snap.node_id  # several nodes: whose each candidate is (alone: all ours, no column)
+    headers: tuple[str, ...] = ("id", "session", "verdict", "state", "reason", "tail age")
+    headers += ("node", "explanation") if here is not None else ("explanation",)
+    rows = []
+    for c in candidates:
+        row = [
             str(c.session_id),
             display_key(c.key, c.user_name),
             verdict_label(c),
             c.state,
             c.reason or "-",
             duration(tail_age(c, snap.taken_at)),
-            explanation(c),
-        )
-        for c in candidates
-    ]
+        ]
+        if here is not None:
+            row.append(_owner(c.owner, here))
+        rows.append([*row, explanation(c)])
     print_table(plural(len(candidates), "recovery candidate"), headers, rows)
+
+
+def _owner(owner: str | None, here: str) -> str:
+    return "-" if owner is None else ("this node" if owner == here else owner)

@@ -17,7 +17,7 @@ from console.safety import clean
 from console.tones import STATE_TONES, VERDICT_TONES, Tone
 from gateway_core.model import AuditEntry
 from gateway_core.notifiers import NotifierView
-from gateway_core.snapshot import CandidateView, ProcessView, SessionView
+from gateway_core.snapshot import CandidateView, NodeStatus, NodeView, ProcessView, SessionView
 
 
 class Cell(NamedTuple):
@@ -45,6 +45,8 @@ SESSION_COLUMNS = (
     Column("id", "#", 6),
     Column("where", "Conversation", 24, flex=1),
     Column("state", "State", 8),
+    # Which node owns it; the tab leaves it out where the gateway runs alone (SQLite).
+    Column("owner", "Node", 10, drop=1),
     Column("gen", "Gen", 4, drop=3),
     Column("age", "Turn", 6, drop=1),
     Column("queue", "Queue", 5, drop=2),
@@ -138,11 +140,31 @@ def safe(value: object, limit: int, tone: Tone = Tone.PLAIN) -> Cell:
     return Cell(clean(value, limit), tone)
 
 
-def session_row(view: SessionView, now: float) -> Cells:
+THIS_NODE = "this node"
+REMOTE = "remote"  # the state of a session another node runs: this node cannot see its lane
+
+
+def owner_cell(owner: str | None, here: str | None) -> Cell:
+    if owner is None:
+        return plain("–", Tone.DIM)  # no node holds it: the next message's node takes it
+    if owner == here:
+        return plain(THIS_NODE, Tone.DIM)
+    return safe(owner, 60, Tone.STRONG)
+
+
+def session_row(view: SessionView, now: float, here: str | None = None) -> Cells:
+    """here: this gateway's node (None on SQLite)."""
+    elsewhere = view.owner is not None and here is not None and view.owner != here
+    state = (
+        plain(REMOTE, Tone.DIM)
+        if elsewhere
+        else plain(view.state, STATE_TONES.get(view.state, Tone.PLAIN))
+    )
     return (
         plain(view.session_id),
         safe(where(view.platform, view.chat_id, view.thread_id, view.user_name), 120),
-        plain(view.state, STATE_TONES.get(view.state, Tone.PLAIN)),
+        state,
+        owner_cell(view.owner, here),
         plain("–" if view.generation is None else view.generation),
         plain(duration(view.turn_age)),
         plain(view.queued or "", Tone.WARN if view.queued else Tone.PLAIN),
@@ -216,6 +238,41 @@ def timer_row(view: NotifierView, conversation: str) -> Cells:
         plain(duration(view.interval)),
         plain(duration(view.next_fire_in)),
         plain(view.sent),
+    )
+
+
+NODE_COLUMNS = (
+    Column("node", "Node", 22, flex=1),  # room for "(this node)" after a short id
+    Column("host", "Host", 12, drop=2),  # the default node id holds the host already
+    Column("pid", "PID", 7, drop=3),
+    Column("state", "State", 8),
+    Column("heartbeat", "Heartbeat", 9),
+    Column("sessions", "Sessions", 8),
+    Column("intake", "Intake", 8, drop=1, flex=1),
+    Column("up", "Up", 7, drop=4),
+)
+NODE_TONES = {
+    NodeStatus.RUNNING: Tone.GOOD,
+    NodeStatus.DRAINING: Tone.WARN,
+    NodeStatus.LAPSED: Tone.ALARM,
+    NodeStatus.STOPPED: Tone.DIM,
+}
+
+
+def node_row(view: NodeView, now: float, here: str | None) -> Cells:
+    """now: the snapshot's durable time; every age is computed from it and the stored times."""
+    mine = view.node_id == here
+    name = clean(view.node_id, 80) + (f" ({THIS_NODE})" if mine else "")
+    up = None if view.state is NodeStatus.STOPPED else now - view.started_at
+    return (
+        Cell(name, Tone.STRONG if mine else Tone.PLAIN),
+        safe(view.host, 80),
+        plain(view.pid),
+        plain(view.state, NODE_TONES.get(view.state, Tone.PLAIN)),
+        plain(duration(max(0.0, now - view.heartbeat_at)) + " ago"),
+        plain(view.sessions),
+        safe(", ".join(view.intake) or "–", 60),
+        plain(duration(up)),
     )
 
 

@@ -406,8 +406,9 @@ SETTINGS: tuple[Setting, ...] = (
        _at_least(2)),
     _S("recovery", "max_attempts", 3, INT,
        "times one turn is resumed before it is left to the operator", _at_least(1)),
-    _S("recovery", "tail_rows", 20, INT,
-       "transcript rows read from the end when deciding about a session", _at_least(1)),
+    _S("recovery", "tail_rows", 4, INT,
+       "transcript rows first read per candidate at boot (cost only: the decision reads back"
+       " to the user's request)", _at_least(1)),
     _S("recovery", "hold_inbound", 30, FLOAT,
        "seconds inbound messages for a recovering session are held", _at_least(0)),
     _S("recovery", "notify_user", True, BOOL,

@@ -105,7 +105,9 @@ class Control:
         """Run a held candidate now."""
 
         async def body() -> ActionResult:
-            refusal = await self._refuse_unless_state(session_id, (RecoveryState.HELD,), "held")
+            refusal = await self._refuse_if_owned_elsewhere(
+                session_id, Action.APPROVE
+            ) or await self._refuse_unless_state(session_id, (RecoveryState.HELD,), "held")
             return refusal or await self._resume(session_id)
 
         return await self._act(actor, Action.APPROVE, [session_id], None, body)
@@ -114,6 +116,11 @@ class Control:
         """Drop a candidate: its turn will not be resumed."""
 
         async def body() -> ActionResult:
+            # Another node's candidate: its user's notice would wait in the outbox for a
+            # delivery that only the owner may claim, and its board would not know.
+            refusal = await self._refuse_if_owned_elsewhere(session_id, Action.CLEAR)
+            if refusal is not None:
+                return refusal
             cleared, notice_id = await self._gateway.clear_candidate(session_id)
             if not cleared:
                 return ActionResult(False, f"session {session_id} is not a recovery candidate")
@@ -128,7 +135,9 @@ class Control:
         async def body() -> ActionResult:
             if not reason.strip():
                 return ActionResult(False, "force-resume needs a reason")
-            refusal = await self._refuse_unless_state(
+            refusal = await self._refuse_if_owned_elsewhere(
+                session_id, Action.FORCE_RESUME
+            ) or await self._refuse_unless_state(
                 session_id,
                 (RecoveryState.PENDING, RecoveryState.HELD, RecoveryState.RESUMING),
                 "a recovery candidate",
@@ -194,6 +203,10 @@ class Control:
 
     async def interrupt(self, session_id: int, *, actor: str) -> ActionResult:
         async def body() -> ActionResult:
+            # Another node runs the session's turns: this node has nothing to interrupt.
+            refusal = await self._refuse_if_owned_elsewhere(session_id, Action.INTERRUPT)
+            if refusal is not None:
+                return refusal
             if self._gateway.lanes.interrupt(session_id):
                 return ActionResult(True, f"session {session_id}: turn interrupted")
             return ActionResult(False, f"session {session_id} has no running turn")
@@ -207,6 +220,13 @@ class Control:
         async def body() -> ActionResult:
             job = self._gateway.processes.get(process_id)
             if job is None:
+                node = self._gateway.runtime.node
+                if node is not None:  # jobs run on the machine of the node that started them
+                    return ActionResult(
+                        False,
+                        f"no process {process_id} on node {node.id}; a job is killed by the"
+                        " node that started it: attach to that node",
+                    )
                 return ActionResult(False, f"no process {process_id}")
             if job.state != ProcessState.RUNNING:
                 return ActionResult(False, f"process {process_id} is not running ({job.state})")
@@ -227,6 +247,13 @@ class Control:
         gateway never resends it by itself, since a blind retry could show it twice."""
 
         async def body() -> ActionResult:
+            # Only the session's owner may claim a delivery: queued here, it would never go.
+            queued = await self._gateway.store.outbox.get(outbox_id)
+            refusal = None
+            if queued is not None:
+                refusal = await self._refuse_if_owned_elsewhere(queued.session_id, Action.RESEND)
+            if refusal is not None:
+                return refusal
             item = await self._gateway.resend(outbox_id)
             if item is None:
                 return ActionResult(False, f"delivery {outbox_id} is not of unknown outcome")
@@ -377,6 +404,11 @@ class Control:
             return ActionResult(False, f"no session {session_id}")
         if session.origin is None:
             return ActionResult(False, f"session {session_id} has no origin: nowhere to reply")
+        # (The guard's reset resumes through here too: a held session another node took over
+        # since this boot is that node's to resume.)
+        elsewhere = await self._refuse_if_owned_elsewhere(session_id, Action.APPROVE)
+        if elsewhere is not None:
+            return elsewhere
         lane = gateway.lanes.find(session_id)
         if lane is not None and lane.resume_pending:
             return ActionResult(False, f"session {session_id}: a resume is already under way")
@@ -401,14 +433,34 @@ class Control:
             )
         return None
 
+    async def _refuse_if_owned_elsewhere(
+        self, session_id: int, action: Action
+    ) -> ActionResult | None:
+        """On a node: refuse an action that needs the session's owner (its lane, its turn, its
+        delivery) when another node holds the session's lease. Queued here it would be
+        dropped by the lease (the turn's start is refused for a session another node owns),
+        so the operator is told where to go instead. A lapsed lease is nobody's: then this
+        node may take the session and act. On SQLite there are no nodes and no leases."""
+        node = self._gateway.runtime.node
+        if node is None:
+            return None
+        owner = await self._gateway.store.owners.of_session(session_id)
+        if owner is None or owner == node.id:
+            return None
+        return ActionResult(
+            False,
+            f"session {session_id} is owned by node {owner}; attach to that node to {action} it",
+        )
+
     def _refuse_if_read_only(self, action: Action) -> ActionResult | None:
         if self.read_only and action in MUTATING:
-            return ActionResult(False, f"{action} refused: this console is read-only")
+            # No "<action> refused:" prefix: the CLI and the console say that themselves.
+            return ActionResult(False, "this console is read-only")
         return None
 
     def _refuse_unless_live(self, action: Action) -> ActionResult | None:
         if self._gateway.state in (GatewayState.DRAINING, GatewayState.STOPPED):
-            return ActionResult(False, f"{action} refused: the gateway is {self._gateway.state}")
+            return ActionResult(False, f"the gateway is {self._gateway.state}")
         return None
 
     async def _audit(

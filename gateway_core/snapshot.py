@@ -41,6 +41,9 @@ class SessionView:
     queued: int
     last_activity: float
     tokens: tuple[int, int] = (0, 0)  # (prompt, completion) the agent reported, this run
+    # On a node: the node whose lease holds the session now (None: no node holds it, or
+    # SQLite, where there are no nodes). Read from the shared store at each snapshot.
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,7 @@ class CandidateView:
     # The durable time of the last replayable transcript row: a view computes the age from
     # it and its own "now" at every refresh, so an age never freezes between refreshes.
     tail_at: float | None = None
+    owner: str | None = None  # as SessionView.owner: who may act on it
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +115,30 @@ class PreviousRun:
     started_at: float
     stopped_at: float | None
     clean: bool | None  # None: it never recorded a stop (killed, or still running)
+
+
+class NodeStatus(StrEnum):
+    """A node as the others see it: what its heartbeat row says, and whether it is late."""
+
+    RUNNING = "running"
+    DRAINING = "draining"
+    LAPSED = "lapsed"  # not stopped, but no heartbeat within the lease TTL: its leases are free
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    """One gateway node on the shared PostgreSQL store, from its heartbeat row and leases.
+    Times are durable (the store's): a view computes the heartbeat's age from its own now."""
+
+    node_id: str
+    host: str
+    pid: int
+    state: NodeStatus
+    started_at: float
+    heartbeat_at: float
+    sessions: int  # session leases it holds, not lapsed
+    intake: tuple[str, ...] = ()  # the intake leases it holds (e.g. "telegram")
 
 
 NOT_DECIDED = "not decided yet"  # a candidate whose verdict is still being worked out
@@ -162,6 +190,14 @@ class Snapshot:
     loop_guard: LoopGuardView | None = None  # why the guard tripped, what it holds
     previous_run: PreviousRun | None = None  # the run before this one
     previous_drain: DrainProgress | None = None  # its drain, when it ran in this process
+    # On PostgreSQL: this gateway's node id and every node of the shared store. On SQLite
+    # node_id is None and nodes is empty: one gateway per state directory, nothing shared.
+    node_id: str | None = None
+    nodes: tuple[NodeView, ...] = ()
+
+    def owned_elsewhere(self, owner: str | None) -> bool:
+        """Whether a session with this owner is held by another node than this one."""
+        return owner is not None and self.node_id is not None and owner != self.node_id
 
 
 def tail_age(view: CandidateView, now: float) -> float | None:

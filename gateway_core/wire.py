@@ -22,6 +22,8 @@ from gateway_core.runtime import GatewayState
 from gateway_core.snapshot import (
     CandidateView,
     LoopGuardView,
+    NodeStatus,
+    NodeView,
     PreviousRun,
     ProcessView,
     SessionActivity,
@@ -111,6 +113,7 @@ def decode_snapshot(data: object) -> Snapshot:
         processes=tuple(
             _build(ProcessView, p, **_enum(ProcessState, p)) for p in _items(data, "processes")
         ),
+        nodes=tuple(_build(NodeView, n, **_enum(NodeStatus, n)) for n in _items(data, "nodes")),
         drain=None if drain is None else _drain(drain),
         previous_drain=None if previous_drain is None else _drain(previous_drain),
         loop_guard=None if loop_guard is None else _build(LoopGuardView, loop_guard),

@@ -90,6 +90,9 @@ LIVE = (
     Picture("processes", ("4",), "Background jobs: running, exited, killed"),
     Picture("timers", ("5",), "'Still working' notifiers of long turns"),
     Picture("audit", ("6",), "Operator actions and the gateway's log"),
+    # The scenario's gateway keeps its state in SQLite: the tab says plainly it runs alone
+    # (a cluster of nodes is pictured by tests/test_console_snapshots.py).
+    Picture("nodes", ("7",), "Nodes: on SQLite this gateway runs alone"),
     Picture(
         "confirm",
         ("3", "space", "down", "down", "down", "space", "c"),

@@ -141,7 +141,7 @@ def test_defaults_without_any_file(home: Path) -> None:
     assert cfg.recovery.loop_window == 300.0
     assert cfg.recovery.loop_boots == 3
     assert cfg.recovery.max_attempts == 3
-    assert cfg.recovery.tail_rows == 20
+    assert cfg.recovery.tail_rows == 4
     assert cfg.recovery.hold_inbound == 30.0
     assert cfg.recovery.notify_user is True
     assert cfg.lanes.busy_mode == "queue"

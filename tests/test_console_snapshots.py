@@ -55,7 +55,7 @@ class Seen:
 def picture(snap_compare: SnapCompare, name: str) -> tuple[bool, Seen]:
     """The named screen compared with its stored snapshot, and what the app showed then."""
     screen = BY_SCREEN[name]
-    backend = static_backend(read_only=screen.read_only, drain=screen.drain)
+    backend = static_backend(read_only=screen.read_only, drain=screen.drain, cluster=screen.cluster)
     app = ConsoleApp(backend, refresh_every=3600)
     seen = Seen()
 
@@ -147,4 +147,29 @@ def test_read_only_hides_every_mutating_key(snap_compare: SnapCompare) -> None:
 def test_help_lists_the_keys_of_the_tab(snap_compare: SnapCompare) -> None:
     matched, seen = picture(snap_compare, "help")
     assert isinstance(seen.screen, HelpScreen)
+    assert matched
+
+
+def test_nodes_of_a_cluster_with_this_one_marked(snap_compare: SnapCompare) -> None:
+    matched, seen = picture(snap_compare, "nodes")
+    assert seen.tab == "nodes"
+    assert matched
+
+
+def test_nodes_on_sqlite_say_the_gateway_runs_alone(snap_compare: SnapCompare) -> None:
+    matched, seen = picture(snap_compare, "nodes_alone")
+    assert seen.tab == "nodes"
+    assert matched
+
+
+def test_sessions_on_a_node_show_each_owner(snap_compare: SnapCompare) -> None:
+    matched, seen = picture(snap_compare, "sessions_cluster")
+    assert seen.tab == "sessions"
+    assert matched
+
+
+def test_recovery_on_a_node_refuses_another_nodes_candidate(snap_compare: SnapCompare) -> None:
+    matched, seen = picture(snap_compare, "recovery_cluster")
+    # 202 is gw-1's: nothing but marking is offered for it here (not even unsuspend: held).
+    assert not {"approve", "clear", "force_resume"} & seen.keys
     assert matched

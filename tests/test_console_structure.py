@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 CONSOLE = Path(__file__).resolve().parent.parent / "console"
-TABS = ("overview", "sessions", "recovery", "processes", "timers", "audit")
+TABS = ("overview", "sessions", "recovery", "processes", "timers", "audit", "nodes")
 
 
 def tree(path: Path) -> ast.Module:

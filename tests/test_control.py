@@ -182,7 +182,7 @@ async def test_perform_reaches_every_action_by_name(recovering: Recovering) -> N
     control = Control(recovering.gateway, read_only=True)
     for action in sorted(MUTATING):
         result = await control.perform(action, ["1"], actor=ACTOR, reason="r", timeout=0)
-        assert result == ActionResult(False, f"{action} refused: this console is read-only")
+        assert result == ActionResult(False, "this console is read-only")
     unknown = await control.perform("explode", ["1"], actor=ACTOR)
     assert unknown == ActionResult(False, "unknown action 'explode'")
 
@@ -666,12 +666,8 @@ async def test_a_drain_waits_for_running_turns_and_refuses_actions_meanwhile(
         draining = asyncio.create_task(control.drain(actor=ACTOR, timeout=500))
         assert (await next_event(progress, DrainProgress)).phase == "marking"
         assert state_of(gateway) is GatewayState.DRAINING
-        assert await control.drain(actor=ACTOR) == ActionResult(
-            False, "drain refused: the gateway is draining"
-        )
-        assert await control.restart(actor=ACTOR) == ActionResult(
-            False, "restart refused: the gateway is draining"
-        )
+        assert await control.drain(actor=ACTOR) == ActionResult(False, "the gateway is draining")
+        assert await control.restart(actor=ACTOR) == ActionResult(False, "the gateway is draining")
         assert await control.quiet(actor=ACTOR) == ActionResult(
             False, "cannot go quiet while draining"
         )
@@ -694,8 +690,8 @@ async def test_a_drain_waits_for_running_turns_and_refuses_actions_meanwhile(
     try:
         assert await audit_rows(store) == [
             ok("drain", [], "draining (500 s)"),
-            refused("drain", [], "drain refused: the gateway is draining"),
-            refused("restart", [], "restart refused: the gateway is draining"),
+            refused("drain", [], "the gateway is draining"),
+            refused("restart", [], "the gateway is draining"),
             refused("quiet", [], "cannot go quiet while draining"),
             refused("resume-intake", [], "not quiet (state draining)"),
         ]
@@ -716,7 +712,7 @@ async def test_drain_or_restart_of_a_stopped_gateway_is_refused(
         if action == "drain"
         else await control.restart(actor=ACTOR, timeout=0)
     )
-    assert again == ActionResult(False, f"{action} refused: the gateway is stopped")
+    assert again == ActionResult(False, "the gateway is stopped")
 
 
 # -- restart --------------------------------------------------------------------------------
@@ -785,11 +781,11 @@ async def test_a_read_only_control_refuses_every_action_and_changes_nothing(
     }
     assert set(results) == MUTATING
     for action, outcome in results.items():
-        assert outcome == ActionResult(False, f"{action} refused: this console is read-only")
+        assert outcome == ActionResult(False, "this console is read-only")
         assert "read-only" in outcome.message
 
     def row(action: str, targets: Sequence[int | str], reason: str | None = None) -> AuditRow:
-        return refused(action, targets, f"{action} refused: this console is read-only", reason)
+        return refused(action, targets, "this console is read-only", reason)
 
     assert await audit_rows(gateway.store) == [
         row("approve", [held]),
@@ -871,6 +867,38 @@ async def test_an_operator_clear_tells_the_user_once(tmp_path: Path, clock: Manu
         )
         assert (await control.clear(held, actor=ACTOR)).ok is False
         assert len(ada.received()) == 2
+    finally:
+        await running.stop()
+
+
+async def test_an_operator_clear_quotes_a_request_far_behind_its_tool_calls(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """The request is 14 rows back, far beyond the boot's first read of each transcript: the
+    clear's notice still quotes it (it reads back to the request, as the boot's scan does)."""
+    state_dir = tmp_path / "state"
+    first = await start_gateway(state_dir, clock)
+    await first.stop()
+    now = clock.now()
+    async with await Store.open(state_dir / DATABASE_NAME, clock=clock) as store:
+        ada = await store.sessions.ensure(
+            SessionKey("loopback", "ada"), Origin("loopback", "ada", user_name="Ada")
+        )
+        rows = [user("deploy", now)]
+        for i in range(6):
+            rows += [asks(call("process", f"p{i}", action="poll"), at=now), result(f"p{i}")]
+        rows.append(asks(call("terminal", "t1", command="./deploy.sh"), at=now))
+        await store.transcript.append(ada.id, rows)
+        assert await store.recovery.mark(ada.id, "crash")
+    running = await start_gateway(state_dir, clock)
+    try:
+        user_ada = running.adapter.user("ada")
+        await user_ada.wait_for(1)  # held: an operator will review it
+        cleared = await Control(running.gateway).clear(ada.id, actor=ACTOR)
+        assert cleared == ActionResult(
+            True, f"session {ada.id}: recovery marker cleared; the user was told"
+        )
+        assert "“deploy”" in [m.text for m in await user_ada.wait_for(2)][1]
     finally:
         await running.stop()
 

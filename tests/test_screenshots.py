@@ -38,6 +38,7 @@ def test_every_picture_is_made_from_the_real_app(tmp_path: Path) -> None:
         "processes": ("compiling unit", "killed", "exit 0"),
         "timers": ("loopback:bob",),
         "audit": ("kill-process", "refused", "TurnFinished"),
+        "nodes": ("7 Nodes", "This gateway runs alone"),
         "confirm": ("Clear: never resume these?", "2 targets:"),
         "force_resume": ("she still needs it",),
         "leave": ("Drain and stop",),

@@ -20,7 +20,7 @@ from console.tones import TONE_CLASSES, Tone, Toned
 
 # Keys that are not actions of the table: how to move around.
 MOVING = (
-    ("1-6", "Switch to a tab"),
+    ("1-7", "Switch to a tab"),
     ("↑ ↓ PgUp PgDn", "Move in a table or scroll a log"),
     ("Home End g G", "The first or last line of a log; at the end it follows new output"),
     ("Tab", "Move the focus (a table, a log, a dialog's buttons)"),

@@ -11,6 +11,7 @@ from textual.widgets import Label, ProgressBar, Static
 from console.actions import Tab
 from console.durations import duration
 from console.recovery_text import loop_guard_lines
+from console.safety import clean
 from console.status_text import drain_lines, previous_run_line
 from console.tabs.base import ConsoleTab
 from console.tones import STATE_TONES, TONE_CLASSES, VERDICT_TONES, Tone, Toned
@@ -56,7 +57,16 @@ class OverviewTab(ConsoleTab, Toned):
         text = Text()
         state_tone = STATE_TONES.get(snap.state, Tone.STRONG)
         text.append(f"Gateway {snap.state}", style=self.tone_style(state_tone))
-        text.append(f"   uptime {duration(snap.uptime)}\n\n")
+        text.append(f"   uptime {duration(snap.uptime)}\n")
+        if snap.node_id is not None:
+            # On several nodes the sessions and candidates are the shared store's, but
+            # turns, jobs and notifiers only this node's: say so (80 columns, one line).
+            text.append(
+                f"  node {clean(snap.node_id, 40)}, one of {len(snap.nodes)} (tab 7); turns,"
+                " jobs and notifiers are this node's\n",
+                style=self.tone_style(Tone.DIM),
+            )
+        text.append("\n")
         for label, key in COUNTS:
             text.append(f"  {label:<26}{getattr(counts, key):>11,}\n")
         verdicts = sorted(counts.by_verdict.items())

@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Label, Static
 
 from console import rows
 from console.actions import Tab, tab_bindings
-from console.applicable import candidate_actions, why_not_all
+from console.applicable import OWNER_ONLY, candidate_actions, owned_elsewhere, why_not_all
 from console.operations import Request
 from console.recovery_text import (
     describe,
@@ -73,7 +73,7 @@ class RecoveryTab(ConsoleTab, Toned):
                     rows.candidate_row(
                         view,
                         key in chosen,
-                        candidate_actions(view, state),
+                        candidate_actions(view, state, snap.node_id),
                         verdict_label(view),
                         explanation(view),
                         tail_age(view, snap.taken_at),
@@ -104,6 +104,13 @@ class RecoveryTab(ConsoleTab, Toned):
             detail.update(Text("No candidate selected.", style=self.tone_style(Tone.DIM)))
             return
         text = Text()
+        snap = self.host.snap
+        elsewhere = owned_elsewhere(
+            chosen.session_id, chosen.owner, None if snap is None else snap.node_id
+        )
+        if elsewhere is not None:
+            text.append("Owner: ", style=self.tone_style(Tone.STRONG))
+            text.append(clean(elsewhere, 200) + "\n", style=self.tone_style(Tone.WARN))
         for label, value in detail_fields(chosen):
             text.append(f"{label}: ", style=self.tone_style(Tone.STRONG))
             text.append(clean(value, 600) + "\n")
@@ -135,13 +142,16 @@ class RecoveryTab(ConsoleTab, Toned):
             if snap is None or not snap.loop_guard_tripped:
                 return "the restart-loop guard has not tripped"
             return None if snap.state is GatewayState.RUNNING else f"the gateway is {snap.state}"
-        state = GatewayState.STOPPED if self.host.snap is None else self.host.snap.state
-        allowed = [
-            candidate_actions(self._views[key], state)
-            for key in self.targets()
-            if key in self._views
-        ]
-        return why_not_all(action, allowed)
+        snap = self.host.snap
+        state = GatewayState.STOPPED if snap is None else snap.state
+        here = None if snap is None else snap.node_id
+        views = [self._views[key] for key in self.targets() if key in self._views]
+        if action in OWNER_ONLY:
+            for view in views:
+                elsewhere = owned_elsewhere(view.session_id, view.owner, here)
+                if elsewhere is not None:
+                    return elsewhere
+        return why_not_all(action, [candidate_actions(view, state, here) for view in views])
 
     def targets(self) -> list[str]:
         """The marked rows, else the highlighted one."""

@@ -1,5 +1,6 @@
 """The sessions tab: every conversation, a filter, three orders, and the highlighted one's
-transcript; interrupting a running turn."""
+transcript; interrupting a running turn. On several nodes each row says which node owns it
+(an interrupt is that node's to do)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from textual.widgets import DataTable, Input, Label, Static
 
 from console import rows
 from console.actions import Tab, tab_bindings
-from console.applicable import session_actions, why_not_all
+from console.applicable import owned_elsewhere, session_actions, why_not_all
 from console.operations import Request
 from console.replies import replied_to
 from console.safety import clean
@@ -96,7 +97,15 @@ class SessionsTab(ConsoleTab, Toned):
         title = f"Sessions: {len(shown)} of {total:,} shown, {SORTS[self._sort][0]}"
         if self.filter_text:
             title += f", filter {clean(self.filter_text, 40)!r}"
-        built = [(str(v.session_id), rows.session_row(v, snap.taken_at)) for v in shown]
+        here = snap.node_id
+        if here is not None:
+            elsewhere = sum(1 for v in shown if snap.owned_elsewhere(v.owner))
+            if elsewhere:
+                title += f"; {elsewhere} run by other nodes"
+        # Alone (SQLite) every session is this gateway's: a column saying so on every row
+        # would only take room from the conversation.
+        self.table.hide(() if here is not None else ("owner",))
+        built = [(str(v.session_id), rows.session_row(v, snap.taken_at, here)) for v in shown]
         self._views = {str(v.session_id): v for v in shown}
         await asyncio.sleep(0)  # let the gateway's tasks run between the pieces of a tick
         self.table.apply(built)
@@ -175,7 +184,12 @@ class SessionsTab(ConsoleTab, Toned):
         if action != "interrupt":
             return None
         view = self.highlighted()
-        allowed = [] if view is None else [session_actions(view)]
+        here = None if self.host.snap is None else self.host.snap.node_id
+        if view is not None:
+            elsewhere = owned_elsewhere(view.session_id, view.owner, here)
+            if elsewhere is not None:
+                return elsewhere
+        allowed = [] if view is None else [session_actions(view, here)]
         return why_not_all(action, allowed, what="a session without a running turn")
 
     def action_interrupt(self) -> None:

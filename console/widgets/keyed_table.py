@@ -13,7 +13,7 @@ from the stylesheet (`.tone--hot`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from rich.text import Text
 from textual.coordinate import Coordinate
@@ -40,6 +40,7 @@ class KeyedTable(DataTable[Text], Toned):
         self._order: list[str] = []
         self._layout: list[tuple[Column, int]] = [(c, c.width) for c in self._columns]
         self._visible = list(range(len(self._columns)))  # indexes of the shown columns
+        self._hidden: frozenset[str] = frozenset()  # left out whatever the width
 
     def on_mount(self) -> None:
         self._add_columns()
@@ -49,7 +50,19 @@ class KeyedTable(DataTable[Text], Toned):
             self.add_column(Text(column.label), width=width, key=column.key)
 
     def on_resize(self) -> None:
-        layout = fit_columns(self._columns, self.size.width - SCROLLBAR)
+        self._relayout()
+
+    def hide(self, keys: Iterable[str]) -> None:
+        """Leave these columns out (a column that would say the same on every row, such as
+        the owner node on a gateway that runs alone), and give their room to the others."""
+        hidden = frozenset(keys)
+        if hidden != self._hidden:
+            self._hidden = hidden
+            self._relayout()
+
+    def _relayout(self) -> None:
+        wanted = [c for c in self._columns if c.key not in self._hidden]
+        layout = fit_columns(wanted, self.size.width - SCROLLBAR)
         if layout == self._layout or self.size.width <= SCROLLBAR:
             return
         keep, scroll_y = self.current_key(), self.scroll_y

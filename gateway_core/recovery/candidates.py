@@ -14,6 +14,7 @@ from gateway_core.delivery import Deliverer
 from gateway_core.model import Decision, RecoveryState
 from gateway_core.recovery.decision import operator_clear_notice
 from gateway_core.recovery.startup import BootRecovery, Candidate
+from gateway_core.recovery.tails import request_tails
 from gateway_core.runtime import Runtime
 from gateway_core.snapshot import CandidateView
 
@@ -110,7 +111,7 @@ class CandidateBoard:
         session = await store.sessions.get(session_id)
         if record is None or session is None:
             return False, None
-        tail = await store.transcript.tail(session_id, policy.tail_rows)
+        tail = (await request_tails(store, [session_id], policy.tail_rows))[session_id]
         notice, told = operator_clear_notice(record, session.origin, tail, policy)
         cleared, notice_id = await store.recovery.clear_and_tell(session_id, notice, told)
         if notice_id is not None:

@@ -45,7 +45,9 @@ from gateway_core.recovery.evidence import (
     format_age,
     is_final_answer,
     is_read_only,
+    is_recovery_note,
     is_replayable,
+    request_index,
     trailing_tool_block,
 )
 from gateway_core.recovery.policy import RecoveryPolicy
@@ -125,7 +127,7 @@ def classify(
         return Classification(
             V.UNDETERMINED, f"the last transcript row (#{last.seq}) is malformed ({last.role!r})"
         )
-    activity = next((m for m in reversed(rows) if not _is_note(m)), last)
+    activity = next((m for m in reversed(rows) if not is_recovery_note(m)), last)
     tail_at = activity.created_at
     age = None if tail_at is None else now - tail_at
 
@@ -154,7 +156,7 @@ def classify(
             V.COMPLETE, f"the turn ended with a final answer (#{last.seq}, {last.finish_reason})"
         )
     interrupted_resume = False
-    if _is_note(last):
+    if is_recovery_note(last):
         if _ran_to_its_end(last_turn, last):
             return verdict(
                 V.RECOVERY_LOOP,
@@ -240,10 +242,6 @@ def classify(
         what = "notification" if last.kind == MessageKind.NOTICE else "message"
         return verdict(V.RESUMABLE, f"unanswered user {what} from {format_age(max(age, 0))} ago")
     return verdict(V.RESUMABLE, "the answer was interrupted before it finished")
-
-
-def _is_note(message: Message) -> bool:
-    return message.role == Role.USER and message.kind == MessageKind.RECOVERY_NOTE
 
 
 def _ran_to_its_end(last_turn: TurnRecord | None, note_row: Message) -> bool:
@@ -405,10 +403,7 @@ def last_request(tail: Sequence[Message]) -> str | None:
     """The words of the request a tail's turn was working on: its newest user row that is not
     our recovery note. None when that row is a background job's notice (the gateway's own
     work, not something the user asked) or there is none."""
-    for message in reversed(tail):
-        if message.role != Role.USER or not is_replayable(message) or _is_note(message):
-            continue
-        if message.kind == MessageKind.NOTICE:
-            return None
-        return message.content
-    return None
+    index = request_index(tail)
+    if index is None or tail[index].kind == MessageKind.NOTICE:
+        return None
+    return tail[index].content

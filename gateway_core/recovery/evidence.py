@@ -26,6 +26,32 @@ def is_replayable(message: Message) -> bool:
     return message.role != Role.SYSTEM and message.kind != MessageKind.META
 
 
+def is_recovery_note(message: Message) -> bool:
+    """The system note a resume turn starts with (our own row, not the user's words)."""
+    return message.role == Role.USER and message.kind == MessageKind.RECOVERY_NOTE
+
+
+def request_index(tail: Sequence[Message]) -> int | None:
+    """Where the user's request is in a tail: its newest replayable user row that is not our
+    recovery note (a background job's notice counts: it is that turn's request). None when
+    the tail holds no such row.
+
+    Why a transcript read from this row on is enough to decide on (recovery/tails.py reads
+    no further back): every search the decision makes runs backwards from the end and stops
+    at or after this row. The last replayable row, the newest one that is not a recovery
+    note (freshness) and the row before the trailing tool results (the block's call) are
+    all at or after it, because it is itself replayable, not a note and not a tool row; and
+    the request quoted to the user is this row. So the decision on the rows from here to
+    the end is the decision on the whole transcript (tests/test_recovery_tails.py checks it
+    on generated transcripts).
+    """
+    for index in range(len(tail) - 1, -1, -1):
+        message = tail[index]
+        if message.role == Role.USER and is_replayable(message) and not is_recovery_note(message):
+            return index
+    return None
+
+
 def is_final_answer(message: Message) -> bool:
     return (
         message.role == Role.ASSISTANT

@@ -25,9 +25,10 @@ class RecoveryPolicy:
     # The loop guard: this many boots with candidates, each within loop_window of the previous.
     loop_window: float = 300.0
     loop_boots: int = 3
-    # Rows read from the end of each candidate's transcript (widened automatically when the
-    # tail starts inside a tool block).
-    tail_rows: int = 20
+    # Rows read first from the end of each candidate's transcript. Only the cost depends on
+    # it: a candidate whose first rows do not reach its user's request is read further back
+    # (recovery/tails.py), so the decision is always the one the whole transcript gives.
+    tail_rows: int = 4
     # Tool names that are read-only whatever their arguments.
     read_only_tools: frozenset[str] = frozenset()
     # "tool:action" pairs that are read-only (the tool's "action" argument decides).

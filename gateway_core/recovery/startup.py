@@ -1,8 +1,10 @@
 """The recovery pass a booting gateway runs before it takes new messages.
 
 1. list every recovery record that is not 'none' (a partial index: only the candidates);
-2. read the evidence in a few indexed queries: their transcript tails, their last turn rows,
-   and the jobs their interrupted tool calls started (with the end of each job's output);
+2. read the evidence in a few indexed queries: their transcripts from the user's request on
+   (a short tail of each, read further back only where it does not reach the request:
+   recovery/tails.py), their last turn rows, and the jobs their interrupted tool calls
+   started (with the end of each job's output);
 3. record this boot's candidate count and ask the loop guard about recent boots;
 4. decide each candidate (the pure function in decision.py);
 5. apply every decision in one transaction: the tool results the evidence recovered, the
@@ -28,7 +30,6 @@ from gateway_core.model import (
     RecoveryAction,
     RecoveryRecord,
     RecoveryState,
-    Role,
     RunRecord,
     Session,
 )
@@ -36,23 +37,17 @@ from gateway_core.recovery.decision import decide
 from gateway_core.recovery.evidence import is_replayable, trailing_tool_block
 from gateway_core.recovery.loop_guard import loop_guard_tripped
 from gateway_core.recovery.policy import RecoveryPolicy
+from gateway_core.recovery.tails import request_tails
 from gateway_core.store import Store
 from gateway_core.store.recovery_records import apply_decision_row
 from gateway_core.store.transaction import Transaction
 
-WIDEN_FACTOR = 50
 # Reads the end of a job's output (its log file) for a recovered tool result.
 OutputOf = Callable[[JobRecord], Awaitable[str]]
 
 
 async def _no_output(job: JobRecord) -> str:
     return ""
-
-
-def _starts_mid_block(tail: Sequence[Message], limit: int) -> bool:
-    if len(tail) < limit:
-        return False  # the whole transcript was read
-    return tail[0].role == Role.TOOL or not any(is_replayable(m) for m in tail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,13 +108,8 @@ async def scan(
     if records is None:
         records = await store.recovery.candidates()
     readable = [r.session_id for r, _ in records if r.state != RecoveryState.SUSPENDED]
-    tails = await store.transcript.tails(readable, policy.tail_rows)
-    # A short tail is enough for almost every session; re-read the few whose tail starts in
-    # the middle of a tool block (or holds no evidence at all) with a window wide enough to
-    # reach the assistant row that asked for those tools.
-    cut = [sid for sid, tail in tails.items() if _starts_mid_block(tail, policy.tail_rows)]
-    if cut:
-        tails.update(await store.transcript.tails(cut, policy.tail_rows * WIDEN_FACTOR))
+    # Each transcript from its user's request on: all the decision reads (recovery/tails.py).
+    tails = await request_tails(store, readable, policy.tail_rows)
     last_turns = await store.turns.last(readable)
     jobs = await _jobs_of(store, tails, output_of)
     return [

@@ -63,7 +63,9 @@ def decode_timestamp(value: Any) -> float | None:
     Values above 1e10 are read as milliseconds (no second count reaches that before 2286);
     rows imported from other tools often carry those.
     """
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if type(value) is float and 0.0 < value <= 1e10:
+        return value  # the common case: a time in seconds, as the store writes them
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
         return None
     number = float(value)
     if not math.isfinite(number) or number <= 0:
@@ -91,11 +93,10 @@ def message_params(session_id: int, seq: int, message: NewMessage, now: float) -
 
 
 def decode_message(row: tuple[Any, ...]) -> Message:
-    session_id, seq, role, kind, content, tool_calls, call_id, tool_name, finish, gen, created = (
-        row[:11]
-    )
-    platform_message_id, reply_to = row[11:]
-    calls, malformed = decode_tool_calls(tool_calls)
+    (session_id, seq, role, kind, content, tool_calls, call_id, tool_name, finish, gen, created,
+     platform_message_id, reply_to) = row  # fmt: skip
+    # A row without tool calls (most rows) skips their decoder.
+    calls, malformed = ((), False) if tool_calls is None else decode_tool_calls(tool_calls)
     return Message(
         session_id=int(session_id),
         seq=int(seq),

@@ -28,6 +28,7 @@ from gateway_core.store.database import open_write_connection
 from gateway_core.store.errors import StoreError
 from gateway_core.store.inbox import Inbox
 from gateway_core.store.inbox_wakeups import InboxWakeups
+from gateway_core.store.lease_owners import LeaseOwners
 from gateway_core.store.leases import Leases
 from gateway_core.store.outbox import Outbox
 from gateway_core.store.processes import Processes
@@ -98,6 +99,7 @@ class Store:
         self.turns = Turns(reader)
         self.working_notices = WorkingNotices(writer, reader, clock)
         self.leases = Leases(writer, reader, clock)
+        self.owners = LeaseOwners(reader, clock)
         self._closed = False
 
     @classmethod

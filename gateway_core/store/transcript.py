@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from operator import itemgetter
+from typing import Any, overload
 
 from gateway_core.clock import Clock
 from gateway_core.model import Message, NewMessage
@@ -12,19 +13,48 @@ from gateway_core.store.transaction import RowReader, Transaction, TransactionQu
 
 
 def tails_sql(count: int) -> str:
-    """Tails of `count` sessions: each session's last seq, then a range scan of
-    (session_id, seq) from there. Both steps use the unique index, so other sessions' rows
-    are never read (a test checks the query plan)."""
-    marks = ",".join("?" * count)
+    """Tails of `count` sessions: for each wanted session its last seq (one step down the
+    unique index), then a range scan of (session_id, seq) from there. Both steps use the
+    unique index, so other sessions' rows are never read (a test checks the query plan). The
+    rows come back in no particular order; `Transcript.tails` sorts them."""
+    wanted = ", ".join("(?)" for _ in range(count))
     return (
-        "WITH last(sid, hi) AS (SELECT session_id, max(seq) FROM messages"
-        f"  WHERE session_id IN ({marks}) GROUP BY session_id)"
-        f" SELECT m.{MESSAGE_COLUMNS.replace(', ', ', m.')} FROM last"
-        " JOIN messages AS m ON m.session_id = last.sid AND m.seq > last.hi - ?"
-        " ORDER BY m.session_id, m.seq"
+        f"WITH wanted(sid) AS (VALUES {wanted})"
+        f" SELECT m.{MESSAGE_COLUMNS.replace(', ', ', m.')} FROM wanted"
+        " JOIN messages AS m ON m.session_id = wanted.sid AND m.seq > ("
+        "SELECT seq FROM messages WHERE session_id = wanted.sid ORDER BY seq DESC LIMIT 1) - ?"
     )
 
 
+class StoredTail(Sequence[Message]):
+    """One session's last rows as read, oldest first, each decoded on first access: the
+    recovery scan reads a few rows of every candidate and usually looks at one or two."""
+
+    __slots__ = ("_decoded", "_rows")
+
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        self._rows = rows
+        self._decoded: list[Message | None] = [None] * len(rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> Message: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Message]: ...
+
+    def __getitem__(self, index: int | slice) -> Message | list[Message]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self._rows)))]
+        message = self._decoded[index]
+        if message is None:
+            message = self._decoded[index] = decode_message(self._rows[index])
+        return message
+
+
+_SESSION_AND_SEQ = itemgetter(0, 1)
 _MARKS = ", ".join("?" * len(MESSAGE_COLUMNS.split(",")))
 _INSERT = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({_MARKS})"
 
@@ -74,17 +104,19 @@ class Transcript:
         )
         return [decode_message(row) for row in reversed(rows)]
 
-    async def tails(self, session_ids: Iterable[int], limit: int) -> dict[int, list[Message]]:
-        """Tails of many sessions in one query (the startup scan's read)."""
-        ids = list(session_ids)
-        result: dict[int, list[Message]] = {i: [] for i in ids}
+    async def tails(self, session_ids: Iterable[int], limit: int) -> dict[int, StoredTail]:
+        """The last `limit` rows of many sessions in one query per 500 (the startup scan's
+        read); a session without rows gets an empty tail."""
+        ids = list(dict.fromkeys(session_ids))  # once each: a repeated id would repeat rows
+        grouped: dict[int, list[tuple[Any, ...]]] = {i: [] for i in ids}
         # Chunked to stay under SQLite's bound-parameter limit.
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             rows = await self._reader.all(tails_sql(len(chunk)), (*chunk, limit))
+            rows.sort(key=_SESSION_AND_SEQ)
             for row in rows:
-                result[int(row[0])].append(decode_message(row))
-        return result
+                grouped[row[0]].append(row)
+        return {session_id: StoredTail(rows) for session_id, rows in grouped.items()}
 
     async def all(self, session_id: int) -> list[Message]:
         rows = await self._reader.all(

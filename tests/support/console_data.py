@@ -18,7 +18,7 @@ screenshots/make_screenshots.py draws the real app over a real gateway (it share
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from textual.pilot import Pilot
 from textual.widgets import Input
@@ -42,6 +42,8 @@ from gateway_core.snapshot import (
     NOT_DECIDED,
     CandidateView,
     LoopGuardView,
+    NodeStatus,
+    NodeView,
     ProcessView,
     SessionActivity,
     SessionQuery,
@@ -413,6 +415,37 @@ LOOP_GUARD = LoopGuardView(
 )
 
 
+# Several nodes on one PostgreSQL (the pictures with cluster=True): this console is
+# attached to gw-2; gw-1 polls Telegram; gw-3 drains; gw-old stopped beating 3 minutes ago.
+THIS_NODE = "gw-2"
+NODES: tuple[NodeView, ...] = (
+    NodeView("gw-1", "app-1.internal", 2211, NodeStatus.RUNNING, TAKEN_AT - 2 * DAY,
+             TAKEN_AT - 3.0, 4, ("telegram",)),
+    NodeView(THIS_NODE, "app-2.internal", 3107, NodeStatus.RUNNING, TAKEN_AT - UPTIME,
+             TAKEN_AT - 1.0, 6),
+    NodeView("gw-3", "app-3.internal", 918, NodeStatus.DRAINING, TAKEN_AT - 5 * HOUR,
+             TAKEN_AT - 4.0, 1),
+    NodeView("gw-old", "app-9.internal", 40112, NodeStatus.LAPSED, TAKEN_AT - 9 * DAY,
+             TAKEN_AT - 3 * MINUTE - 12, 0),
+)  # fmt: skip
+OWNERS = {
+    **{session_id: THIS_NODE for session_id in range(101, 109)}, 109: "gw-1", 110: "gw-3",
+    111: "gw-1", 201: THIS_NODE, 202: "gw-1", 203: THIS_NODE, 205: THIS_NODE, 206: THIS_NODE,
+    207: "gw-1", 208: THIS_NODE, 209: THIS_NODE,
+}  # fmt: skip
+
+
+def clustered(snap: Snapshot) -> Snapshot:
+    """The same gateway as one node of several: every node, and who owns what."""
+    return replace(
+        snap,
+        node_id=THIS_NODE,
+        nodes=NODES,
+        sessions=tuple(replace(v, owner=OWNERS.get(v.session_id)) for v in snap.sessions),
+        candidates=tuple(replace(c, owner=OWNERS.get(c.session_id)) for c in snap.candidates),
+    )
+
+
 def snapshot(*, drain: bool = True, loop: bool = False) -> Snapshot:
     """The whole gateway at TAKEN_AT: draining (3 of 7 turns finished) or running; with the
     restart-loop guard tripped if `loop`."""
@@ -604,6 +637,7 @@ class StaticBackend:
     actor: str = "operator"
     drain: bool = True
     loop: bool = False
+    cluster: bool = False  # one node of several on PostgreSQL (else alone, on SQLite)
     calls: list[ActCall] = field(default_factory=list)
 
     @property
@@ -614,7 +648,8 @@ class StaticBackend:
         pass
 
     async def snapshot(self, query: SessionQuery | None = None) -> Snapshot:
-        return with_sessions(snapshot(drain=self.drain, loop=self.loop), query)
+        snap = snapshot(drain=self.drain, loop=self.loop)
+        return with_sessions(clustered(snap) if self.cluster else snap, query)
 
     async def transcript_tail(self, session_id: int, limit: int = 30) -> list[Message]:
         if session_id not in {s.session_id for s in SESSIONS}:
@@ -648,11 +683,11 @@ class StaticBackend:
 
 
 def static_backend(
-    read_only: bool = False, drain: bool = True, loop: bool = False
+    read_only: bool = False, drain: bool = True, loop: bool = False, cluster: bool = False
 ) -> StaticBackend:
     """A backend over the fixed data: draining (the overview shows progress) unless drain=False,
-    the restart-loop guard tripped if loop."""
-    return StaticBackend(read_only=read_only, drain=drain, loop=loop)
+    the restart-loop guard tripped if loop, one node of several if cluster."""
+    return StaticBackend(read_only=read_only, drain=drain, loop=loop, cluster=cluster)
 
 
 # -- the pictures -------------------------------------------------------------------------
@@ -667,6 +702,7 @@ class Screen:
     about: str
     read_only: bool = False
     drain: bool = True
+    cluster: bool = False
 
 
 SCREENS: tuple[Screen, ...] = (
@@ -691,6 +727,16 @@ SCREENS: tuple[Screen, ...] = (
     Screen("leave", ("q",), "Leaving: detach, or drain and stop"),
     Screen("help", ("3", "question_mark"), "Help: the keys of the recovery tab", drain=False),
     Screen("read_only", ("3",), "Read-only: no mutating keys", read_only=True, drain=False),
+    Screen("nodes", ("7",), "Nodes: four on one PostgreSQL, this one marked", cluster=True),
+    Screen("nodes_alone", ("7",), "Nodes on SQLite: this gateway runs alone"),
+    Screen("sessions_cluster", ("2",), "Sessions on a node: which node owns each", cluster=True),
+    Screen(
+        "recovery_cluster",
+        ("3", "down"),
+        "Recovery on a node: another node's candidate, its keys refused here",
+        drain=False,
+        cluster=True,
+    ),
 )
 BY_SCREEN = {screen.name: screen for screen in SCREENS}
 
