@@ -780,7 +780,7 @@ async def test_a_read_only_control_refuses_every_action_and_changes_nothing(
         "reset-loop-guard": await control.reset_loop_guard(actor=ACTOR),
     }
     assert set(results) == MUTATING
-    for action, outcome in results.items():
+    for _action, outcome in results.items():
         assert outcome == ActionResult(False, "this console is read-only")
         assert "read-only" in outcome.message
 
