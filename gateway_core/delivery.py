@@ -252,7 +252,9 @@ class Deliverer:
                 reply_to = anchor if piece.index == 0 else None
                 message_id = await adapter.send(origin, piece.content, reply_to)
                 # Committed before the next piece is sent: a retry starts after it.
-                await store.outbox.piece_sent(outbox_id, piece.index, message_id, fence)
+                await store.outbox.piece_sent(
+                    outbox_id, piece.index, message_id, fence, stored=claimed.stored
+                )
         except LeaseLost as lost:  # taken over mid-reply: the rest is the new owner's call
             log.warning("reply %s stopped: %s", outbox_id, lost)
             return False

@@ -10,7 +10,6 @@ last run stored but never turned into a turn is submitted again, in order.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Sequence
 
@@ -22,9 +21,10 @@ from gateway_core.model import InboxItem, Session, SessionKey
 from gateway_core.questions import Questions
 from gateway_core.runtime import Runtime
 from gateway_core.safe_json import parse_json
+from gateway_core.store.codec import encode_text_payload
 from gateway_core.store.inbox import finish_row, insert_row
 from gateway_core.store.leases import notify_nodes_row
-from gateway_core.store.sessions import ensure_row, note_message_row
+from gateway_core.store.sessions import ensure_row
 from gateway_core.store.transaction import Transaction
 from gateway_core.turn import RequestKind, TurnRequest
 
@@ -81,22 +81,24 @@ class Intake:
                     else:
                         duplicates += 1
                     continue
-                session = ensure_row(db, message.origin.key, message.origin, now)
-                payload = json.dumps({"text": message.text})
+                key = message.origin.key
+                payload = encode_text_payload(message.text)
+                # The inbox row first: whether it is new decides whether the session's
+                # newest message is this one, noted by the session's upsert (one statement).
                 inbox_id = insert_row(
                     db,
                     message.platform,
                     message.update_id,
-                    str(session.key),
+                    str(key),
                     payload,
                     now,
                     message.message_id,
                 )
                 if inbox_id is not None:  # None: a redelivered update, already stored
-                    if message.message_id is not None:
-                        note_message_row(db, session.id, message.message_id)
+                    session = ensure_row(db, key, message.origin, now, message.message_id)
                     accepted.append((session, inbox_id, message))
                 else:
+                    ensure_row(db, key, message.origin, now)
                     duplicates += 1
             if accepted and rt.node is not None:  # the sessions' owners may be other nodes
                 notify_nodes_row(db, [inbox_id for _, inbox_id, _ in accepted])

@@ -458,6 +458,9 @@ class ClaimedReply:
 
     item: OutboxItem
     pieces: tuple[ReplyPiece, ...]
+    # False for a reply that fits in one message: it has no piece rows (the outbox row is its
+    # only piece), so its confirmation is the row's own "sent" and nothing else.
+    stored: bool = True
 
     @property
     def owed(self) -> tuple[ReplyPiece, ...]:

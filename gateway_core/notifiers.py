@@ -127,6 +127,10 @@ class Notifiers:
         if origin is None or origin.platform not in self._rt.adapters:
             return None
         interval = self._rt.config.notifier.interval
+        adapter = self._rt.adapters[origin.platform]
+        typer = adapter if adapter.capabilities.typing and isinstance(adapter, Typing) else None
+        if interval <= 0 and typer is None:
+            return None  # nothing to show: no notifier built (it would be one per turn)
         now = self._rt.clock.monotonic()
         notifier = Notifier(
             session_id,
@@ -140,15 +144,11 @@ class Notifiers:
             direct=direct,
         )
         loop = asyncio.get_running_loop()
-        adapter = self._rt.adapters[origin.platform]
-        if adapter.capabilities.typing and isinstance(adapter, Typing):
+        if typer is not None:
             notifier.typing_task = loop.create_task(
-                self._type(notifier, adapter), name=f"typing-{session_id}-{generation}"
+                self._type(notifier, typer), name=f"typing-{session_id}-{generation}"
             )
-        if interval <= 0:
-            if notifier.typing_task is None:
-                return None
-        else:
+        if interval > 0:
             notifier.task = loop.create_task(
                 self._run(notifier), name=f"notifier-{session_id}-{generation}"
             )

@@ -27,6 +27,7 @@ import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
+from types import AsyncGeneratorType
 from typing import TYPE_CHECKING, Protocol
 
 from gateway_core.agents.base import AgentEvent, Answer, AskTools, ToolDone, TurnContext
@@ -55,7 +56,12 @@ from gateway_core.store.processes import (
     owner_generation_row,
     reply_to_of_job_row,
 )
-from gateway_core.store.recovery_records import begin_attempt_row, clear_row, state_row
+from gateway_core.store.recovery_records import (
+    begin_attempt_row,
+    clear_row,
+    start_turn_with_state_row,
+    state_row,
+)
 from gateway_core.store.sessions import (
     end_turn_row,
     finish_turn_row,
@@ -184,22 +190,30 @@ def _start_job(
             instead = _notice_instead_of_turn(db, session_id, request, now)
             if instead is not None:
                 return instead
-        record = state_row(db, session_id)
-        state, reason = (RecoveryState.NONE, None) if record is None else record
-        if request.kind is RequestKind.RESUME and state not in CANDIDATE_STATES:
-            # Answered or cleared since the resume was queued: running it would answer twice.
-            return TurnStart(
-                generation_row(db, session_id), state, reason, dropped="no-longer-a-candidate"
-            )
-        if request.kind is RequestKind.RESUME:
-            reply_to = reply_to_row(db, session_id)  # the interrupted request
-        elif request.notice is not None:
-            reply_to = reply_to_of_job_row(db, request.notice.process_id)
-        else:
+        if request.kind is not RequestKind.RESUME and request.notice is None:
+            # A user's message (the hot path): nothing below depends on the recovery record,
+            # so one statement starts the turn (the new generation, the running-turn marker,
+            # the session touched) and reads the record.
+            generation, record = start_turn_with_state_row(db, session_id, now)
+            state, reason = (RecoveryState.NONE, None) if record is None else record
             reply_to = request.message_id
-        # One statement: the new generation, the running-turn marker, the session touched
-        # (so the input row below need not touch it again).
-        generation = start_turn_row(db, session_id, now)
+        else:
+            record = state_row(db, session_id)
+            state, reason = (RecoveryState.NONE, None) if record is None else record
+            if request.kind is RequestKind.RESUME and state not in CANDIDATE_STATES:
+                # Answered or cleared since the resume was queued: running it would answer
+                # twice.
+                return TurnStart(
+                    generation_row(db, session_id), state, reason, dropped="no-longer-a-candidate"
+                )
+            if request.kind is RequestKind.RESUME:
+                reply_to = reply_to_row(db, session_id)  # the interrupted request
+            else:
+                assert request.notice is not None
+                reply_to = reply_to_of_job_row(db, request.notice.process_id)
+            # One statement: the new generation, the running-turn marker, the session touched
+            # (so the input row below need not touch it again).
+            generation = start_turn_row(db, session_id, now)
         begin_row(db, session_id, generation, request.kind, run_id, now, reply_to)
         if request.kind is RequestKind.RESUME:
             note = NewMessage(
@@ -377,7 +391,8 @@ class TurnRunner:
             await asyncio.shield(self._record_interruption(session.id, generation, unanswered))
             raise
         finally:
-            await self._notifiers.stop(notifier)
+            if notifier is not None:  # (most turns have none: no coroutine for nothing)
+                await self._notifiers.stop(notifier)
             rt.events.publish(
                 TurnFinished(
                     rt.clock.now(),
@@ -466,18 +481,39 @@ class TurnRunner:
         if answer.usage is not None:
             prompt, completion = self._rt.usage.get(session_id, (0, 0))
             self._rt.usage[session_id] = (prompt + answer.usage[0], completion + answer.usage[1])
-        # Shielded: once the answer is committed it must reach the deliverer even if this
-        # turn is cancelled while waiting for the commit.
+        # Once the answer is committed it must reach the deliverer even if this turn is
+        # cancelled while waiting for the commit: the commit's own callback hands it over,
+        # and the turn awaits a future of its own (what asyncio.shield does, with one future
+        # and one callback instead of two of each: this runs for every message).
         commit = self._rt.store.write_soon(txn)
-        commit.add_done_callback(lambda done: self._hand_over(session, done))
-        outbox_id = await asyncio.shield(commit)
+        landed: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        commit.add_done_callback(lambda done: self._hand_over(session, done, landed))
+        outbox_id = await landed
         return outbox_id is not None
 
-    def _hand_over(self, session: Session, commit: asyncio.Future[int | None]) -> None:
-        if not commit.cancelled() and commit.exception() is None:
+    def _hand_over(
+        self,
+        session: Session,
+        commit: asyncio.Future[int | None],
+        landed: asyncio.Future[int | None],
+    ) -> None:
+        """The end-of-turn commit is done: its reply to the deliverer, its outcome to the
+        turn (unless the turn stopped waiting for it)."""
+        if commit.cancelled():
+            if not landed.done():
+                landed.cancel()
+            return
+        error = commit.exception()
+        if error is None:
             outbox_id = commit.result()
             if outbox_id is not None:
                 self._deliverer.enqueue(session.id, outbox_id, session.origin)
+        if landed.done():  # the turn was cancelled meanwhile
+            return
+        if error is None:
+            landed.set_result(commit.result())
+        else:
+            landed.set_exception(error)
 
     async def _record_interruption(
         self, session_id: int, generation: int, unanswered: dict[str, ToolCall]
@@ -512,7 +548,8 @@ async def _close_events(events: AsyncIterator[AgentEvent]) -> None:
     """Close the agent's event generator now that its answer is taken. Left to the garbage
     collector, its close is scheduled through the loop's thread-safe wake-up (a pipe write)
     for every turn; a failure while closing cannot take back an answer already given."""
-    if isinstance(events, AsyncGenerator):
+    # A native async generator (the usual agent) is told apart without the ABC's check.
+    if type(events) is AsyncGeneratorType or isinstance(events, AsyncGenerator):
         try:
             await events.aclose()
         except Exception as error:

@@ -18,7 +18,8 @@ import asyncio
 import itertools
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -64,9 +65,8 @@ class LoopbackUser:
 
     async def wait_for(self, count: int, within: float = 10.0) -> list[ChatMessage]:
         """Wait (at most `within` seconds) until this chat shows at least `count` messages."""
-        async with asyncio.timeout(within):
-            async with self.adapter.changed:
-                await self.adapter.changed.wait_for(lambda: len(self.received()) >= count)
+        async with asyncio.timeout(within), self.adapter.watching():
+            await self.adapter.changed.wait_for(lambda: len(self.received()) >= count)
         return self.received()
 
 
@@ -90,6 +90,7 @@ class LoopbackAdapter:
     _update_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _journal: TextIO | None = None
     _failures: list[DeliveryError | None] = field(default_factory=list)  # None: succeed
+    _watchers: int = 0  # waiting on `changed` (wait_until, wait_for)
 
     def __post_init__(self) -> None:
         if self.journal_path is not None:
@@ -112,8 +113,19 @@ class LoopbackAdapter:
 
     async def wait_until(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
         """Wait (at most `within` s) until predicate holds; re-checked on every send/edit/delete."""
-        async with asyncio.timeout(within), self.changed:
+        async with asyncio.timeout(within), self.watching():
             await self.changed.wait_for(predicate)
+
+    @asynccontextmanager
+    async def watching(self) -> AsyncIterator[None]:
+        """Hold `changed` (to wait on it), counted: a send with nobody watching skips the
+        condition's lock (it runs for every message the gateway sends)."""
+        self._watchers += 1
+        try:
+            async with self.changed:
+                yield
+        finally:
+            self._watchers -= 1
 
     def fail_next(
         self,
@@ -146,7 +158,8 @@ class LoopbackAdapter:
     async def deliver_inbound(self, origin: Origin, text: str) -> str:
         update_id = self._next_update_id()
         message = InboundMessage(self.platform, update_id, origin, text, message_id=update_id)
-        self._write_journal("in", update_id=update_id, chat=origin.chat_id, text=text)
+        if self._journal is not None:  # (its keyword arguments cost a dict per message)
+            self._write_journal("in", update_id=update_id, chat=origin.chat_id, text=text)
         if self._sink is None:
             self._waiting.append(message)
         else:
@@ -182,14 +195,15 @@ class LoopbackAdapter:
         self.messages.append(
             ChatMessage(message_id, origin.chat_id, origin.thread_id, text, reply_to=reply_to)
         )
-        self._write_journal(
-            "out",
-            message_id=message_id,
-            chat=origin.chat_id,
-            thread=origin.thread_id,
-            text=text,
-            reply_to=reply_to,
-        )
+        if self._journal is not None:
+            self._write_journal(
+                "out",
+                message_id=message_id,
+                chat=origin.chat_id,
+                thread=origin.thread_id,
+                text=text,
+                reply_to=reply_to,
+            )
         await self._notify()
         return message_id
 
@@ -233,8 +247,9 @@ class LoopbackAdapter:
                 raise failure
 
     async def _notify(self) -> None:
-        async with self.changed:
-            self.changed.notify_all()
+        if self._watchers:
+            async with self.changed:
+                self.changed.notify_all()
 
     def _write_journal(self, direction: str, **fields: object) -> None:
         if self._journal is not None:

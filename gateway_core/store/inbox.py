@@ -6,6 +6,7 @@ the offset was confirmed) is stored once and processed once.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -51,12 +52,20 @@ def insert_row(
 ) -> int | None:
     """Insert inside an open transaction; None when the update was already stored.
     message_id: the message's own id on its platform (what an answer replies to)."""
-    row = db.execute(
-        "INSERT INTO inbox (platform, update_id, session_key, payload, received_at, message_id)"
-        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(platform, update_id) DO NOTHING RETURNING id",
-        (platform, update_id, session_key, payload, now, message_id),
-    ).fetchone()
+    values = (platform, update_id, session_key, payload, now, message_id)
+    if isinstance(db, sqlite3.Connection):
+        # SQLite says the new row's id without RETURNING, which costs it a buffered result
+        # (this runs for every message).
+        cursor = db.execute(_INSERT, values)
+        return cursor.lastrowid if cursor.rowcount == 1 else None
+    row = db.execute(f"{_INSERT} RETURNING id", values).fetchone()
     return None if row is None else int(row[0])
+
+
+_INSERT = (
+    "INSERT INTO inbox (platform, update_id, session_key, payload, received_at, message_id)"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(platform, update_id) DO NOTHING"
+)
 
 
 def finish_row(db: Transaction, item_id: int, status: str, error: str | None, now: float) -> None:

@@ -21,6 +21,7 @@ an answer with a hole in it. Its last_error names the piece and the ones held af
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Collection
 from dataclasses import replace
 from typing import Any
@@ -80,12 +81,18 @@ def enqueue_row(
 ) -> int:
     """reply_to: the platform id of the message this answers; direct: it is the answer of
     the turn that message started (see OutboxItem)."""
-    row = db.execute(
-        "INSERT INTO outbox (session_id, generation, kind, content, created_at, reply_to,"
-        " direct) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        (session_id, generation, kind, content, now, reply_to, int(direct)),
-    ).fetchone()
-    return int(row[0])
+    values = (session_id, generation, kind, content, now, reply_to, int(direct))
+    if isinstance(db, sqlite3.Connection):  # the id without RETURNING's buffered result
+        rowid = db.execute(_ENQUEUE, values).lastrowid
+        assert rowid is not None
+        return rowid
+    return int(db.execute(f"{_ENQUEUE} RETURNING id", values).fetchone()[0])
+
+
+_ENQUEUE = (
+    "INSERT INTO outbox (session_id, generation, kind, content, created_at, reply_to, direct)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 class Outbox:
@@ -161,6 +168,8 @@ class Outbox:
         fenced, fence_params = _fenced(fence)
 
         def txn(db: Transaction) -> ClaimedReply | None:
+            # The claim also counts the stored pieces (a reply never split, nearly all of
+            # them, then costs this one statement) and carries the fence as a condition.
             row = db.execute(
                 "UPDATE outbox SET status = 'sending', attempts = attempts + 1"
                 f" WHERE id = ? AND status = 'pending'{fenced} RETURNING {_COLUMNS},"
@@ -172,12 +181,12 @@ class Outbox:
                     delivery_fence_row(db, *fence)
                 return None
             item = decode_outbox(row)
-            # Most replies fit in one message and never had pieces: not read for nothing.
             pieces = piece_rows(db, item_id) if int(row[-1]) else []
             if not pieces:
                 contents = split(item.content)
                 if len(contents) <= 1:  # fits in one message: the row is its only piece
-                    return ClaimedReply(item, (ReplyPiece(0, item.content, PieceStatus.SENDING),))
+                    only = (ReplyPiece(0, item.content, PieceStatus.SENDING),)
+                    return ClaimedReply(item, only, stored=False)
                 store_piece_rows(db, item_id, contents)
                 pieces = piece_rows(db, item_id)
             owed = [p for p in pieces if p.status is not PieceStatus.SENT]
@@ -200,9 +209,13 @@ class Outbox:
         index: int,
         platform_message_id: str | None,
         fence: tuple[int, str] | None = None,
+        *,
+        stored: bool = True,
     ) -> bool:
         """Confirm one piece and claim the next in the same commit; after the last piece the
-        reply is sent. True when the reply is now sent.
+        reply is sent. True when the reply is now sent. stored=False: the claim found the
+        reply unsplit (ClaimedReply.stored), so it has no piece rows to look at (none can be
+        added while it is 'sending': only a claim of a pending row stores pieces).
 
         Recorded only while the reply is still 'sending' (this attempt's claim) and, with
         `fence` (session id, node id), while no other node owns the session: otherwise
@@ -212,6 +225,15 @@ class Outbox:
         fenced, fence_params = _fenced(fence)
 
         def txn(db: Transaction) -> bool:
+            if not stored:  # the check and the confirmation in one statement
+                cursor = db.execute(
+                    "UPDATE outbox SET status = 'sent', platform_message_id = ?, sent_at = ?"
+                    f" WHERE id = ? AND status = 'sending'{fenced}",
+                    (platform_message_id, now, item_id, *fence_params),
+                )
+                if cursor.rowcount != 1:
+                    raise _not_recorded(item_id)
+                return True
             # The check and the piece count in one statement; the UPDATE (of nothing) holds
             # the row until the commit, so a takeover's settling of the send waits for it.
             row = db.execute(
@@ -220,10 +242,7 @@ class Outbox:
                 (item_id, *fence_params),
             ).fetchone()
             if row is None:
-                raise LeaseLost(
-                    f"reply {item_id} is no longer being sent by this attempt"
-                    " (its session changed hands, or its send was settled); piece not recorded"
-                )
+                raise _not_recorded(item_id)
             count = int(row[0])
             if count:
                 mark_sent_row(db, item_id, index, platform_message_id, now)
@@ -351,6 +370,13 @@ def _mark_row_sent(
         (platform_message_id, now, item_id),
     )
     return cursor.rowcount == 1
+
+
+def _not_recorded(item_id: int) -> LeaseLost:
+    return LeaseLost(
+        f"reply {item_id} is no longer being sent by this attempt"
+        " (its session changed hands, or its send was settled); piece not recorded"
+    )
 
 
 def _fenced(fence: tuple[int, str] | None) -> tuple[str, tuple[int | str, ...]]:

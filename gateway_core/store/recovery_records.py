@@ -116,6 +116,25 @@ def state_row(db: Transaction, session_id: int) -> tuple[RecoveryState, str | No
     return None if row is None else (_state(row[0]), row[1])
 
 
+def start_turn_with_state_row(
+    db: Transaction, session_id: int, now: float
+) -> tuple[int, tuple[RecoveryState, str | None] | None]:
+    """start_turn_row and state_row in one statement, for a turn whose start does not depend
+    on the record (a user's message: the hot path). The record is read by the same statement
+    that starts the turn, so it is the state the turn starts in, as with the two apart."""
+    row = db.execute(
+        "UPDATE sessions SET generation = generation + 1, active_turn = generation + 1,"
+        " turn_started_at = ?, updated_at = ? WHERE id = ? RETURNING generation,"
+        " (SELECT state FROM recovery WHERE session_id = ?),"
+        " (SELECT reason FROM recovery WHERE session_id = ?)",
+        (now, now, session_id, session_id, session_id),
+    ).fetchone()
+    if row is None:
+        raise KeyError(f"no session {session_id}")
+    generation, state, reason = row
+    return int(generation), None if state is None else (_state(state), reason)
+
+
 def told_row(db: Transaction, session_id: int, told: Told, now: float) -> None:
     """Inside the transaction that queued the user's notice: it is told once per episode."""
     db.execute(

@@ -10,21 +10,43 @@ from gateway_core.store.codec import SESSION_COLUMNS, decode_origin, decode_sess
 from gateway_core.store.transaction import RowReader, Transaction, TransactionQueue
 from gateway_core.store.turns import close_crashed_rows
 
+_ENSURE = (
+    "INSERT INTO sessions (key, platform, chat_id, thread_id, origin, created_at,"
+    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET"
+    " origin = coalesce(excluded.origin, sessions.origin)"
+    " RETURNING id, origin, generation, created_at, updated_at"
+)
+# The same upsert also noting the platform id of the user's newest message (a private
+# chat's answer to anything older is sent as a reply to what it answers): intake runs it for
+# every message, so it is not a statement of its own.
+_ENSURE_NOTING = (
+    "INSERT INTO sessions (key, platform, chat_id, thread_id, origin, created_at,"
+    " updated_at, last_message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE"
+    " SET origin = coalesce(excluded.origin, sessions.origin),"
+    " last_message_id = excluded.last_message_id"
+    " RETURNING id, origin, generation, created_at, updated_at"
+)
 
-def ensure_row(db: Transaction, key: SessionKey, origin: Origin | None, now: float) -> Session:
+
+def ensure_row(
+    db: Transaction,
+    key: SessionKey,
+    origin: Origin | None,
+    now: float,
+    newest_message_id: str | None = None,
+) -> Session:
     """Upsert a session inside an open transaction (see Sessions.ensure).
 
     One statement on the hot path (every inbound message): the upsert returns the row, and
     the recovery record is only inserted when the row was just created (its created_at is
     this call's `now`; a false positive in the same batch is harmless, the insert ignores
-    an existing record). A given origin is the one now stored, so it is not decoded again."""
-    row = db.execute(
-        "INSERT INTO sessions (key, platform, chat_id, thread_id, origin, created_at,"
-        " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET"
-        " origin = coalesce(excluded.origin, sessions.origin)"
-        " RETURNING id, origin, generation, created_at, updated_at",
-        (str(key), key.platform, key.chat_id, key.thread_id, encode_origin(origin), now, now),
-    ).fetchone()
+    an existing record). A given origin is the one now stored, so it is not decoded again.
+    newest_message_id: recorded as the platform id of the user's newest message."""
+    values = (str(key), key.platform, key.chat_id, key.thread_id, encode_origin(origin), now, now)
+    if newest_message_id is None:
+        row = db.execute(_ENSURE, values).fetchone()
+    else:
+        row = db.execute(_ENSURE_NOTING, (*values, newest_message_id)).fetchone()
     session_id, stored_origin, generation, created_at, updated_at = row
     if created_at == now:
         # Every session has exactly one recovery record from the start.
@@ -40,12 +62,6 @@ def ensure_row(db: Transaction, key: SessionKey, origin: Origin | None, now: flo
         created_at=float(created_at),
         updated_at=float(updated_at),
     )
-
-
-def note_message_row(db: Transaction, session_id: int, message_id: str) -> None:
-    """Inside intake's transaction: the platform id of the user's newest message (a private
-    chat's answer to anything older is sent as a reply to what it answers)."""
-    db.execute("UPDATE sessions SET last_message_id = ? WHERE id = ?", (message_id, session_id))
 
 
 class Sessions:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
@@ -182,9 +182,10 @@ class Store:
             return []
         return [str(password)] if password else []
 
-    async def write(self, txn: Callable[[Transaction], T]) -> T:
-        """Run txn (given the transaction) in the next group commit; await the commit."""
-        return await self._writer.submit(txn)
+    def write(self, txn: Callable[[Transaction], T]) -> Awaitable[T]:
+        """Run txn (given the transaction) in the next group commit; await the commit. A
+        closed store refuses at once (StoreClosed)."""
+        return self._writer.submit(txn)
 
     def write_soon(self, txn: Callable[[Transaction], T]) -> asyncio.Future[T]:
         """Like write, without a coroutine: the future resolves once txn is committed."""

@@ -15,7 +15,7 @@ through a `RowReader`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -38,8 +38,10 @@ class Transaction(Protocol):
 
 
 class TransactionQueue(Protocol):
-    async def submit(self, txn: Callable[[Transaction], T]) -> T:
-        """Run txn in the next transaction; return its result once that is committed."""
+    def submit(self, txn: Callable[[Transaction], T]) -> Awaitable[T]:
+        """Run txn in the next transaction; the awaitable gives its result once that is
+        committed (SQLite's writer returns the commit's future itself: no coroutine per
+        write)."""
         ...
 
 

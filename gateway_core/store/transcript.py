@@ -57,13 +57,29 @@ class StoredTail(Sequence[Message]):
 _SESSION_AND_SEQ = itemgetter(0, 1)
 _MARKS = ", ".join("?" * len(MESSAGE_COLUMNS.split(",")))
 _INSERT = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({_MARKS})"
+# A row appended after the session's last one in one statement: the insert computes its seq
+# from the same index range a separate max(seq) read would scan. No RETURNING: SQLite
+# buffers a RETURNING statement's rows, which costs more than the read it would save.
+_NEXT_MARKS = ", ".join("?" * (len(MESSAGE_COLUMNS.split(",")) - 2))
+_INSERT_NEXT = (
+    f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?,"
+    " (SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE session_id = ?),"
+    f" {_NEXT_MARKS})"
+)
 
 
 def append_rows(
     db: Transaction, session_id: int, messages: Sequence[NewMessage], now: float
 ) -> list[Message]:
-    """Append inside an open transaction (usable by other jobs that write more than messages)."""
-    return [decode_message(p) for p in insert_rows(db, session_id, messages, now)]
+    """Append inside an open transaction (usable by other jobs that write more than messages);
+    returns the rows as stored."""
+    last = db.execute(
+        "SELECT coalesce(max(seq), 0) FROM messages WHERE session_id = ?", (session_id,)
+    ).fetchone()[0]
+    params = [message_params(session_id, last + i + 1, m, now) for i, m in enumerate(messages)]
+    db.executemany(_INSERT, params)
+    db.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, session_id))
+    return [decode_message(p) for p in params]
 
 
 def insert_rows(
@@ -73,17 +89,16 @@ def insert_rows(
     now: float,
     *,
     touch_session: bool = True,
-) -> list[tuple[Any, ...]]:
-    """append_rows without decoding the rows back (the turn's hot path has no use for them);
-    touch_session=False when the same transaction already set the session's updated_at."""
-    last = db.execute(
-        "SELECT coalesce(max(seq), 0) FROM messages WHERE session_id = ?", (session_id,)
-    ).fetchone()[0]
-    params = [message_params(session_id, last + i + 1, m, now) for i, m in enumerate(messages)]
-    db.executemany(_INSERT, params)
+) -> None:
+    """append_rows for a caller that has no use for the rows (the turn's hot path): one
+    statement per row, none to read the last seq; touch_session=False when the same
+    transaction already set the session's updated_at."""
+    db.executemany(
+        _INSERT_NEXT,
+        [(session_id, session_id, *message_params(session_id, 0, m, now)[2:]) for m in messages],
+    )
     if touch_session:
         db.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, session_id))
-    return params
 
 
 class Transcript:

@@ -96,9 +96,11 @@ class Writer:
         writer._task = asyncio.get_running_loop().create_task(writer._run(), name="store-writer")
         return writer
 
-    async def submit(self, txn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run txn in the next transaction; return its result once that is committed."""
-        return await self.enqueue(txn)
+    def submit(self, txn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Run txn in the next transaction; the future gives its result once that is
+        committed. Not a coroutine: every write of every message passes here, and a
+        coroutine wrapping the future cost a frame and a resumption each time."""
+        return self.enqueue(txn)
 
     def enqueue(self, txn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """Queue txn for the next transaction; the future resolves once that is committed
