@@ -14,7 +14,7 @@ from gateway_core.store import Store
 from gateway_core.store.recovery_records import CANDIDATES_SQL
 from gateway_core.store.schema import LATEST_VERSION
 from gateway_core.store.transaction import Transaction
-from gateway_core.store.transcript import tails_sql
+from gateway_core.store.transcript import from_request_sql, tails_sql
 from tests.support.backends import StoreOpener
 from tests.support.transcripts import answer, asks, call, result, user
 
@@ -97,6 +97,32 @@ async def test_tails_of_many_sessions_in_one_read(store: Store) -> None:
     assert len(tails[4242]) == 0
 
 
+async def test_rows_from_the_request_on_in_one_read(store: Store) -> None:
+    """From the newest user row that is neither bookkeeping nor our recovery note; all rows
+    of a transcript without one; nothing for a session without rows."""
+    asked = await store.sessions.ensure(SessionKey("loopback", "asked"), None)
+    await store.transcript.append(
+        asked.id,
+        [
+            user("first"),
+            answer("done"),
+            user("second"),
+            asks(call("terminal", "t1", command="ls")),
+            result("t1"),
+            NewMessage(Role.USER, "note", kind=MessageKind.RECOVERY_NOTE),
+            NewMessage(Role.USER, "bookkeeping", kind=MessageKind.META),
+            NewMessage(Role.SYSTEM, "system"),
+        ],
+    )
+    bare = await store.sessions.ensure(SessionKey("loopback", "bare"), None)
+    await store.transcript.append(bare.id, [answer("a0"), answer("a1")])
+    rows = await store.transcript.from_request([asked.id, bare.id, 4242, asked.id])
+    assert [m.content for m in rows[asked.id]][:2] == ["second", ""]
+    assert [m.seq for m in rows[asked.id]] == [3, 4, 5, 6, 7, 8]
+    assert [m.content for m in rows[bare.id]] == ["a0", "a1"]
+    assert rows[4242] == []
+
+
 def _plan(db_path: Path, sql: str, params: tuple[object, ...]) -> str:
     raw = sqlite3.connect(db_path)
     try:
@@ -111,6 +137,12 @@ async def test_scan_queries_use_indexes_and_never_scan_transcripts(db_path: Path
     tails_plan = _plan(db_path, tails_sql(2), (1, 2, 50))
     assert "SEARCH m USING INDEX sqlite_autoindex_messages_1 (session_id=? AND seq>?)" in tails_plan
     assert "SCAN messages" not in tails_plan and "SCAN m " not in tails_plan
+    request_plan = _plan(db_path, from_request_sql(2), (1, 2))
+    assert "SEARCH m USING INDEX sqlite_autoindex_messages_1 (session_id=? AND seq>?)" in (
+        request_plan
+    )
+    assert "SEARCH messages USING INDEX sqlite_autoindex_messages_1 (session_id=?)" in request_plan
+    assert "SCAN messages" not in request_plan and "SCAN m " not in request_plan
     candidates_plan = _plan(db_path, CANDIDATES_SQL, ())
     assert "recovery_candidates" in candidates_plan
     assert "SCAN s" not in candidates_plan

@@ -37,6 +37,7 @@ from gateway_core.model import (
     TurnKind,
     TurnRecord,
     Verdict,
+    positional_builder,
 )
 from gateway_core.recovery import note
 from gateway_core.recovery.evidence import (
@@ -46,7 +47,6 @@ from gateway_core.recovery.evidence import (
     is_final_answer,
     is_read_only,
     is_recovery_note,
-    is_replayable,
     request_index,
     trailing_tool_block,
 )
@@ -99,6 +99,11 @@ class Classification:
     question_undelivered: bool = False
 
 
+# decide() runs once per candidate at boot; these skip the frozen classes' slow __init__.
+_classification = positional_builder(Classification)
+_decision = positional_builder(Decision)
+
+
 def classify(
     record: RecoveryRecord,
     origin: Origin | None,
@@ -119,7 +124,8 @@ def classify(
     if origin is None:
         return Classification(V.NO_ORIGIN, "no stored origin: a resumed turn has nowhere to go")
 
-    rows = [m for m in tail if is_replayable(m)]
+    # is_replayable, inlined: this runs for every row of every candidate at boot.
+    rows = [m for m in tail if m.role != Role.SYSTEM and m.kind != MessageKind.META]
     if not rows:
         return Classification(V.UNDETERMINED, "no transcript rows to judge from")
     last = rows[-1]
@@ -140,7 +146,7 @@ def classify(
         interrupted_resume: bool = False,
         question_undelivered: bool = False,
     ) -> Classification:
-        return Classification(
+        return _classification(
             v,
             text,
             tail_at,
@@ -335,16 +341,16 @@ def decide(
         action = A.HOLD
         explanation += "; held earlier, waits for an operator"
     notice, told = _user_notice(found, action, record, origin, tail, policy)
-    return Decision(
-        verdict=found.verdict,
-        action=action,
-        explanation=explanation,
-        tail_at=found.tail_at,
-        tail_age=found.tail_age,
-        unresolved_tools=found.unresolved_tools,
-        settled=found.settled,
-        user_notice=notice,
-        told=told,
+    return _decision(
+        found.verdict,
+        action,
+        explanation,
+        found.tail_at,
+        found.tail_age,
+        found.unresolved_tools,
+        found.settled,
+        notice,
+        told,
     )
 
 

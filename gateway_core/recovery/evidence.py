@@ -13,6 +13,7 @@ from gateway_core.model import FinishReason, Message, MessageKind, Role, ToolCal
 from gateway_core.recovery.policy import RecoveryPolicy
 from gateway_core.safe_json import parse_json
 
+_NOTE = MessageKind.RECOVERY_NOTE
 KNOWN_ROLES = frozenset({Role.USER, Role.ASSISTANT, Role.TOOL})
 # An answer that ended the turn. "error" counts: the user was told the turn failed, and running
 # it again unasked is exactly the surprise recovery must not cause.
@@ -47,7 +48,10 @@ def request_index(tail: Sequence[Message]) -> int | None:
     """
     for index in range(len(tail) - 1, -1, -1):
         message = tail[index]
-        if message.role == Role.USER and is_replayable(message) and not is_recovery_note(message):
+        # A user row (so not a system row) that is replayable and not our note, spelled out:
+        # this runs for every candidate at boot.
+        kind = message.kind
+        if message.role == Role.USER and kind != MessageKind.META and kind != _NOTE:
             return index
     return None
 

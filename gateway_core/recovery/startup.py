@@ -18,6 +18,7 @@ sessions later in the run (after a job a candidate was waiting for ended).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ from gateway_core.model import (
     RecoveryState,
     RunRecord,
     Session,
+    positional_builder,
 )
 from gateway_core.recovery.decision import decide
 from gateway_core.recovery.evidence import is_replayable, trailing_tool_block
@@ -58,6 +60,9 @@ class Candidate:
     notice_id: int | None = None  # the outbox row of the user's notice, once applied
 
 
+_candidate = positional_builder(Candidate)  # one per candidate at boot
+
+
 @dataclass(frozen=True, slots=True)
 class BootRecovery:
     run: RunRecord
@@ -74,6 +79,8 @@ async def _jobs_of(
     """The job each unresolved tool call at the end of a tail started, per session."""
     wanted: list[tuple[int, str]] = []
     for session_id, tail in tails.items():
+        if not any(m.tool_calls for m in tail):
+            continue  # no row asked for a tool: no call is unresolved (most tails)
         block = trailing_tool_block([m for m in tail if is_replayable(m)])
         if block is not None:
             wanted.extend((session_id, call.id) for call in block.unresolved if call.id)
@@ -109,11 +116,14 @@ async def scan(
         records = await store.recovery.candidates()
     readable = [r.session_id for r, _ in records if r.state != RecoveryState.SUSPENDED]
     # Each transcript from its user's request on: all the decision reads (recovery/tails.py).
-    tails = await request_tails(store, readable, policy.tail_rows)
-    last_turns = await store.turns.last(readable)
+    # Both at once: the reader runs them back to back (a round trip to its thread costs
+    # more than the query when the machine is busy).
+    tails, last_turns = await asyncio.gather(
+        request_tails(store, readable, policy.tail_rows), store.turns.last(readable)
+    )
     jobs = await _jobs_of(store, tails, output_of)
     return [
-        Candidate(
+        _candidate(
             record,
             session,
             decide(
@@ -126,6 +136,7 @@ async def scan(
                 last_turn=last_turns.get(record.session_id),
                 jobs=jobs.get(record.session_id),
             ),
+            None,
         )
         for record, session in records
     ]

@@ -2,11 +2,14 @@
 
 The decision on a transcript depends only on its rows from the user's request (the newest
 user row that is not our recovery note, `evidence.request_index`) to the end. So the scan
-reads a short tail of every candidate in one query, and reads further back (a wider tail, in
-one query for all of them) only for the few whose short tail does not reach the request. A
-session whose transcript has no request at all is read whole. Either way the rows handed to
-`decide()` give the decision the whole transcript would give; how many rows are read first
-(`RecoveryPolicy.tail_rows`) changes only the cost, never the decision.
+reads, in one query for all candidates, each transcript from the newest row the store's
+query takes for the request (`Transcript.from_request`) and confirms it here on the decoded
+rows. Where it cannot be confirmed (no request in those rows: the transcript has none, or a
+row the query took for one is not, by the decoder's reading), that session is read again the
+old way: a short tail, then wider ones (one query for all of them per round) until the rows
+reach a request or the transcript's start. Either way the rows handed to `decide()` give the
+decision the whole transcript would give; how many rows the fallback reads first
+(`RecoveryPolicy.tail_rows`) changes only its cost, never the decision.
 """
 
 from __future__ import annotations
@@ -27,7 +30,27 @@ async def request_tails(
     """Each session's rows from its user's request to the end (its whole transcript when it
     has no request), oldest first."""
     found: dict[int, list[Message]] = {}
-    wanted = list(session_ids)
+    unconfirmed: list[int] = []
+    for session_id, tail in (await store.transcript.from_request(session_ids)).items():
+        start = request_index(tail)
+        if start == 0:
+            found[session_id] = tail  # the usual case: the query started at the request
+        elif start is not None:
+            found[session_id] = tail[start:]
+        elif not tail:
+            found[session_id] = []
+        else:
+            unconfirmed.append(session_id)
+    if unconfirmed:
+        found.update(await _widening_tails(store, unconfirmed, first_rows))
+    return found
+
+
+async def _widening_tails(
+    store: Store, session_ids: list[int], first_rows: int
+) -> dict[int, list[Message]]:
+    found: dict[int, list[Message]] = {}
+    wanted = session_ids
     limit = max(first_rows, 1)
     while wanted:
         short = []

@@ -20,8 +20,16 @@ from gateway_core.model import (
     Session,
     SessionKey,
     ToolCall,
+    positional_builder,
 )
 from gateway_core.safe_json import parse_json
+
+# The scan decodes thousands of rows at boot; these skip the frozen classes' slow __init__.
+_message = positional_builder(Message)
+_session = positional_builder(Session)
+_origin = positional_builder(Origin)
+_key = positional_builder(SessionKey)
+_CHAT_KINDS = {kind.value: kind for kind in ChatKind}
 
 MESSAGE_COLUMNS = (
     "session_id, seq, role, kind, content, tool_calls, tool_call_id, tool_name, "
@@ -98,21 +106,21 @@ def decode_message(row: tuple[Any, ...]) -> Message:
      platform_message_id, reply_to) = row  # fmt: skip
     # A row without tool calls (most rows) skips their decoder.
     calls, malformed = ((), False) if tool_calls is None else decode_tool_calls(tool_calls)
-    return Message(
-        session_id=int(session_id),
-        seq=int(seq),
-        role=str(role),
-        kind=str(kind) if kind is not None else "text",
-        content=content if isinstance(content, str) else ("" if content is None else str(content)),
-        tool_calls=calls,
-        tool_call_id=call_id,
-        tool_name=tool_name,
-        finish_reason=finish,
-        generation=int(gen or 0),
-        created_at=decode_timestamp(created),
-        malformed=malformed,
-        platform_message_id=None if platform_message_id is None else str(platform_message_id),
-        reply_to=None if reply_to is None else str(reply_to),
+    return _message(
+        int(session_id),
+        int(seq),
+        str(role),
+        content if isinstance(content, str) else ("" if content is None else str(content)),
+        str(kind) if kind is not None else "text",
+        calls,
+        call_id,
+        tool_name,
+        finish,
+        int(gen or 0),
+        decode_timestamp(created),
+        malformed,
+        None if platform_message_id is None else str(platform_message_id),
+        None if reply_to is None else str(reply_to),
     )
 
 
@@ -151,13 +159,15 @@ def decode_origin(text: str | None) -> Origin | None:
     if not isinstance(raw, dict):
         return None
     try:
-        return Origin(
-            platform=str(raw["platform"]),
-            chat_id=str(raw["chat_id"]),
-            thread_id=None if raw.get("thread_id") is None else str(raw["thread_id"]),
-            user_id=None if raw.get("user_id") is None else str(raw["user_id"]),
-            user_name=None if raw.get("user_name") is None else str(raw["user_name"]),
-            chat_kind=_chat_kind(raw.get("chat_kind")),
+        thread_id, user_id = raw.get("thread_id"), raw.get("user_id")
+        user_name = raw.get("user_name")
+        return _origin(
+            str(raw["platform"]),
+            str(raw["chat_id"]),
+            None if thread_id is None else str(thread_id),
+            None if user_id is None else str(user_id),
+            None if user_name is None else str(user_name),
+            _chat_kind(raw.get("chat_kind")),
         )
     except KeyError:
         # An unreadable origin is treated as no origin: recovery then holds instead of guessing.
@@ -166,19 +176,17 @@ def decode_origin(text: str | None) -> Origin | None:
 
 def _chat_kind(raw: object) -> ChatKind | None:
     """A kind this version does not know is not known (answers are then anchored)."""
-    try:
-        return None if raw is None else ChatKind(str(raw))
-    except ValueError:
-        return None
+    return None if raw is None else _CHAT_KINDS.get(str(raw))
 
 
 def decode_session(row: tuple[Any, ...]) -> Session:
     session_id, key, origin, generation, created_at, updated_at = row
-    return Session(
-        id=int(session_id),
-        key=SessionKey.parse(str(key)),
-        origin=decode_origin(origin),
-        generation=int(generation),
-        created_at=float(created_at),
-        updated_at=float(updated_at),
+    platform, chat_id, thread = str(key).split(":", 2)  # as SessionKey.parse
+    return _session(
+        int(session_id),
+        _key(platform, chat_id, None if thread == "-" else thread),
+        decode_origin(origin),
+        int(generation),
+        float(created_at),
+        float(updated_at),
     )

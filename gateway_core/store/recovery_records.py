@@ -20,6 +20,7 @@ from gateway_core.model import (
     Role,
     Session,
     Told,
+    positional_builder,
 )
 from gateway_core.store.codec import SESSION_COLUMNS, decode_session, decode_timestamp
 from gateway_core.store.outbox import enqueue_row
@@ -44,39 +45,38 @@ CANDIDATES_SQL = (
 )
 
 
+_record = positional_builder(RecoveryRecord)  # the scan decodes one per candidate
+_STATES = {state.value: state for state in RecoveryState}
+_TOLD = {told.value: told for told in Told}
+
+
 def decode_record(row: tuple[Any, ...]) -> RecoveryRecord:
     sid, state, reason, marked_at, verdict, explanation, attempts, last_attempt, updated, told = row
-    return RecoveryRecord(
-        session_id=int(sid),
-        state=_state(state),
-        reason=reason,
-        marked_at=decode_timestamp(marked_at),
-        last_verdict=verdict,
-        last_explanation=explanation,
-        attempts=int(attempts or 0),
-        last_attempt_at=decode_timestamp(last_attempt),
-        updated_at=decode_timestamp(updated),
-        told=_told(told),
+    return _record(
+        int(sid),
+        _state(state),
+        reason,
+        decode_timestamp(marked_at),
+        verdict,
+        explanation,
+        int(attempts or 0),
+        decode_timestamp(last_attempt),
+        decode_timestamp(updated),
+        _told(told),
     )
 
 
 def _state(raw: object) -> RecoveryState:
     """A stored state this version does not know (a newer one wrote it) waits for an
     operator: it is never resumed, nor cleared, on a guess."""
-    try:
-        return RecoveryState(str(raw))
-    except ValueError:
-        return RecoveryState.HELD
+    return _STATES.get(str(raw), RecoveryState.HELD)
 
 
 def _told(raw: object) -> Told | None:
     """An unknown "told" value counts as told: a user hears too little rather than twice."""
     if raw is None:
         return None
-    try:
-        return Told(str(raw))
-    except ValueError:
-        return Told.HELD
+    return _TOLD.get(str(raw), Told.HELD)
 
 
 def mark_row(db: Transaction, session_id: int, reason: str, now: float) -> bool:

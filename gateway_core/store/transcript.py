@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import asyncio
+from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
 from typing import Any, overload
 
 from gateway_core.clock import Clock
-from gateway_core.model import Message, NewMessage
+from gateway_core.model import Message, MessageKind, NewMessage, Role
 from gateway_core.store.codec import MESSAGE_COLUMNS, decode_message, message_params
 from gateway_core.store.transaction import RowReader, Transaction, TransactionQueue
 
@@ -23,6 +24,23 @@ def tails_sql(count: int) -> str:
         f" SELECT m.{MESSAGE_COLUMNS.replace(', ', ', m.')} FROM wanted"
         " JOIN messages AS m ON m.session_id = wanted.sid AND m.seq > ("
         "SELECT seq FROM messages WHERE session_id = wanted.sid ORDER BY seq DESC LIMIT 1) - ?"
+    )
+
+
+def from_request_sql(count: int) -> str:
+    """Of `count` sessions, the rows from the newest one that looks like the user's request
+    (a user row that is neither bookkeeping nor our recovery note) to the end; every row when
+    none does. The probe walks the unique index back from the end and stops at the first such
+    row, so only the rows returned (and none before them) are read. The caller confirms the
+    request on the decoded rows (recovery/tails.py): this only says where to start reading."""
+    wanted = ", ".join("(?)" for _ in range(count))
+    return (
+        f"WITH wanted(sid) AS (VALUES {wanted})"
+        f" SELECT m.{MESSAGE_COLUMNS.replace(', ', ', m.')} FROM wanted"
+        " JOIN messages AS m ON m.session_id = wanted.sid AND m.seq >= coalesce(("
+        "SELECT seq FROM messages WHERE session_id = wanted.sid"
+        f" AND role = '{Role.USER}' AND kind NOT IN ('{MessageKind.META}',"
+        f" '{MessageKind.RECOVERY_NOTE}') ORDER BY seq DESC LIMIT 1), 0)"
     )
 
 
@@ -122,16 +140,32 @@ class Transcript:
     async def tails(self, session_ids: Iterable[int], limit: int) -> dict[int, StoredTail]:
         """The last `limit` rows of many sessions in one query per 500 (the startup scan's
         read); a session without rows gets an empty tail."""
+        grouped = await self._grouped(session_ids, tails_sql, (limit,))
+        return {session_id: StoredTail(rows) for session_id, rows in grouped.items()}
+
+    async def from_request(self, session_ids: Iterable[int]) -> dict[int, list[Message]]:
+        """Each session's rows from the newest row that looks like its user's request on (all
+        its rows when none does), oldest first, in one query per 500: the startup scan's read
+        (`from_request_sql` says what "looks like" means; the caller decides). Decoded at
+        once: the caller needs every row of these."""
+        grouped = await self._grouped(session_ids, from_request_sql, ())
+        return {sid: [decode_message(row) for row in rows] for sid, rows in grouped.items()}
+
+    async def _grouped(
+        self, session_ids: Iterable[int], sql: Callable[[int], str], extra: tuple[Any, ...]
+    ) -> dict[int, list[tuple[Any, ...]]]:
         ids = list(dict.fromkeys(session_ids))  # once each: a repeated id would repeat rows
         grouped: dict[int, list[tuple[Any, ...]]] = {i: [] for i in ids}
-        # Chunked to stay under SQLite's bound-parameter limit.
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            rows = await self._reader.all(tails_sql(len(chunk)), (*chunk, limit))
+        # Chunked to stay under SQLite's bound-parameter limit, and all asked for at once: the
+        # reader's thread runs them back to back instead of waiting on this one between.
+        chunks = [ids[start : start + 500] for start in range(0, len(ids), 500)]
+        for rows in await asyncio.gather(
+            *(self._reader.all(sql(len(chunk)), (*chunk, *extra)) for chunk in chunks)
+        ):
             rows.sort(key=_SESSION_AND_SEQ)
             for row in rows:
                 grouped[row[0]].append(row)
-        return {session_id: StoredTail(rows) for session_id, rows in grouped.items()}
+        return grouped
 
     async def all(self, session_id: int) -> list[Message]:
         rows = await self._reader.all(
