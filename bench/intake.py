@@ -117,9 +117,23 @@ class TimedLoopback(LoopbackAdapter):
 class Bench:
     """A started gateway on a fresh store, with one loopback user per session."""
 
-    def __init__(self, directory: Path, sessions: int, dsn: str | None = None) -> None:
-        store = {} if dsn is None else {"store": {"backend": "postgresql"}}
-        config = make_config(directory / "state", notifier={"interval": 0}, **store)
+    def __init__(
+        self,
+        directory: Path,
+        sessions: int,
+        dsn: str | None = None,
+        *,
+        first: int = 0,
+        node_id: str | None = None,
+    ) -> None:
+        """first: the number of the first user (nodes of one cluster bench talk to different
+        users); node_id: on PostgreSQL, the node's name."""
+        sections: dict[str, dict[str, Any]] = {}
+        if dsn is not None:
+            sections["store"] = {"backend": "postgresql"}
+        if node_id is not None:
+            sections["gateway"] = {"node_id": node_id}
+        config = make_config(directory / "state", notifier={"interval": 0}, **sections)
         self.adapter = TimedLoopback()
         self.gateway = Gateway(
             config,
@@ -128,7 +142,9 @@ class Bench:
             clock=SystemClock(),
             store_dsn=dsn,
         )
-        self.users: list[LoopbackUser] = [self.adapter.user(f"u{n}") for n in range(sessions)]
+        self.users: list[LoopbackUser] = [
+            self.adapter.user(f"u{n}") for n in range(first, first + sessions)
+        ]
 
     async def start(self) -> None:
         await self.gateway.start()
@@ -206,59 +222,83 @@ async def fixed_rate(sessions: int, rate: float, seconds: float) -> dict[str, An
     }
 
 
+@dataclass
+class ClosedLoop:
+    """What the closed-loop clients of one gateway saw over a window."""
+
+    start: float
+    seconds: float
+    latencies: list[float]
+    sent_times: list[float]
+    lost: int
+
+    @property
+    def in_window(self) -> int:
+        return sum(1 for t in self.sent_times if t <= self.start + self.seconds)
+
+    def report(self) -> dict[str, Any]:
+        per_second = [0] * max(1, math.ceil(self.seconds))
+        for t in self.sent_times:
+            if t <= self.start + self.seconds:
+                per_second[min(len(per_second) - 1, int(t - self.start))] += 1
+        latencies = sorted(self.latencies)
+        return {
+            "messages_per_s": round(self.in_window / self.seconds, 1),
+            "p50_ms": ms(percentile(latencies, 0.50)),
+            "p95_ms": ms(percentile(latencies, 0.95)),
+            "p99_ms": ms(percentile(latencies, 0.99)),
+            "max_ms": ms(latencies[-1]) if latencies else None,
+            "messages": self.in_window,
+            "messages_incl_tail": len(latencies),
+            "per_second_min": min(per_second),
+            "per_second_max": max(per_second),
+            "lost": self.lost,
+        }
+
+
+async def closed_loop(bench: Bench, seconds: float) -> ClosedLoop:
+    """One client per session: it says its next message as soon as the previous reply was
+    sent, until the window ends."""
+    adapter = bench.adapter
+    found = ClosedLoop(time.perf_counter(), seconds, [], [], 0)
+    deadline = found.start + seconds
+
+    async def client(index: int, user: LoopbackUser) -> None:
+        count = 0
+        while time.perf_counter() < deadline:
+            token = f"s{index}-{count}"
+            count += 1
+            waiter = adapter.expect(token)
+            arrived = time.perf_counter()
+            await user.say(token)
+            sent = await waiter
+            found.latencies.append(sent - arrived)
+            found.sent_times.append(sent)
+
+    clients = [client(n, u) for n, u in enumerate(bench.users)]
+    found.lost = await run_clients(clients, seconds + DRAIN_WAIT_S)
+    return found
+
+
 async def saturation(sessions: int, seconds: float, dsn: str | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-intake-") as directory:
         bench = Bench(Path(directory), sessions, dsn)
         await bench.start()
-        adapter = bench.adapter
         before = bench.stats()
-        latencies: list[float] = []
-        sent_times: list[float] = []
-        start = time.perf_counter()
-        deadline = start + seconds
-
-        async def client(index: int, user: LoopbackUser) -> None:
-            count = 0
-            while time.perf_counter() < deadline:
-                token = f"s{index}-{count}"
-                count += 1
-                waiter = adapter.expect(token)
-                arrived = time.perf_counter()
-                await user.say(token)
-                sent = await waiter
-                latencies.append(sent - arrived)
-                sent_times.append(sent)
-
         with Costs() as costs:
-            lost = await run_clients(
-                [client(n, u) for n, u in enumerate(bench.users)], seconds + DRAIN_WAIT_S
-            )
+            loop = await closed_loop(bench, seconds)
         stats = writer_delta(before, bench.stats())
         await bench.stop()
 
-    in_window = sum(1 for t in sent_times if t <= deadline)
-    per_second = [0] * max(1, math.ceil(seconds))
-    for t in sent_times:
-        if t <= deadline:
-            per_second[min(len(per_second) - 1, int(t - start))] += 1
-    latencies.sort()
-    report = costs.report()
+    found = loop.report()
     return {
-        "messages_per_s": round(in_window / seconds, 1),
+        "messages_per_s": found.pop("messages_per_s"),
         # Process CPU over the window (both threads) per message answered in it.
-        "cpu_us_per_message": round(costs.cpu_seconds / max(len(latencies), 1) * 1e6, 1),
-        "p50_ms": ms(percentile(latencies, 0.50)),
-        "p95_ms": ms(percentile(latencies, 0.95)),
-        "p99_ms": ms(percentile(latencies, 0.99)),
-        "max_ms": ms(latencies[-1]) if latencies else None,
-        "messages": in_window,
-        "messages_incl_tail": len(latencies),
-        "per_second_min": min(per_second),
-        "per_second_max": max(per_second),
+        "cpu_us_per_message": round(costs.cpu_seconds / max(len(loop.latencies), 1) * 1e6, 1),
+        **found,
         "clients": sessions,
-        "lost": lost,
         "writer": stats,
-        "costs": report,
+        "costs": costs.report(),
     }
 
 

@@ -253,8 +253,11 @@ class Deliverer:
                 message_id = await adapter.send(origin, piece.content, reply_to)
                 # Committed before the next piece is sent: a retry starts after it.
                 await store.outbox.piece_sent(
-                    outbox_id, piece.index, message_id, stored=claimed.stored
+                    outbox_id, piece.index, message_id, fence, stored=claimed.stored
                 )
+        except LeaseLost as lost:  # taken over mid-reply: the rest is the new owner's call
+            log.warning("reply %s stopped: %s", outbox_id, lost)
+            return False
         except DeliveryError as error:
             if error.outcome_unknown:
                 await store.outbox.mark_unknown(outbox_id, str(error))

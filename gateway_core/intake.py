@@ -40,19 +40,28 @@ class Intake:
         self._questions = questions
         self._deliverer = deliverer
         self._tasks: set[asyncio.Future[None]] = set()
-        # Inbox items this run handed to lanes (on a node, the pickup skips them). A batch
-        # is committed and handed over under the lock, so the pickup, woken by that very
-        # commit, never sees its items committed but not yet queued.
+        # On a node: inbox items this run handed to lanes (the pickup skips them), and the
+        # batches being accepted: committed perhaps, but their items not yet in `queued`.
+        # A pickup waits for the batches under way when its read came back before it
+        # compares, so it never takes an item of this node's own intake for one to queue.
+        # (Not a lock around the accept: that would let one intake commit happen at a time,
+        # every message paying a commit of its own.)
         self.queued: set[int] = set()
-        self._handing_over = asyncio.Lock()
+        self._accepting: set[asyncio.Future[None]] = set()
+        self._picking = asyncio.Lock()
 
     async def accept(self, batch: Sequence[InboundMessage]) -> None:
         """Persist a batch in one transaction; only then may the adapter acknowledge it."""
         if self._rt.node is None:
             await self._accept(batch)
             return
-        async with self._handing_over:
+        handed_over: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._accepting.add(handed_over)
+        try:
             await self._accept(batch)
+        finally:
+            self._accepting.discard(handed_over)
+            handed_over.set_result(None)
 
     async def _accept(self, batch: Sequence[InboundMessage]) -> None:
         rt = self._rt
@@ -91,8 +100,8 @@ class Intake:
                 else:
                     ensure_row(db, key, message.origin, now)
                     duplicates += 1
-            if accepted and rt.node is not None:
-                notify_nodes_row(db)  # the sessions' owners may be other nodes
+            if accepted and rt.node is not None:  # the sessions' owners may be other nodes
+                notify_nodes_row(db, [inbox_id for _, inbox_id, _ in accepted])
             return accepted, skipped, duplicates
 
         accepted, skipped, duplicates = await rt.store.write(txn)
@@ -102,7 +111,9 @@ class Intake:
                 self._deliverer.newest.saw(session.id, message.message_id)
             if self._questions.answer(session.id, message.text):
                 # The answer to the agent's open question: the turn records it as the tool
-                # result, so it does not start a turn of its own.
+                # result, so it does not start a turn of its own (nor may a pickup start one).
+                if rt.node is not None:
+                    self.queued.add(inbox_id)
                 await rt.store.inbox.finish(inbox_id, "answered")
                 continue
             if not self._submit(session, inbox_id, message.text, message.message_id):
@@ -115,38 +126,48 @@ class Intake:
             )
 
     async def queue_backlog(self) -> None:
-        """At boot: messages the last run stored but never started a turn for."""
+        """At boot: messages the last run stored but never started a turn for (on a node,
+        of the sessions it may own: the others are their owners' to run)."""
+        node = self._rt.node
+        if node is not None:
+            await self.pick_up()
+            return
         for inbound in await self._rt.store.inbox.open_items(limit=100_000):
             await self._queue_stored(inbound)
 
-    async def pick_up(self) -> int:
+    async def pick_up(self, named: set[int] | None = None) -> int:
         """On a node: open inbox items of sessions this node may own, committed by any node
-        and not yet queued here, handed to their lanes. Returns how many."""
-        async with self._handing_over:
-            return await self._pick_up()
+        and not yet queued here, handed to their lanes. `named`: only those items (what a
+        wake-up named); None: every open item. Returns how many."""
+        async with self._picking:
+            return await self._pick_up(named)
 
-    async def _pick_up(self) -> int:
+    async def _pick_up(self, named: set[int] | None) -> int:
         node = self._rt.node
         assert node is not None
-        store = self._rt.store
-        items = await store.inbox.open_items(limit=10_000)
-        self.queued &= {item.id for item in items}  # the rest were turned into turns
-        waiting = [item for item in items if item.id not in self.queued and item.session_key]
-        sessions: dict[int, Session] = {}
-        for item in waiting:
-            key = item.session_key
-            assert key is not None
-            session = await store.sessions.by_key(SessionKey.parse(key))
-            if session is not None:
-                sessions[item.id] = session
-        free = await store.leases.free_for(node.id, {s.id for s in sessions.values()})
+        if named is not None:
+            await self._accepts_handed_over()
+            named -= self.queued  # this node's own intake queued them already
+            if not named:
+                return 0
+        queued_before = set(self.queued)
+        found = await self._rt.store.inbox.open_for_node(node.id, named)
+        # Batches whose commit the read saw have queued their items once they are handed over.
+        await self._accepts_handed_over()
+        if named is None:
+            # Items queued before the read that it did not return have been turned into turns
+            # (or their session went to another node): forget them.
+            self.queued -= queued_before - {item.id for item, _ in found}
         picked = 0
-        for item in waiting:
-            session = sessions.get(item.id)
-            if session is not None and session.id in free:
-                await self._queue_stored(item)
+        for item, session in found:
+            if item.id not in self.queued:
+                await self._queue_item(session, item)
                 picked += 1
         return picked
+
+    async def _accepts_handed_over(self) -> None:
+        if self._accepting:
+            await asyncio.wait(list(self._accepting))
 
     async def close(self) -> None:
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -171,10 +192,16 @@ class Intake:
             return
         store = self._rt.store
         session = await store.sessions.by_key(SessionKey.parse(inbound.session_key))
+        if session is None:
+            await store.inbox.finish(inbound.id, "skipped", "unreadable inbox item")
+            return
+        await self._queue_item(session, inbound)
+
+    async def _queue_item(self, session: Session, inbound: InboxItem) -> None:
         decoded = parse_json(inbound.payload)
         text = decoded.get("text") if isinstance(decoded, dict) else None
-        if session is None or not isinstance(text, str):
-            await store.inbox.finish(inbound.id, "skipped", "unreadable inbox item")
+        if not isinstance(text, str):
+            await self._rt.store.inbox.finish(inbound.id, "skipped", "unreadable inbox item")
             return
         self._submit(session, inbound.id, text, inbound.message_id)
 

@@ -3,15 +3,19 @@ node took the session over, and the release at once when it stops. And on SQLite
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from gateway_core.clock import ManualClock
 from gateway_core.events import TurnFinished
-from gateway_core.model import NodeState, Role
+from gateway_core.model import NodeState, Origin, Role
 from gateway_core.store import Store
+from gateway_core.store.leases import INBOX_CHANNEL
 from tests.support.harness import next_event, start_gateway, use_store, wait_for_sleepers
 from tests.support.postgres_server import PostgresServer
 
@@ -123,3 +127,82 @@ async def test_a_message_taken_in_by_one_node_is_answered_once_by_the_sessions_o
         "two",
         "You said: two",
     ]
+
+
+async def test_at_boot_a_node_queues_only_the_backlog_of_sessions_it_may_own(
+    dsn: str, tmp_path: Path, clock: ManualClock
+) -> None:
+    bob, cy = Origin("loopback", "bob", user_id="bob"), Origin("loopback", "cy", user_id="cy")
+    async with await Store.open_postgresql(dsn, clock=clock) as node_b:
+        held = await node_b.sessions.ensure(bob.key, bob)
+        await node_b.sessions.ensure(cy.key, cy)
+        await node_b.leases.acquire(held.id, "node-b", 10 * 60)  # node-b is alive and owns bob
+        await node_b.inbox.add_batch(
+            "loopback",
+            [
+                ("b1", str(bob.key), json.dumps({"text": "from bob"})),
+                ("c1", str(cy.key), json.dumps({"text": "from cy"})),
+            ],
+        )
+        running = await start_gateway(tmp_path / "a", clock, gateway={"node_id": "node-a"})
+        cy_chat = running.adapter.user("cy")
+        assert [m.text for m in await cy_chat.wait_for(1)] == ["You said: from cy"]
+        # bob's message is node-b's to answer: node-a did not even queue it.
+        assert held.id not in {lane.session.id for lane in running.gateway.lanes.all()}
+        assert [item.update_id for item in await node_b.inbox.open_items()] == ["b1"]
+        await running.stop()
+
+
+async def test_a_nodes_intake_commits_messages_arriving_together_in_one_transaction(
+    dsn: str, tmp_path: Path, clock: ManualClock
+) -> None:
+    """Group commit holds on a node as on SQLite: intake batches are not committed one at a
+    time (each message would pay a commit of its own)."""
+    running = await start_gateway(tmp_path / "a", clock, gateway={"node_id": "node-a"})
+    users = [running.adapter.user(f"u{n}") for n in range(10)]
+    store = running.gateway.store
+    before = store.writer_stats.batches
+    await asyncio.gather(*(user.say(f"hi {n}") for n, user in enumerate(users)))
+    # The ten intake commits went in one transaction (a turn's start may follow in one more).
+    assert store.writer_stats.batches - before <= 2
+    for n, user in enumerate(users):
+        assert [m.text for m in await user.wait_for(1)] == [f"You said: hi {n}"]
+    await running.stop()
+
+
+async def test_under_steady_notifications_a_node_still_looks_at_every_open_item(
+    dsn: str, tmp_path: Path, clock: ManualClock
+) -> None:
+    """A woken pickup reads what was named; yet at least every inbox_poll seconds it looks at
+    everything, even when notifications keep it from ever reaching its poll's timer."""
+    running = await start_gateway(
+        tmp_path / "a", clock, gateway={"node_id": "node-a"}, cluster={"inbox_poll": 2}
+    )
+    chats = {name: Origin("loopback", name, user_id=name) for name in ("dan", "eve", "fay")}
+    async with await Store.open_postgresql(dsn, clock=clock) as other:
+        for origin in chats.values():
+            await other.sessions.ensure(origin.key, origin)
+
+        async def stored(name: str) -> int:
+            (item_id,) = await other.inbox.add_batch(
+                "loopback", [(f"u-{name}", str(chats[name].key), json.dumps({"text": name}))]
+            )
+            return item_id
+
+        await stored("dan")  # committed without a notification (as if it had been lost)
+        clock.advance(1.5)  # not yet the poll's time
+        await notify(dsn, await stored("eve"))
+        eve = running.adapter.user("eve")
+        assert [m.text for m in await eve.wait_for(1)] == ["You said: eve"]
+        dan = running.adapter.user("dan")
+        assert dan.received() == []  # the wake-up read only what it named
+        clock.advance(1.0)  # past inbox_poll since the last full look; the timer restarted
+        await notify(dsn, await stored("fay"))
+        assert [m.text for m in await dan.wait_for(1)] == ["You said: dan"]
+    await running.stop()
+
+
+async def notify(dsn: str, inbox_id: int) -> None:
+    """A notification naming one inbox item, as an intake transaction sends it."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as raw:
+        await raw.execute("SELECT pg_notify(%s, %s)", (INBOX_CHANNEL, str(inbox_id)))

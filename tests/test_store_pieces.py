@@ -7,7 +7,7 @@ import pytest
 
 from gateway_core.clock import ManualClock
 from gateway_core.model import Origin, PieceStatus, SessionKey
-from gateway_core.store import Store
+from gateway_core.store import LeaseLost, Store
 from tests.support.backends import StoreOpener
 
 pytestmark = pytest.mark.both_backends
@@ -92,3 +92,74 @@ async def test_a_piece_in_flight_at_a_crash_is_unknown_and_the_rest_are_held(
         assert statuses == [PieceStatus.SENT, PieceStatus.UNKNOWN, PieceStatus.PENDING]
         stored = await rebooted.outbox.get(item_id)
         assert stored is not None and stored.last_error == expected
+
+
+TTL = 15.0
+
+
+async def test_a_node_that_lost_the_session_records_no_piece_and_claims_no_next(
+    store: Store, clock: ManualClock
+) -> None:
+    session = await store.sessions.ensure(KEY, ORIGIN)
+    await store.leases.acquire(session.id, "a", TTL)
+    item_id = await store.outbox.enqueue(session.id, 1, "reply", TEXT)
+    fence_a = (session.id, "a")
+    assert await store.outbox.claim_pieces(item_id, by_lines, fence_a) is not None
+    assert await store.outbox.piece_sent(item_id, 0, "m1", fence_a) is False
+    # Node a pauses past its lease; node b takes the session over and settles the send.
+    clock.advance(TTL + 1)
+    await store.leases.acquire(session.id, "b", TTL)
+    # a wakes up, its piece 2 went out: it may record nothing, nor claim piece 3.
+    with pytest.raises(LeaseLost, match="not recorded"):
+        await store.outbox.piece_sent(item_id, 1, "m2", fence_a)
+    pieces = await store.outbox.pieces(item_id)
+    assert [(p.status, p.platform_message_id) for p in pieces] == [
+        (PieceStatus.SENT, "m1"),
+        (PieceStatus.SENDING, None),
+        (PieceStatus.PENDING, None),
+    ]
+    item = await store.outbox.get(item_id)
+    assert item is not None and item.status == "sending"
+
+
+async def test_a_piece_of_a_send_settled_meanwhile_is_not_recorded(store: Store) -> None:
+    """The new owner marked the send unknown (its outcome cannot be known): a late
+    confirmation from the old attempt must not turn it into 'sent' or send the next piece."""
+    session = await store.sessions.ensure(KEY, ORIGIN)
+    item_id = await store.outbox.enqueue(session.id, 1, "reply", TEXT)
+    assert await store.outbox.claim_pieces(item_id, by_lines) is not None
+    (settled,) = await store.outbox.mark_unknown_at_boot(only=[session.id])
+    assert settled.id == item_id
+    with pytest.raises(LeaseLost, match="no longer being sent"):
+        await store.outbox.piece_sent(item_id, 0, "m1")
+    statuses = [p.status for p in await store.outbox.pieces(item_id)]
+    assert statuses == [PieceStatus.UNKNOWN, PieceStatus.PENDING, PieceStatus.PENDING]
+    item = await store.outbox.get(item_id)
+    assert item is not None and (item.status, item.platform_message_id) == ("unknown", None)
+
+
+async def test_a_short_reply_of_a_session_taken_over_is_not_marked_sent(
+    store: Store, clock: ManualClock
+) -> None:
+    session = await store.sessions.ensure(KEY, ORIGIN)
+    await store.leases.acquire(session.id, "a", TTL)
+    item_id = await store.outbox.enqueue(session.id, 1, "reply", "short")
+    fence_a = (session.id, "a")
+    assert await store.outbox.claim_pieces(item_id, lambda text: [text], fence_a) is not None
+    clock.advance(TTL + 1)
+    await store.leases.acquire(session.id, "b", TTL)
+    with pytest.raises(LeaseLost):
+        await store.outbox.piece_sent(item_id, 0, "m1", fence_a)
+    item = await store.outbox.get(item_id)
+    assert item is not None and (item.status, item.platform_message_id) == ("sending", None)
+    # Its own owner confirms it: recorded.
+    assert await store.outbox.piece_sent(item_id, 0, "m1", (session.id, "b")) is True
+
+
+async def test_a_claim_refused_for_the_lease_says_so(store: Store, clock: ManualClock) -> None:
+    session = await store.sessions.ensure(KEY, ORIGIN)
+    await store.leases.acquire(session.id, "b", TTL)
+    item_id = await store.outbox.enqueue(session.id, 1, "reply", "short")
+    with pytest.raises(LeaseLost, match="owned by node b"):
+        await store.outbox.claim_pieces(item_id, lambda text: [text], (session.id, "a"))
+    assert await store.outbox.claim_pieces(item_id, lambda text: [text], (session.id, "b"))

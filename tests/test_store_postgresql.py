@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,9 +14,16 @@ import pytest
 
 from gateway_core.clock import ManualClock
 from gateway_core.model import Origin, SessionKey
-from gateway_core.store import AccessDenied, LeaseLost, SchemaTooNew, ServerUnreachable, Store
+from gateway_core.store import (
+    AccessDenied,
+    LeaseLost,
+    SchemaTooNew,
+    ServerUnreachable,
+    Store,
+    StoreError,
+)
 from gateway_core.store.dialect import postgres_sql
-from gateway_core.store.leases import fence_row
+from gateway_core.store.leases import claim_left_over_row, fence_row
 from gateway_core.store.schema import LATEST_VERSION
 from gateway_core.store.schema_postgresql import VERSION_TABLE
 from gateway_core.store.transaction import Transaction
@@ -181,3 +189,89 @@ async def test_two_nodes_on_one_database_fence_each_other(dsn: str, clock: Manua
         )
         assert isinstance(late_a, LeaseLost) and on_time_b is None
         assert [m.content for m in await node_a.transcript.all(session.id)] == ["answer"]
+
+
+def _append_row(session_id: int, text: str) -> Callable[[Transaction], int]:
+    def txn(db: Transaction) -> int:
+        return append_rows(db, session_id, [answer(text)], 1.0)[0].seq
+
+    return txn
+
+
+def _failing_statement(db: Transaction) -> None:
+    # NOT NULL violated; its result is never looked at, so in a pipelined batch the error
+    # surfaces at a later body's statement.
+    db.execute("INSERT INTO sessions (key) VALUES (NULL)")
+
+
+def _swallowing(db: Transaction) -> None:
+    try:
+        db.execute("INSERT INTO sessions (key) VALUES (NULL)")
+        db.execute("SELECT 1").fetchone()
+    except psycopg.Error:
+        pass  # a body that goes on: what it wrote must not be reported committed
+
+
+async def test_in_one_batch_a_failing_statement_fails_its_own_write_only(dsn: str) -> None:
+    async with await Store.open_postgresql(dsn) as store:
+        session = await store.sessions.ensure(KEY, ORIGIN)
+        before = store.writer_stats.batches
+        results = await asyncio.gather(
+            store.write_soon(_append_row(session.id, "first")),
+            store.write_soon(_failing_statement),
+            store.write_soon(_swallowing),
+            store.write_soon(_append_row(session.id, "last")),
+            return_exceptions=True,
+        )
+        assert store.writer_stats.batches - before == 1
+        assert results[0] == 1 and results[3] == 2
+        assert isinstance(results[1], StoreError) and "NotNullViolation" in str(results[1])
+        assert isinstance(results[2], StoreError) and "went on regardless" in str(results[2])
+        rows = await store.transcript.all(session.id)
+        assert [(m.seq, m.content) for m in rows] == [(1, "first"), (2, "last")]
+
+
+async def test_a_batch_whose_last_write_swallowed_a_failure_is_not_reported_committed(
+    dsn: str,
+) -> None:
+    async with await Store.open_postgresql(dsn) as store:
+        session = await store.sessions.ensure(KEY, ORIGIN)
+        results = await asyncio.gather(
+            store.write_soon(_append_row(session.id, "kept")),
+            store.write_soon(_swallowing),
+            return_exceptions=True,
+        )
+        assert results[0] == 1
+        assert isinstance(results[1], StoreError)
+        rows = await store.transcript.all(session.id)
+        assert [m.content for m in rows] == ["kept"]
+
+
+async def test_a_sweep_does_not_hold_up_the_live_owner_of_a_session(
+    dsn: str, clock: ManualClock
+) -> None:
+    """Node a's take-over sweep meets a session node b holds and is using: b's fence must not
+    wait for a's sweep to commit (a row lock there would stall b, or deadlock two sweeps)."""
+    async with (
+        await Store.open_postgresql(dsn, clock=clock) as a,
+        await Store.open_postgresql(dsn, clock=clock) as b,
+    ):
+        session = await b.sessions.ensure(KEY, ORIGIN)
+        epoch = await b.leases.acquire(session.id, "b", 15.0)
+        await b.outbox.enqueue(session.id, 1, "reply", "owed")  # something left over
+        inside, release = threading.Event(), threading.Event()
+
+        def sweep_held_open(db: Transaction) -> list[int]:
+            taken = claim_left_over_row(db, "a", clock.now(), 15.0, include_own=False)
+            inside.set()
+            release.wait(10)  # a's transaction stays open while b writes
+            return taken
+
+        sweeping = a.write_soon(sweep_held_open)
+        assert await asyncio.get_running_loop().run_in_executor(None, inside.wait, 10)
+        try:
+            async with asyncio.timeout(3):
+                await b.write(lambda db: fence_row(db, session.id, "b", epoch))
+        finally:
+            release.set()
+        assert await sweeping == []

@@ -7,17 +7,23 @@ the offset was confirmed) is stored once and processed once.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from gateway_core.clock import Clock
-from gateway_core.model import InboxItem
+from gateway_core.model import InboxItem, Session
+from gateway_core.store.codec import SESSION_COLUMNS, decode_session
 from gateway_core.store.transaction import RowReader, Transaction, TransactionQueue
 
 _COLUMNS = (
     "id, platform, update_id, session_key, payload, status, error, received_at, processed_at,"
     " message_id"
 )
+
+
+_ITEM_COLUMNS = ", ".join(f"inbox.{name.strip()}" for name in _COLUMNS.split(","))
+_SESSION_COLUMNS = ", ".join(f"sessions.{name.strip()}" for name in SESSION_COLUMNS.split(","))
+_ITEM_WIDTH = len(_COLUMNS.split(","))
 
 
 def _decode(row: tuple[Any, ...]) -> InboxItem:
@@ -99,6 +105,29 @@ class Inbox:
             (limit,),
         )
         return [_decode(row) for row in rows]
+
+    async def open_for_node(
+        self, node_id: str, only: Collection[int] | None = None, limit: int = 10_000
+    ) -> list[tuple[InboxItem, Session]]:
+        """On a node: open items of the sessions it may own (its own, released, lapsed or
+        never leased), each with its session, oldest first, in one statement. `only`: just
+        those items (the ones a wake-up named)."""
+        where, params = "", [node_id, self._clock.now()]
+        if only is not None:
+            if not only:
+                return []
+            where = f" AND inbox.id IN ({','.join('?' * len(only))})"
+            params.extend(only)
+        rows = await self._reader.all(
+            f"SELECT {_ITEM_COLUMNS}, {_SESSION_COLUMNS} FROM inbox"
+            " JOIN sessions ON sessions.key = inbox.session_key"
+            " LEFT JOIN session_leases ON session_leases.session_id = sessions.id"
+            " WHERE inbox.status = 'new' AND (session_leases.owner IS NULL"
+            " OR session_leases.owner = ? OR session_leases.expires_at < ?)"
+            f"{where} ORDER BY inbox.id LIMIT ?",
+            (*params, limit),
+        )
+        return [(_decode(row), decode_session(row[_ITEM_WIDTH:])) for row in rows]
 
     async def finish(self, item_id: int, status: str, error: str | None = None) -> None:
         now = self._clock.now()

@@ -25,6 +25,7 @@ from typing import Any
 from gateway_core.clock import Clock
 from gateway_core.model import NodeRecord, NodeState, SessionLease
 from gateway_core.store.errors import LeaseHeld, LeaseLost
+from gateway_core.store.inbox_wakeups import payload_for
 from gateway_core.store.transaction import RowReader, Transaction, TransactionQueue
 
 _LEASE_COLUMNS = "session_id, owner, epoch, expires_at"
@@ -44,27 +45,46 @@ def _node(row: tuple[Any, ...]) -> NodeRecord:
     return NodeRecord(str(row[0]), str(row[1]), int(row[2]), state, float(row[4]), float(row[5]))
 
 
+def _take_sql(table: str, key: str) -> str:
+    return (
+        f"INSERT INTO {table} ({key}, owner, epoch, expires_at) VALUES (?, ?, 1, ?)"
+        f" ON CONFLICT ({key}) DO UPDATE SET"
+        f" epoch = CASE WHEN {table}.owner = excluded.owner THEN {table}.epoch"
+        f" ELSE {table}.epoch + 1 END,"
+        " owner = excluded.owner, expires_at = excluded.expires_at"
+        f" WHERE {table}.owner = excluded.owner OR {table}.owner IS NULL"
+        f" OR {table}.expires_at < ?"
+        " RETURNING epoch"
+    )
+
+
+# The one way a lease is taken, for a session's and for an intake's (built once: a turn's
+# start runs it).
+_TAKE_SESSION_LEASE = _take_sql("session_leases", "session_id")
+_TAKE_INTAKE_LEASE = _take_sql("intake_leases", "name")
+
+
+def _take_row(
+    db: Transaction, take_sql: str, key: int | str, node_id: str, now: float, ttl: float
+) -> int | None:
+    """A lease (a session's or an intake's) that is free, lapsed or already this node's
+    becomes this node's until now + ttl, its epoch up by one when it changes hands. Returns
+    the epoch, or None when another node holds it unexpired."""
+    row = db.execute(take_sql, (key, node_id, now + ttl, now)).fetchone()
+    return None if row is None else int(row[0])
+
+
 def acquire_row(db: Transaction, session_id: int, node_id: str, now: float, ttl: float) -> int:
     """This node's epoch for the session, inside a turn's start transaction; LeaseHeld if
     another node holds it unexpired."""
-    row = db.execute(
-        "INSERT INTO session_leases (session_id, owner, epoch, expires_at) VALUES (?, ?, 1, ?)"
-        " ON CONFLICT (session_id) DO UPDATE SET"
-        " epoch = CASE WHEN session_leases.owner = excluded.owner THEN session_leases.epoch"
-        " ELSE session_leases.epoch + 1 END,"
-        " owner = excluded.owner, expires_at = excluded.expires_at"
-        " WHERE session_leases.owner = excluded.owner OR session_leases.owner IS NULL"
-        " OR session_leases.expires_at < ?"
-        " RETURNING epoch",
-        (session_id, node_id, now + ttl, now),
-    ).fetchone()
-    if row is None:
+    epoch = _take_row(db, _TAKE_SESSION_LEASE, session_id, node_id, now, ttl)
+    if epoch is None:
         holder = db.execute(
             "SELECT owner FROM session_leases WHERE session_id = ?", (session_id,)
         ).fetchone()
         owner = None if holder is None else holder[0]
         raise LeaseHeld(f"session {session_id} is owned by node {owner}")
-    return int(row[0])
+    return epoch
 
 
 def fence_row(db: Transaction, session_id: int, node_id: str, epoch: int) -> None:
@@ -95,28 +115,41 @@ _LEFT_OVER_SQL = (
 )
 
 
+# Each left-over session whose lease is free (never taken, released), lapsed, or (at boot,
+# `include_own`) already this node's, taken in the same statement: one statement however
+# many sessions there are. The sessions another node holds are left out before the upsert,
+# not by its WHERE: PostgreSQL locks every row an ON CONFLICT DO UPDATE meets, updated or
+# not, and a live node's fences would then wait for this sweep's commit (or deadlock with
+# its own sweep). The WHERE still guards a lease taken meanwhile. In session order, as two
+# nodes sweeping at once take their row locks in the same order.
+_CLAIM_LEFT_OVER_SQL = (
+    "INSERT INTO session_leases (session_id, owner, epoch, expires_at)"
+    f" SELECT left_over.id, ?, 1, ? FROM ({_LEFT_OVER_SQL}) AS left_over"
+    " WHERE NOT EXISTS (SELECT 1 FROM session_leases AS held"
+    " WHERE held.session_id = left_over.id AND held.owner IS NOT NULL"
+    " AND ((held.owner != ? AND held.expires_at >= ?) OR (held.owner = ? AND ? = 0)))"
+    " ORDER BY left_over.id"
+    " ON CONFLICT (session_id) DO UPDATE SET"
+    " epoch = CASE WHEN session_leases.owner = excluded.owner THEN session_leases.epoch"
+    " ELSE session_leases.epoch + 1 END,"
+    " owner = excluded.owner, expires_at = excluded.expires_at"
+    " WHERE session_leases.owner IS NULL"
+    " OR (session_leases.owner = excluded.owner AND ? = 1)"
+    " OR (session_leases.owner != excluded.owner AND session_leases.expires_at < ?)"
+    " RETURNING session_id"
+)
+
+
 def claim_left_over_row(
     db: Transaction, node_id: str, now: float, ttl: float, *, include_own: bool
 ) -> list[int]:
     """Leases of the sessions something may be left over in, whose lease is free or lapsed
     (at boot also those already this node's: a restart under the same node_id). Returns the
     sessions now this node's to recover, each under a new epoch (or its own)."""
-    ids = sorted(int(row[0]) for row in db.execute(_LEFT_OVER_SQL).fetchall())
-    claimed = []
-    for session_id in ids:
-        row = db.execute(
-            "SELECT owner, expires_at FROM session_leases WHERE session_id = ?", (session_id,)
-        ).fetchone()
-        if row is not None and row[0] is not None:
-            mine, lapsed = row[0] == node_id, float(row[1]) < now
-            if (mine and not include_own) or (not mine and not lapsed):
-                continue
-        try:
-            acquire_row(db, session_id, node_id, now, ttl)
-        except LeaseHeld:  # taken meanwhile by a node of the same moment
-            continue
-        claimed.append(session_id)
-    return claimed
+    own = int(include_own)
+    parameters = (node_id, now + ttl, node_id, now, node_id, own, own, now)
+    rows = db.execute(_CLAIM_LEFT_OVER_SQL, parameters).fetchall()
+    return sorted(int(row[0]) for row in rows)
 
 
 def inbox_open_row(db: Transaction, inbox_id: int) -> bool:
@@ -126,10 +159,18 @@ def inbox_open_row(db: Transaction, inbox_id: int) -> bool:
     return row is not None and row[0] == "new"
 
 
-def notify_nodes_row(db: Transaction) -> None:
-    """Wake the other nodes' inbox pickup when this transaction commits. PostgreSQL only:
-    nodes exist only there."""
-    db.execute(f"SELECT pg_notify('{INBOX_CHANNEL}', '')")
+def notify_nodes_row(db: Transaction, inbox_ids: list[int]) -> None:
+    """Wake the nodes' inbox pickup when this transaction commits, naming the items it
+    committed (store/inbox_wakeups.py). PostgreSQL only: nodes exist only there."""
+    db.execute(f"SELECT pg_notify('{INBOX_CHANNEL}', ?)", (payload_for(inbox_ids),))
+
+
+# A delivery's statements carry this condition (parameters: session id, node id) so that the
+# fence costs no statement of its own: true unless another node owns the session.
+NOT_OWNED_ELSEWHERE = (
+    "NOT EXISTS (SELECT 1 FROM session_leases WHERE session_leases.session_id = ?"
+    " AND session_leases.owner IS NOT NULL AND session_leases.owner != ?)"
+)
 
 
 def delivery_fence_row(db: Transaction, session_id: int, node_id: str) -> None:
@@ -204,18 +245,7 @@ class Leases:
         now = self._clock.now()
 
         def txn(db: Transaction) -> bool:
-            row = db.execute(
-                "INSERT INTO intake_leases (name, owner, epoch, expires_at) VALUES (?, ?, 1, ?)"
-                " ON CONFLICT (name) DO UPDATE SET"
-                " epoch = CASE WHEN intake_leases.owner = excluded.owner THEN intake_leases.epoch"
-                " ELSE intake_leases.epoch + 1 END,"
-                " owner = excluded.owner, expires_at = excluded.expires_at"
-                " WHERE intake_leases.owner = excluded.owner OR intake_leases.owner IS NULL"
-                " OR intake_leases.expires_at < ?"
-                " RETURNING epoch",
-                (name, node_id, now + ttl, now),
-            ).fetchone()
-            return row is not None
+            return _take_row(db, _TAKE_INTAKE_LEASE, name, node_id, now, ttl) is not None
 
         return await self._writer.submit(txn)
 

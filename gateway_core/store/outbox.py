@@ -28,13 +28,13 @@ from typing import Any
 
 from gateway_core.clock import Clock
 from gateway_core.model import ClaimedReply, OutboxItem, PieceStatus, ReplyPiece
+from gateway_core.store.errors import LeaseLost
 from gateway_core.store.id_sets import IN_IDS, ids_param
-from gateway_core.store.leases import delivery_fence_row
+from gateway_core.store.leases import NOT_OWNED_ELSEWHERE, delivery_fence_row
 from gateway_core.store.outbox_pieces import (
     decode_piece,
     mark_sending_row,
     mark_sent_row,
-    piece_count_row,
     piece_rows,
     settle_sending_row,
     store_piece_rows,
@@ -45,6 +45,10 @@ _COLUMNS = (
     "id, session_id, generation, kind, content, status, attempts, last_error,"
     " platform_message_id, created_at, sent_at, reply_to, direct"
 )
+
+
+# In a RETURNING of an UPDATE of one outbox row: how many stored pieces it has.
+_PIECE_COUNT = "SELECT count(*) FROM outbox_pieces WHERE outbox_pieces.outbox_id = outbox.id"
 
 
 def decode_outbox(row: tuple[Any, ...]) -> OutboxItem:
@@ -173,21 +177,23 @@ class Outbox:
         node owns the session (store/leases.py)."""
         now = self._clock.now()
 
+        fenced, fence_params = _fenced(fence)
+
         def txn(db: Transaction) -> ClaimedReply | None:
-            if fence is not None:
-                delivery_fence_row(db, *fence)
-            # The claim also counts the stored pieces: a reply never split (nearly all of
-            # them) then costs this one statement.
+            # The claim also counts the stored pieces (a reply never split, nearly all of
+            # them, then costs this one statement) and carries the fence as a condition.
             row = db.execute(
                 "UPDATE outbox SET status = 'sending', attempts = attempts + 1"
-                f" WHERE id = ? AND status = 'pending' RETURNING {_COLUMNS},"
-                " (SELECT count(*) FROM outbox_pieces WHERE outbox_id = ?)",
-                (item_id, item_id),
+                f" WHERE id = ? AND status = 'pending'{fenced} RETURNING {_COLUMNS},"
+                f" ({_PIECE_COUNT})",
+                (item_id, *fence_params),
             ).fetchone()
             if row is None:
+                if fence is not None:  # refused for the lease, or simply not pending?
+                    delivery_fence_row(db, *fence)
                 return None
             item = decode_outbox(row)
-            pieces = piece_rows(db, item_id) if row[-1] else []
+            pieces = piece_rows(db, item_id) if int(row[-1]) else []
             if not pieces:
                 contents = split(item.content)
                 if len(contents) <= 1:  # fits in one message: the row is its only piece
@@ -210,23 +216,54 @@ class Outbox:
         return await self._writer.submit(txn)
 
     async def piece_sent(
-        self, item_id: int, index: int, platform_message_id: str | None, *, stored: bool = True
+        self,
+        item_id: int,
+        index: int,
+        platform_message_id: str | None,
+        fence: tuple[int, str] | None = None,
+        *,
+        stored: bool = True,
     ) -> bool:
         """Confirm one piece and claim the next in the same commit; after the last piece the
         reply is sent. True when the reply is now sent. stored=False: the claim found the
         reply unsplit (ClaimedReply.stored), so it has no piece rows to look at (none can be
-        added while it is 'sending': only a claim of a pending row stores pieces)."""
+        added while it is 'sending': only a claim of a pending row stores pieces).
+
+        Recorded only while the reply is still 'sending' (this attempt's claim) and, with
+        `fence` (session id, node id), while no other node owns the session: otherwise
+        LeaseLost and nothing is recorded. A node that lost the session meanwhile (its new
+        owner settled the send as unknown) must not record a piece, nor claim the next."""
         now = self._clock.now()
+        fenced, fence_params = _fenced(fence)
 
         def txn(db: Transaction) -> bool:
-            if not stored:
-                _mark_row_sent(db, item_id, platform_message_id, now)
+            if not stored:  # the check and the confirmation in one statement
+                cursor = db.execute(
+                    "UPDATE outbox SET status = 'sent', platform_message_id = ?, sent_at = ?"
+                    f" WHERE id = ? AND status = 'sending'{fenced}",
+                    (platform_message_id, now, item_id, *fence_params),
+                )
+                if cursor.rowcount != 1:
+                    raise _not_recorded(item_id)
                 return True
-            count = piece_count_row(db, item_id)
+            # The check and the piece count in one statement; the UPDATE (of nothing) holds
+            # the row until the commit, so a takeover's settling of the send waits for it.
+            row = db.execute(
+                "UPDATE outbox SET attempts = attempts WHERE id = ? AND status = 'sending'"
+                f"{fenced} RETURNING ({_PIECE_COUNT})",
+                (item_id, *fence_params),
+            ).fetchone()
+            if row is None:
+                raise _not_recorded(item_id)
+            count = int(row[0])
             if count:
                 mark_sent_row(db, item_id, index, platform_message_id, now)
             if index + 1 >= count:
-                _mark_row_sent(db, item_id, platform_message_id, now)
+                db.execute(
+                    "UPDATE outbox SET status = 'sent', platform_message_id = ?, sent_at = ?"
+                    " WHERE id = ?",
+                    (platform_message_id, now, item_id),
+                )
                 return True
             mark_sending_row(db, item_id, index + 1)
             return False
@@ -341,6 +378,20 @@ def _mark_row_sent(
         (platform_message_id, now, item_id),
     )
     return cursor.rowcount == 1
+
+
+def _not_recorded(item_id: int) -> LeaseLost:
+    return LeaseLost(
+        f"reply {item_id} is no longer being sent by this attempt"
+        " (its session changed hands, or its send was settled); piece not recorded"
+    )
+
+
+def _fenced(fence: tuple[int, str] | None) -> tuple[str, tuple[int | str, ...]]:
+    """The delivery fence as a condition of the statement itself (no statement of its own)."""
+    if fence is None:
+        return "", ()
+    return f" AND {NOT_OWNED_ELSEWHERE}", fence
 
 
 def _with_note(error: str, note: str | None) -> str:

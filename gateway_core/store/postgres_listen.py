@@ -1,7 +1,7 @@
-"""LISTEN on PostgreSQL: a notification sets an event, so a node wakes at once.
+"""LISTEN on PostgreSQL: each notification's payload is handed on, so a node wakes at once.
 
 One dedicated autocommit connection (a pooled one could be handed to a query mid-wait).
-If it fails the event simply stops being set: the caller polls as well (bounded), so a lost
+If it fails the notifications simply stop: the caller polls as well (bounded), so a lost
 listener costs latency, never a message.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -19,10 +20,10 @@ log = logging.getLogger(__name__)
 
 
 class Wakeups:
-    def __init__(self, dsn: str, channel: str) -> None:
+    def __init__(self, dsn: str, channel: str, on_notify: Callable[[str], None]) -> None:
         self._dsn = dsn
         self._channel = channel
-        self.event = asyncio.Event()
+        self._on_notify = on_notify
         self._connection: psycopg.AsyncConnection[Any] | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -46,8 +47,8 @@ class Wakeups:
         connection = self._connection
         assert connection is not None
         try:
-            async for _ in connection.notifies():
-                self.event.set()
+            async for notification in connection.notifies():
+                self._on_notify(notification.payload)
         except psycopg.Error as error:
             log.warning("%s: listening stopped (polling only): %s", describe(self._dsn), error)
 

@@ -27,6 +27,7 @@ from gateway_core.store.audit import Audit
 from gateway_core.store.database import open_write_connection
 from gateway_core.store.errors import StoreError
 from gateway_core.store.inbox import Inbox
+from gateway_core.store.inbox_wakeups import InboxWakeups
 from gateway_core.store.lease_owners import LeaseOwners
 from gateway_core.store.leases import Leases
 from gateway_core.store.outbox import Outbox
@@ -154,18 +155,19 @@ class Store:
         store._dsn = dsn
         return store
 
-    async def inbox_wakeups(self) -> asyncio.Event | None:
-        """An event set whenever any node commits inbox items (PostgreSQL's NOTIFY); None on
-        SQLite, where this process is the only writer."""
+    async def inbox_wakeups(self) -> InboxWakeups | None:
+        """What the nodes' inbox commits named (PostgreSQL's NOTIFY), its event set at each;
+        None on SQLite, where this process is the only writer."""
         if self._dsn is None:
             return None
         from gateway_core.store.leases import INBOX_CHANNEL
         from gateway_core.store.postgres_listen import Wakeups
 
-        listener = Wakeups(self._dsn, INBOX_CHANNEL)
+        wakeups = InboxWakeups()
+        listener = Wakeups(self._dsn, INBOX_CHANNEL, wakeups.note)
         await listener.start()
         self._listeners.append(listener)
-        return listener.event
+        return wakeups
 
     @staticmethod
     def dsn_passwords(dsn: str) -> list[str]:
