@@ -11,7 +11,7 @@ from tests.support.backends import NOT_INSTALLED, Backend, StoreOpener, postgres
 from tests.support.harness import stop_all, store_dsn, use_store
 from tests.support.postgres_server import PostgresServer, start_server
 
-pytest_plugins = ["tests.support.console_fixtures"]
+pytest_plugins = ["tests.support.console_fixtures", "tests.support.cluster_fixtures"]
 
 
 @pytest.fixture(autouse=True)

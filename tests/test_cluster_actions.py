@@ -7,7 +7,7 @@ change in the shared store; nothing is accepted here and then silently dropped."
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,19 +22,8 @@ from gateway_core.model import Origin, RecoveryState, SessionKey
 from gateway_core.service.control_server import ControlServer
 from gateway_core.store import Store
 from tests.support.console_pilot import focus_row, open_console, show_tab, static_text, table
-from tests.support.harness import Running, start_gateway, use_store
-from tests.support.postgres_server import PostgresServer
+from tests.support.harness import Running, start_gateway
 from tests.support.transcripts import asks, call, user
-
-
-@pytest.fixture
-def dsn(postgres_server: PostgresServer) -> Iterator[str]:
-    database = postgres_server.new_database()
-    use_store(database)
-    try:
-        yield database
-    finally:
-        use_store(None)
 
 
 async def crash_into(dsn: str, clock: ManualClock, chat: str) -> int:

@@ -29,16 +29,6 @@ async def fake() -> AsyncIterator[FakeBotAPI]:
         yield server
 
 
-@pytest.fixture
-async def nodes() -> AsyncIterator[list[Node]]:
-    started: list[Node] = []
-    yield started
-    for node in started:
-        if node.process.returncode is None:
-            node.process.kill()
-            await node.process.wait()
-
-
 async def _running_on(dsn: str, chat: int, dead: set[str]) -> str:
     """The live node whose turn of the chat's session runs, as soon as one does."""
     with psycopg.connect(dsn, autocommit=True) as raw:

@@ -40,16 +40,6 @@ async def fake() -> AsyncIterator[FakeBotAPI]:
         yield server
 
 
-@pytest.fixture
-async def nodes() -> AsyncIterator[list[Node]]:
-    started: list[Node] = []
-    yield started
-    for node in started:
-        if node.process.returncode is None:
-            node.process.kill()
-            await node.process.wait()
-
-
 async def _start(tmp_path: Path, fake: FakeBotAPI, dsn: str, name: str, nodes: list[Node]) -> Node:
     return await start_node(tmp_path, fake, dsn, name, nodes, chats=CHATS, ttl=TTL)
 

@@ -41,16 +41,6 @@ async def fake() -> AsyncIterator[FakeBotAPI]:
         yield server
 
 
-@pytest.fixture
-async def nodes() -> AsyncIterator[list[Node]]:
-    started: list[Node] = []
-    yield started
-    for node in started:
-        if node.process.returncode is None:
-            node.process.kill()
-            await node.process.wait()
-
-
 def _update(update_id: int, chat: int, message_id: int, text: str) -> dict[str, Any]:
     """A private chat's text message as Telegram posts it to a webhook."""
     return {

@@ -6,7 +6,6 @@ attached over the socket alike."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,8 +29,7 @@ from tests.support.console_pilot import (
     table,
     wait_until,
 )
-from tests.support.harness import Running, start_gateway, use_store
-from tests.support.postgres_server import PostgresServer
+from tests.support.harness import Running, start_gateway
 
 TTL = 15.0
 
@@ -82,16 +80,6 @@ async def test_the_nodes_tab_shows_this_gateway_as_it_is(
 
 
 # -- two nodes on one PostgreSQL --------------------------------------------------------------
-
-
-@pytest.fixture
-def dsn(postgres_server: PostgresServer) -> Iterator[str]:
-    database = postgres_server.new_database()
-    use_store(database)
-    try:
-        yield database
-    finally:
-        use_store(None)
 
 
 async def other_nodes(dsn: str, clock: ManualClock) -> None:

@@ -5,8 +5,6 @@ from the status its node recorded, or held as unknown). Store tests run on both 
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -195,17 +193,6 @@ async def test_a_takeover_does_not_answer_to_the_boot_chain(
 
 
 # -- a dead node's jobs on another machine ---------------------------------------------------
-
-
-@pytest.fixture
-def live_process() -> Iterator[psutil.Process]:
-    """A real process on this machine, whose PID a job of another host happens to share."""
-    child = subprocess.Popen(["sleep", "120"])
-    try:
-        yield psutil.Process(child.pid)
-    finally:
-        child.kill()
-        child.wait()
 
 
 def _foreign_job(

@@ -5,32 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from gateway_core.clock import ManualClock
 from gateway_core.events import TurnFinished
 from gateway_core.model import NodeState, Origin, Role
 from gateway_core.store import Store
 from gateway_core.store.leases import INBOX_CHANNEL
-from tests.support.harness import next_event, start_gateway, use_store, wait_for_sleepers
-from tests.support.postgres_server import PostgresServer
+from tests.support.harness import next_event, start_gateway, wait_for_sleepers
 
 TTL = 15.0
-
-
-@pytest.fixture
-def dsn(postgres_server: PostgresServer) -> Iterator[str]:
-    """The harness's gateways run on this database (as in a both_backends module)."""
-    database = postgres_server.new_database()
-    use_store(database)
-    try:
-        yield database
-    finally:
-        use_store(None)
 
 
 async def test_a_node_whose_lease_was_taken_writes_and_delivers_nothing(

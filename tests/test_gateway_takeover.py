@@ -6,12 +6,9 @@ that node had recorded settles its call, and the session is resumed and answered
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
-import pytest
 
 from gateway_core.clock import ManualClock
 from gateway_core.events import RecoveryDecided
@@ -28,32 +25,10 @@ from gateway_core.store import Store
 from gateway_core.store.sessions import start_turn_row
 from gateway_core.store.transaction import Transaction
 from gateway_core.store.turns import begin_row
-from tests.support.harness import next_event, start_gateway, use_store
-from tests.support.postgres_server import PostgresServer
+from tests.support.harness import next_event, start_gateway
 from tests.support.transcripts import asks, call, user
 
 TTL = 15.0
-
-
-@pytest.fixture
-def dsn(postgres_server: PostgresServer) -> Iterator[str]:
-    database = postgres_server.new_database()
-    use_store(database)
-    try:
-        yield database
-    finally:
-        use_store(None)
-
-
-@pytest.fixture
-def live_process() -> Iterator[psutil.Process]:
-    """A process of this machine whose PID the dead machine's job happens to share."""
-    child = subprocess.Popen(["sleep", "120"])
-    try:
-        yield psutil.Process(child.pid)
-    finally:
-        child.kill()
-        child.wait()
 
 
 async def _left_by_dead_node(
