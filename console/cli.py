@@ -125,11 +125,15 @@ def _sub(
     )  # fmt: skip
 
 
-def _where(parser: argparse.ArgumentParser) -> None:
+def _config_file(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-c", "--config", type=Path, metavar="FILE",
         help="the gateway's TOML config file (default: built-in defaults)",
     )  # fmt: skip
+
+
+def _where(parser: argparse.ArgumentParser) -> None:
+    _config_file(parser)
     parser.add_argument(
         "--socket", type=Path, metavar="PATH",
         help="the gateway's control socket (default: from the config: control.socket)",
@@ -179,10 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--no-mouse", action="store_true", help="no mouse reporting (safer over SSH and tmux)"
         )
-    console.add_argument(
-        "-c", "--config", type=Path, metavar="FILE",
-        help="the gateway's TOML config file (default: built-in defaults)",
-    )  # fmt: skip
+    _config_file(console)
     _where(attach)
     attach.add_argument(
         "--via", choices=[via.value for via in Via],
@@ -203,10 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
 
     run = _sub(commands, "run", "the gateway without a screen, for systemd or a container")
-    run.add_argument(
-        "-c", "--config", type=Path, metavar="FILE",
-        help="the gateway's TOML config file (default: built-in defaults)",
-    )  # fmt: skip
+    _config_file(run)
 
     for name, summary in SCRIPT_OPS.items():
         sub = _sub(commands, name, summary)
@@ -235,10 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     config = _sub(
         commands, "config", "print the effective configuration and where each value came from"
     )
-    config.add_argument(
-        "-c", "--config", type=Path, metavar="FILE",
-        help="the TOML config file (default: built-in defaults)",
-    )  # fmt: skip
+    _config_file(config)
     config.add_argument(
         "--sample", action="store_true", help="print a sample file: every key, its default, a note"
     )
@@ -246,10 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     nodes = _sub(
         commands, "nodes", "the gateway nodes sharing this PostgreSQL store: heartbeat, sessions"
     )
-    nodes.add_argument(
-        "-c", "--config", type=Path, metavar="FILE",
-        help="the gateway's TOML config file (default: built-in defaults)",
-    )  # fmt: skip
+    _config_file(nodes)
     _json(nodes)
 
     completion = _sub(commands, "completion", "print a shell completion script for bash or zsh")
