@@ -263,18 +263,30 @@ def _listen(text: str) -> ListenAddress | None:
         return None
     if text.startswith(("/", "./", "~")):
         return ListenAddress(path=Path(text).expanduser())
-    host, colon, port_text = text.rpartition(":")
+    try:
+        address = host_and_port(text)
+    except ValueError as error:
+        raise _Invalid(str(error)) from None
+    if address is None:
+        raise _Invalid("expected host:port (e.g. 127.0.0.1:9464) or a socket path")
+    return ListenAddress(*address)
+
+
+def host_and_port(text: str) -> tuple[str, int] | None:
+    """The host and port of "host:port" ("[::1]:port" for IPv6; port 0 picks a free one);
+    None when text has no host:port shape, ValueError when its port is not one."""
+    host, colon, port_text = text.strip().rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if not colon or not host:
-        raise _Invalid("expected host:port (e.g. 127.0.0.1:9464) or a socket path")
+        return None
     try:
         port = int(port_text, 10)
     except ValueError:
-        raise _Invalid(f"port {port_text!r} is not a number") from None
+        raise ValueError(f"port {port_text!r} is not a number") from None
     if not 0 <= port <= 65535:
-        raise _Invalid(f"port {port} is outside 0-65535")
-    return ListenAddress(host, port)
+        raise ValueError(f"port {port} is outside 0-65535")
+    return host, port
 
 
 def _listen_text(value: ListenAddress | None) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from gateway_core.config import ConfigError, WebSettings
+from gateway_core.config import ConfigError, WebSettings, host_and_port
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +54,13 @@ class Listen:
 
 def parse_listen(text: str) -> Listen:
     """`host:port` (`[::1]:port` for IPv6; port 0 picks a free one)."""
-    host, colon, port_text = text.strip().rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not colon or not host:
-        raise ValueError(f"{text!r}: expected HOST:PORT, e.g. 127.0.0.1:8566")
     try:
-        port = int(port_text, 10)
-    except ValueError:
-        raise ValueError(f"{text!r}: port {port_text!r} is not a number") from None
-    if not 0 <= port <= 65535:
-        raise ValueError(f"{text!r}: port {port} is outside 0-65535")
-    return Listen(host, port)
+        address = host_and_port(text)
+    except ValueError as error:
+        raise ValueError(f"{text!r}: {error}") from None
+    if address is None:
+        raise ValueError(f"{text!r}: expected HOST:PORT, e.g. 127.0.0.1:8566")
+    return Listen(*address)
 
 
 @dataclass(frozen=True, slots=True)
