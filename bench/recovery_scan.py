@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import heapq
 import json
 import os
 import platform
@@ -47,6 +48,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -71,6 +73,7 @@ from gateway_core.store.codec import (
     decode_origin,
     encode_tool_calls,
 )
+from gateway_core.store.store import BULK_READ_CONNECTIONS
 
 OUT = Path(__file__).resolve().parent / "out"
 NOW = 1_800_000_000.0
@@ -91,12 +94,58 @@ def _tail(kind: int, seq: int) -> tuple[str, str, str | None, str | None, str | 
     return ("assistant", "text", calls, None, "tool_calls")
 
 
-def build(path: Path, sessions: int, per_session: int, pending_every: int) -> float:
+Row = tuple[int, int, str, str, str, str | None, str | None, None, str | None, int, float]
+LAYOUTS = ("spoken", "by-session")
+
+
+def _session_rows(sid: int, age: float, per_session: int) -> list[Row]:
+    """One session's rows: chatter, then the tail that decides its verdict; 5 s apart."""
+    rows: list[Row] = []
+    for seq in range(1, per_session + 1):
+        role, kind, calls, call_id, finish = (
+            _tail(sid % 3, seq) if seq == per_session else CHATTER[seq % 2]
+        )
+        at = NOW - age - (per_session - seq) * 5
+        rows.append((sid, seq, role, kind, TEXT, calls, call_id, None, finish, 1, at))
+    return rows
+
+
+def _rows_in_layout(sessions: int, per_session: int, layout: str) -> Iterator[list[Row]]:
+    """Every message row, in batches, in the order the layout inserts them (so in the order
+    of their rowids): `by-session` one session's rows after another's (each transcript on a
+    few adjacent pages); `spoken` in the order they were spoken, the sessions' rows
+    interleaved by created_at, as a running gateway appends them. The same rows either way
+    (same values, seqs and times)."""
+    rng = random.Random(7)
+    ages = [rng.uniform(0, 7200) for _ in range(sessions)]  # half fresh, half stale (3600 s)
+    if layout == "by-session":
+        for start in range(1, sessions + 1, 2000):
+            yield [
+                row
+                for sid in range(start, min(start + 2000, sessions + 1))
+                for row in _session_rows(sid, ages[sid - 1], per_session)
+            ]
+        return
+
+    def session(sid: int) -> Iterator[tuple[float, int, int, Row]]:
+        for row in _session_rows(sid, ages[sid - 1], per_session):
+            yield row[10], sid, row[1], row
+
+    batch: list[Row] = []
+    for *_, row in heapq.merge(*(session(sid) for sid in range(1, sessions + 1))):
+        batch.append(row)
+        if len(batch) == 100_000:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def build(path: Path, sessions: int, per_session: int, pending_every: int, layout: str) -> float:
     started = time.perf_counter()
     asyncio.run(_create_schema(path))
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA synchronous = OFF")
-    rng = random.Random(7)
     db.execute("BEGIN")
     db.executemany(
         "INSERT INTO sessions (id, key, platform, chat_id, origin, created_at, updated_at)"
@@ -123,16 +172,7 @@ def build(path: Path, sessions: int, per_session: int, pending_every: int) -> fl
         ),
     )
     db.execute("COMMIT")
-    for start in range(1, sessions + 1, 2000):
-        rows = []
-        for sid in range(start, min(start + 2000, sessions + 1)):
-            age = rng.uniform(0, 7200)  # half fresh, half stale against a 3600 s window
-            for seq in range(1, per_session + 1):
-                role, kind, calls, call_id, finish = (
-                    _tail(sid % 3, seq) if seq == per_session else CHATTER[seq % 2]
-                )
-                at = NOW - age - (per_session - seq) * 5
-                rows.append((sid, seq, role, kind, TEXT, calls, call_id, None, finish, 1, at))
+    for rows in _rows_in_layout(sessions, per_session, layout):
         db.execute("BEGIN")
         db.executemany(
             "INSERT INTO messages (session_id, seq, role, kind, content, tool_calls, tool_call_id,"
@@ -233,8 +273,9 @@ def _peer_connection(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
 
 
-async def _ours(store: Store, policy: RecoveryPolicy) -> dict[int, Decision]:
-    return {c.record.session_id: c.decision for c in await scan(store, NOW, policy)}
+async def _ours(store: Store, policy: RecoveryPolicy, k: int) -> dict[int, Decision]:
+    scanned = await scan(store, NOW, policy, read_connections=k)
+    return {c.record.session_id: c.decision for c in scanned}
 
 
 class Timings:
@@ -267,7 +308,9 @@ class Clocked:
         self._into.cpu.append(time.process_time() - self._cpu)
 
 
-async def measure_ours_and_peer(path: Path, repeats: int, cold_rounds: int) -> dict[str, object]:
+async def measure_ours_and_peer(
+    path: Path, repeats: int, cold_rounds: int, k: int
+) -> dict[str, object]:
     policy = RecoveryPolicy()
     ours_cold, peer_cold, ours_warm, peer_warm = Timings(), Timings(), Timings(), Timings()
     cold_method = ""
@@ -279,7 +322,7 @@ async def measure_ours_and_peer(path: Path, repeats: int, cold_rounds: int) -> d
                 async with await Store.open(path) as store:
                     cold_method = evict(path)
                     with Clocked(ours_cold):
-                        ours = await _ours(store, policy)
+                        ours = await _ours(store, policy, k)
             else:
                 db = _peer_connection(path)
                 try:
@@ -291,13 +334,13 @@ async def measure_ours_and_peer(path: Path, repeats: int, cold_rounds: int) -> d
     async with await Store.open(path) as store:
         db = _peer_connection(path)
         try:
-            await _ours(store, policy)  # once untimed each: both start warm alike
+            await _ours(store, policy, k)  # once untimed each: both start warm alike
             peer_method(db, policy)
             for round_ in range(repeats):
                 for method in ("ours", "peer") if round_ % 2 == 0 else ("peer", "ours"):
                     if method == "ours":
                         with Clocked(ours_warm):
-                            await _ours(store, policy)
+                            await _ours(store, policy, k)
                     else:
                         with Clocked(peer_warm):
                             peer_method(db, policy)
@@ -307,7 +350,7 @@ async def measure_ours_and_peer(path: Path, repeats: int, cold_rounds: int) -> d
         listed = await store.recovery.candidates()
         list_s = time.perf_counter() - started
         started = time.perf_counter()
-        await request_tails(store, [r.session_id for r, _ in listed], policy.tail_rows)
+        await request_tails(store.transcript, [r.session_id for r, _ in listed], policy.tail_rows)
         tails_s = time.perf_counter() - started
     verdicts: dict[str, int] = {}
     for decision in ours.values():
@@ -356,7 +399,7 @@ def _disk_read_bytes() -> int | None:
     return None
 
 
-async def cold_breakdown(path: Path, rounds: int) -> dict[str, dict[str, float | None]]:
+async def cold_breakdown(path: Path, rounds: int, k: int) -> dict[str, dict[str, float | None]]:
     """Where our cold scan's time goes: each step of it alone on a cold cache (evicted, fresh
     connections), median of `rounds`, with what it read from storage (4 KiB pages)."""
     policy = RecoveryPolicy()
@@ -367,13 +410,13 @@ async def cold_breakdown(path: Path, rounds: int) -> dict[str, dict[str, float |
         return await store.recovery.candidates()
 
     async def transcripts(store: Store) -> object:
-        return await request_tails(store, ids, policy.tail_rows)
+        return await request_tails(store.transcript, ids, policy.tail_rows)
 
     async def last_turns(store: Store) -> object:
         return await store.turns.last(ids)
 
     async def whole_scan(store: Store) -> object:
-        return await scan(store, NOW, policy)
+        return await scan(store, NOW, policy, read_connections=k)
 
     steps = {
         "list_candidates": list_candidates,
@@ -409,7 +452,7 @@ COVERING_CANDIDATES = (
 )
 
 
-async def try_covering_index(path: Path, rounds: int) -> dict[str, object]:
+async def try_covering_index(path: Path, rounds: int, k: int) -> dict[str, object]:
     """NOT the shipped schema: on a copy of the benchmark file, the candidates' partial index
     made covering (every recovery column the scan reads), then our cold scan and its listing
     step timed as in cold_breakdown. Says what that index would buy, for a decision."""
@@ -430,7 +473,7 @@ async def try_covering_index(path: Path, rounds: int) -> dict[str, object]:
         return {
             "not_the_shipped_schema": True,
             "index": COVERING_CANDIDATES,
-            **await cold_breakdown(copy, rounds),
+            **await cold_breakdown(copy, rounds, k),
         }
     finally:
         for stale in OUT.glob(f"{copy.name}*"):
@@ -512,31 +555,61 @@ def main() -> None:
         action="store_true",
         help="on a copy of the file, NOT the shipped schema: a covering candidates index",
     )
+    parser.add_argument(
+        "--layout",
+        choices=(*LAYOUTS, "both"),
+        default="both",
+        help="the messages' physical order: as spoken (a running gateway's), by session, or both",
+    )
+    parser.add_argument(
+        "--read-connections",
+        type=int,
+        default=BULK_READ_CONNECTIONS,
+        help="connections our scan reads on at once (1: the store's reader alone)",
+    )
     args = parser.parse_args()
 
     OUT.mkdir(exist_ok=True)
-    path = OUT / f"scan-{args.sessions}x{args.messages}-{args.pending}.db"
-    build_s = None
-    if args.rebuild or not path.exists():
-        for stale in OUT.glob(f"{path.name}*"):
-            stale.unlink()
-        build_s = round(build(path, args.sessions, args.messages, args.sessions // args.pending), 1)
-
+    layouts = LAYOUTS if args.layout == "both" else (args.layout,)
     result: dict[str, object] = {
         "bench": "recovery_scan",
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
         "sessions": args.sessions,
         "messages_per_session": args.messages,
+        "read_connections": args.read_connections,
+        "load_before": [round(x, 2) for x in os.getloadavg()],
+        "layouts": {},
+    }
+    # The collector as `switchboard run` sets it before the boot's scan (the same for both).
+    tune_for_long_running_server()
+    for layout in layouts:
+        result["layouts"][layout] = measure_layout(args, layout)  # type: ignore[index]
+    result["append_group_commit"] = asyncio.run(measure_appends(100, 100, max_batch=1000))
+    result["append_commit_per_row"] = asyncio.run(measure_appends(100, 100, max_batch=1))
+    result["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    result["targets"] = {"scan_s": 0.5, "speedup_vs_naive": 20, "peer_over_ours": 20}
+    print(json.dumps(result, indent=2))
+
+
+def measure_layout(args: argparse.Namespace, layout: str) -> dict[str, object]:
+    """Every figure of one physical layout of the same rows, on its own store file."""
+    path = OUT / f"scan-{args.sessions}x{args.messages}-{args.pending}-{layout}.db"
+    build_s = None
+    if args.rebuild or not path.exists():
+        for stale in OUT.glob(f"{path.name}*"):
+            stale.unlink()
+        pending_every = args.sessions // args.pending
+        build_s = round(build(path, args.sessions, args.messages, pending_every, layout), 1)
+    result: dict[str, object] = {
         "store_mb": round(path.stat().st_size / 1e6),
         "build_s": build_s,
         "load_before": [round(x, 2) for x in os.getloadavg()],
     }
     peer_build_s = build_peer_index(path)
     result["peer_index_build_s"] = None if peer_build_s is None else round(peer_build_s, 1)
-    # The collector as `switchboard run` sets it before the boot's scan (the same for both).
-    tune_for_long_running_server()
-    result.update(asyncio.run(measure_ours_and_peer(path, args.repeats, args.cold_rounds)))
+    k = args.read_connections
+    result.update(asyncio.run(measure_ours_and_peer(path, args.repeats, args.cold_rounds, k)))
     ours: dict[str, float] = result["scan"]  # type: ignore[assignment]
     ratios: dict[str, dict[str, float]] = result["ratios"]  # type: ignore[assignment]
     if not args.skip_naive:
@@ -548,20 +621,17 @@ def main() -> None:
         ratios["cold"]["naive_over_ours"] = round(naive_cold["naive_s"] / ours["cold_s"], 1)
         ratios["warm"]["naive_over_ours"] = result["speedup_vs_naive"]  # type: ignore[assignment]
     if args.cold_breakdown:
-        result["cold_breakdown"] = asyncio.run(cold_breakdown(path, args.cold_rounds))
+        result["cold_breakdown"] = asyncio.run(cold_breakdown(path, args.cold_rounds, k))
     if args.try_covering_index:
         result["covering_index_experiment"] = asyncio.run(
-            try_covering_index(path, args.cold_rounds)
+            try_covering_index(path, args.cold_rounds, k)
         )
-    result["append_group_commit"] = asyncio.run(measure_appends(100, 100, max_batch=1000))
-    result["append_commit_per_row"] = asyncio.run(measure_appends(100, 100, max_batch=1))
     result["load_after"] = [round(x, 2) for x in os.getloadavg()]
-    result["targets"] = {"scan_s": 0.5, "speedup_vs_naive": 20, "peer_over_ours": 20}
     result["met"] = {
         "peer_over_ours_cold": ratios["cold"]["peer_over_ours"] >= 20,
         "peer_over_ours_warm": ratios["warm"]["peer_over_ours"] >= 20,
     }
-    print(json.dumps(result, indent=2))
+    return result
 
 
 if __name__ == "__main__":

@@ -263,7 +263,9 @@ async def test_only_the_rows_from_the_request_on_are_handed_on(store: Store) -> 
     empty = await store.sessions.ensure(SessionKey("loopback", "empty"), ORIGIN)
     no_request = await store.sessions.ensure(SessionKey("loopback", "bare"), ORIGIN)
     await store.transcript.append(no_request.id, [answer(f"a{i}", NOW - 9) for i in range(7)])
-    tails = await request_tails(store, [session_id, empty.id, no_request.id], first_rows=2)
+    tails = await request_tails(
+        store.transcript, [session_id, empty.id, no_request.id], first_rows=2
+    )
     assert [m.content for m in tails[session_id]] == ["second", "hm"]
     assert tails[empty.id] == []
     # No request anywhere: the whole transcript, read by widening until it ran out.

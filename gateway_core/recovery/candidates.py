@@ -116,7 +116,7 @@ class CandidateBoard:
         session = await store.sessions.get(session_id)
         if record is None or session is None:
             return False, None
-        tail = (await request_tails(store, [session_id], policy.tail_rows))[session_id]
+        tail = (await request_tails(store.transcript, [session_id], policy.tail_rows))[session_id]
         notice, told = operator_clear_notice(record, session.origin, tail, policy)
         cleared, notice_id = await store.recovery.clear_and_tell(session_id, notice, told)
         if notice_id is not None:

@@ -34,6 +34,7 @@ from gateway_core.model import (
     RecoveryState,
     RunRecord,
     Session,
+    TurnRecord,
     positional_builder,
 )
 from gateway_core.recovery.decision import decide
@@ -42,7 +43,9 @@ from gateway_core.recovery.loop_guard import loop_guard_tripped
 from gateway_core.recovery.policy import RecoveryPolicy
 from gateway_core.recovery.tails import request_tails
 from gateway_core.store import Store
+from gateway_core.store.bulk_reads import BulkReads
 from gateway_core.store.recovery_records import apply_decision_row
+from gateway_core.store.store import BULK_READ_CONNECTIONS
 from gateway_core.store.transaction import Transaction
 
 # Reads the end of a job's output (its log file) for a recovered tool result.
@@ -103,26 +106,112 @@ async def _jobs_of(
     return evidence
 
 
+# Below this many candidates the scan reads on the store's reader alone: a pool's threads and
+# connections would cost more than reading side by side saves.
+PARALLEL_FROM = 64
+# The most sessions in one chunk of reads (each read is one query per chunk; the store cuts
+# larger sets itself).
+CHUNK = 500
+
+
+@dataclass(slots=True)
+class _Evidence:
+    """What the reads of one chunk of candidates found."""
+
+    records: list[tuple[RecoveryRecord, Session]] | None
+    tails: dict[int, list[Message]]
+    last_turns: dict[int, TurnRecord]
+    crashes: dict[int, list[float]]
+
+
+async def _read_chunk(
+    reads: BulkReads,
+    chunk: Sequence[tuple[int, RecoveryState]],
+    policy: RecoveryPolicy,
+    with_records: bool,
+) -> _Evidence:
+    """Every read of one chunk, asked for at once: on a pool they run side by side."""
+    readable = [sid for sid, state in chunk if state != RecoveryState.SUSPENDED]
+    records, tails, last_turns, crashes = await asyncio.gather(
+        reads.recovery.candidates([sid for sid, _ in chunk]) if with_records else _nothing(),
+        request_tails(reads.transcript, readable, policy.tail_rows),
+        reads.turns.last(readable),
+        reads.turns.crash_chains(readable, policy.loop_boots),
+    )
+    return _Evidence(records, tails, last_turns, crashes)
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _chunks(
+    listed: Sequence[tuple[int, RecoveryState]], parallel: int
+) -> list[Sequence[tuple[int, RecoveryState]]]:
+    """`parallel` chunks of about equal size (more when that would exceed CHUNK), in order."""
+    if not listed:
+        return []
+    count = max(parallel, -(-len(listed) // CHUNK))
+    size = -(-len(listed) // count)
+    return [listed[start : start + size] for start in range(0, len(listed), size)]
+
+
 async def scan(
     store: Store,
     now: float,
     policy: RecoveryPolicy,
     *,
     records: Sequence[tuple[RecoveryRecord, Session]] | None = None,
+    only: Collection[int] | None = None,
     loop_guard_tripped: bool = False,
     output_of: OutputOf = _no_output,
+    read_connections: int | None = None,
 ) -> list[Candidate]:
-    """Classify every candidate from durable evidence. Reads only; changes nothing."""
+    """Classify every candidate (`only`: of these sessions), or the given records, from
+    durable evidence. Reads only; changes nothing.
+
+    The candidates are listed from the partial index alone; then their records, transcripts
+    from the request on, last turns and crash chains are read in chunks, all side by side on
+    the store's bulk reads: `read_connections` at once (default: BULK_READ_CONNECTIONS when
+    there are at least PARALLEL_FROM candidates, else the store's reader alone)."""
     if records is None:
-        records = await store.recovery.candidates()
-    readable = [r.session_id for r, _ in records if r.state != RecoveryState.SUSPENDED]
-    crashes = await store.turns.crash_chains(readable, policy.loop_boots)
-    # Each transcript from its user's request on: all the decision reads (recovery/tails.py).
-    # Both at once: the reader runs them back to back (a round trip to its thread costs
-    # more than the query when the machine is busy).
-    tails, last_turns = await asyncio.gather(
-        request_tails(store, readable, policy.tail_rows), store.turns.last(readable)
+        listed = await store.recovery.candidate_states(only)
+    else:
+        listed = [(record.session_id, record.state) for record, _ in records]
+    return await _scan_listed(
+        store, now, policy, listed, records, loop_guard_tripped, output_of, read_connections
     )
+
+
+async def _scan_listed(
+    store: Store,
+    now: float,
+    policy: RecoveryPolicy,
+    listed: Sequence[tuple[int, RecoveryState]],
+    records: Sequence[tuple[RecoveryRecord, Session]] | None,
+    loop_guard_tripped: bool,
+    output_of: OutputOf,
+    read_connections: int | None = None,
+) -> list[Candidate]:
+    connections = read_connections
+    if connections is None:
+        connections = BULK_READ_CONNECTIONS if len(listed) >= PARALLEL_FROM else 1
+    async with store.bulk_reads(connections) as reads:
+        parts = await asyncio.gather(
+            *(
+                _read_chunk(reads, chunk, policy, records is None)
+                for chunk in _chunks(listed, reads.parallel)
+            )
+        )
+    if records is None:
+        records = [pair for part in parts for pair in part.records or ()]
+    tails: dict[int, list[Message]] = {}
+    last_turns: dict[int, TurnRecord] = {}
+    crashes: dict[int, list[float]] = {}
+    for part in parts:
+        tails.update(part.tails)
+        last_turns.update(part.last_turns)
+        crashes.update(part.crashes)
     jobs = await _jobs_of(store, tails, output_of)
     return [
         _candidate(
@@ -179,8 +268,8 @@ async def recover_at_boot(
     that the run's candidate count and the boot-chain guard are a boot's (the guard per
     session applies to both)."""
     now = store.clock.now()
-    records = await store.recovery.candidates(only)
-    active = sum(1 for r, _ in records if r.state != RecoveryState.SUSPENDED)
+    listed = await store.recovery.candidate_states(only)
+    active = sum(1 for _, state in listed if state != RecoveryState.SUSPENDED)
     if not takeover:
         await store.runs.set_candidates(run.id, active)
     tripped = False
@@ -191,9 +280,7 @@ async def recover_at_boot(
         tripped = loop_guard_tripped(
             [*earlier, run.started_at], policy.loop_window, policy.loop_boots
         )
-    candidates = await scan(
-        store, now, policy, records=records, loop_guard_tripped=tripped, output_of=output_of
-    )
+    candidates = await _scan_listed(store, now, policy, listed, None, tripped, output_of)
     applied = await apply(store, candidates, now)
     return BootRecovery(run, tripped, tuple(applied))
 
@@ -207,12 +294,11 @@ async def decide_again(
     output_of: OutputOf = _no_output,
 ) -> list[Candidate]:
     """Decide and apply again for a few candidates (a job they waited for has ended)."""
-    records = await store.recovery.candidates(session_ids)
-    if not records:
-        return []
     now = store.clock.now()
     candidates = await scan(
-        store, now, policy, records=records, loop_guard_tripped=loop_guard_tripped,
+        store, now, policy, only=session_ids, loop_guard_tripped=loop_guard_tripped,
         output_of=output_of,
     )  # fmt: skip
+    if not candidates:
+        return []
     return await apply(store, candidates, now)

@@ -18,20 +18,20 @@ from collections.abc import Collection
 
 from gateway_core.model import Message
 from gateway_core.recovery.evidence import request_index
-from gateway_core.store import Store
+from gateway_core.store.transcript import Transcript
 
 # Each re-read asks for this many times more rows than the one before.
 WIDEN_FACTOR = 16
 
 
 async def request_tails(
-    store: Store, session_ids: Collection[int], first_rows: int
+    transcript: Transcript, session_ids: Collection[int], first_rows: int
 ) -> dict[int, list[Message]]:
     """Each session's rows from its user's request to the end (its whole transcript when it
     has no request), oldest first."""
     found: dict[int, list[Message]] = {}
     unconfirmed: list[int] = []
-    for session_id, tail in (await store.transcript.from_request(session_ids)).items():
+    for session_id, tail in (await transcript.from_request(session_ids)).items():
         start = request_index(tail)
         if start == 0:
             found[session_id] = tail  # the usual case: the query started at the request
@@ -42,19 +42,19 @@ async def request_tails(
         else:
             unconfirmed.append(session_id)
     if unconfirmed:
-        found.update(await _widening_tails(store, unconfirmed, first_rows))
+        found.update(await _widening_tails(transcript, unconfirmed, first_rows))
     return found
 
 
 async def _widening_tails(
-    store: Store, session_ids: list[int], first_rows: int
+    transcript: Transcript, session_ids: list[int], first_rows: int
 ) -> dict[int, list[Message]]:
     found: dict[int, list[Message]] = {}
     wanted = session_ids
     limit = max(first_rows, 1)
     while wanted:
         short = []
-        for session_id, tail in (await store.transcript.tails(wanted, limit)).items():
+        for session_id, tail in (await transcript.tails(wanted, limit)).items():
             start = request_index(tail)
             if start is not None:
                 found[session_id] = tail[start:]

@@ -30,6 +30,7 @@ class PostgresReader:
     def __init__(self, dsn: str, pool: AsyncConnectionPool[AsyncConnection[Any]]) -> None:
         self._dsn = dsn
         self._pool = pool
+        self.size = pool.max_size  # how many reads run at once
 
     @classmethod
     async def connect(cls, dsn: str, size: int = 4, timeout: float = 10.0) -> PostgresReader:

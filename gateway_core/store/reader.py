@@ -22,6 +22,7 @@ class Reader:
     def __init__(self, path: Path, connection: aiosqlite.Connection) -> None:
         self._path = path
         self._db = connection
+        self.size = 1  # one connection: its reads run one after another
 
     @classmethod
     async def connect(cls, path: Path, busy_timeout: float) -> Reader:

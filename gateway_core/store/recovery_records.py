@@ -48,6 +48,16 @@ CANDIDATES_SQL = (
 
 _CANDIDATES_OF_SQL = CANDIDATES_SQL.replace(" ORDER BY", f" AND r.session_id {IN_IDS} ORDER BY")
 
+# The candidates' ids and states from the partial index alone (it holds the state and the
+# rowid, which is the session id): a few pages, however large the tables.
+CANDIDATE_STATES_SQL = (
+    "SELECT session_id, state FROM recovery INDEXED BY recovery_candidates"
+    " WHERE state != 'none' ORDER BY session_id"
+)
+_CANDIDATE_STATES_OF_SQL = CANDIDATE_STATES_SQL.replace(
+    " ORDER BY", f" AND session_id {IN_IDS} ORDER BY"
+)
+
 
 _record = positional_builder(RecoveryRecord)  # the scan decodes one per candidate
 _STATES = {state.value: state for state in RecoveryState}
@@ -248,6 +258,18 @@ class RecoveryRecords:
             rows = await self._reader.all(_CANDIDATES_OF_SQL, (ids_param(only),))
         width = len(_COLUMNS.split(","))
         return [(decode_record(row[:width]), decode_session(row[width:])) for row in rows]
+
+    async def candidate_states(
+        self, only: Collection[int] | None = None
+    ) -> list[tuple[int, RecoveryState]]:
+        """The session id and state of every record that is not 'none' (`only`: of these
+        sessions), from the partial index alone: what a scan lists before it reads the
+        records themselves (`candidates`, in chunks read side by side)."""
+        if only is None:
+            rows = await self._reader.all(CANDIDATE_STATES_SQL)
+        else:
+            rows = await self._reader.all(_CANDIDATE_STATES_OF_SQL, (ids_param(only),))
+        return [(int(sid), _state(state)) for sid, state in rows]
 
     async def _set_state(
         self, session_id: int, state: RecoveryState | None, decision: Decision

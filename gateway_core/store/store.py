@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
@@ -24,14 +25,16 @@ from typing import TYPE_CHECKING, TypeVar
 from gateway_core.clock import Clock, SystemClock
 from gateway_core.private_files import private_dir, private_file
 from gateway_core.store.audit import Audit
+from gateway_core.store.bulk_reads import BulkReads
 from gateway_core.store.database import open_write_connection
-from gateway_core.store.errors import StoreError
+from gateway_core.store.errors import StoreClosed, StoreError
 from gateway_core.store.inbox import Inbox
 from gateway_core.store.inbox_wakeups import InboxWakeups
 from gateway_core.store.lease_owners import LeaseOwners
 from gateway_core.store.leases import Leases
 from gateway_core.store.outbox import Outbox
 from gateway_core.store.processes import Processes
+from gateway_core.store.read_pool import ReadPool
 from gateway_core.store.reader import Reader
 from gateway_core.store.recovery_records import RecoveryRecords
 from gateway_core.store.runs import Runs
@@ -49,6 +52,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 DATABASE_NAME = "switchboard.db"
+# Read connections a bulk scan uses at once on SQLite (measured on the recovery scan's
+# benchmark, bench/recovery_scan.py: cold, the disk serves this many random reads at once).
+BULK_READ_CONNECTIONS = 4
 
 
 def _prepare_path(path: Path) -> Path:
@@ -80,6 +86,7 @@ class Store:
         reader: Reader | PostgresReader,
         clock: Clock,
         path: Path | None = None,
+        busy_timeout: float = 5.0,
     ) -> None:
         self.where = where  # for messages: the file, or the server without its password
         self._dsn: str | None = None  # PostgreSQL's, for the listeners
@@ -88,6 +95,8 @@ class Store:
         self.clock = clock
         self._writer = writer
         self._reader = reader
+        self._busy_timeout = busy_timeout
+        self._read_pools: set[ReadPool] = set()  # the bulk scans' pools now open
         self.sessions = Sessions(writer, reader, clock)
         self.transcript = Transcript(writer, reader, clock)
         self.recovery = RecoveryRecords(writer, reader, clock)
@@ -122,7 +131,7 @@ class Store:
         except BaseException:
             await writer.close()
             raise
-        return cls(str(path), writer, reader, clock or SystemClock(), path)
+        return cls(str(path), writer, reader, clock or SystemClock(), path, busy_timeout)
 
     @classmethod
     async def open_postgresql(
@@ -191,6 +200,30 @@ class Store:
         """Like write, without a coroutine: the future resolves once txn is committed."""
         return self._writer.enqueue(txn)
 
+    @asynccontextmanager
+    async def bulk_reads(
+        self, connections: int = BULK_READ_CONNECTIONS
+    ) -> AsyncIterator[BulkReads]:
+        """Reads for one large scan, `connections` of them at once (BulkReads.parallel): on
+        SQLite a pool of read-only connections made for this scan and closed after it (or
+        with the store); on PostgreSQL the store's own read pool. connections=1: the store's
+        reader. A closed store refuses (StoreClosed)."""
+        if self._closed:
+            raise StoreClosed(f"{self.where}: the store is closed; read refused")
+        if connections <= 1:
+            yield BulkReads(self._writer, self._reader, self.clock, 1)
+            return
+        if self.path is None:  # PostgreSQL: its read pool already runs reads side by side
+            yield BulkReads(self._writer, self._reader, self.clock, self._reader.size)
+            return
+        pool = ReadPool(self.path, connections, self._busy_timeout)
+        self._read_pools.add(pool)
+        try:
+            yield BulkReads(self._writer, pool, self.clock, connections)
+        finally:
+            self._read_pools.discard(pool)
+            pool.close()
+
     @property
     def writer_stats(self) -> WriterStats:
         return self._writer.stats
@@ -200,6 +233,8 @@ class Store:
         if self._closed:
             return
         self._closed = True
+        for pool in list(self._read_pools):  # a scan still running: its reads now fail
+            pool.close()
         for listener in self._listeners:
             await listener.close()
         try:
