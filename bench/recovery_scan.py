@@ -273,7 +273,7 @@ def _peer_connection(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
 
 
-async def _ours(store: Store, policy: RecoveryPolicy, k: int) -> dict[int, Decision]:
+async def _ours(store: Store, policy: RecoveryPolicy, k: int | None) -> dict[int, Decision]:
     scanned = await scan(store, NOW, policy, read_connections=k)
     return {c.record.session_id: c.decision for c in scanned}
 
@@ -309,7 +309,7 @@ class Clocked:
 
 
 async def measure_ours_and_peer(
-    path: Path, repeats: int, cold_rounds: int, k: int
+    path: Path, repeats: int, cold_rounds: int, k: int | None
 ) -> dict[str, object]:
     policy = RecoveryPolicy()
     ours_cold, peer_cold, ours_warm, peer_warm = Timings(), Timings(), Timings(), Timings()
@@ -399,7 +399,9 @@ def _disk_read_bytes() -> int | None:
     return None
 
 
-async def cold_breakdown(path: Path, rounds: int, k: int) -> dict[str, dict[str, float | None]]:
+async def cold_breakdown(
+    path: Path, rounds: int, k: int | None
+) -> dict[str, dict[str, float | None]]:
     """Where our cold scan's time goes: each step of it alone on a cold cache (evicted, fresh
     connections), median of `rounds`, with what it read from storage (4 KiB pages)."""
     policy = RecoveryPolicy()
@@ -452,7 +454,7 @@ COVERING_CANDIDATES = (
 )
 
 
-async def try_covering_index(path: Path, rounds: int, k: int) -> dict[str, object]:
+async def try_covering_index(path: Path, rounds: int, k: int | None) -> dict[str, object]:
     """NOT the shipped schema: on a copy of the benchmark file, the candidates' partial index
     made covering (every recovery column the scan reads), then our cold scan and its listing
     step timed as in cold_breakdown. Says what that index would buy, for a decision."""
@@ -564,8 +566,10 @@ def main() -> None:
     parser.add_argument(
         "--read-connections",
         type=int,
-        default=BULK_READ_CONNECTIONS,
-        help="connections our scan reads on at once (1: the store's reader alone)",
+        default=None,
+        help="connections our scan reads on at once, every time (1: the store's reader alone;"
+        f" default: as the gateway chooses, {BULK_READ_CONNECTIONS} when its pages come from"
+        " the disk, else 1)",
     )
     args = parser.parse_args()
 
@@ -577,7 +581,7 @@ def main() -> None:
         "sqlite": sqlite3.sqlite_version,
         "sessions": args.sessions,
         "messages_per_session": args.messages,
-        "read_connections": args.read_connections,
+        "read_connections": args.read_connections or "as the gateway chooses",
         "load_before": [round(x, 2) for x in os.getloadavg()],
         "layouts": {},
     }

@@ -63,26 +63,29 @@ async def test_bulk_reads_return_what_the_reader_returns(store: Store, clock: Ma
     async with store.bulk_reads(3) as reads:
         assert reads.parallel >= 2
         listed = await reads.recovery.candidate_states()
-        got = await asyncio.gather(
+        # All asked for at once, so on a pool they run side by side.
+        records_a, records_b, from_a, from_b, (tails, last, chains) = await asyncio.gather(
             reads.recovery.candidates(ids[:12]),
             reads.recovery.candidates(ids[12:]),
             reads.transcript.from_request(ids[:8]),
             reads.transcript.from_request(ids[8:]),
-            reads.transcript.tails(ids, 2),
-            reads.turns.last(ids),
-            reads.turns.crash_chains(ids, 3),
+            asyncio.gather(
+                reads.transcript.tails(ids, 2),
+                reads.turns.last(ids),
+                reads.turns.crash_chains(ids, 3),
+            ),
         )
     expected = await store.recovery.candidates()
     assert listed == [(record.session_id, record.state) for record, _ in expected]
-    assert (RecoveryState.SUSPENDED in {state for _, state in listed}) is True
-    assert got[0] + got[1] == expected
-    assert {**got[2], **got[3]} == await store.transcript.from_request(ids)
-    assert {sid: list(tail) for sid, tail in got[4].items()} == {
+    assert RecoveryState.SUSPENDED in {state for _, state in listed}
+    assert records_a + records_b == expected
+    assert {**from_a, **from_b} == await store.transcript.from_request(ids)
+    assert {sid: list(tail) for sid, tail in tails.items()} == {
         sid: list(tail) for sid, tail in (await store.transcript.tails(ids, 2)).items()
     }
-    assert got[5] == await store.turns.last(ids)
-    assert got[6] == await store.turns.crash_chains(ids, 3)
-    assert got[6]  # the turns found dead at "boot" make chains: the comparison is not empty
+    assert last == await store.turns.last(ids)
+    assert chains == await store.turns.crash_chains(ids, 3)
+    assert chains  # the turns found dead at "boot" make chains: the comparison is not empty
 
 
 async def test_the_scan_decides_alike_on_one_connection_and_on_several(

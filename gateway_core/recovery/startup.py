@@ -42,6 +42,7 @@ from gateway_core.recovery.evidence import is_replayable, trailing_tool_block
 from gateway_core.recovery.loop_guard import loop_guard_tripped
 from gateway_core.recovery.policy import RecoveryPolicy
 from gateway_core.recovery.tails import request_tails
+from gateway_core.storage_reads import storage_read_bytes
 from gateway_core.store import Store
 from gateway_core.store.bulk_reads import BulkReads
 from gateway_core.store.recovery_records import apply_decision_row
@@ -172,15 +173,38 @@ async def scan(
 
     The candidates are listed from the partial index alone; then their records, transcripts
     from the request on, last turns and crash chains are read in chunks, all side by side on
-    the store's bulk reads: `read_connections` at once (default: BULK_READ_CONNECTIONS when
-    there are at least PARALLEL_FROM candidates, else the store's reader alone)."""
+    the store's bulk reads: `read_connections` at once (default: `_connections`, several
+    only when there are many candidates and the listing found its pages on the disk)."""
     if records is None:
-        listed = await store.recovery.candidate_states(only)
+        listed, from_disk = await _list(store, only)
     else:
-        listed = [(record.session_id, record.state) for record, _ in records]
+        listed, from_disk = [(r.session_id, r.state) for r, _ in records], True
+    connections = read_connections
+    if connections is None:
+        connections = _connections(len(listed), from_disk)
     return await _scan_listed(
-        store, now, policy, listed, records, loop_guard_tripped, output_of, read_connections
+        store, now, policy, listed, records, loop_guard_tripped, output_of, connections
     )
+
+
+async def _list(
+    store: Store, only: Collection[int] | None
+) -> tuple[list[tuple[int, RecoveryState]], bool]:
+    """The candidates from the partial index, and whether that read had to go to the disk
+    (or nobody can tell): if it did, the scan's other pages are most likely not in the OS's
+    page cache either."""
+    before = storage_read_bytes()
+    listed = await store.recovery.candidate_states(only)
+    after = storage_read_bytes()
+    return listed, before is None or after is None or after > before
+
+
+def _connections(candidates: int, from_disk: bool) -> int:
+    """How many connections the scan reads on at once. Side by side only for many
+    candidates whose pages come from the disk: the disk serves several random reads at once,
+    while pages already in memory are read faster by one thread than by several contending
+    for the interpreter (each row a thread fetches takes and gives back the GIL)."""
+    return BULK_READ_CONNECTIONS if from_disk and candidates >= PARALLEL_FROM else 1
 
 
 async def _scan_listed(
@@ -191,11 +215,8 @@ async def _scan_listed(
     records: Sequence[tuple[RecoveryRecord, Session]] | None,
     loop_guard_tripped: bool,
     output_of: OutputOf,
-    read_connections: int | None = None,
+    connections: int,
 ) -> list[Candidate]:
-    connections = read_connections
-    if connections is None:
-        connections = BULK_READ_CONNECTIONS if len(listed) >= PARALLEL_FROM else 1
     async with store.bulk_reads(connections) as reads:
         parts = await asyncio.gather(
             *(
@@ -268,7 +289,7 @@ async def recover_at_boot(
     that the run's candidate count and the boot-chain guard are a boot's (the guard per
     session applies to both)."""
     now = store.clock.now()
-    listed = await store.recovery.candidate_states(only)
+    listed, from_disk = await _list(store, only)
     active = sum(1 for _, state in listed if state != RecoveryState.SUSPENDED)
     if not takeover:
         await store.runs.set_candidates(run.id, active)
@@ -280,7 +301,10 @@ async def recover_at_boot(
         tripped = loop_guard_tripped(
             [*earlier, run.started_at], policy.loop_window, policy.loop_boots
         )
-    candidates = await _scan_listed(store, now, policy, listed, None, tripped, output_of)
+    connections = _connections(len(listed), from_disk)
+    candidates = await _scan_listed(
+        store, now, policy, listed, None, tripped, output_of, connections
+    )
     applied = await apply(store, candidates, now)
     return BootRecovery(run, tripped, tuple(applied))
 
