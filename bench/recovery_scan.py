@@ -2,6 +2,8 @@
 
     python bench/recovery_scan.py                      # 100,000 sessions x 50 rows, 1,000 pending
     python bench/recovery_scan.py --sessions 10000     # quicker
+    python bench/recovery_scan.py --layout spoken      # one physical layout only (default: both)
+    python bench/recovery_scan.py --read-connections 4 # our scan on 4 connections, cold and warm
 
 Prints one JSON object. Targets (issue 2): scan under 0.5 s, at least 20x faster than the naive
 approach (load every transcript), on the 2-core machine this project runs on. Issue 16: at least
@@ -9,9 +11,11 @@ approach (load every transcript), on the 2-core machine this project runs on. Is
 
 Three ways to find what to resume, over the same data:
 
-  ours   the startup scan (gateway_core/recovery/startup.py): the candidates' partial index,
-         a short tail of each transcript (read further back only where it does not reach the
-         user's request), their last turn rows, a few indexed queries.
+  ours   the startup scan (gateway_core/recovery/startup.py): the candidates' ids from their
+         partial index, then in chunks their records and sessions, each transcript from the
+         user's request on, their last turn rows and crash chains: a few indexed queries per
+         chunk, side by side on several read connections when the pages come from the disk
+         (--read-connections fixes how many, cold and warm alike).
   peer   the peer gateway's access pattern, rebuilt exactly: one index entry per session as
          JSON text (its own table here, `peer_session_index`), the whole index loaded and
          parsed at boot, the entries marked resume-pending kept, and each of their
@@ -30,8 +34,19 @@ OS's holds a page; median of --cold-rounds. Warm: median of --repeats runs. `cpu
 process's CPU time over the same runs (both methods' threads), which load disturbs less. The
 garbage collector is set as `switchboard run` sets it before its boot's scan.
 
-The large store is built with plain sqlite3 executemany (setup only, not measured) into
-bench/out/ and reused by later runs with the same size; --rebuild forces a new one.
+Two physical layouts of the same rows (same values, seqs and times), each in its own file,
+both measured by default and both reported (`layouts` in the JSON):
+
+  spoken      the rows inserted in the order they were spoken (created_at), the sessions
+              interleaved, as a running gateway appends them (messages.id, the rowid, is in
+              time order): one session's 50 rows lie on ~50 different pages. What a real
+              store looks like.
+  by-session  every session's rows inserted together: each transcript on 2-3 adjacent
+              pages, the best case for the peer's "load every pending transcript in full".
+
+The large stores are built with plain sqlite3 executemany (setup only, not measured) into
+bench/out/ and reused by later runs with the same size; --rebuild forces new ones (the
+spoken one takes a few minutes: its index inserts land at random).
 """
 
 from __future__ import annotations
@@ -274,7 +289,10 @@ def _peer_connection(path: Path) -> sqlite3.Connection:
 
 
 async def _ours(store: Store, policy: RecoveryPolicy, k: int | None) -> dict[int, Decision]:
-    scanned = await scan(store, NOW, policy, read_connections=k)
+    if k is None:  # as the gateway's boot chooses
+        scanned = await scan(store, NOW, policy)
+    else:
+        scanned = await scan(store, NOW, policy, read_connections=k)
     return {c.record.session_id: c.decision for c in scanned}
 
 

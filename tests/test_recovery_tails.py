@@ -162,6 +162,9 @@ async def _decisions(
             if case.suspended:
                 await store.recovery.suspend(session.id, "operator")
         candidates = await scan(store, NOW, policy)
+        # The same from reads side by side on several connections (the cold boot's way), in
+        # chunks of one or two sessions.
+        assert await scan(store, NOW, policy, read_connections=3) == candidates
         whole: list[Decision] = []
         for candidate in candidates:
             record, session = candidate.record, candidate.session

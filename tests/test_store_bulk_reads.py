@@ -5,6 +5,7 @@ the scan (or the store), and a read after the store closed fails with the store'
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 
 import pytest
@@ -12,7 +13,8 @@ import pytest
 from gateway_core.clock import ManualClock
 from gateway_core.model import Origin, RecoveryState, SessionKey, TurnKind
 from gateway_core.recovery import RecoveryPolicy
-from gateway_core.recovery.startup import PARALLEL_FROM, scan
+from gateway_core.recovery.startup import PARALLEL_FROM, _list, scan
+from gateway_core.storage_reads import storage_read_bytes
 from gateway_core.store import Store, StoreClosed
 from gateway_core.store.sessions import generation_row
 from gateway_core.store.transaction import Transaction
@@ -130,3 +132,29 @@ async def test_a_read_after_the_store_closed_fails_with_the_stores_error(
     with pytest.raises(StoreClosed, match="closed"):
         async with store.bulk_reads(2):
             pass
+
+
+async def test_the_listing_tells_whether_the_pages_came_from_the_disk(
+    store: Store, clock: ManualClock
+) -> None:
+    """What decides between one connection and several: after the file's pages were evicted
+    from the page cache, the listing reads from storage; right after, it does not."""
+    if store.path is None or storage_read_bytes() is None:
+        pytest.skip("a SQLite file, on an OS that counts a process's reads from storage")
+    await _candidates(store, clock, 5)
+    path = store.path
+    await store.close()
+    for file in (path, path.with_name(path.name + "-wal")):
+        if file.exists():
+            descriptor = os.open(file, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)  # dirty pages cannot be evicted
+                os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(descriptor)
+    async with await Store.open(path, clock=clock) as reopened:
+        listed, from_disk = await _list(reopened, None)
+        assert len(listed) == 4 and from_disk
+    async with await Store.open(path, clock=clock) as again:
+        listed, from_disk = await _list(again, None)
+        assert len(listed) == 4 and not from_disk

@@ -1,10 +1,12 @@
 """The recovery pass a booting gateway runs before it takes new messages.
 
-1. list every recovery record that is not 'none' (a partial index: only the candidates);
-2. read the evidence in a few indexed queries: their transcripts from the user's request on
-   (a short tail of each, read further back only where it does not reach the request:
-   recovery/tails.py), their last turn rows, and the jobs their interrupted tool calls
-   started (with the end of each job's output);
+1. list every recovery record that is not 'none' (a partial index: only the candidates'
+   ids and states);
+2. read the evidence in a few indexed queries per chunk of candidates, every chunk's reads
+   asked for at once (side by side on several read connections when the listing found the
+   pages on the disk): their records and sessions, their transcripts from the user's request
+   on (recovery/tails.py), their last turn rows and crash chains; then the jobs their
+   interrupted tool calls started (with the end of each job's output);
 3. record this boot's candidate count and ask the loop guard about recent boots (and about
    each candidate's own chain of turns found dead: the guard per session);
 4. decide each candidate (the pure function in decision.py);
