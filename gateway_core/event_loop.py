@@ -4,7 +4,7 @@
 own bookkeeping (scheduling callbacks, waking tasks, resolving futures) is a large share of
 what each message costs on the event-loop thread, and uvloop does it in compiled code. Measured
 with bench/intake.py's workload under an instruction counter: about 7% fewer instructions per
-message for the whole process, nothing else changed (docs/architecture.md, "The hot path").
+message for the whole process, nothing else changed (docs/architecture.md, 4.1 "The hot path").
 
 Only the headless command uses it. The console runs the gateway inside Textual's own loop, and
 the tests run on asyncio's default loop, except those that start `switchboard run` as a real
