@@ -41,6 +41,9 @@ With --postgresql, the saturation phase runs a second time on a throwaway Postgr
 (initdb and pg_ctl as the tests use them, durability off as there), one node, beside the
 SQLite run of the same process: `postgresql.ratio_to_sqlite` is its messages/s over SQLite's.
 
+The gateway's phases run on the event loop `switchboard run` runs on (uvloop where installed;
+SWITCHBOARD_EVENT_LOOP=asyncio for asyncio's own, `event_loop` in the JSON says which).
+
 Per phase, `writer` is the store's group-commit stats over the measured window and `costs` is
 where the time went: process CPU in cores (2 means both cores busy; the GIL keeps us near 1)
 and the share of wall time spent in Python's cyclic garbage collector.
@@ -70,6 +73,7 @@ from bench.measure import Costs, add_gc_option, apply_gc_option, ms, percentile,
 from gateway_core.adapters.loopback import LoopbackAdapter, LoopbackUser
 from gateway_core.agents.scripted import ScriptedAgent
 from gateway_core.clock import SystemClock
+from gateway_core.event_loop import chosen_loop, run_server
 from gateway_core.gateway import Gateway
 from gateway_core.model import Origin
 from gateway_core.store import Store
@@ -424,7 +428,7 @@ def postgresql_saturation(
     if server is None:
         return {"skipped": "PostgreSQL is not installed (initdb, pg_ctl)"}
     try:
-        found = asyncio.run(saturation(sessions, seconds, server.new_database()))
+        found = run_server(saturation(sessions, seconds, server.new_database()), os.environ)
     finally:
         server.stop()
     if sqlite:
@@ -455,16 +459,18 @@ def main() -> None:
         "seconds": args.seconds,
         "rows_per_message": ROWS_PER_MESSAGE,
         "gc": gc_mode,
+        # The gateway's phases run on the loop `switchboard run` runs on.
+        "event_loop": str(chosen_loop(os.environ)),
     }
     fixed = sat = ceil = None
     ceilings: list[dict[str, Any]] = []
     if args.only is None:
         ceilings.append(ceiling(args.sessions, 10**9, args.ceiling_seconds))
     if args.only in (None, "fixed"):
-        fixed = asyncio.run(fixed_rate(args.sessions, args.rate, args.seconds))
+        fixed = run_server(fixed_rate(args.sessions, args.rate, args.seconds), os.environ)
         result["fixed_rate"] = fixed
     if args.only in (None, "saturation"):
-        sat = asyncio.run(saturation(args.sessions, args.seconds))
+        sat = run_server(saturation(args.sessions, args.seconds), os.environ)
         result["saturation"] = sat
     if args.only in (None, "ceiling"):
         ceilings.append(ceiling(args.sessions, 10**9, args.ceiling_seconds))

@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gateway_core.adapters.loopback import LoopbackAdapter, LoopbackUser
 from gateway_core.agents.scripted import ScriptedAgent
 from gateway_core.clock import SystemClock
+from gateway_core.event_loop import chosen_loop, run_server
 from gateway_core.gateway import Gateway
 from gateway_core.gc_tuning import tune_for_long_running_server
 from gateway_core.model import Origin
@@ -171,7 +172,10 @@ async def run_phase(state: Path, speakers: int, trace: bool) -> dict[str, Any]:
 
 def child(args: argparse.Namespace) -> None:
     tune_for_long_running_server()
-    print(json.dumps(asyncio.run(run_phase(Path(args.state), args.speakers, args.trace))))
+    # On the loop `switchboard run` runs on (uvloop where installed).
+    print(
+        json.dumps(run_server(run_phase(Path(args.state), args.speakers, args.trace), os.environ))
+    )
 
 
 def spawn(state: Path, speakers: int, trace: bool = False) -> dict[str, Any]:
@@ -223,6 +227,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "sessions": args.sessions,
         "speakers": args.speakers,
+        "event_loop": str(chosen_loop(os.environ)),
         "build_s": round(build_s, 1),
         "empty": {"rss": empty["rss_idle"]},
         "stored_idle": {"rss": stored["rss_idle"]},

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from gateway_core import __version__
 from gateway_core.config import Config, ConfigError, load_config
 from gateway_core.control import Via
+from gateway_core.event_loop import run_server
 from gateway_core.gc_tuning import tune_for_long_running_server
 from gateway_core.model import Gate
 from gateway_core.service.state_lock import StateDirBusy
@@ -316,15 +317,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         tune_for_long_running_server()
         with_console = command == "console"
-        return asyncio.run(
-            serve(
-                config,
-                os.environ,
-                console=with_console,
-                read_only=with_console and args.read_only,
-                mouse=with_console and not args.no_mouse,
-            )
+        served = serve(
+            config,
+            os.environ,
+            console=with_console,
+            read_only=with_console and args.read_only,
+            mouse=with_console and not args.no_mouse,
         )
+        if with_console:
+            return asyncio.run(served)  # Textual's own loop: asyncio's
+        return run_server(served, os.environ)
     if command == "web":
         return _web(args)
     socket = _socket(args)

@@ -1,8 +1,10 @@
 """Lanes: at most one turn per session, and what happens to messages that arrive meanwhile.
 
-A lane owns a FIFO of turn requests and one loop task that runs them one after another: a
-queued follow-up is the next iteration of that loop, never a call from inside the previous
-turn, so each turn's notifier and tasks are finished before the next one starts.
+A lane owns a FIFO of turn requests and runs them one after another, each in a task of its
+own: the next one is started by the previous turn task's completion (its done callback, which
+runs once that task has finished, never from inside the turn), so each turn's notifier and
+tasks are finished before the next one starts. No task waits between turns: a message to an
+idle session costs one task, its turn's (this runs for every message).
 
 busy_mode "queue": a message for a busy session waits its turn. "interrupt": it cancels the
 running turn (which records what it left unknown) and runs next, except while a resume turn
@@ -16,6 +18,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from gateway_core.events import MessageReceived
 from gateway_core.model import Session
@@ -43,8 +46,7 @@ class Lane:
     session: Session
     # FIFO, at most lanes.max_queue long: a list (56 bytes empty, a deque is 624).
     queue: list[TurnRequest] = field(default_factory=list)
-    current: ActiveTurn | None = None
-    loop_task: asyncio.Task[None] | None = None  # None while idle
+    current: ActiveTurn | None = None  # None while idle
     last_activity: float = 0.0
     generation: int = 0  # the newest generation this lane has seen start
     # Bumped on every change the snapshot shows, so an idle lane's view is built once and
@@ -57,10 +59,10 @@ class Lane:
 
     @property
     def idle(self) -> asyncio.Event:
-        """Set when the loop has nothing left to do (drain waits on it)."""
+        """Set when the lane has no turn running and starts none (drain waits on it)."""
         if self._idle is None:
             event = asyncio.Event()
-            if self.loop_task is None:
+            if self.current is None:
                 event.set()
                 return event  # idle now: nothing to keep until its loop runs again
             self._idle = event
@@ -71,7 +73,6 @@ class Lane:
             self._idle.clear()
 
     def _stopped(self) -> None:
-        self.loop_task = None
         if self._idle is not None:
             self._idle.set()  # wakes whoever waits; the event itself is not kept
             self._idle = None
@@ -99,6 +100,7 @@ class Lanes:
         self._runner = runner
         self._on_turn_end = on_turn_end
         self._lanes: dict[int, Lane] = {}
+        self._closed = False
 
     def get(self, session: Session) -> Lane:
         lane = self._lanes.get(session.id)
@@ -139,28 +141,27 @@ class Lanes:
         return lane
 
     def kick(self, lane: Lane) -> None:
-        """Start the lane's loop if it has work and the gateway takes turns."""
-        if (
-            lane.queue
-            and self._rt.accepting_turns
-            and (lane.loop_task is None or lane.loop_task.done())
-        ):
+        """Start the lane's next turn if it has work, none is running and the gateway takes
+        turns."""
+        if lane.current is None and lane.queue and self._moving():
             lane._started()
-            lane.loop_task = asyncio.get_running_loop().create_task(
-                self._loop(lane), name=f"lane-{lane.session.id}"
-            )
+            self._start(lane, lane.queue.pop(0))
+
+    def _moving(self) -> bool:
+        return self._rt.accepting_turns and not self._closed
 
     def kick_all(self) -> None:
         for lane in self._lanes.values():
             self.kick(lane)
 
     async def close(self) -> None:
-        """Cancel every lane's loop and wait for it (each turn records its interruption)."""
-        tasks = [lane.loop_task for lane in self._lanes.values() if lane.loop_task is not None]
-        for task in tasks:
-            if not task.done():
-                task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """Start no more turns. A turn still running is let go as it is (a drain before this
+        interrupted those it had to: each recorded its interruption); its lane is idle now."""
+        self._closed = True
+        for lane in self._lanes.values():
+            if lane.current is not None:
+                self._ended(lane)
+                lane._stopped()
 
     def interrupt(self, session_id: int) -> bool:
         lane = self._lanes.get(session_id)
@@ -183,16 +184,9 @@ class Lanes:
                 return False
         return True
 
-    async def _loop(self, lane: Lane) -> None:
-        try:
-            while lane.queue and self._rt.accepting_turns:
-                request = lane.queue.pop(0)
-                lane.version += 1
-                await self._run_one(lane, request)
-        finally:
-            lane._stopped()
+    def _start(self, lane: Lane, request: TurnRequest) -> None:
+        lane.version += 1
 
-    async def _run_one(self, lane: Lane, request: TurnRequest) -> None:
         def learn_generation(generation: int) -> None:
             if lane.current is not None:
                 lane.current.generation = generation
@@ -205,33 +199,30 @@ class Lanes:
         )
         lane.current = ActiveTurn(request, self._rt.clock.now(), self._rt.clock.monotonic(), task)
         lane.version += 1
+        task.add_done_callback(partial(self._turn_done, lane))
+
+    def _turn_done(self, lane: Lane, task: asyncio.Task[Outcome]) -> None:
+        """The turn's task has finished: its outcome logged, the next request started."""
+        if lane.current is None or lane.current.task is not task:
+            return  # the lanes were closed while it ran: nothing more starts
+        if task.cancelled():
+            log.info("turn interrupted in session %s", lane.session.id)
+        elif task.exception() is not None:
+            log.error("turn crashed in session %s", lane.session.id, exc_info=task.exception())
+        self._ended(lane)
+        if lane.queue and self._moving():
+            self._start(lane, lane.queue.pop(0))
+        else:
+            lane._stopped()
+
+    def _ended(self, lane: Lane) -> None:
+        lane.current = None
+        lane.last_activity = self._rt.clock.now()
+        lane.version += 1
         try:
-            await _finished(task)  # never let the turn's cancellation become ours
-            if task.cancelled():
-                log.info("turn interrupted in session %s", lane.session.id)
-            elif task.exception() is not None:
-                log.error("turn crashed in session %s", lane.session.id, exc_info=task.exception())
-        finally:
-            lane.current = None
-            lane.last_activity = self._rt.clock.now()
-            lane.version += 1
             self._on_turn_end(lane.session.id)
-
-
-async def _finished(task: asyncio.Task[Outcome]) -> None:
-    """Wait until task is done without taking on its outcome or its cancellation, and
-    without cancelling it when this wait is cancelled: asyncio.wait({task}) with less
-    bookkeeping (it runs once per turn)."""
-    if task.done():
-        return
-    finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def wake(_: object) -> None:
-        if not finished.done():  # cancelled when this wait was
-            finished.set_result(None)
-
-    task.add_done_callback(wake)
-    await finished
+        except Exception:  # a listener's bug must not stop the lane
+            log.exception("turn-end listener failed for session %s", lane.session.id)
 
 
 class LaneFull(Exception):

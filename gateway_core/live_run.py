@@ -241,7 +241,7 @@ class LiveRun:
             busy = [
                 lane.idle.wait()
                 for lane in self.lanes.all()
-                if lane.loop_task is not None and not lane.idle.is_set()
+                if lane.current is not None and not lane.idle.is_set()
             ]
             if busy:
                 await asyncio.gather(*busy)

@@ -584,7 +584,7 @@ async def test_quiet_stores_messages_without_starting_turns_until_intake_resumes
     assert [item.payload for item in open_items] == ['{"text": "hello"}', '{"text": "follow-up"}']
     assert session_states(gateway) == {"bob": "running", "ada": "queued"}
     ada_lane = next(lane for lane in gateway.lanes.all() if lane.session.key.chat_id == "ada")
-    assert ada_lane.loop_task is None and not ada_lane.busy
+    assert ada_lane.current is None and not ada_lane.busy
 
     # The running turn is not touched by quiet; its queued follow-up does not start.
     bob_lane = next(lane for lane in gateway.lanes.all() if lane.session.key.chat_id == "bob")

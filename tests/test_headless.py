@@ -261,6 +261,41 @@ async def test_one_gateway_per_state_dir_and_a_dead_ones_lock_is_taken_over(
     assert await third.exit_code() == 0
 
 
+async def test_the_headless_gateway_runs_on_uvloop_unless_told_otherwise(
+    tmp_path: Path, fake: FakeBotAPI, gateways: list[Gateway]
+) -> None:
+    config = write_config(tmp_path, fake)
+    for count, (asked, runs_on) in enumerate(((None, "uvloop"), ("asyncio", "asyncio")), 1):
+        env = environment(tmp_path)
+        if asked is not None:
+            env["SWITCHBOARD_EVENT_LOOP"] = asked
+        gateway = await start(config, env)
+        gateways.append(gateway)
+        ready = await gateway.log_event("ready")
+        assert ready["msg"] == f"gateway ready (event loop: {runs_on})"
+        fake.push_text(CHAT, f"hello from {runs_on}")
+        sent = await fake.wait_for_sent(CHAT, count, timeout=20)
+        assert sent[-1] == f"You said: hello from {runs_on}"
+        gateway.process.send_signal(signal.SIGTERM)
+        assert await gateway.exit_code() == 0
+
+
+async def test_an_unknown_event_loop_exits_78_with_one_line(
+    tmp_path: Path, fake: FakeBotAPI
+) -> None:
+    config = write_config(tmp_path, fake)
+    env = environment(tmp_path) | {"SWITCHBOARD_EVENT_LOOP": "trio"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "console.cli", "run", "-c", str(config),
+        cwd=REPO, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    (line,) = err.decode().strip().splitlines()
+    assert process.returncode == 78 and out == b"", line
+    assert "SWITCHBOARD_EVENT_LOOP='trio'" in line and "uvloop, asyncio" in line
+
+
 async def test_a_bad_config_value_exits_78_with_one_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text('[gateway]\ndrain_timeout = "soon"\n')

@@ -24,6 +24,7 @@ from gateway_core.adapters.base import Adapter
 from gateway_core.agents.base import Agent
 from gateway_core.clock import Clock
 from gateway_core.config import Config
+from gateway_core.event_loop import running_loop_kind
 from gateway_core.events import DrainProgress, Event, GatewayStateChanged
 from gateway_core.gateway import Gateway
 from gateway_core.log_ring import LogRing
@@ -101,7 +102,7 @@ class GatewayService:
             )
         self._started = True
         self.notifier.ready("intake started")
-        log.info("gateway ready", extra={"event": "ready"})
+        log.info("gateway ready (event loop: %s)", running_loop_kind(), extra={"event": "ready"})
         if self._stop_when_started:  # a signal came while we were starting
             self.request_stop()
 
