@@ -68,6 +68,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from gateway_core.event_loop import chosen_loop, run_server
 from gateway_core.gc_tuning import tune_for_long_running_server
 from gateway_core.model import (
     Decision,
@@ -600,6 +601,7 @@ def main() -> None:
         "sessions": args.sessions,
         "messages_per_session": args.messages,
         "read_connections": args.read_connections or "as the gateway chooses",
+        "event_loop": str(chosen_loop(os.environ)),
         "load_before": [round(x, 2) for x in os.getloadavg()],
         "layouts": {},
     }
@@ -631,7 +633,12 @@ def measure_layout(args: argparse.Namespace, layout: str) -> dict[str, object]:
     peer_build_s = build_peer_index(path)
     result["peer_index_build_s"] = None if peer_build_s is None else round(peer_build_s, 1)
     k = args.read_connections
-    result.update(asyncio.run(measure_ours_and_peer(path, args.repeats, args.cold_rounds, k)))
+    # Ours on the loop `switchboard run` boots on (uvloop where installed; the peer's method is
+    # synchronous, so the loop does not touch it).
+    measured = run_server(
+        measure_ours_and_peer(path, args.repeats, args.cold_rounds, k), os.environ
+    )
+    result.update(measured)
     ours: dict[str, float] = result["scan"]  # type: ignore[assignment]
     ratios: dict[str, dict[str, float]] = result["ratios"]  # type: ignore[assignment]
     if not args.skip_naive:
