@@ -158,3 +158,25 @@ async def test_the_listing_tells_whether_the_pages_came_from_the_disk(
     async with await Store.open(path, clock=clock) as again:
         listed, from_disk = await _list(again, None)
         assert len(listed) == 4 and not from_disk
+
+
+async def test_closing_the_store_under_a_running_scan_read_fails_it_clearly(
+    store: Store, clock: ManualClock
+) -> None:
+    """A read still running (or still queued) when the store closes is stopped, and its
+    caller hears StoreClosed, not a cancellation or SQLite's "interrupted"."""
+    if store.path is None:
+        pytest.skip("PostgreSQL's bulk reads are its read pool, closed with the store")
+    endless = (
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n"
+    )
+    before = _pool_threads()
+    async with store.bulk_reads(2) as reads:
+        pool = reads.turns._reader  # the pool itself: no store read runs this long
+        running = [asyncio.ensure_future(pool.all(endless)) for _ in range(3)]
+        await asyncio.sleep(0)  # the reads are handed to the pool's threads
+        await store.close()
+        for read in running:
+            with pytest.raises(StoreClosed, match="closed"):
+                await read
+    assert _pool_threads() == before

@@ -48,23 +48,36 @@ class ReadPool:
             with self._lock:
                 if self._closed:
                     connection.close()
-                    raise StoreClosed(f"{self._path}: the store is closed; read refused")
+                    raise self._refused()
                 self._connections.append(connection)
             connection.execute("PRAGMA query_only = 1")
+            # close() interrupts the statements running then; this stops one that started
+            # just after (every so many of SQLite's steps: rare enough to cost nothing).
+            connection.set_progress_handler(self._is_closed, 100_000)
             self._local.connection = connection
         return connection
 
     def _run(self, sql: str, params: tuple[Any, ...]) -> list[Row]:
+        if self._closed:  # asked for before the store closed, reached after
+            raise self._refused()
         try:
             # Executed and fetched in one step, as the reader does (a statement left unfetched
             # would keep its old snapshot open).
             return self._connection().execute(sql, params).fetchall()
         except sqlite3.Error as error:
+            if self._closed:  # interrupted by close(): say so, not "interrupted"
+                raise self._refused() from None
             raise translate_error(self._path, error) from None
+
+    def _is_closed(self) -> bool:
+        return self._closed
+
+    def _refused(self) -> StoreClosed:
+        return StoreClosed(f"{self._path}: the store is closed; read refused")
 
     async def all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         if self._closed:
-            raise StoreClosed(f"{self._path}: the store is closed; read refused")
+            raise self._refused()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._run, sql, tuple(params))
 
@@ -73,13 +86,14 @@ class ReadPool:
         return rows[0] if rows else None
 
     def close(self) -> None:
-        """Refuse new reads, stop any still running (a scan cancelled mid-way), end the
-        threads and close the connections. Safe to call twice."""
+        """Refuse new reads, stop any still running (the store closing under a scan: each of
+        its reads, running or queued, fails with StoreClosed), end the threads and close the
+        connections. Safe to call twice."""
         with self._lock:
             self._closed = True
             connections, self._connections = self._connections, []
         for connection in connections:
             connection.interrupt()
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._executor.shutdown(wait=True)  # the queued reads run at once and refuse
         for connection in connections:
             connection.close()
