@@ -45,6 +45,7 @@ from gateway_core.model import (
     TurnKind,
     TurnOutcome,
 )
+from gateway_core.quick_init import quick_frozen_init
 from gateway_core.recovery.note import resume_note, with_note
 from gateway_core.store.errors import LeaseHeld, LeaseLost
 from gateway_core.store.inbox import finish_row
@@ -103,6 +104,7 @@ class Notice:
     user_text: str = ""  # for a completion the conversation moved on from: the user is told
 
 
+@quick_frozen_init
 @dataclass(frozen=True, slots=True)
 class TurnRequest:
     kind: RequestKind
