@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from gateway_core.quick_init import quick_frozen_init
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -24,6 +26,7 @@ class GatewayStateChanged(Event):
     detail: str = ""
 
 
+@quick_frozen_init
 @dataclass(frozen=True, slots=True)
 class MessageReceived(Event):
     session_id: int
@@ -31,6 +34,7 @@ class MessageReceived(Event):
     queued: int  # messages now waiting in the session's lane
 
 
+@quick_frozen_init
 @dataclass(frozen=True, slots=True)
 class UpdatesStored(Event):
     """One intake batch of a platform, committed to the inbox: how many updates became
@@ -45,6 +49,7 @@ class UpdatesStored(Event):
     refused: int
 
 
+@quick_frozen_init
 @dataclass(frozen=True, slots=True)
 class TurnStarted(Event):
     session_id: int
@@ -52,6 +57,7 @@ class TurnStarted(Event):
     resume: bool
 
 
+@quick_frozen_init
 @dataclass(frozen=True, slots=True)
 class TurnFinished(Event):
     session_id: int
@@ -60,6 +66,7 @@ class TurnFinished(Event):
     seconds: float
 
 
+@quick_frozen_init
 @dataclass(frozen=True, slots=True)
 class ReplySent(Event):
     session_id: int

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from gateway_core.quick_init import quick_frozen_init
+
 T = TypeVar("T")
 
 
@@ -35,6 +37,7 @@ def positional_builder(cls: type[T]) -> Callable[..., T]:
     return build
 
 
+@quick_frozen_init
 @dataclass(frozen=True, slots=True)
 class SessionKey:
     """Where a conversation lives: one per chat, or per forum topic inside a chat."""
@@ -87,6 +90,7 @@ class Origin:
         return SessionKey(self.platform, self.chat_id, self.thread_id)
 
 
+@quick_frozen_init
 @dataclass(frozen=True, slots=True)
 class Session:
     id: int
@@ -139,6 +143,7 @@ class ToolCall:
     arguments: str = "{}"
 
 
+@quick_frozen_init
 @dataclass(frozen=True, slots=True)
 class NewMessage:
     """A transcript row before the store has given it a sequence number."""
@@ -446,6 +451,7 @@ class JobRecord:
     node: str | None = None
 
 
+@quick_frozen_init
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
     id: int
@@ -474,6 +480,7 @@ class PieceStatus(StrEnum):
     UNKNOWN = "unknown"  # its send may or may not have landed: never resent automatically
 
 
+@quick_frozen_init
 @dataclass(frozen=True, slots=True)
 class ReplyPiece:
     index: int  # 0, 1, ... in sending order
@@ -482,6 +489,7 @@ class ReplyPiece:
     platform_message_id: str | None = None
 
 
+@quick_frozen_init
 @dataclass(frozen=True, slots=True)
 class ClaimedReply:
     """An outbox row claimed for sending, with its pieces as stored at its first claim."""

@@ -45,6 +45,7 @@ from gateway_core.model import (
     TurnKind,
     TurnOutcome,
 )
+from gateway_core.quick_init import quick_frozen_init
 from gateway_core.recovery.note import resume_note, with_note
 from gateway_core.store.errors import LeaseHeld, LeaseLost
 from gateway_core.store.inbox import finish_row
@@ -103,6 +104,7 @@ class Notice:
     user_text: str = ""  # for a completion the conversation moved on from: the user is told
 
 
+@quick_frozen_init
 @dataclass(frozen=True, slots=True)
 class TurnRequest:
     kind: RequestKind
@@ -440,8 +442,9 @@ class TurnRunner:
         def txn(db: Transaction) -> int | None:
             self._fence(db, session_id)
             # One statement: the running-turn marker cleared if it is still ours, the session
-            # touched, and its newest generation read (the rows below need not touch it).
-            current = finish_turn_row(db, session_id, generation, now)
+            # touched, its newest generation and whether a recovery marker is set read (the
+            # rows below need not touch the session; the record only when marked).
+            current, marked = finish_turn_row(db, session_id, generation, now)
             row = NewMessage(
                 Role.ASSISTANT,
                 answer.text,
@@ -466,7 +469,8 @@ class TurnRunner:
                 end_row(db, session_id, generation, TurnOutcome.SUPERSEDED, now)
                 return None  # kept in the transcript, never delivered into a newer turn
             end_row(db, session_id, generation, outcome, now)
-            clear_row(db, session_id, now)
+            if marked:  # the turn really completed: its session is no candidate any more
+                clear_row(db, session_id, now)
             return enqueue_row(
                 db,
                 session_id,

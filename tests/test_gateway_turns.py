@@ -60,6 +60,27 @@ async def test_a_message_is_answered_and_everything_is_on_disk(running: Running)
     assert (reply.content, reply.platform_message_id) == ("You said: hello", "1")
 
 
+async def test_a_turn_that_completes_clears_a_marker_set_while_it_ran(
+    running: Running, clock: ManualClock
+) -> None:
+    """A drain that runs out marks a session before it interrupts its turn; a turn that
+    completes in between must still clear the marker (and a turn that ends with none reads
+    the record in its end statement instead of writing it)."""
+    ada, bob = running.adapter.user("ada"), running.adapter.user("bob")
+    store = running.gateway.store
+    await ada.say("think 100")
+    await bob.say("think 100")
+    await wait_for_sleepers(clock, 4)  # both turns thinking, each with its notifier
+    ada_lane, bob_lane = sorted(running.gateway.lanes.all(), key=lambda lane: lane.session.id)
+    assert await store.recovery.mark(ada_lane.session.id, "drain-timeout")
+    clock.advance(100)
+    assert [m.text for m in await ada.wait_for(1)] == ["Thought for 100 s about it. Done."]
+    assert [m.text for m in await bob.wait_for(1)] == ["Thought for 100 s about it. Done."]
+    for lane in (ada_lane, bob_lane):
+        record = await store.recovery.get(lane.session.id)
+        assert record is not None and (record.state, record.reason) == ("none", None)
+
+
 async def test_messages_for_a_busy_session_wait_their_turn_in_order(
     running: Running, clock: ManualClock
 ) -> None:

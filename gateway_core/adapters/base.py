@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from gateway_core.model import Origin, ReplyAnchorMode
+from gateway_core.quick_init import quick_frozen_init
 
 
+@quick_frozen_init
 @dataclass(frozen=True, slots=True)
 class InboundMessage:
     platform: str

@@ -13,9 +13,11 @@ from typing import Protocol
 
 from gateway_core.clock import Clock
 from gateway_core.model import FinishReason, Message, MessageKind, Session, ToolCall
+from gateway_core.quick_init import quick_frozen_init
 from gateway_core.tools.registry import ToolBox
 
 
+@quick_frozen_init
 @dataclass(frozen=True, slots=True)
 class TurnContext:
     session: Session
@@ -49,6 +51,7 @@ class ToolDone:
     kind: str = MessageKind.TEXT
 
 
+@quick_frozen_init
 @dataclass(frozen=True, slots=True)
 class Answer:
     text: str

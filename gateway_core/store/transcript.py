@@ -122,10 +122,9 @@ def insert_rows(
     transaction already set the session's updated_at."""
     for message in messages:
         values = message_params(session_id, 0, message, now)[2:]
-        db.execute(
-            _insert_next_sql(tuple(value is None for value in values)),
-            (session_id, session_id, *(value for value in values if value is not None)),
-        )
+        nulls = tuple([value is None for value in values])
+        given = [value for value in values if value is not None]
+        db.execute(_insert_next_sql(nulls), (session_id, session_id, *given))
     if touch_session:
         db.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, session_id))
 
