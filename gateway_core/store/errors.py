@@ -24,7 +24,7 @@ class DatabaseLocked(StoreError):
 
 
 class StoreClosed(StoreError):
-    """A write was submitted after the store started closing."""
+    """A write (or a scan's bulk read) was asked for after the store started closing."""
 
 
 class LeaseHeld(StoreError):
