@@ -24,12 +24,17 @@ from gateway_core.model import (
     Gate,
     JobEvidence,
     Message,
+    MessageKind,
     Origin,
     RecoveryAction,
     RecoveryRecord,
+    RecoveryState,
+    Role,
     SettledCall,
+    Settlement,
     Told,
     ToolCall,
+    TurnKind,
     TurnRecord,
     Verdict,
     positional_builder,
@@ -45,23 +50,11 @@ from gateway_core.recovery.evidence import (
     request_index,
     trailing_tool_block,
 )
-from gateway_core.recovery.members import (
-    Actions,
-    Gates,
-    Kinds,
-    Roles,
-    Settlements,
-    States,
-    Tolds,
-    TurnKinds,
-    Verdicts,
-)
 from gateway_core.recovery.policy import RecoveryPolicy
 from gateway_core.recovery.settle import settle_calls
 
-# The members as plain class attributes (members.py: an Enum class's are slow to look up).
-V = Verdicts
-A = Actions
+V = Verdict
+A = RecoveryAction
 
 _SAFE: dict[Verdict, RecoveryAction] = {
     V.SUSPENDED: A.SKIP,
@@ -83,11 +76,11 @@ def gate_action(verdict: Verdict, gate: Gate) -> RecoveryAction:
         return A.SKIP
     if verdict is V.NO_ORIGIN:
         return A.HOLD  # no gate can deliver a turn that has nowhere to go
-    if gate is Gates.SAFE:
+    if gate is Gate.SAFE:
         return _SAFE[verdict]
-    if gate is Gates.OPERATOR:
+    if gate is Gate.OPERATOR:
         return A.HOLD if verdict is V.RESUMABLE else _SAFE[verdict]
-    if gate is Gates.ALL:
+    if gate is Gate.ALL:
         return A.RESUME  # the peer's old behaviour, kept for comparison only
     return A.HOLD  # off: nothing automatic; every candidate waits for the operator
 
@@ -125,14 +118,14 @@ def classify(
 
     last_turn: the session's newest turn row (None: no row, e.g. data from before turn rows
     existed). jobs: the job each unresolved tool call of the tail started, by call id."""
-    if record.state == States.SUSPENDED:
+    if record.state == RecoveryState.SUSPENDED:
         why = f" ({record.reason})" if record.reason else ""
         return Classification(V.SUSPENDED, f"suspended{why}; never resumed automatically")
     if origin is None:
         return Classification(V.NO_ORIGIN, "no stored origin: a resumed turn has nowhere to go")
 
     # is_replayable, inlined: this runs for every row of every candidate at boot.
-    rows = [m for m in tail if m.role != Roles.SYSTEM and m.kind != Kinds.META]
+    rows = [m for m in tail if m.role != Role.SYSTEM and m.kind != MessageKind.META]
     if not rows:
         return Classification(V.UNDETERMINED, "no transcript rows to judge from")
     last = rows[-1]
@@ -188,7 +181,7 @@ def classify(
             generation=block.call_row.generation,
             called_at=block.call_row.created_at,
         )
-    unknown = [s for s in settled if s.how is Settlements.UNKNOWN]
+    unknown = [s for s in settled if s.how is Settlement.UNKNOWN]
     waiting = _waiting_on_user(block, policy, unknown, settled)
     if waiting is not None:
         return verdict(
@@ -236,7 +229,7 @@ def classify(
                 unresolved_tools=names,
                 settled=settled,
             )
-        running = [s for s in settled if s.how is Settlements.RUNNING]
+        running = [s for s in settled if s.how is Settlement.RUNNING]
         if running:
             return verdict(
                 V.TOOL_RUNNING,
@@ -251,8 +244,8 @@ def classify(
         if parts:
             return verdict(V.RESUMABLE, "; ".join(parts), settled=settled)
         return verdict(V.RESUMABLE, "tool results are recorded; the agent had not answered yet")
-    if last.role == Roles.USER:
-        what = "notification" if last.kind == Kinds.NOTICE else "message"
+    if last.role == Role.USER:
+        what = "notification" if last.kind == MessageKind.NOTICE else "message"
         return verdict(V.RESUMABLE, f"unanswered user {what} from {format_age(max(age, 0))} ago")
     return verdict(V.RESUMABLE, "the answer was interrupted before it finished")
 
@@ -292,12 +285,12 @@ def _waiting_on_user(
     """
     if block is None or block.problems or unknown:
         return None
-    if any(s.how is Settlements.RUNNING for s in settled):
+    if any(s.how is Settlement.RUNNING for s in settled):
         return None
     kinds = {result.kind for result in block.results}
-    if Kinds.CLARIFY_UNDELIVERED in kinds:
+    if MessageKind.CLARIFY_UNDELIVERED in kinds:
         return "the agent's question was never delivered to the user; waiting for them to write"
-    if Kinds.CLARIFY_TIMEOUT in kinds:
+    if MessageKind.CLARIFY_TIMEOUT in kinds:
         return "the agent's question to the user timed out; waiting for them to write"
     if any(call.name in policy.user_wait_tools for call in block.unresolved):
         return "the agent was waiting for the user's answer to a question"
@@ -305,7 +298,9 @@ def _waiting_on_user(
 
 
 def _question_undelivered(block: ToolBlock | None) -> bool:
-    return block is not None and any(r.kind == Kinds.CLARIFY_UNDELIVERED for r in block.results)
+    return block is not None and any(
+        r.kind == MessageKind.CLARIFY_UNDELIVERED for r in block.results
+    )
 
 
 def decide(
@@ -329,7 +324,7 @@ def decide(
     found = classify(record, origin, tail, now, policy, last_turn=last_turn, jobs=jobs)
     action = gate_action(found.verdict, policy.gate)
     explanation = found.explanation
-    held_already = record.state == States.HELD
+    held_already = record.state == RecoveryState.HELD
     if action is A.RESUME:
         if loop_guard_tripped:
             action = A.HOLD
@@ -373,7 +368,7 @@ def decide(
 
 
 def _last_resume_interrupted(last_turn: TurnRecord | None) -> bool:
-    return last_turn is not None and last_turn.kind == TurnKinds.RESUME and last_turn.interrupted
+    return last_turn is not None and last_turn.kind == TurnKind.RESUME and last_turn.interrupted
 
 
 def _user_notice(
@@ -396,16 +391,16 @@ def _user_notice(
     if request is None:
         return None, None  # nothing the user asked is waiting: nobody to tell
     if action is A.HOLD:
-        if record.told == Tolds.HELD:
+        if record.told == Told.HELD:
             return None, None
-        return note.held_for_review(request), Tolds.HELD
+        return note.held_for_review(request), Told.HELD
     if action is A.CLEAR and found.verdict is V.STALE:
-        if record.told == Tolds.CLEARED:
+        if record.told == Told.CLEARED:
             return None, None
         age = format_age(found.tail_age or 0.0)
-        return note.not_resumed_stale(request, age), Tolds.CLEARED
+        return note.not_resumed_stale(request, age), Told.CLEARED
     if action is A.WAIT and found.question_undelivered and record.told is None:
-        return note.question_never_asked(request), Tolds.WAITING
+        return note.question_never_asked(request), Told.WAITING
     return None, None
 
 
@@ -413,14 +408,14 @@ def operator_clear_notice(
     record: RecoveryRecord, origin: Origin | None, tail: Sequence[Message], policy: RecoveryPolicy
 ) -> tuple[str | None, Told | None]:
     """What the user is told when an operator clears their interrupted request (once)."""
-    if not policy.notify_user or origin is None or record.told == Tolds.CLEARED:
+    if not policy.notify_user or origin is None or record.told == Told.CLEARED:
         return None, None
-    if record.state not in (States.PENDING, States.HELD, States.RESUMING):
+    if record.state not in (RecoveryState.PENDING, RecoveryState.HELD, RecoveryState.RESUMING):
         return None, None
     request = last_request(tail)
     if request is None:
         return None, None
-    return note.cleared_by_operator(request), Tolds.CLEARED
+    return note.cleared_by_operator(request), Told.CLEARED
 
 
 def last_request(tail: Sequence[Message]) -> str | None:
@@ -428,6 +423,6 @@ def last_request(tail: Sequence[Message]) -> str | None:
     our recovery note. None when that row is a background job's notice (the gateway's own
     work, not something the user asked) or there is none."""
     index = request_index(tail)
-    if index is None or tail[index].kind == Kinds.NOTICE:
+    if index is None or tail[index].kind == MessageKind.NOTICE:
         return None
     return tail[index].content

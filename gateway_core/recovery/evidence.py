@@ -9,13 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gateway_core.model import FinishReason, Message, ToolCall
-from gateway_core.recovery.members import Kinds, Roles
+from gateway_core.model import FinishReason, Message, MessageKind, Role, ToolCall
 from gateway_core.recovery.policy import RecoveryPolicy
 from gateway_core.safe_json import parse_json
 
-_NOTE = Kinds.RECOVERY_NOTE
-KNOWN_ROLES = frozenset({Roles.USER, Roles.ASSISTANT, Roles.TOOL})
+_NOTE = MessageKind.RECOVERY_NOTE
+KNOWN_ROLES = frozenset({Role.USER, Role.ASSISTANT, Role.TOOL})
 # An answer that ended the turn. "error" counts: the user was told the turn failed, and running
 # it again unasked is exactly the surprise recovery must not cause.
 FINAL_FINISH_REASONS = frozenset(
@@ -25,12 +24,12 @@ FINAL_FINISH_REASONS = frozenset(
 
 def is_replayable(message: Message) -> bool:
     """Rows a model would see again. System and bookkeeping rows are not evidence."""
-    return message.role != Roles.SYSTEM and message.kind != Kinds.META
+    return message.role != Role.SYSTEM and message.kind != MessageKind.META
 
 
 def is_recovery_note(message: Message) -> bool:
     """The system note a resume turn starts with (our own row, not the user's words)."""
-    return message.role == Roles.USER and message.kind == Kinds.RECOVERY_NOTE
+    return message.role == Role.USER and message.kind == MessageKind.RECOVERY_NOTE
 
 
 def request_index(tail: Sequence[Message]) -> int | None:
@@ -52,14 +51,14 @@ def request_index(tail: Sequence[Message]) -> int | None:
         # A user row (so not a system row) that is replayable and not our note, spelled out:
         # this runs for every candidate at boot.
         kind = message.kind
-        if message.role == Roles.USER and kind != Kinds.META and kind != _NOTE:
+        if message.role == Role.USER and kind != MessageKind.META and kind != _NOTE:
             return index
     return None
 
 
 def is_final_answer(message: Message) -> bool:
     return (
-        message.role == Roles.ASSISTANT
+        message.role == Role.ASSISTANT
         and not message.tool_calls
         and not message.malformed
         and bool(message.content.strip())
@@ -85,13 +84,13 @@ def trailing_tool_block(rows: Sequence[Message]) -> ToolBlock | None:
     """
     end = len(rows)
     start = end
-    while start > 0 and rows[start - 1].role == Roles.TOOL:
+    while start > 0 and rows[start - 1].role == Role.TOOL:
         start -= 1
     results = rows[start:end]
     call_row = rows[start - 1] if start > 0 else None
     asked_for_tools = (
         call_row is not None
-        and call_row.role == Roles.ASSISTANT
+        and call_row.role == Role.ASSISTANT
         and (bool(call_row.tool_calls) or call_row.malformed)
     )
     if not asked_for_tools:
@@ -113,7 +112,7 @@ def trailing_tool_block(rows: Sequence[Message]) -> ToolBlock | None:
     for result in results:
         if result.tool_call_id not in ids:
             problems.append(f"a tool result (row {result.seq}) that answers no call")
-        elif result.kind != Kinds.TOOL_INTERRUPTED:
+        elif result.kind != MessageKind.TOOL_INTERRUPTED:
             answered.add(result.tool_call_id)
     unresolved = tuple(call for call in call_row.tool_calls if call.id not in answered)
     return ToolBlock(call_row, tuple(results), unresolved, tuple(problems))
