@@ -82,6 +82,7 @@ from gateway_core.model import (
 from gateway_core.recovery import RecoveryPolicy, decide
 from gateway_core.recovery.startup import scan
 from gateway_core.recovery.tails import request_tails
+from gateway_core.storage_reads import storage_read_bytes
 from gateway_core.store import Store
 from gateway_core.store.codec import (
     MESSAGE_COLUMNS,
@@ -407,17 +408,6 @@ async def measure_ours_and_peer(
     }
 
 
-def _disk_read_bytes() -> int | None:
-    """Bytes this process has had read from storage (not the page cache); None off Linux."""
-    try:
-        for line in Path("/proc/self/io").read_text().splitlines():
-            if line.startswith("read_bytes:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 async def cold_breakdown(
     path: Path, rounds: int, k: int | None
 ) -> dict[str, dict[str, float | None]]:
@@ -452,11 +442,11 @@ async def cold_breakdown(
         for _ in range(rounds):
             async with await Store.open(path) as store:
                 evict(path)
-                before = _disk_read_bytes()
+                before = storage_read_bytes()
                 started = time.perf_counter()
                 await step(store)
                 times.append(time.perf_counter() - started)
-                after = _disk_read_bytes()
+                after = storage_read_bytes()
                 if before is not None and after is not None:
                     pages.append((after - before) / 4096)
         out[name] = {

@@ -6,35 +6,13 @@ properties. The store converts rows to and from these; the recovery decision rea
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from gateway_core.quick_init import quick_frozen_init
 
 T = TypeVar("T")
-
-
-def positional_builder(cls: type[T]) -> Callable[..., T]:
-    """A constructor for a frozen slotted dataclass that takes every field positionally, in
-    declaration order, and builds the same value as `cls(...)` about twice as fast.
-
-    Why: a frozen dataclass's own __init__ sets each field through object.__setattr__ looked
-    up anew per field, ~0.5 us a field; the recovery scan builds several such values for each
-    of thousands of rows. This one binds each slot's setter once. No defaults, no checks, no
-    __post_init__ (the classes it is used for have none): readers of stored rows only.
-    """
-    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-    scope: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    lines = [f"def build({', '.join(names)}):", "    self = _new(_cls)"]
-    for name in names:
-        scope[f"_set_{name}"] = getattr(cls, name).__set__
-        lines.append(f"    _set_{name}(self, {name})")
-    lines.append("    return self")
-    exec("\n".join(lines), scope)  # the way dataclasses builds __init__ itself
-    build: Callable[..., T] = scope["build"]
-    return build
 
 
 @quick_frozen_init

@@ -1,21 +1,26 @@
-"""A faster __init__ for the frozen slotted dataclasses built for every message.
+"""Faster construction of the frozen slotted dataclasses built in bulk: per message on the hot
+path, per row in the recovery scan.
 
 A frozen dataclass's generated __init__ sets each field with `object.__setattr__(self, name,
 value)`, a generic attribute store that goes through the name lookup every time. Built per
-message (the rows written, the turn's request and context, the reply, five events), those
-constructors were a few percent of a message's whole cost. `quick_frozen_init` replaces the
-class's __init__ with one of the same signature (names, order, defaults, default factories,
-keyword-only fields) that stores each field through its slot's own descriptor, bound once:
-the same object, about 40% faster to build. The class stays a frozen dataclass: equality,
-hashing, repr, `replace` and the frozen error on assignment are the dataclass's own.
+message (the rows written, the turn's request and context, the reply, five events) or per
+stored row read at boot, those constructors were a few percent of the whole cost. Both tools
+here store each field through its slot's own descriptor, bound once when the class is defined:
 
-Only for frozen dataclasses with slots and plain fields (no InitVar, no init=False field, no
-__post_init__): anything else is refused when the class is defined. tests/test_quick_init.py
-checks every class it is applied to against the dataclass's own __init__.
+- `quick_frozen_init` replaces the class's __init__ with one of the same signature (names,
+  order, defaults, default factories, keyword-only fields): the same object, about 40% faster
+  to build. The class stays a frozen dataclass: equality, hashing, repr, `replace` and the
+  frozen error on assignment are the dataclass's own. Refused, when the class is defined, for
+  anything it would get wrong (not frozen, no slots, InitVar, init=False, __post_init__).
+  tests/test_quick_init.py checks every class it is applied to against the dataclass's own.
+- `positional_builder` makes a separate constructor that takes every field positionally, with
+  no defaults at all: about half the cost of the dataclass's own, for the store's decoders of
+  stored rows (tests/test_positional_builder.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import MISSING, fields
 from typing import Any, TypeVar
 
@@ -24,20 +29,43 @@ T = TypeVar("T")
 _NO_VALUE = object()  # stands for "use the default factory" in a generated signature
 
 
+def _setters(cls: type[Any], names: list[str]) -> dict[str, Any]:
+    """Each field's slot setter, bound once, under the name the generated code calls it by."""
+    return {f"_set_{name}": getattr(cls, name).__set__ for name in names}
+
+
+def _compile(source: str, scope: dict[str, Any], name: str) -> Any:
+    exec(source, scope)  # the way dataclasses builds __init__ itself
+    return scope[name]
+
+
+def positional_builder(cls: type[T]) -> Callable[..., T]:
+    """A constructor for a frozen slotted dataclass that takes every field positionally, in
+    declaration order, and builds the same value as `cls(...)`. No defaults, no checks, no
+    __post_init__ (the classes it is used for have none): readers of stored rows only."""
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    scope: dict[str, Any] = {"_new": object.__new__, "_cls": cls, **_setters(cls, names)}
+    body = [f"    _set_{name}(self, {name})" for name in names]
+    source = f"def build({', '.join(names)}):\n    self = _new(_cls)\n"
+    build: Callable[..., T] = _compile(
+        source + "\n".join([*body, "    return self"]), scope, "build"
+    )
+    return build
+
+
 def quick_frozen_init(cls: type[T]) -> type[T]:
     params = cls.__dataclass_params__  # type: ignore[attr-defined]
     if not params.frozen or "__slots__" not in cls.__dict__:
         raise TypeError(f"{cls.__name__}: quick_frozen_init is for frozen slotted dataclasses")
     if hasattr(cls, "__post_init__"):
         raise TypeError(f"{cls.__name__}: has __post_init__, which this __init__ would skip")
-    declared = [f for f in cls.__dataclass_fields__.values()]  # type: ignore[attr-defined]
-    if len(declared) != len(fields(cls)):  # type: ignore[arg-type]
+    if len(cls.__dataclass_fields__) != len(fields(cls)):  # type: ignore[attr-defined,arg-type]
         raise TypeError(f"{cls.__name__}: InitVar or ClassVar fields are not supported")
-    scope: dict[str, Any] = {"_NO_VALUE": _NO_VALUE}
-    signature: list[str] = []
-    body: list[str] = []
     # As dataclasses orders them: keyword-only fields after all the others.
     ordered = sorted(fields(cls), key=lambda f: bool(f.kw_only))  # type: ignore[arg-type]
+    scope: dict[str, Any] = {"_NO_VALUE": _NO_VALUE, **_setters(cls, [f.name for f in ordered])}
+    signature: list[str] = []
+    body: list[str] = []
     keyword_only = False
     for f in ordered:
         name = f.name
@@ -46,7 +74,6 @@ def quick_frozen_init(cls: type[T]) -> type[T]:
         if f.kw_only and not keyword_only:
             signature.append("*")
             keyword_only = True
-        scope[f"_set_{name}"] = getattr(cls, name).__set__
         if f.default is not MISSING:
             scope[f"_default_{name}"] = f.default
             signature.append(f"{name}=_default_{name}")
@@ -58,8 +85,7 @@ def quick_frozen_init(cls: type[T]) -> type[T]:
             signature.append(name)
         body.append(f"    _set_{name}(self, {name})")
     source = f"def __init__(self, {', '.join(signature)}):\n" + "\n".join(body or ["    pass"])
-    exec(source, scope)  # the way dataclasses builds __init__ itself
-    init = scope["__init__"]
+    init = _compile(source, scope, "__init__")
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__doc__ = cls.__init__.__doc__
     # The dataclass's own, kept for the test that compares the two.

@@ -60,12 +60,12 @@ from gateway_core.store.processes import (
 from gateway_core.store.recovery_records import (
     begin_attempt_row,
     clear_row,
+    finish_turn_row,
     start_turn_with_state_row,
     state_row,
 )
 from gateway_core.store.sessions import (
     end_turn_row,
-    finish_turn_row,
     generation_row,
     start_turn_row,
 )

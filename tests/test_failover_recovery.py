@@ -32,7 +32,8 @@ from gateway_core.processes.registry import ProcessRegistry
 from gateway_core.recovery import RecoveryPolicy, decide
 from gateway_core.recovery.startup import BootRecovery, loop_guard_tripped_for, recover_at_boot
 from gateway_core.store import Store
-from gateway_core.store.sessions import finish_turn_row, promote_crashed_turns, start_turn_row
+from gateway_core.store.recovery_records import finish_turn_row
+from gateway_core.store.sessions import promote_crashed_turns, start_turn_row
 from gateway_core.store.transaction import Transaction
 from gateway_core.store.turns import begin_row, end_row
 from tests.support.transcripts import answer, asks, call, user

@@ -20,8 +20,8 @@ from gateway_core.model import (
     Told,
     ToolCall,
     Verdict,
-    positional_builder,
 )
+from gateway_core.quick_init import positional_builder
 from gateway_core.recovery.decision import Classification
 from gateway_core.recovery.startup import Candidate
 

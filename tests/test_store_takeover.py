@@ -25,7 +25,8 @@ from gateway_core.model import (
     Verdict,
 )
 from gateway_core.store import Store
-from gateway_core.store.sessions import finish_turn_row, promote_crashed_turns, start_turn_row
+from gateway_core.store.recovery_records import finish_turn_row
+from gateway_core.store.sessions import promote_crashed_turns, start_turn_row
 from gateway_core.store.transaction import Transaction
 from gateway_core.store.turns import begin_row, end_row
 

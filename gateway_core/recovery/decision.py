@@ -37,8 +37,8 @@ from gateway_core.model import (
     TurnKind,
     TurnRecord,
     Verdict,
-    positional_builder,
 )
+from gateway_core.quick_init import positional_builder
 from gateway_core.recovery import note
 from gateway_core.recovery.evidence import (
     KNOWN_ROLES,

@@ -37,8 +37,8 @@ from gateway_core.model import (
     RunRecord,
     Session,
     TurnRecord,
-    positional_builder,
 )
+from gateway_core.quick_init import positional_builder
 from gateway_core.recovery.decision import decide
 from gateway_core.recovery.evidence import is_replayable, trailing_tool_block
 from gateway_core.recovery.loop_guard import loop_guard_tripped

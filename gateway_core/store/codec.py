@@ -20,8 +20,8 @@ from gateway_core.model import (
     Session,
     SessionKey,
     ToolCall,
-    positional_builder,
 )
+from gateway_core.quick_init import positional_builder
 from gateway_core.safe_json import parse_json
 
 # The scan decodes thousands of rows at boot; these skip the frozen classes' slow __init__.

@@ -21,8 +21,8 @@ from gateway_core.model import (
     Role,
     Session,
     Told,
-    positional_builder,
 )
+from gateway_core.quick_init import positional_builder
 from gateway_core.store.codec import SESSION_COLUMNS, decode_session, decode_timestamp
 from gateway_core.store.id_sets import IN_IDS, ids_param
 from gateway_core.store.outbox import enqueue_row
@@ -50,6 +50,9 @@ _CANDIDATES_OF_SQL = CANDIDATES_SQL.replace(" ORDER BY", f" AND r.session_id {IN
 
 # The candidates' ids and states from the partial index alone (it holds the state and the
 # rowid, which is the session id): a few pages, however large the tables.
+# A record that holds a marker: the session is a recovery candidate (model.CANDIDATE_STATES).
+_MARKED = "state IN ('pending', 'held', 'resuming')"
+
 CANDIDATE_STATES_SQL = (
     "SELECT session_id, state FROM recovery INDEXED BY recovery_candidates"
     " WHERE state != 'none' ORDER BY session_id"
@@ -115,7 +118,7 @@ def clear_row(db: Transaction, session_id: int, now: float) -> bool:
     """Drop the marker inside an open transaction; False if there was none (or suspended)."""
     cursor = db.execute(
         "UPDATE recovery SET state = 'none', reason = NULL, marked_at = NULL, attempts = 0,"
-        " updated_at = ? WHERE session_id = ? AND state IN ('pending', 'held', 'resuming')",
+        f" updated_at = ? WHERE session_id = ? AND {_MARKED}",
         (now, session_id),
     )
     return cursor.rowcount == 1
@@ -149,6 +152,28 @@ def start_turn_with_state_row(
     return int(generation), None if state is None else (_state(state), reason)
 
 
+def finish_turn_row(
+    db: Transaction, session_id: int, generation: int, now: float
+) -> tuple[int, bool]:
+    """A turn's end in one statement (the hot path): the running-turn marker cleared only if
+    it still names this generation (as sessions.end_turn_row), the session touched. Returns the
+    session's newest generation (a newer one means this turn was superseded) and whether the
+    session's recovery record holds a marker (pending, held or resuming) for the caller to
+    clear: read in the same statement, so a turn that ends with none (nearly all) needs no
+    statement of its own for the record."""
+    row = db.execute(
+        "UPDATE sessions SET"
+        " turn_started_at = CASE WHEN active_turn = ? THEN NULL ELSE turn_started_at END,"
+        " active_turn = CASE WHEN active_turn = ? THEN NULL ELSE active_turn END,"
+        " updated_at = ? WHERE id = ? RETURNING generation,"
+        f" EXISTS (SELECT 1 FROM recovery WHERE session_id = ? AND {_MARKED})",
+        (generation, generation, now, session_id, session_id),
+    ).fetchone()
+    if row is None:
+        raise KeyError(f"no session {session_id}")
+    return int(row[0]), bool(row[1])
+
+
 def told_row(db: Transaction, session_id: int, told: Told, now: float) -> None:
     """Inside the transaction that queued the user's notice: it is told once per episode."""
     db.execute(
@@ -163,8 +188,7 @@ def begin_attempt_row(db: Transaction, session_id: int, now: float) -> RecoveryR
     row = db.execute(
         "UPDATE recovery SET state = 'resuming', attempts = attempts + 1,"
         " last_attempt_at = ?, updated_at = ?"
-        " WHERE session_id = ? AND state IN ('pending', 'held', 'resuming')"
-        f" RETURNING {_COLUMNS}",
+        f" WHERE session_id = ? AND {_MARKED} RETURNING {_COLUMNS}",
         (now, now, session_id),
     ).fetchone()
     return None if row is None else decode_record(row)

@@ -163,28 +163,6 @@ def start_turn_row(db: Transaction, session_id: int, now: float) -> int:
     return int(row[0])
 
 
-def finish_turn_row(
-    db: Transaction, session_id: int, generation: int, now: float
-) -> tuple[int, bool]:
-    """A turn's end in one statement (the hot path): the running-turn marker cleared only if
-    it still names this generation (as end_turn_row), the session touched. Returns the
-    session's newest generation (a newer one means this turn was superseded) and whether the
-    session's recovery record holds a marker (pending, held or resuming) for the caller to
-    clear: read in the same statement, so a turn that ends with none (nearly all) needs no
-    statement of its own for the record."""
-    row = db.execute(
-        "UPDATE sessions SET"
-        " turn_started_at = CASE WHEN active_turn = ? THEN NULL ELSE turn_started_at END,"
-        " active_turn = CASE WHEN active_turn = ? THEN NULL ELSE active_turn END,"
-        " updated_at = ? WHERE id = ? RETURNING generation, EXISTS (SELECT 1 FROM recovery"
-        " WHERE session_id = ? AND state IN ('pending', 'held', 'resuming'))",
-        (generation, generation, now, session_id, session_id),
-    ).fetchone()
-    if row is None:
-        raise KeyError(f"no session {session_id}")
-    return int(row[0]), bool(row[1])
-
-
 def end_turn_row(db: Transaction, session_id: int, generation: int) -> bool:
     """Clear the running-turn marker, only if it still names this generation (compare-and-set:
     a late unwind of an old turn never clears a newer turn's marker)."""
