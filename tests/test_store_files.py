@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gateway_core.store import DatabaseLocked, NotADatabase, SchemaTooNew, Store, StoreClosed
+from gateway_core.store.recovery_records import CANDIDATES_SQL
 from gateway_core.store.schema import LATEST_VERSION, MIGRATIONS
 
 
@@ -80,6 +81,48 @@ async def test_an_older_schema_is_migrated_forward_keeping_its_rows(db_path: Pat
     raw = sqlite3.connect(db_path)
     assert raw.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION
     raw.close()
+
+
+async def test_a_version_8_database_gets_the_covering_candidates_index(db_path: Path) -> None:
+    """Version 9 rebuilds the candidates' partial index to cover the records: a store made
+    by version 8, with candidates in it, comes out with the same records, read from the
+    index alone."""
+    db_path.parent.mkdir(parents=True)
+    raw = sqlite3.connect(db_path, isolation_level=None)
+    for migration in MIGRATIONS[:8]:
+        raw.executescript(migration)
+    raw.execute("PRAGMA user_version = 8")
+    for sid in (1, 2, 3):
+        raw.execute(
+            "INSERT INTO sessions (id, key, platform, chat_id, created_at, updated_at)"
+            " VALUES (?, ?, 'loopback', ?, 1, 1)",
+            (sid, f"loopback:c{sid}:-", f"c{sid}"),
+        )
+    raw.execute(
+        "INSERT INTO recovery (session_id, state, reason, marked_at, last_verdict,"
+        " last_explanation, attempts, last_attempt_at, updated_at, told)"
+        " VALUES (1, 'held', 'crash', 10, 'ambiguous-tool', ?, 2, 11, 12, 'held'),"
+        " (2, 'none', NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL),"
+        " (3, 'pending', 'drain', 20, NULL, NULL, 0, NULL, 20, NULL)",
+        ("interrupted during terminal " * 300,),
+    )
+    raw.close()
+
+    async with await Store.open(db_path) as store:
+        records = [record for record, _ in await store.recovery.candidates()]
+    assert [(r.session_id, r.state, r.reason, r.attempts, r.told) for r in records] == [
+        (1, "held", "crash", 2, "held"),
+        (3, "pending", "drain", 0, None),
+    ]
+    assert records[0].last_explanation == "interrupted during terminal " * 300
+    assert (records[0].marked_at, records[0].last_attempt_at, records[0].updated_at) == (10, 11, 12)
+    raw = sqlite3.connect(db_path)
+    try:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION
+        plan = " ".join(row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {CANDIDATES_SQL}"))
+        assert "COVERING INDEX recovery_candidates" in plan
+    finally:
+        raw.close()
 
 
 async def test_a_database_locked_by_another_process_is_a_clear_error(db_path: Path) -> None:

@@ -104,6 +104,29 @@ async def test_re_marking_keeps_an_operator_hold(store: Store, clock: ManualCloc
     )
 
 
+async def test_a_long_explanation_and_suspension_reason_are_kept_and_listed(
+    store: Store,
+) -> None:
+    """The candidates' index covers every column of a record on SQLite; PostgreSQL refuses a
+    btree entry over ~2.7 KB, so a long explanation (or reason) must never land in one there."""
+    held, suspended = [
+        await store.sessions.ensure(SessionKey("loopback", f"long-{n}"), ORIGIN) for n in (1, 2)
+    ]
+    # Words that do not compress (PostgreSQL would compress a repeated text under the limit).
+    words = " ".join(f"{(n * 7919) % 100_003:05x}" for n in range(2_000))
+    await store.recovery.mark(held.id, "crash")
+    decision = Decision(Verdict.AMBIGUOUS_TOOL, RecoveryAction.HOLD, words)
+    assert await store.recovery.hold(held.id, decision) is True
+    assert await store.recovery.suspend(suspended.id, words) is True
+    listed = {record.session_id: record for record, _ in await store.recovery.candidates()}
+    assert listed[held.id].last_explanation == words
+    assert listed[suspended.id].reason == words
+    assert await store.recovery.candidate_states() == [
+        (held.id, RecoveryState.HELD),
+        (suspended.id, RecoveryState.SUSPENDED),
+    ]
+
+
 async def test_attempts_count_resume_starts(store: Store, clock: ManualClock) -> None:
     session = await store.sessions.ensure(KEY, ORIGIN)
     assert await store.recovery.begin_attempt(session.id) is None  # not a candidate

@@ -11,7 +11,11 @@ import pytest
 from gateway_core.clock import ManualClock
 from gateway_core.model import MessageKind, NewMessage, Origin, Role, SessionKey
 from gateway_core.store import Store
-from gateway_core.store.recovery_records import CANDIDATES_SQL
+from gateway_core.store.recovery_records import (
+    CANDIDATE_STATES_SQL,
+    CANDIDATES_OF_SQL,
+    CANDIDATES_SQL,
+)
 from gateway_core.store.schema import LATEST_VERSION
 from gateway_core.store.transaction import Transaction
 from gateway_core.store.transcript import from_request_sql, tails_sql
@@ -144,8 +148,14 @@ async def test_scan_queries_use_indexes_and_never_scan_transcripts(db_path: Path
     assert "SEARCH messages USING INDEX sqlite_autoindex_messages_1 (session_id=?)" in request_plan
     assert "SCAN messages" not in request_plan and "SCAN m " not in request_plan
     candidates_plan = _plan(db_path, CANDIDATES_SQL, ())
-    assert "recovery_candidates" in candidates_plan
+    # The records come from the candidates' index alone (schema version 9: it covers them),
+    # never from the recovery table's pages; the sessions by their ids.
+    assert "SCAN r USING COVERING INDEX recovery_candidates" in candidates_plan
     assert "SCAN s" not in candidates_plan
+    chunk_plan = _plan(db_path, CANDIDATES_OF_SQL, ("[1, 2]",))
+    assert "SCAN r USING COVERING INDEX recovery_candidates" in chunk_plan
+    states_plan = _plan(db_path, CANDIDATE_STATES_SQL, ())
+    assert "SCAN recovery USING COVERING INDEX recovery_candidates" in states_plan
 
 
 async def test_concurrent_writers_share_commits(store: Store) -> None:

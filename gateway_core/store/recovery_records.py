@@ -37,6 +37,9 @@ _COLUMNS = (
 )
 
 
+# Every candidate's record with its session. On SQLite the records come from the candidates'
+# partial index alone (it covers every column of a record: schema version 9), a few adjacent
+# pages, and each session by its id.
 CANDIDATES_SQL = (
     "SELECT "
     + ", ".join(f"r.{c.strip()}" for c in _COLUMNS.split(","))
@@ -46,13 +49,13 @@ CANDIDATES_SQL = (
     " WHERE r.state != 'none' ORDER BY r.session_id"
 )
 
-_CANDIDATES_OF_SQL = CANDIDATES_SQL.replace(" ORDER BY", f" AND r.session_id {IN_IDS} ORDER BY")
+CANDIDATES_OF_SQL = CANDIDATES_SQL.replace(" ORDER BY", f" AND r.session_id {IN_IDS} ORDER BY")
 
-# The candidates' ids and states from the partial index alone (it holds the state and the
-# rowid, which is the session id): a few pages, however large the tables.
 # A record that holds a marker: the session is a recovery candidate (model.CANDIDATE_STATES).
 _MARKED = "state IN ('pending', 'held', 'resuming')"
 
+# The candidates' ids and states from the partial index alone (it holds the state and the
+# rowid, which is the session id): a few pages, however large the tables.
 CANDIDATE_STATES_SQL = (
     "SELECT session_id, state FROM recovery INDEXED BY recovery_candidates"
     " WHERE state != 'none' ORDER BY session_id"
@@ -279,7 +282,7 @@ class RecoveryRecords:
         if only is None:
             rows = await self._reader.all(CANDIDATES_SQL)
         else:
-            rows = await self._reader.all(_CANDIDATES_OF_SQL, (ids_param(only),))
+            rows = await self._reader.all(CANDIDATES_OF_SQL, (ids_param(only),))
         width = len(_COLUMNS.split(","))
         return [(decode_record(row[:width]), decode_session(row[width:])) for row in rows]
 
