@@ -456,41 +456,6 @@ async def cold_breakdown(
     return out
 
 
-COVERING_CANDIDATES = (
-    "CREATE INDEX recovery_candidates ON recovery(state, session_id, reason, marked_at,"
-    " last_verdict, last_explanation, attempts, last_attempt_at, updated_at, told)"
-    " WHERE state != 'none'"
-)
-
-
-async def try_covering_index(path: Path, rounds: int, k: int | None) -> dict[str, object]:
-    """NOT the shipped schema: on a copy of the benchmark file, the candidates' partial index
-    made covering (every recovery column the scan reads), then our cold scan and its listing
-    step timed as in cold_breakdown. Says what that index would buy, for a decision."""
-    copy = path.with_name(path.stem + "-covering-experiment.db")
-    for stale in OUT.glob(f"{copy.name}*"):
-        stale.unlink()
-    source = sqlite3.connect(path)
-    target = sqlite3.connect(copy)
-    try:
-        source.backup(target)
-        target.execute("DROP INDEX recovery_candidates")
-        target.execute(COVERING_CANDIDATES)
-        target.commit()
-    finally:
-        source.close()
-        target.close()
-    try:
-        return {
-            "not_the_shipped_schema": True,
-            "index": COVERING_CANDIDATES,
-            **await cold_breakdown(copy, rounds, k),
-        }
-    finally:
-        for stale in OUT.glob(f"{copy.name}*"):
-            stale.unlink()
-
-
 async def _create_schema(path: Path) -> None:
     store = await Store.open(path)
     await store.close()
@@ -560,11 +525,6 @@ def main() -> None:
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument(
         "--cold-breakdown", action="store_true", help="time each step of our scan cold"
-    )
-    parser.add_argument(
-        "--try-covering-index",
-        action="store_true",
-        help="on a copy of the file, NOT the shipped schema: a covering candidates index",
     )
     parser.add_argument(
         "--layout",
@@ -641,10 +601,6 @@ def measure_layout(args: argparse.Namespace, layout: str) -> dict[str, object]:
         ratios["warm"]["naive_over_ours"] = result["speedup_vs_naive"]  # type: ignore[assignment]
     if args.cold_breakdown:
         result["cold_breakdown"] = asyncio.run(cold_breakdown(path, args.cold_rounds, k))
-    if args.try_covering_index:
-        result["covering_index_experiment"] = asyncio.run(
-            try_covering_index(path, args.cold_rounds, k)
-        )
     result["load_after"] = [round(x, 2) for x in os.getloadavg()]
     result["met"] = {
         "peer_over_ours_cold": ratios["cold"]["peer_over_ours"] >= 20,
