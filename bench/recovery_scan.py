@@ -12,9 +12,10 @@ approach (load every transcript), on the 2-core machine this project runs on. Is
 Three ways to find what to resume, over the same data:
 
   ours   the startup scan (gateway_core/recovery/startup.py): the candidates' ids from their
-         partial index, then in chunks their records and sessions, each transcript from the
-         user's request on, their last turn rows and crash chains: a few indexed queries per
-         chunk, side by side on several read connections when the pages come from the disk
+         partial index, then in chunks their records (from that index alone: it covers
+         them, schema version 9) and sessions, each transcript from the user's request on,
+         their last turn rows and crash chains: a few indexed queries per chunk, side by
+         side on several read connections when the pages come from the disk
          (--read-connections fixes how many, cold and warm alike).
   peer   the peer gateway's access pattern, rebuilt exactly: one index entry per session as
          JSON text (its own table here, `peer_session_index`), the whole index loaded and
