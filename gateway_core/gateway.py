@@ -226,7 +226,8 @@ class Gateway:
         await self._stopped.wait()
 
     async def wait_idle(self) -> None:
-        """Until no lane has work and no reply waits to be sent."""
+        """Until no lane has work, no reply waits to be sent and the snapshot's recovery
+        candidates are current."""
         await self.live.wait_idle()
 
     async def _drain_and_close(self, timeout: float) -> DrainReport:

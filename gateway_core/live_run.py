@@ -235,8 +235,10 @@ class LiveRun:
                     log.error("job %s survived the drain kill: pids %s", job.id, result.survivors)
 
     async def wait_idle(self) -> None:
-        """Until no lane has work and no reply waits to be sent (checked together, since a
-        finished turn hands its reply to the deliverer and a delivery can wake nothing)."""
+        """Until no lane has work, no reply waits to be sent (checked together, since a
+        finished turn hands its reply to the deliverer and a delivery can wake nothing) and
+        the candidate views are current (a candidate's turn that ended asked for a refresh,
+        which may still be reading when its reply has been sent)."""
         while True:
             busy = [
                 lane.idle.wait()
@@ -247,6 +249,7 @@ class LiveRun:
                 await asyncio.gather(*busy)
                 continue
             if not self.deliverer.busy:
+                await self.candidates.current()
                 return
             await self.deliverer.idle(within=3600)
 

@@ -276,7 +276,10 @@ async def test_an_approved_candidate_leaves_the_snapshot_once_its_turn_completed
     ada = recovering.running.adapter.user("ada", name="Ada")
     assert (await Control(gateway).approve(held, actor=ACTOR)).ok
     await ada.wait_for(1)
-    assert (await record_of(gateway, held)).state == "none"
+    assert (await record_of(gateway, held)).state == "none"  # cleared with the reply's commit
+    # The reply can reach ada before the turn's task has ended and asked the board to
+    # refresh: wait until that refresh is published, not merely until the reply is sent.
+    await gateway.wait_idle()
     assert held not in candidate_states(gateway)
 
 

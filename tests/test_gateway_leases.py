@@ -93,10 +93,14 @@ async def test_a_message_taken_in_by_one_node_is_answered_once_by_the_sessions_o
     dsn: str, tmp_path: Path, clock: ManualClock
 ) -> None:
     node_a = await start_gateway(tmp_path / "a", clock, gateway={"node_id": "node-a"})
-    node_b = await start_gateway(tmp_path / "b", clock, gateway={"node_id": "node-b"})
-    ada_at_a, ada_at_b = node_a.adapter.user("ada"), node_b.adapter.user("ada")
+    ada_at_a = node_a.adapter.user("ada")
+    # node-a answers the first message alone, and so owns the session. (With node-b already
+    # up, its pickup, woken by the same NOTIFY, could rightly win the never-leased session's
+    # first turn and answer through its own loopback chat.)
     await ada_at_a.say("one")
     assert [m.text for m in await ada_at_a.wait_for(1)] == ["You said: one"]
+    node_b = await start_gateway(tmp_path / "b", clock, gateway={"node_id": "node-b"})
+    ada_at_b = node_b.adapter.user("ada")
     # The same chat reaches node-b's intake: node-a owns the session, NOTIFY wakes its
     # pickup (the clock does not move, so no poll could have), and node-a answers.
     await ada_at_b.say("two")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -83,6 +84,18 @@ async def test_output_and_exit_code_are_recorded(registry: ProcessRegistry, stor
     assert saved is not None and (saved.state, saved.exit_code) == ("exited", 7)
 
 
+def ignores_sigterm(pid: int) -> bool:
+    """Whether the process has SIGTERM set to ignored (its SigIgn mask in /proc)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("SigIgn:"):
+                    return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+    except FileNotFoundError:
+        pass
+    return False
+
+
 async def test_kill_takes_down_a_grandchild_that_ignores_sigterm(
     registry: ProcessRegistry,
 ) -> None:
@@ -90,7 +103,12 @@ async def test_kill_takes_down_a_grandchild_that_ignores_sigterm(
         "sh -c 'trap \"\" TERM; sleep 1000' & sleep 1000", session_id=None, generation=1
     )
     assert job.record.pid is not None
-    pids = await descendants(job.record.pid, 3)
+    # The tree: the wrapper, the job's shell, the inner shell and the outer sleep, then the
+    # inner sleep, forked only once the inner shell has run its trap. Counting three would
+    # let the kill start before the trap (SIGTERM alone would then do): wait for all four,
+    # and check the precondition itself rather than trust the count.
+    pids = await descendants(job.record.pid, 4)
+    assert any(ignores_sigterm(pid) for pid in pids)
     result = await registry.kill(job.id, grace=0.5)
     assert result.killed and result.escalated and result.survivors == ()
     assert gone(pids)

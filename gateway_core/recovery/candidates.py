@@ -2,8 +2,10 @@
 
 The boot's decisions (and later ones, after a job a candidate waited for ended) give each
 candidate its action; the store gives its state. The views are re-read, coalesced to one read
-in flight, whenever a candidate's turn ends or an operator acts, so a snapshot never shows a
-marker that has already cleared.
+in flight, whenever a candidate's turn ends or an operator acts, so a snapshot soon stops
+showing a marker that has cleared. Soon, not at once: a turn's reply can reach its user before
+the turn's task has ended and asked for the refresh; `current()` waits for the refresh in
+flight, for whoever needs the views to be up to date (the gateway's wait_idle).
 """
 
 from __future__ import annotations
@@ -77,6 +79,13 @@ class CandidateBoard:
         while self._again:
             self._again = False
             await self.refresh()
+
+    async def current(self) -> None:
+        """Until no refresh is in flight: the views show every change that asked for one.
+        (asyncio.wait, not an await of the task: a waiter cancelled leaves the refresh
+        running, and a refresh that failed is close()'s to report.)"""
+        while self._refreshing is not None and not self._refreshing.done():
+            await asyncio.wait((self._refreshing,))
 
     async def close(self) -> None:
         if self._refreshing is not None:
