@@ -299,6 +299,12 @@ async def saturation(sessions: int, seconds: float, dsn: str | None = None) -> d
         "messages_per_s": found.pop("messages_per_s"),
         # Process CPU over the window (both threads) per message answered in it.
         "cpu_us_per_message": round(costs.cpu_seconds / max(len(loop.latencies), 1) * 1e6, 1),
+        # The same by thread: the event loop's (MainThread) and the store writer's.
+        "cpu_us_per_message_by_thread": {
+            name: round(seconds / max(len(loop.latencies), 1) * 1e6, 1)
+            for name, seconds in sorted(costs.thread_seconds.items())
+            if seconds > 0
+        },
         **found,
         "clients": sessions,
         "writer": stats,

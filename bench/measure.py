@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import gc
 import math
+import os
+import threading
 import time
 from typing import Any
 
@@ -53,6 +55,7 @@ class Costs:
         self.gc_longest = 0.0
         self._gc_started = 0.0
         self._wall = self._cpu = 0.0
+        self._threads: dict[str, float] = {}
 
     def __enter__(self) -> Costs:
         self.begin()
@@ -63,11 +66,15 @@ class Costs:
 
     def begin(self) -> None:
         gc.callbacks.append(self._on_gc)
+        self._threads = thread_cpu_seconds()
         self._wall, self._cpu = time.perf_counter(), time.process_time()
 
     def end(self) -> None:
         self._wall = time.perf_counter() - self._wall
         self._cpu = time.process_time() - self._cpu
+        started, self._threads = self._threads, thread_cpu_seconds()
+        for name, seconds in started.items():
+            self._threads[name] = self._threads.get(name, seconds) - seconds
         gc.callbacks.remove(self._on_gc)
 
     def _on_gc(self, phase: str, info: dict[str, int]) -> None:
@@ -84,6 +91,12 @@ class Costs:
     def cpu_seconds(self) -> float:
         """Process CPU time (every thread) over the window, once it ended."""
         return self._cpu
+
+    @property
+    def thread_seconds(self) -> dict[str, float]:
+        """CPU time over the window by thread name (threads alive at both ends; empty where
+        /proc is missing), once it ended."""
+        return self._threads
 
     def report(self) -> dict[str, Any]:
         return {
@@ -109,3 +122,19 @@ def apply_gc_option(args: argparse.Namespace) -> str:
         return "default"
     tune_for_long_running_server()
     return "tuned (gateway_core.gc_tuning)"
+
+
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU time so far of each live Python thread, by name, from /proc (Linux): which of the
+    gateway's threads (the event loop's, the store writer's) a benchmark's CPU went to."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found: dict[str, float] = {}
+    for thread in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{thread.native_id}/stat") as handle:
+                fields = handle.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        # utime and stime, fields 14 and 15 of stat(5); the split starts at field 3.
+        found[thread.name] = (int(fields[11]) + int(fields[12])) / ticks
+    return found
