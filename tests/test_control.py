@@ -276,6 +276,7 @@ async def test_an_approved_candidate_leaves_the_snapshot_once_its_turn_completed
     ada = recovering.running.adapter.user("ada", name="Ada")
     assert (await Control(gateway).approve(held, actor=ACTOR)).ok
     await ada.wait_for(1)
+    await gateway.wait_idle()  # its reply may go out before the turn's task has ended
     assert (await record_of(gateway, held)).state == "none"
     assert held not in candidate_states(gateway)
 
@@ -512,6 +513,7 @@ async def test_interrupt_stops_a_running_turn_and_is_refused_without_one(
     lane = gateway.lanes.all()[0]
     sid = lane.session.id
     assert (await next_event(finished, TurnFinished)).outcome == "completed"
+    await lane.idle.wait()  # its reply may go out before the turn's task has ended
 
     assert await control.interrupt(sid, actor=ACTOR) == ActionResult(
         False, f"session {sid} has no running turn"
