@@ -12,6 +12,10 @@ a 5xx or a restart during the backoff sends only the pieces the user has not got
 A reply is sent as a reply to the message it answers when the adapter's anchor mode says so
 (anchors.py); of a split reply only the first piece is, so a retry that starts further on
 sends the rest loose, as they would have been.
+
+A turn's reply that can go out at once (its session has nothing queued, it fits in one
+message, no stop has begun: `sends_at_once`) is claimed by the turn's own end transaction and
+handed over claimed (`send_claimed`): its first attempt starts without a claim of its own.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ from gateway_core.anchors import NewestMessages, anchor_for
 from gateway_core.backoff import Backoff
 from gateway_core.clock import wait_or_timeout
 from gateway_core.events import DeliveryFailed, ReplySent
-from gateway_core.model import Origin, OutboxItem
-from gateway_core.runtime import Runtime
+from gateway_core.model import ClaimedReply, Origin, OutboxItem
+from gateway_core.runtime import GatewayState, Runtime
 from gateway_core.store import LeaseLost
 
 log = logging.getLogger(__name__)
@@ -63,7 +67,8 @@ class _SessionQueue:
     """A session's replies waiting to be sent, while it has any: its entry goes when its
     worker has sent everything, so sessions that spoke once cost nothing afterwards."""
 
-    items: deque[int] = field(default_factory=deque)
+    # Outbox ids, or a reply its turn's end already claimed (sent first, even by a stop).
+    items: deque[int | ClaimedReply] = field(default_factory=deque)
     worker: asyncio.Task[None] | None = None
     # Where its replies go, known from the turn that produced them or read once per queue
     # (not cached per session for the whole run: that would be memory for every session
@@ -84,6 +89,7 @@ class Deliverer:
         self._queues: dict[int, _SessionQueue] = {}
         self._backoff = Backoff(cap=30.0)
         self._closing = False  # no attempt starts once a stop began
+        self._releasing: set[asyncio.Task[None]] = set()  # claims given back (send_claimed)
         self.unknown = 0  # deliveries of unknown outcome (count_unknown at boot)
         # Each session's newest user message (intake tells it), for reply anchors.
         self.newest = NewestMessages(runtime.store)
@@ -132,6 +138,47 @@ class Deliverer:
                 self._work(session_id, queue), name=f"deliver-{session_id}"
             )
 
+    def sends_at_once(self, session_id: int, origin: Origin | None, text: str) -> bool:
+        """Whether a reply of this session, committed now, would be sent at once in one
+        message: then its turn's end transaction may claim it (`send_claimed`)."""
+        if self._closing or session_id in self._queues or origin is None:
+            return False
+        if self._rt.state not in (GatewayState.RUNNING, GatewayState.QUIET):
+            return False  # a drain: replies go out as they always did, claimed one by one
+        adapter = self._rt.adapters.get(origin.platform)
+        # One piece exactly as a claim would cut it (Outbox.claim_pieces).
+        return adapter is not None and len(split_text(text, adapter.capabilities.max_length)) <= 1
+
+    def send_claimed(self, session_id: int, claimed: ClaimedReply, origin: Origin) -> None:
+        """Send a committed reply its turn's end transaction claimed. If the session's queue
+        got busy since that was decided (a notice committed meanwhile), or a stop began, the
+        claim is released first: a reply never waits behind another, or for the next run, as
+        'sending' (which a crash would turn into an unknown outcome)."""
+        if self._closing or session_id in self._queues:
+            task = asyncio.get_running_loop().create_task(self._release(session_id, claimed))
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
+            return
+        # `sending` from now on: the attempt has begun, and a stop lets it finish.
+        queue = self._queues[session_id] = _SessionQueue(origin=origin, sending=True)
+        queue.items.append(claimed)
+        queue.worker = asyncio.get_running_loop().create_task(
+            self._work(session_id, queue), name=f"deliver-{session_id}"
+        )
+
+    async def claims_released(self) -> None:
+        """Until every claim send_claimed gave back is pending again (and queued, unless a
+        stop began)."""
+        if self._releasing:
+            await asyncio.gather(*self._releasing, return_exceptions=True)
+
+    async def _release(self, session_id: int, claimed: ClaimedReply) -> None:
+        item = claimed.item
+        if not await self._rt.store.outbox.release_claim(item.id):
+            return  # not ours to send any more (settled by an operator or a takeover)
+        if not self._closing:
+            self.enqueue(session_id, item.id)
+
     @property
     def busy(self) -> bool:
         """Some session's worker is still sending (or about to)."""
@@ -169,6 +216,7 @@ class Deliverer:
         ]
         if in_flight:
             await asyncio.wait(in_flight, timeout=finish_within)
+        await self.claims_released()  # pending for the next run
         for queue in self._queues.values():
             if queue.worker is not None:
                 queue.worker.cancel()
@@ -177,10 +225,16 @@ class Deliverer:
         self._queues.clear()
 
     async def _work(self, session_id: int, queue: _SessionQueue) -> None:
-        while queue.items and not self._closing:
-            outbox_id = queue.items.popleft()
+        # A reply already claimed is an attempt begun: it goes out even once a stop began.
+        while queue.items and (not self._closing or isinstance(queue.items[0], ClaimedReply)):
+            entry = queue.items.popleft()
+            claimed: ClaimedReply | None = None
+            if isinstance(entry, ClaimedReply):
+                claimed, outbox_id = entry, entry.item.id
+            else:
+                outbox_id = entry
             try:
-                await self._deliver(session_id, outbox_id, queue)
+                await self._deliver(session_id, outbox_id, queue, claimed)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug here must not stop later replies
@@ -196,7 +250,14 @@ class Deliverer:
             queue.origin = None if session is None else session.origin
         return queue.origin
 
-    async def _deliver(self, session_id: int, outbox_id: int, queue: _SessionQueue) -> None:
+    async def _deliver(
+        self,
+        session_id: int,
+        outbox_id: int,
+        queue: _SessionQueue,
+        claimed: ClaimedReply | None = None,
+    ) -> None:
+        """claimed: the reply as its turn's end claimed it, for the first attempt."""
         store = self._rt.store
         origin = await self._origin(session_id, queue)
         adapter = None if origin is None else self._rt.adapters.get(origin.platform)
@@ -206,13 +267,16 @@ class Deliverer:
             return
         cut = partial(split_text, limit=adapter.capabilities.max_length)
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            if self._closing:
+            if self._closing and claimed is None:
                 return  # a stop began: the reply stays owed, to the next run
             queue.sending = True
             try:
-                again = await self._attempt(session_id, outbox_id, origin, adapter, cut, attempt)
+                again = await self._attempt(
+                    session_id, outbox_id, origin, adapter, cut, attempt, claimed
+                )
             finally:
                 queue.sending = False
+            claimed = None  # a retry claims the reply again
             if not again or self._closing:
                 return
             await self._rt.clock.sleep(self._backoff.delay(attempt))
@@ -225,13 +289,16 @@ class Deliverer:
         adapter: Adapter,
         cut: Callable[[str], list[str]],
         attempt: int,
+        claimed: ClaimedReply | None = None,
     ) -> bool:
-        """One attempt at a reply's owed pieces; True if it is to be tried again."""
+        """One attempt at a reply's owed pieces; True if it is to be tried again. claimed:
+        the reply already claimed by its turn's end (no claim of its own, then)."""
         store = self._rt.store
         node = self._rt.node
         fence = None if node is None else (session_id, node.id)
         try:
-            claimed = await store.outbox.claim_pieces(outbox_id, cut, fence)
+            if claimed is None:
+                claimed = await store.outbox.claim_pieces(outbox_id, cut, fence)
         except LeaseLost as lost:  # the session's owner node delivers it
             log.info("reply %s left to its session's owner: %s", outbox_id, lost)
             return False

@@ -34,6 +34,7 @@ from gateway_core.agents.base import AgentEvent, Answer, AskTools, ToolDone, Tur
 from gateway_core.events import BackgroundNotice, TurnFinished, TurnStarted
 from gateway_core.model import (
     CANDIDATE_STATES,
+    ClaimedReply,
     FinishReason,
     Message,
     MessageKind,
@@ -50,7 +51,7 @@ from gateway_core.recovery.note import resume_note, with_note
 from gateway_core.store.errors import LeaseHeld, LeaseLost
 from gateway_core.store.inbox import finish_row
 from gateway_core.store.leases import acquire_row, fence_row, inbox_open_row
-from gateway_core.store.outbox import enqueue_row
+from gateway_core.store.outbox import enqueue_claimed_row, enqueue_row
 from gateway_core.store.processes import (
     hand_over_row,
     is_consumed_row,
@@ -438,8 +439,11 @@ class TurnRunner:
         The answer replies to `reply_to`; `direct`: the turn was started by that message."""
         now = self._rt.clock.now()
         session_id = session.id
+        # Decided here, on the loop: the deliverer would send this reply the moment it is
+        # committed, so the commit claims it too (one commit, not two; store/outbox.py).
+        claim = self._deliverer.sends_at_once(session_id, session.origin, answer.text)
 
-        def txn(db: Transaction) -> int | None:
+        def txn(db: Transaction) -> int | ClaimedReply | None:
             self._fence(db, session_id)
             # One statement: the running-turn marker cleared if it is still ours, the session
             # touched, its newest generation and whether a recovery marker is set read (the
@@ -471,7 +475,8 @@ class TurnRunner:
             end_row(db, session_id, generation, outcome, now)
             if marked:  # the turn really completed: its session is no candidate any more
                 clear_row(db, session_id, now)
-            return enqueue_row(
+            enqueue = enqueue_claimed_row if claim else enqueue_row
+            return enqueue(
                 db,
                 session_id,
                 generation,
@@ -490,16 +495,15 @@ class TurnRunner:
         # and the turn awaits a future of its own (what asyncio.shield does, with one future
         # and one callback instead of two of each: this runs for every message).
         commit = self._rt.store.write_soon(txn)
-        landed: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        landed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         commit.add_done_callback(lambda done: self._hand_over(session, done, landed))
-        outbox_id = await landed
-        return outbox_id is not None
+        return await landed
 
     def _hand_over(
         self,
         session: Session,
-        commit: asyncio.Future[int | None],
-        landed: asyncio.Future[int | None],
+        commit: asyncio.Future[int | ClaimedReply | None],
+        landed: asyncio.Future[bool],
     ) -> None:
         """The end-of-turn commit is done: its reply to the deliverer, its outcome to the
         turn (unless the turn stopped waiting for it)."""
@@ -509,13 +513,16 @@ class TurnRunner:
             return
         error = commit.exception()
         if error is None:
-            outbox_id = commit.result()
-            if outbox_id is not None:
-                self._deliverer.enqueue(session.id, outbox_id, session.origin)
+            reply = commit.result()
+            if isinstance(reply, ClaimedReply):
+                assert session.origin is not None  # sends_at_once said it has a route
+                self._deliverer.send_claimed(session.id, reply, session.origin)
+            elif reply is not None:
+                self._deliverer.enqueue(session.id, reply, session.origin)
         if landed.done():  # the turn was cancelled meanwhile
             return
         if error is None:
-            landed.set_result(commit.result())
+            landed.set_result(commit.result() is not None)  # None: superseded, not delivered
         else:
             landed.set_exception(error)
 

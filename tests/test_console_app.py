@@ -487,6 +487,8 @@ async def test_the_session_cursor_stays_on_its_session_across_updates_and_sorts(
         user = running.adapter.user(name)
         await user.say("hello")
         await user.wait_for(1)
+        # Its turn ended too (its reply may go out first): its activity time is now's.
+        await gateway.wait_idle()
 
     for name in ("s1", "s2", "s3", "s4"):
         await hello(name)

@@ -515,6 +515,7 @@ async def test_interrupt_stops_a_running_turn_and_is_refused_without_one(
     lane = gateway.lanes.all()[0]
     sid = lane.session.id
     assert (await next_event(finished, TurnFinished)).outcome == "completed"
+    await lane.idle.wait()  # its reply may go out before the turn's task has ended
 
     assert await control.interrupt(sid, actor=ACTOR) == ActionResult(
         False, f"session {sid} has no running turn"

@@ -16,8 +16,10 @@ import pytest
 from gateway_core.adapters.telegram import MAX_MESSAGE
 from gateway_core.clock import ManualClock
 from gateway_core.delivery import split_text
+from gateway_core.events import MessageReceived
 from gateway_core.model import ReplyAnchorMode
 from tests.support.fake_bot_api import FakeBotAPI
+from tests.support.harness import next_event
 from tests.test_telegram_gateway import pump_until, start
 
 ADA, BOB = 7, 8
@@ -86,10 +88,15 @@ async def test_a_private_chats_immediate_answer_is_not_a_reply_under_auto(
 async def test_a_private_answer_after_the_user_wrote_again_is_a_reply_under_auto(
     tmp_path: Path, clock: ManualClock, fake: FakeBotAPI
 ) -> None:
-    await start(tmp_path, clock, fake)
+    gateway = await start(tmp_path, clock, fake)
+    received = gateway.events.subscribe()
     asked = say(fake, ADA, "think 10", ADA)
     await clock.wait_for_sleepers(1)
     say(fake, ADA, "still there?", ADA)
+    # Wait until the gateway has the second message (the answer is sent the moment the
+    # first turn ends, and only a message the gateway has is one it can know of).
+    await next_event(received, MessageReceived)
+    await next_event(received, MessageReceived)
     clock.advance(10)
     await fake.wait_for_sent(ADA, count=2, timeout=10)
     assert fake.reply_anchors(ADA) == [

@@ -4,6 +4,14 @@ pending -> sending -> sent
               |-> pending (retryable failure) | failed (final failure)
 sending at boot -> unknown
 
+A reply its session's deliverer can send at once, in one message, is written already claimed
+(`enqueue_claimed_row`: 'sending', one attempt) by the transaction that ends its turn, so the
+reply and its claim are one commit instead of two. Its send starts as soon as that commit is
+handed over, so the time it spends 'sending' before the send is what a separate claim's
+commit would leave; a claimed reply that cannot be sent at once after all (its session's
+queue got busy meanwhile, or a stop began) is released back to pending (`release_claim`)
+before it is queued, never left waiting as 'sending'.
+
 Policy for a send whose outcome is unknown (the process died between the platform accepting
 the message and our commit of "sent"): it is NOT sent again, because platforms such as
 Telegram have no idempotency key and a blind retry doubles the reply. It is marked 'unknown'
@@ -93,6 +101,50 @@ def enqueue_row(
 _ENQUEUE = (
     "INSERT INTO outbox (session_id, generation, kind, content, created_at, reply_to, direct)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def enqueue_claimed_row(
+    db: Transaction,
+    session_id: int,
+    generation: int,
+    kind: str,
+    content: str,
+    now: float,
+    *,
+    reply_to: str | None = None,
+    direct: bool = False,
+) -> ClaimedReply:
+    """enqueue_row and the first claim in one statement, for a reply that fits in one
+    message and whose send starts once this commits (see the top): 'sending', one attempt,
+    no piece rows (the row is its only piece)."""
+    values = (session_id, generation, kind, content, now, reply_to, int(direct))
+    if isinstance(db, sqlite3.Connection):
+        rowid = db.execute(_ENQUEUE_CLAIMED, values).lastrowid
+        assert rowid is not None
+    else:
+        rowid = int(db.execute(f"{_ENQUEUE_CLAIMED} RETURNING id", values).fetchone()[0])
+    item = OutboxItem(
+        rowid,
+        session_id,
+        generation,
+        kind,
+        content,
+        "sending",
+        1,
+        None,
+        None,
+        now,
+        None,
+        reply_to,
+        direct,
+    )
+    return ClaimedReply(item, (ReplyPiece(0, content, PieceStatus.SENDING),), stored=False)
+
+
+_ENQUEUE_CLAIMED = (
+    "INSERT INTO outbox (session_id, generation, kind, content, created_at, reply_to, direct,"
+    " status, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, 'sending', 1)"
 )
 
 
@@ -277,6 +329,20 @@ class Outbox:
         return await self._writer.submit(
             lambda db: _mark_row_sent(db, item_id, platform_message_id, now)
         )
+
+    async def release_claim(self, item_id: int) -> bool:
+        """A reply claimed at its turn's end whose send did not start: pending again, the
+        attempt it never made uncounted. False if it is no longer 'sending'."""
+
+        def txn(db: Transaction) -> bool:
+            cursor = db.execute(
+                "UPDATE outbox SET status = 'pending', attempts = attempts - 1"
+                " WHERE id = ? AND status = 'sending'",
+                (item_id,),
+            )
+            return cursor.rowcount == 1
+
+        return bool(await self._writer.submit(txn))
 
     async def mark_attempt_failed(self, item_id: int, error: str, final: bool) -> None:
         """A send that surely did not land: back to pending, or failed for good. A piece being
