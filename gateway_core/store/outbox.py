@@ -91,11 +91,16 @@ def enqueue_row(
     """reply_to: the platform id of the message this answers; direct: it is the answer of
     the turn that message started (see OutboxItem)."""
     values = (session_id, generation, kind, content, now, reply_to, int(direct))
+    return _inserted_id(db, _ENQUEUE, values)
+
+
+def _inserted_id(db: Transaction, insert: str, values: tuple[Any, ...]) -> int:
+    """The id of the row `insert` adds."""
     if isinstance(db, sqlite3.Connection):  # the id without RETURNING's buffered result
-        rowid = db.execute(_ENQUEUE, values).lastrowid
+        rowid = db.execute(insert, values).lastrowid
         assert rowid is not None
         return rowid
-    return int(db.execute(f"{_ENQUEUE} RETURNING id", values).fetchone()[0])
+    return int(db.execute(f"{insert} RETURNING id", values).fetchone()[0])
 
 
 _ENQUEUE = (
@@ -119,11 +124,7 @@ def enqueue_claimed_row(
     message and whose send starts once this commits (see the top): 'sending', one attempt,
     no piece rows (the row is its only piece)."""
     values = (session_id, generation, kind, content, now, reply_to, int(direct))
-    if isinstance(db, sqlite3.Connection):
-        rowid = db.execute(_ENQUEUE_CLAIMED, values).lastrowid
-        assert rowid is not None
-    else:
-        rowid = int(db.execute(f"{_ENQUEUE_CLAIMED} RETURNING id", values).fetchone()[0])
+    rowid = _inserted_id(db, _ENQUEUE_CLAIMED, values)
     item = OutboxItem(
         rowid,
         session_id,
