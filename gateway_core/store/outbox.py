@@ -126,19 +126,19 @@ def enqueue_claimed_row(
     values = (session_id, generation, kind, content, now, reply_to, int(direct))
     rowid = _inserted_id(db, _ENQUEUE_CLAIMED, values)
     item = OutboxItem(
-        rowid,
-        session_id,
-        generation,
-        kind,
-        content,
-        "sending",
-        1,
-        None,
-        None,
-        now,
-        None,
-        reply_to,
-        direct,
+        id=rowid,
+        session_id=session_id,
+        generation=generation,
+        kind=kind,
+        content=content,
+        status="sending",
+        attempts=1,
+        last_error=None,
+        platform_message_id=None,
+        created_at=now,
+        sent_at=None,
+        reply_to=reply_to,
+        direct=direct,
     )
     return ClaimedReply(item, (ReplyPiece(0, content, PieceStatus.SENDING),), stored=False)
 
@@ -343,7 +343,7 @@ class Outbox:
             )
             return cursor.rowcount == 1
 
-        return bool(await self._writer.submit(txn))
+        return await self._writer.submit(txn)
 
     async def mark_attempt_failed(self, item_id: int, error: str, final: bool) -> None:
         """A send that surely did not land: back to pending, or failed for good. A piece being
