@@ -41,10 +41,10 @@ class WriterStats:
     largest_batch: int = 0
 
 
-@dataclass(slots=True)
-class _Pending:
-    txn: Txn
-    future: asyncio.Future[Any]
+# A job waiting for the next transaction: its body and the future its caller awaits. A plain
+# tuple, not a class: every write of every message is one, and a class's __init__ cost more
+# than the tuple.
+_Pending = tuple[Txn, "asyncio.Future[Any]"]
 
 
 class _BodyFailed(Exception):
@@ -67,6 +67,9 @@ class Writer:
         executor: ThreadPoolExecutor,
         max_batch: int = 1000,
     ) -> None:
+        """Made by connect(), on the event loop the writer serves (its futures are that
+        loop's)."""
+        self._loop = asyncio.get_running_loop()
         self._path = path
         self._db = connection
         self._max_batch = max_batch
@@ -107,8 +110,8 @@ class Writer:
         (for a caller that hands the commit on without a task of its own to await it)."""
         if self._closing:
             raise StoreClosed(f"{self._path}: the store is closing; write refused")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(txn, future))
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._pending.append((txn, future))
         self._wake_up()
         return future
 
@@ -136,13 +139,13 @@ class Writer:
             self.stats.batches += 1
             self.stats.jobs += len(batch)
             self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
-            for item, (ok, value) in zip(batch, outcomes, strict=True):
-                if item.future.done():  # the caller was cancelled; the write still happened
+            for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                if future.done():  # the caller was cancelled; the write still happened
                     continue
                 if ok:
-                    item.future.set_result(value)
+                    future.set_result(value)
                 else:
-                    item.future.set_exception(value)
+                    future.set_exception(value)
 
     def _commit(self, batch: list[_Pending]) -> list[tuple[bool, Any]]:
         """Runs on the writer thread: one transaction for the whole batch."""
@@ -162,11 +165,11 @@ class Writer:
             failure = translate_error(self._path, error)
             return [(False, failure)] * len(batch)
         outcomes: list[tuple[bool, Any]] = []
-        for pending in batch:
+        for txn, _ in batch:
             if isolated:
                 db.execute("SAVEPOINT txn")
             try:
-                outcomes.append((True, pending.txn(db)))
+                outcomes.append((True, txn(db)))
                 if isolated:
                     db.execute("RELEASE txn")
             except Exception as error:  # the body's own failure goes back to its caller
