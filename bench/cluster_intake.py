@@ -56,7 +56,7 @@ async def node(first: int, sessions: int, seconds: float, node_id: str) -> dict[
         before = bench.stats()
         with Costs() as costs:
             loop = await closed_loop(bench, seconds)
-        stats = writer_delta(before, bench.stats())
+        stats = writer_delta(before, bench.stats(), costs.wall_seconds)
         await bench.stop()
     return {
         "node": node_id,

@@ -44,15 +44,19 @@ SQLite run of the same process: `postgresql.ratio_to_sqlite` is its messages/s o
 The gateway's phases run on the event loop `switchboard run` runs on (uvloop where installed;
 SWITCHBOARD_EVENT_LOOP=asyncio for asyncio's own, `event_loop` in the JSON says which).
 
-Per phase, `writer` is the store's group-commit stats over the measured window and `costs` is
-where the time went: process CPU in cores (2 means both cores busy; the GIL keeps us near 1)
-and the share of wall time spent in Python's cyclic garbage collector.
+Per phase, `writer` is the store's group-commit stats over the measured window (`busy_share`:
+the share of it the writer's thread spent in transactions) and `costs` is where the time went:
+process CPU in cores (2 means both cores busy; the GIL keeps us near 1) and the share of wall
+time spent in Python's cyclic garbage collector. At saturation, `threads_share_of_wall` puts
+the event loop thread's CPU beside the writer's busy time: their sum near 1.0 says the two
+threads take turns rather than run side by side (docs/architecture.md, 5).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import math
 import os
@@ -159,8 +163,7 @@ class Bench:
             await asyncio.gather(*waiters)
 
     def stats(self) -> WriterStats:
-        stats = self.gateway.store.writer_stats
-        return WriterStats(stats.batches, stats.jobs, stats.largest_batch)
+        return dataclasses.replace(self.gateway.store.writer_stats)  # a copy, as it is now
 
     async def stop(self) -> None:
         await self.gateway.stop(0)
@@ -291,7 +294,7 @@ async def saturation(sessions: int, seconds: float, dsn: str | None = None) -> d
         before = bench.stats()
         with Costs() as costs:
             loop = await closed_loop(bench, seconds)
-        stats = writer_delta(before, bench.stats())
+        stats = writer_delta(before, bench.stats(), costs.wall_seconds)
         await bench.stop()
 
     found = loop.report()
@@ -308,7 +311,21 @@ async def saturation(sessions: int, seconds: float, dsn: str | None = None) -> d
         **found,
         "clients": sessions,
         "writer": stats,
+        "threads_share_of_wall": _shares(costs, stats),
         "costs": costs.report(),
+    }
+
+
+def _shares(costs: Costs, writer: dict[str, float | int]) -> dict[str, float]:
+    """The event loop thread's CPU and the writer's time in transactions, each as a share of
+    the window: `together` near 1.0 says they take turns (the interpreter lock lets one run
+    Python at a time), well above 1.0 that they overlap."""
+    loop_share = costs.thread_seconds.get("MainThread", 0.0) / costs.wall_seconds
+    writer_share = float(writer.get("busy_share", 0.0))
+    return {
+        "event_loop_cpu": round(loop_share, 3),
+        "writer_busy": round(writer_share, 3),
+        "together": round(loop_share + writer_share, 3),
     }
 
 

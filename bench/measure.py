@@ -35,15 +35,22 @@ def latency_summary(latencies: list[float]) -> dict[str, float | None]:
     }
 
 
-def writer_delta(before: WriterStats, after: WriterStats) -> dict[str, float | int]:
+def writer_delta(
+    before: WriterStats, after: WriterStats, wall_seconds: float | None = None
+) -> dict[str, float | int]:
+    """The writer's group commits over a window; with the window's length, the share of it
+    the writer's thread spent in transactions (`busy_share`, 1.0: saturated)."""
     batches = after.batches - before.batches
     jobs = after.jobs - before.jobs
-    return {
+    delta: dict[str, float | int] = {
         "batches": batches,
         "jobs": jobs,
         "jobs_per_batch": round(jobs / batches, 2) if batches else 0,
         "largest_batch_since_open": after.largest_batch,
     }
+    if wall_seconds:
+        delta["busy_share"] = round((after.busy_seconds - before.busy_seconds) / wall_seconds, 3)
+    return delta
 
 
 class Costs:
@@ -86,6 +93,11 @@ class Costs:
         self.collections[generation] += 1
         self.gc_seconds[generation] += took
         self.gc_longest = max(self.gc_longest, took)
+
+    @property
+    def wall_seconds(self) -> float:
+        """The window's length, once it ended."""
+        return self._wall
 
     @property
     def cpu_seconds(self) -> float:

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import math
 import multiprocessing
@@ -332,8 +333,7 @@ class GatewayUnderTest:
         await self.gateway.start()
 
     def stats(self) -> WriterStats:
-        stats = self.gateway.store.writer_stats
-        return WriterStats(stats.batches, stats.jobs, stats.largest_batch)
+        return dataclasses.replace(self.gateway.store.writer_stats)  # a copy, as it is now
 
     async def begin(self) -> None:
         self._before = self.stats()
@@ -343,7 +343,7 @@ class GatewayUnderTest:
 
     def end(self) -> None:
         self.costs.end()
-        self.writer = writer_delta(self._before, self.stats())
+        self.writer = writer_delta(self._before, self.stats(), self.costs.wall_seconds)
         if self._scraping is not None:
             self._scraping.cancel()
 

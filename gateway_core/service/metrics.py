@@ -27,6 +27,7 @@ gateways in one process (tests) never share series.
     switchboard_gateway_state{state}                         1 for the current state
     switchboard_platform_up{platform}
     switchboard_store_write_batches_total, switchboard_store_write_jobs_total
+    switchboard_store_write_busy_seconds_total               rate 1: the writer is saturated
     switchboard_webhook_requests_total{platform, code}
     switchboard_metrics_events_dropped_total                 events this subscriber lost
 
@@ -357,6 +358,12 @@ class _LiveState(Collector):
                 "switchboard_store_write_jobs",
                 "Writes committed by the store's writer (since the store was opened)",
                 stats.jobs,
+            )
+            yield _counter(
+                "switchboard_store_write_busy_seconds",
+                "Seconds the store's writer spent in its transactions (its rate is how near "
+                "the writer is to saturation: 1 is always busy)",
+                stats.busy_seconds,
             )
         if self._webhook_tally is not None:
             requests = CounterMetricFamily(

@@ -36,7 +36,7 @@ from gateway_core.store.dialect import postgres_sql
 from gateway_core.store.errors import StoreClosed, StoreError
 from gateway_core.store.postgres_connect import describe, translate_error
 from gateway_core.store.transaction import Transaction
-from gateway_core.store.writer import WriterStats
+from gateway_core.store.writer import WriterStats, timed
 
 T = TypeVar("T")
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -143,10 +143,10 @@ class PostgresWriter:
                     stopping = True
                     break
                 batch.append(item)
-            outcomes = await loop.run_in_executor(self._executor, self._commit, batch)
-            self.stats.batches += 1
-            self.stats.jobs += len(batch)
-            self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+            outcomes, busy = await loop.run_in_executor(
+                self._executor, timed, self._commit, batch
+            )
+            self.stats.counted(len(batch), busy)
             for pending, (ok, value) in zip(batch, outcomes, strict=True):
                 if pending.future.done():
                     continue

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +40,27 @@ class WriterStats:
     batches: int = 0
     jobs: int = 0
     largest_batch: int = 0
+    # Wall seconds the writer's thread spent in its transactions (waits for the interpreter
+    # included): its share of the time is how near the writer is to saturation.
+    busy_seconds: float = 0.0
+
+    def counted(self, jobs: int, busy_seconds: float) -> None:
+        """One group commit of `jobs` jobs, done."""
+        self.batches += 1
+        self.jobs += jobs
+        self.largest_batch = max(self.largest_batch, jobs)
+        self.busy_seconds += busy_seconds
+
+
+B = TypeVar("B")
+R = TypeVar("R")
+
+
+def timed(commit: Callable[[B], R], batch: B) -> tuple[R, float]:
+    """commit(batch) and the wall seconds it took: run on the writer's thread."""
+    started = time.perf_counter()
+    outcomes = commit(batch)
+    return outcomes, time.perf_counter() - started
 
 
 # A job waiting for the next transaction: its body and the future its caller awaits. A plain
@@ -135,10 +157,10 @@ class Writer:
                 self._wake = None
                 continue
             batch = [pending.popleft() for _ in range(min(len(pending), self._max_batch))]
-            outcomes = await loop.run_in_executor(self._executor, self._commit, batch)
-            self.stats.batches += 1
-            self.stats.jobs += len(batch)
-            self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+            outcomes, busy = await loop.run_in_executor(
+                self._executor, timed, self._commit, batch
+            )
+            self.stats.counted(len(batch), busy)
             for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
                 if future.done():  # the caller was cancelled; the write still happened
                     continue
