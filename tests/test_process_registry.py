@@ -126,6 +126,28 @@ async def test_kill_finds_a_descendant_that_left_the_process_group(
     assert gone(pids)
 
 
+async def test_kill_takes_down_what_the_job_starts_while_it_is_being_killed(
+    registry: ProcessRegistry, tmp_path: Path
+) -> None:
+    # On SIGTERM the job's shell starts a process in a session of its own (out of reach of
+    # the group's signal, and born after the tree was first listed), then goes on waiting.
+    late = tmp_path / "late.pid"
+    job = await registry.start(
+        f"trap '' TERM; sleep 1000 & trap 'setsid sleep 1000 & echo $! >{late}' TERM; "
+        "while :; do wait; done",
+        session_id=None,
+        generation=1,
+    )
+    assert job.record.pid is not None
+    pids = await descendants(job.record.pid, 2)  # the job's shell and its first sleep
+    result = await registry.kill(job.id, grace=0.5)
+    assert late.exists(), "the job's trap never ran: the test proves nothing"
+    late_pid = int(late.read_text())
+    assert late_pid not in pids
+    assert result.killed and result.escalated
+    assert gone({*pids, late_pid})
+
+
 async def test_hostile_output_is_decoded_bounded_and_never_fatal(
     registry: ProcessRegistry,
 ) -> None:

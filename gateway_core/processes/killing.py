@@ -2,6 +2,9 @@
 
 The tree is snapshotted first (a descendant that called setsid escapes killpg but not the
 snapshot), the group gets SIGTERM, then after `grace` everything still alive gets SIGKILL.
+Before the SIGKILL and before the result, every process of the tree still alive is asked for
+its children again: a job may start processes while it is being killed (a SIGTERM trap that
+forks), and one of those that left the group would otherwise outlive a kill reported done.
 Blocking psutil calls: run this in a thread.
 """
 
@@ -42,14 +45,44 @@ def kill_tree(pid: int, started_at: float | None, grace: float = 2.0) -> KillRes
         os.killpg(pid, signal.SIGTERM)
     for process in tree[1:]:  # descendants that left the group
         _signal(process, signal.SIGTERM)
-    alive = _wait_gone(tree, grace)
+    alive = _with_new_children(_wait_gone(tree, grace))
     escalated = bool(alive)
-    for process in alive:
-        _signal(process, signal.SIGKILL)
-    if alive:
-        alive = _wait_gone(alive, grace)
+    for _ in range(KILL_ROUNDS):
+        if not alive:
+            break
+        if _group_still_ours(pid, alive):  # members whose parent died meanwhile
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        for process in alive:
+            _signal(process, signal.SIGKILL)
+        alive = _with_new_children(_wait_gone(alive, grace))
     survivors = tuple(p.pid for p in alive)
     return KillResult(not survivors, survivors, escalated)
+
+
+# SIGKILL rounds, each after the tree was listed again: a process cannot fork once SIGKILL is
+# pending, so a second round only meets children forked before the first one landed.
+KILL_ROUNDS = 3
+
+
+def _group_still_ours(group: int, alive: list[psutil.Process]) -> bool:
+    """A process of the tree is still in the job's group, so the group id cannot have been
+    given to anyone else (the kernel never reuses an id a live group holds)."""
+    for process in alive:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if os.getpgid(process.pid) == group:
+                return True
+    return False
+
+
+def _with_new_children(alive: list[psutil.Process]) -> list[psutil.Process]:
+    """Those still alive and every descendant they have now (started since the last look)."""
+    found = {p.pid: p for p in alive}
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            for child in process.children(recursive=True):
+                found.setdefault(child.pid, child)
+    return [p for p in found.values() if _really_alive(p)]
 
 
 def _wait_gone(processes: list[psutil.Process], timeout: float) -> list[psutil.Process]:

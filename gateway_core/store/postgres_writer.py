@@ -143,9 +143,7 @@ class PostgresWriter:
                     stopping = True
                     break
                 batch.append(item)
-            outcomes, busy = await loop.run_in_executor(
-                self._executor, timed, self._commit, batch
-            )
+            outcomes, busy = await loop.run_in_executor(self._executor, timed, self._commit, batch)
             self.stats.counted(len(batch), busy)
             for pending, (ok, value) in zip(batch, outcomes, strict=True):
                 if pending.future.done():

@@ -157,9 +157,7 @@ class Writer:
                 self._wake = None
                 continue
             batch = [pending.popleft() for _ in range(min(len(pending), self._max_batch))]
-            outcomes, busy = await loop.run_in_executor(
-                self._executor, timed, self._commit, batch
-            )
+            outcomes, busy = await loop.run_in_executor(self._executor, timed, self._commit, batch)
             self.stats.counted(len(batch), busy)
             for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
                 if future.done():  # the caller was cancelled; the write still happened
