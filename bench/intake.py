@@ -21,6 +21,10 @@ delivery workers warm); that warm-up is not counted.
               called say() against its slot (the event loop was busy): it is NOT in the latency.
   saturation  one closed-loop client per session: it says its next message as soon as the
               previous reply was sent. messages_per_s counts replies sent within the window.
+              It runs as `switchboard run` does (SQLite's hot-path writes in the store's
+              writer process), then again with every write on the writer's thread
+              (`saturation_writes_on_thread`; `process_over_thread` is the ratio); --writes
+              picks one. CPU figures include the writer process's (`write-process`).
   ceiling     the same rows per message (inbox insert, user and assistant transcript rows,
               outbox insert and its update to sent, session update) written by plain sqlite3
               (WAL, synchronous NORMAL, the project's schema), one transaction per message, in
@@ -133,10 +137,12 @@ class Bench:
         *,
         first: int = 0,
         node_id: str | None = None,
+        write_process: bool = True,
     ) -> None:
         """first: the number of the first user (nodes of one cluster bench talk to different
-        users); node_id: on PostgreSQL, the node's name."""
-        sections: dict[str, dict[str, Any]] = {}
+        users); node_id: on PostgreSQL, the node's name; write_process: SQLite's
+        `store.write_process` (False: every write on the writer's thread)."""
+        sections: dict[str, dict[str, Any]] = {"store": {"write_process": write_process}}
         if dsn is not None:
             sections["store"] = {"backend": "postgresql"}
         if node_id is not None:
@@ -156,6 +162,7 @@ class Bench:
 
     async def start(self) -> None:
         await self.gateway.start()
+        await self.gateway.store.write_process_started()
         # Warm-up (not measured): every session created and answered once.
         waiters = [self.adapter.expect(f"w{n}") for n in range(len(self.users))]
         await asyncio.gather(*(u.say(f"w{n}") for n, u in enumerate(self.users)))
@@ -287,12 +294,15 @@ async def closed_loop(bench: Bench, seconds: float) -> ClosedLoop:
     return found
 
 
-async def saturation(sessions: int, seconds: float, dsn: str | None = None) -> dict[str, Any]:
+async def saturation(
+    sessions: int, seconds: float, dsn: str | None = None, *, write_process: bool = True
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-intake-") as directory:
-        bench = Bench(Path(directory), sessions, dsn)
+        bench = Bench(Path(directory), sessions, dsn, write_process=write_process)
         await bench.start()
         before = bench.stats()
-        with Costs() as costs:
+        helper = bench.gateway.store.write_process_pid
+        with Costs(helper=helper) as costs:
             loop = await closed_loop(bench, seconds)
         stats = writer_delta(before, bench.stats(), costs.wall_seconds)
         await bench.stop()
@@ -310,6 +320,8 @@ async def saturation(sessions: int, seconds: float, dsn: str | None = None) -> d
         },
         **found,
         "clients": sessions,
+        # Where SQLite's writes ran: the writer's process (store.write_process) or thread.
+        "writes": "thread" if helper is None else "process",
         "writer": stats,
         "threads_share_of_wall": _shares(costs, stats),
         "costs": costs.report(),
@@ -469,6 +481,13 @@ def main() -> None:
     parser.add_argument(
         "--postgresql", action="store_true", help="also run saturation on a throwaway PostgreSQL"
     )
+    parser.add_argument(
+        "--writes",
+        choices=("process", "thread", "both"),
+        default="both",
+        help="saturation with SQLite's writes in the writer's process (the default), on its "
+        "thread, or both (the thread's run reported beside it, with the ratio)",
+    )
     add_gc_option(parser)
     args = parser.parse_args()
     gc_mode = apply_gc_option(args)
@@ -493,8 +512,21 @@ def main() -> None:
         fixed = run_server(fixed_rate(args.sessions, args.rate, args.seconds), os.environ)
         result["fixed_rate"] = fixed
     if args.only in (None, "saturation"):
-        sat = run_server(saturation(args.sessions, args.seconds), os.environ)
-        result["saturation"] = sat
+        if args.writes in ("process", "both"):
+            sat = run_server(saturation(args.sessions, args.seconds), os.environ)
+            result["saturation"] = sat
+        if args.writes in ("thread", "both"):
+            on_thread = run_server(
+                saturation(args.sessions, args.seconds, write_process=False), os.environ
+            )
+            if sat is None:
+                sat = on_thread
+                result["saturation"] = on_thread
+            else:
+                result["saturation_writes_on_thread"] = on_thread
+                result["process_over_thread"] = round(
+                    sat["messages_per_s"] / on_thread["messages_per_s"], 3
+                )
     if args.only in (None, "ceiling"):
         ceilings.append(ceiling(args.sessions, 10**9, args.ceiling_seconds))
         ceil = mean_ceiling(ceilings)

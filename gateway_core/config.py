@@ -406,6 +406,8 @@ SETTINGS: tuple[Setting, ...] = (
        "SQLite synchronous pragma: FULL also survives power loss, NORMAL only crashes"),
     _S("store", "busy_timeout", 5, FLOAT,
        "seconds to wait for a locked database before failing", _above(0)),
+    _S("store", "write_process", True, BOOL,
+       "SQLite: hot-path writes in a process of their own (both cores); false: on a thread"),
     _S("recovery", "gate", "safe", _choice(tuple(gate.value for gate in Gate), convert=Gate),
        "which interrupted turns resume on their own: safe | operator | all | off"),
     _S("recovery", "freshness", 3600, FLOAT,
@@ -527,6 +529,7 @@ class StoreSettings:
     dsn_env: str
     synchronous: Literal["NORMAL", "FULL"]
     busy_timeout: float
+    write_process: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,12 +23,57 @@ from gateway_core.runtime import Runtime
 from gateway_core.safe_json import parse_json
 from gateway_core.store.codec import encode_text_payload
 from gateway_core.store.inbox import finish_row, insert_row
+from gateway_core.store.job import job
 from gateway_core.store.leases import notify_nodes_row
 from gateway_core.store.sessions import ensure_row
 from gateway_core.store.transaction import Transaction
 from gateway_core.turn import RequestKind, TurnRequest
 
 log = logging.getLogger(__name__)
+
+
+def store_batch_body(
+    db: Transaction, batch: Sequence[InboundMessage], now: float, *, notify_nodes: bool
+) -> tuple[list[tuple[Session, int, int]], int, int]:
+    """The intake's transaction (a job: store/job.py): the inbox rows of a batch and their
+    sessions' upserts. Returns (session, inbox id, index in the batch) of each message that
+    is new, and how many were skipped and how many were duplicates. notify_nodes: on a
+    node, the sessions' owners may be other nodes, so the commit wakes them."""
+    # Counted here and returned, not kept outside: a body may run twice (store/writer.py).
+    skipped = duplicates = 0
+    accepted = []
+    for index, message in enumerate(batch):
+        if message.skip_reason is not None or message.origin is None:
+            # Recorded for dedup and for the operator; never becomes a turn.
+            skip = insert_row(db, message.platform, message.update_id, None, "{}", now)
+            if skip is not None:
+                finish_row(db, skip, "skipped", message.skip_reason, now)
+                skipped += 1
+            else:
+                duplicates += 1
+            continue
+        key = message.origin.key
+        payload = encode_text_payload(message.text)
+        # The inbox row first: whether it is new decides whether the session's newest
+        # message is this one, noted by the session's upsert (one statement).
+        inbox_id = insert_row(
+            db,
+            message.platform,
+            message.update_id,
+            str(key),
+            payload,
+            now,
+            message.message_id,
+        )
+        if inbox_id is not None:  # None: a redelivered update, already stored
+            session = ensure_row(db, key, message.origin, now, message.message_id)
+            accepted.append((session, inbox_id, index))
+        else:
+            ensure_row(db, key, message.origin, now)
+            duplicates += 1
+    if accepted and notify_nodes:
+        notify_nodes_row(db, [inbox_id for _, inbox_id, _ in accepted])
+    return accepted, skipped, duplicates
 
 
 class Intake:
@@ -66,45 +111,11 @@ class Intake:
     async def _accept(self, batch: Sequence[InboundMessage]) -> None:
         rt = self._rt
         now = rt.clock.now()
-
-        def txn(db: Transaction) -> tuple[list[tuple[Session, int, InboundMessage]], int, int]:
-            # Counted here and returned, not kept outside: a body may run twice (store/writer.py).
-            skipped = duplicates = 0
-            accepted = []
-            for message in batch:
-                if message.skip_reason is not None or message.origin is None:
-                    # Recorded for dedup and for the operator; never becomes a turn.
-                    skip = insert_row(db, message.platform, message.update_id, None, "{}", now)
-                    if skip is not None:
-                        finish_row(db, skip, "skipped", message.skip_reason, now)
-                        skipped += 1
-                    else:
-                        duplicates += 1
-                    continue
-                key = message.origin.key
-                payload = encode_text_payload(message.text)
-                # The inbox row first: whether it is new decides whether the session's
-                # newest message is this one, noted by the session's upsert (one statement).
-                inbox_id = insert_row(
-                    db,
-                    message.platform,
-                    message.update_id,
-                    str(key),
-                    payload,
-                    now,
-                    message.message_id,
-                )
-                if inbox_id is not None:  # None: a redelivered update, already stored
-                    session = ensure_row(db, key, message.origin, now, message.message_id)
-                    accepted.append((session, inbox_id, message))
-                else:
-                    ensure_row(db, key, message.origin, now)
-                    duplicates += 1
-            if accepted and rt.node is not None:  # the sessions' owners may be other nodes
-                notify_nodes_row(db, [inbox_id for _, inbox_id, _ in accepted])
-            return accepted, skipped, duplicates
-
-        accepted, skipped, duplicates = await rt.store.write(txn)
+        batch = list(batch)
+        stored, skipped, duplicates = await rt.store.write(
+            job(store_batch_body, batch, now, notify_nodes=rt.node is not None)
+        )
+        accepted = [(session, inbox_id, batch[index]) for session, inbox_id, index in stored]
         refused = 0
         for session, inbox_id, message in accepted:
             if message.message_id is not None:

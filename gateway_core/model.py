@@ -51,6 +51,7 @@ class ReplyAnchorMode(StrEnum):
     NEVER = "never"
 
 
+@quick_frozen_init
 @dataclass(frozen=True, slots=True)
 class Origin:
     """Where replies for a session go, and who started it."""

@@ -13,6 +13,10 @@ here store each field through its slot's own descriptor, bound once when the cla
   frozen error on assignment are the dataclass's own. Refused, when the class is defined, for
   anything it would get wrong (not frozen, no slots, InitVar, init=False, __post_init__).
   tests/test_quick_init.py checks every class it is applied to against the dataclass's own.
+  It also gets a `__reduce__` that pickles the field values in order and rebuilds with the
+  positional builder below: the hot path's values cross to the store's writer process
+  (store/write_process.py), and the dataclass's own pickling (its __getstate__ and
+  __setstate__, in Python) cost more than the rest of the trip.
 - `positional_builder` makes a separate constructor that takes every field positionally, with
   no defaults at all: about half the cost of the dataclass's own, for the store's decoders of
   stored rows (tests/test_positional_builder.py).
@@ -53,6 +57,26 @@ def positional_builder(cls: type[T]) -> Callable[..., T]:
     return build
 
 
+# The positional builder of every class quick_frozen_init decorated, for `rebuilt`.
+_BUILDERS: dict[type[Any], Callable[..., Any]] = {}
+
+
+def rebuilt(cls: type[T], values: tuple[Any, ...]) -> T:
+    """A pickled value of a quick_frozen_init class, built again from its field values."""
+    built: T = _BUILDERS[cls](*values)
+    return built
+
+
+def _reduce(cls: type[Any], names: list[str]) -> Any:
+    scope: dict[str, Any] = {"_rebuilt": rebuilt, "_cls": cls}
+    values = "".join(f"self.{name}, " for name in names)
+    reduce = _compile(
+        f"def __reduce__(self):\n    return (_rebuilt, (_cls, ({values})))", scope, "__reduce__"
+    )
+    reduce.__qualname__ = f"{cls.__qualname__}.__reduce__"
+    return reduce
+
+
 def quick_frozen_init(cls: type[T]) -> type[T]:
     params = cls.__dataclass_params__  # type: ignore[attr-defined]
     if not params.frozen or "__slots__" not in cls.__dict__:
@@ -91,4 +115,7 @@ def quick_frozen_init(cls: type[T]) -> type[T]:
     # The dataclass's own, kept for the test that compares the two.
     cls.__dataclass_init__ = cls.__init__  # type: ignore[attr-defined]
     cls.__init__ = init  # type: ignore[method-assign]
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    _BUILDERS[cls] = positional_builder(cls)
+    cls.__reduce__ = _reduce(cls, names)  # type: ignore[method-assign]
     return cls

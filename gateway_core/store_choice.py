@@ -46,4 +46,5 @@ async def open_configured_store(config: Config, clock: Clock, dsn: str | None) -
         synchronous=config.store.synchronous,
         busy_timeout=config.store.busy_timeout,
         clock=clock,
+        write_process=config.store.write_process,
     )

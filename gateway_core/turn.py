@@ -50,6 +50,7 @@ from gateway_core.quick_init import quick_frozen_init
 from gateway_core.recovery.note import resume_note, with_note
 from gateway_core.store.errors import LeaseHeld, LeaseLost
 from gateway_core.store.inbox import finish_row
+from gateway_core.store.job import job
 from gateway_core.store.leases import acquire_row, fence_row, inbox_open_row
 from gateway_core.store.outbox import enqueue_claimed_row, enqueue_row
 from gateway_core.store.processes import (
@@ -172,82 +173,138 @@ def _notice_instead_of_turn(
     return TurnStart(current, "none", None, dropped="told-user", outbox_id=outbox_id)
 
 
-def _start_job(
+def finish_turn_body(
+    db: Transaction,
+    session_id: int,
+    generation: int,
+    text: str,
+    finish_reason: str | None,
+    usage: tuple[int, int] | None,
+    outcome: TurnOutcome,
+    reply_to: str | None,
+    now: float,
+    *,
+    direct: bool,
+    claim: bool,
+    fence: tuple[str, int] | None,
+) -> int | ClaimedReply | None:
+    """The end-of-turn transaction (a job: store/job.py): the answer row, the turn closed,
+    the reply written (claimed already when `claim`: it is sent at once). Returns the
+    reply's outbox id or claim; None when a newer generation owns the session. fence: on a
+    node, (node id, lease epoch), refusing the transaction unless the lease is still ours."""
+    if fence is not None:
+        fence_row(db, session_id, *fence)
+    # One statement: the running-turn marker cleared if it is still ours, the session
+    # touched, its newest generation and whether a recovery marker is set read (the rows
+    # below need not touch the session; the record only when marked).
+    current, marked = finish_turn_row(db, session_id, generation, now)
+    row = NewMessage(
+        Role.ASSISTANT,
+        text,
+        finish_reason=finish_reason,
+        generation=generation,
+        reply_to=reply_to,
+    )
+    rows = [row]
+    if usage is not None:
+        prompt, completion = usage
+        rows.append(
+            NewMessage(
+                Role.SYSTEM,
+                json.dumps({"prompt_tokens": prompt, "completion_tokens": completion}),
+                kind=MessageKind.META,
+                generation=generation,
+            )
+        )
+    insert_rows(db, session_id, rows, now, touch_session=False)
+    if current != generation:
+        end_row(db, session_id, generation, TurnOutcome.SUPERSEDED, now)
+        return None  # kept in the transcript, never delivered into a newer turn
+    end_row(db, session_id, generation, outcome, now)
+    if marked:  # the turn really completed: its session is no candidate any more
+        clear_row(db, session_id, now)
+    enqueue = enqueue_claimed_row if claim else enqueue_row
+    return enqueue(
+        db,
+        session_id,
+        generation,
+        "reply",
+        text,
+        now,
+        reply_to=reply_to,
+        direct=direct,
+    )
+
+
+def start_turn_body(
+    db: Transaction,
     session_id: int,
     request: TurnRequest,
     now: float,
     run_id: int | None,
     lease: LeaseTerms | None = None,
-) -> Callable[[Transaction], TurnStart]:
-    def txn(db: Transaction) -> TurnStart:
-        # First: on a node, nothing is decided or written for a session another node owns
-        # (LeaseHeld rolls the whole start back; the inbox row stays for the owner).
-        epoch = (
-            None if lease is None else acquire_row(db, session_id, lease.node_id, now, lease.ttl)
-        )
-        inbox_id = request.inbox_id
-        if lease is not None and inbox_id is not None and not inbox_open_row(db, inbox_id):
-            # Queued on two nodes (the intake's and the owner's pickup): one turn starts.
-            return TurnStart(generation_row(db, session_id), "none", None, dropped="taken")
-        if request.notice is not None:
-            instead = _notice_instead_of_turn(db, session_id, request, now)
-            if instead is not None:
-                return instead
-        if request.kind is not RequestKind.RESUME and request.notice is None:
-            # A user's message (the hot path): nothing below depends on the recovery record,
-            # so one statement starts the turn (the new generation, the running-turn marker,
-            # the session touched) and reads the record.
-            generation, record = start_turn_with_state_row(db, session_id, now)
-            state, reason = (RecoveryState.NONE, None) if record is None else record
-            reply_to = request.message_id
-        else:
-            record = state_row(db, session_id)
-            state, reason = (RecoveryState.NONE, None) if record is None else record
-            if request.kind is RequestKind.RESUME and state not in CANDIDATE_STATES:
-                # Answered or cleared since the resume was queued: running it would answer
-                # twice.
-                return TurnStart(
-                    generation_row(db, session_id), state, reason, dropped="no-longer-a-candidate"
-                )
-            if request.kind is RequestKind.RESUME:
-                reply_to = reply_to_row(db, session_id)  # the interrupted request
-            else:
-                assert request.notice is not None
-                reply_to = reply_to_of_job_row(db, request.notice.process_id)
-            # One statement: the new generation, the running-turn marker, the session touched
-            # (so the input row below need not touch it again).
-            generation = start_turn_row(db, session_id, now)
-        begin_row(db, session_id, generation, request.kind, run_id, now, reply_to)
+) -> TurnStart:
+    """A turn's start transaction (a job: store/job.py)."""
+    # First: on a node, nothing is decided or written for a session another node owns
+    # (LeaseHeld rolls the whole start back; the inbox row stays for the owner).
+    epoch = None if lease is None else acquire_row(db, session_id, lease.node_id, now, lease.ttl)
+    inbox_id = request.inbox_id
+    if lease is not None and inbox_id is not None and not inbox_open_row(db, inbox_id):
+        # Queued on two nodes (the intake's and the owner's pickup): one turn starts.
+        return TurnStart(generation_row(db, session_id), "none", None, dropped="taken")
+    if request.notice is not None:
+        instead = _notice_instead_of_turn(db, session_id, request, now)
+        if instead is not None:
+            return instead
+    if request.kind is not RequestKind.RESUME and request.notice is None:
+        # A user's message (the hot path): nothing below depends on the recovery record,
+        # so one statement starts the turn (the new generation, the running-turn marker,
+        # the session touched) and reads the record.
+        generation, record = start_turn_with_state_row(db, session_id, now)
+        state, reason = (RecoveryState.NONE, None) if record is None else record
+        reply_to = request.message_id
+    else:
+        record = state_row(db, session_id)
+        state, reason = (RecoveryState.NONE, None) if record is None else record
+        if request.kind is RequestKind.RESUME and state not in CANDIDATE_STATES:
+            # Answered or cleared since the resume was queued: running it would answer
+            # twice.
+            return TurnStart(
+                generation_row(db, session_id), state, reason, dropped="no-longer-a-candidate"
+            )
         if request.kind is RequestKind.RESUME:
-            note = NewMessage(
-                Role.USER,
-                resume_note(reason),
-                kind=MessageKind.RECOVERY_NOTE,
-                generation=generation,
-            )
-            insert_rows(db, session_id, [note], now, touch_session=False)
-            begin_attempt_row(db, session_id, now)
-        elif request.notice is not None:
-            row = NewMessage(
-                Role.USER, request.text, kind=MessageKind.NOTICE, generation=generation
-            )
-            insert_rows(db, session_id, [row], now, touch_session=False)
-            hand_over_row(
-                db, request.notice.process_id, generation, consume=request.notice.consumes
-            )
+            reply_to = reply_to_row(db, session_id)  # the interrupted request
         else:
-            said = NewMessage(
-                Role.USER,
-                request.text,
-                generation=generation,
-                platform_message_id=request.message_id,
-            )
-            insert_rows(db, session_id, [said], now, touch_session=False)
-        if request.inbox_id is not None:
-            finish_row(db, request.inbox_id, "done", None, now)
-        return TurnStart(generation, state, reason, reply_to=reply_to, epoch=epoch)
-
-    return txn
+            assert request.notice is not None
+            reply_to = reply_to_of_job_row(db, request.notice.process_id)
+        # One statement: the new generation, the running-turn marker, the session touched
+        # (so the input row below need not touch it again).
+        generation = start_turn_row(db, session_id, now)
+    begin_row(db, session_id, generation, request.kind, run_id, now, reply_to)
+    if request.kind is RequestKind.RESUME:
+        note = NewMessage(
+            Role.USER,
+            resume_note(reason),
+            kind=MessageKind.RECOVERY_NOTE,
+            generation=generation,
+        )
+        insert_rows(db, session_id, [note], now, touch_session=False)
+        begin_attempt_row(db, session_id, now)
+    elif request.notice is not None:
+        row = NewMessage(Role.USER, request.text, kind=MessageKind.NOTICE, generation=generation)
+        insert_rows(db, session_id, [row], now, touch_session=False)
+        hand_over_row(db, request.notice.process_id, generation, consume=request.notice.consumes)
+    else:
+        said = NewMessage(
+            Role.USER,
+            request.text,
+            generation=generation,
+            platform_message_id=request.message_id,
+        )
+        insert_rows(db, session_id, [said], now, touch_session=False)
+    if request.inbox_id is not None:
+        finish_row(db, request.inbox_id, "done", None, now)
+    return TurnStart(generation, state, reason, reply_to=reply_to, epoch=epoch)
 
 
 class TurnRunner:
@@ -282,7 +339,7 @@ class TurnRunner:
         lease = None if node is None else LeaseTerms(node.id, node.lease_ttl)
         try:
             start = await rt.store.write(
-                _start_job(session.id, request, rt.clock.now(), rt.run_id, lease)
+                job(start_turn_body, session.id, request, rt.clock.now(), rt.run_id, lease)
             )
         except LeaseHeld as held:
             log.info("turn for session %s not started here: %s", session.id, held)
@@ -409,9 +466,14 @@ class TurnRunner:
 
     def _fence(self, db: Transaction, session_id: int) -> None:
         """On a node: refuse the transaction unless the session's lease is still ours."""
+        terms = self._fence_terms(session_id)
+        if terms is not None:
+            fence_row(db, session_id, *terms)
+
+    def _fence_terms(self, session_id: int) -> tuple[str, int] | None:
+        """On a node: (this node, the epoch of its lease on the session) for fence_row."""
         node, epoch = self._rt.node, self._epochs.get(session_id)
-        if node is not None and epoch is not None:
-            fence_row(db, session_id, node.id, epoch)
+        return None if node is None or epoch is None else (node.id, epoch)
 
     async def _append(self, session_id: int, generation: int, row: NewMessage) -> None:
         if self._rt.node is None:  # SQLite: one process, nothing to fence
@@ -443,50 +505,6 @@ class TurnRunner:
         # committed, so the commit claims it too (one commit, not two; store/outbox.py).
         claim = self._deliverer.sends_at_once(session_id, session.origin, answer.text)
 
-        def txn(db: Transaction) -> int | ClaimedReply | None:
-            self._fence(db, session_id)
-            # One statement: the running-turn marker cleared if it is still ours, the session
-            # touched, its newest generation and whether a recovery marker is set read (the
-            # rows below need not touch the session; the record only when marked).
-            current, marked = finish_turn_row(db, session_id, generation, now)
-            row = NewMessage(
-                Role.ASSISTANT,
-                answer.text,
-                finish_reason=answer.finish_reason,
-                generation=generation,
-                reply_to=reply_to,
-            )
-            rows = [row]
-            if answer.usage is not None:
-                prompt, completion = answer.usage
-                usage = {"prompt_tokens": prompt, "completion_tokens": completion}
-                rows.append(
-                    NewMessage(
-                        Role.SYSTEM,
-                        json.dumps(usage),
-                        kind=MessageKind.META,
-                        generation=generation,
-                    )
-                )
-            insert_rows(db, session_id, rows, now, touch_session=False)
-            if current != generation:
-                end_row(db, session_id, generation, TurnOutcome.SUPERSEDED, now)
-                return None  # kept in the transcript, never delivered into a newer turn
-            end_row(db, session_id, generation, outcome, now)
-            if marked:  # the turn really completed: its session is no candidate any more
-                clear_row(db, session_id, now)
-            enqueue = enqueue_claimed_row if claim else enqueue_row
-            return enqueue(
-                db,
-                session_id,
-                generation,
-                "reply",
-                answer.text,
-                now,
-                reply_to=reply_to,
-                direct=direct,
-            )
-
         if answer.usage is not None:
             prompt, completion = self._rt.usage.get(session_id, (0, 0))
             self._rt.usage[session_id] = (prompt + answer.usage[0], completion + answer.usage[1])
@@ -494,7 +512,22 @@ class TurnRunner:
         # cancelled while waiting for the commit: the commit's own callback hands it over,
         # and the turn awaits a future of its own (what asyncio.shield does, with one future
         # and one callback instead of two of each: this runs for every message).
-        commit = self._rt.store.write_soon(txn)
+        commit = self._rt.store.write_soon(
+            job(
+                finish_turn_body,
+                session_id,
+                generation,
+                answer.text,
+                answer.finish_reason,
+                answer.usage,
+                outcome,
+                reply_to,
+                now,
+                direct=direct,
+                claim=claim,
+                fence=self._fence_terms(session_id),
+            )
+        )
         landed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         commit.add_done_callback(lambda done: self._hand_over(session, done, landed))
         return await landed

@@ -40,6 +40,7 @@ backend = "PostgreSQL"
 dsn_env = "MY_DSN"
 synchronous = "full"
 busy_timeout = 1.5
+write_process = false
 
 [recovery]
 gate = "operator"
@@ -218,6 +219,7 @@ def test_full_file_round_trip(tmp_path: Path) -> None:
     assert cfg.store.dsn_env == "MY_DSN"
     assert cfg.store.synchronous == "FULL"
     assert cfg.store.busy_timeout == 1.5
+    assert cfg.store.write_process is False
     assert cfg.recovery.gate is Gate.OPERATOR
     assert cfg.recovery.freshness == 0.0
     assert cfg.recovery.loop_window == 60.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import pickle
 import pkgutil
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,6 +98,18 @@ def test_defaults_factories_keyword_only_and_still_frozen() -> None:
         _Sample(1, [], "c", 4)  # type: ignore[call-arg]  # d is keyword-only, as the dataclass says
     with pytest.raises(TypeError):
         _Sample()  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("cls", DECORATED, ids=lambda cls: cls.__name__)
+def test_a_pickled_value_comes_back_equal(cls: type[Any]) -> None:
+    values = {
+        name: f"<{name}>"
+        for name, parameter in inspect.signature(cls.__dataclass_init__).parameters.items()
+        if name != "self"
+    }
+    original = cls(**values)
+    copy = pickle.loads(pickle.dumps(original, protocol=pickle.HIGHEST_PROTOCOL))
+    assert type(copy) is cls and copy == original and repr(copy) == repr(original)
 
 
 def test_refuses_what_it_would_get_wrong() -> None:

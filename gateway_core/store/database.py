@@ -10,8 +10,8 @@ import sqlite3
 from pathlib import Path
 
 from gateway_core.store.errors import NotADatabase, SchemaTooNew, StoreError
+from gateway_core.store.group_commit import translate_error
 from gateway_core.store.schema import LATEST_VERSION, MIGRATIONS
-from gateway_core.store.writer import translate_error
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 SYNCHRONOUS_MODES = ("NORMAL", "FULL")

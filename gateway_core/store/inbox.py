@@ -13,6 +13,7 @@ from typing import Any
 from gateway_core.clock import Clock
 from gateway_core.model import InboxItem, Session
 from gateway_core.store.codec import SESSION_COLUMNS, decode_session
+from gateway_core.store.job import job
 from gateway_core.store.transaction import RowReader, Transaction, TransactionQueue
 
 _COLUMNS = (
@@ -131,4 +132,4 @@ class Inbox:
 
     async def finish(self, item_id: int, status: str, error: str | None = None) -> None:
         now = self._clock.now()
-        await self._writer.submit(lambda db: finish_row(db, item_id, status, error, now))
+        await self._writer.submit(job(finish_row, item_id, status, error, now))

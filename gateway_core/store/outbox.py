@@ -38,6 +38,7 @@ from gateway_core.clock import Clock
 from gateway_core.model import ClaimedReply, OutboxItem, PieceStatus, ReplyPiece
 from gateway_core.store.errors import LeaseLost
 from gateway_core.store.id_sets import IN_IDS, ids_param
+from gateway_core.store.job import job
 from gateway_core.store.leases import NOT_OWNED_ELSEWHERE, delivery_fence_row
 from gateway_core.store.outbox_pieces import (
     decode_piece,
@@ -228,45 +229,9 @@ class Outbox:
 
         `fence` (session id, node id), on a node: LeaseLost instead of a claim when another
         node owns the session (store/leases.py)."""
-        now = self._clock.now()
-
-        fenced, fence_params = _fenced(fence)
-
-        def txn(db: Transaction) -> ClaimedReply | None:
-            # The claim also counts the stored pieces (a reply never split, nearly all of
-            # them, then costs this one statement) and carries the fence as a condition.
-            row = db.execute(
-                "UPDATE outbox SET status = 'sending', attempts = attempts + 1"
-                f" WHERE id = ? AND status = 'pending'{fenced} RETURNING {_COLUMNS},"
-                f" ({_PIECE_COUNT})",
-                (item_id, *fence_params),
-            ).fetchone()
-            if row is None:
-                if fence is not None:  # refused for the lease, or simply not pending?
-                    delivery_fence_row(db, *fence)
-                return None
-            item = decode_outbox(row)
-            pieces = piece_rows(db, item_id) if int(row[-1]) else []
-            if not pieces:
-                contents = split(item.content)
-                if len(contents) <= 1:  # fits in one message: the row is its only piece
-                    only = (ReplyPiece(0, item.content, PieceStatus.SENDING),)
-                    return ClaimedReply(item, only, stored=False)
-                store_piece_rows(db, item_id, contents)
-                pieces = piece_rows(db, item_id)
-            owed = [p for p in pieces if p.status is not PieceStatus.SENT]
-            if not owed:  # every piece confirmed: the row only missed its own "sent"
-                last = pieces[-1]
-                _mark_row_sent(db, item_id, last.platform_message_id, now)
-                return None
-            mark_sending_row(db, item_id, owed[0].index)
-            claimed = tuple(
-                replace(p, status=PieceStatus.SENDING) if p.index == owed[0].index else p
-                for p in pieces
-            )
-            return ClaimedReply(item, claimed)
-
-        return await self._writer.submit(txn)
+        return await self._writer.submit(
+            job(claim_pieces_row, item_id, split, fence, self._clock.now())
+        )
 
     async def piece_sent(
         self,
@@ -286,42 +251,17 @@ class Outbox:
         `fence` (session id, node id), while no other node owns the session: otherwise
         LeaseLost and nothing is recorded. A node that lost the session meanwhile (its new
         owner settled the send as unknown) must not record a piece, nor claim the next."""
-        now = self._clock.now()
-        fenced, fence_params = _fenced(fence)
-
-        def txn(db: Transaction) -> bool:
-            if not stored:  # the check and the confirmation in one statement
-                cursor = db.execute(
-                    "UPDATE outbox SET status = 'sent', platform_message_id = ?, sent_at = ?"
-                    f" WHERE id = ? AND status = 'sending'{fenced}",
-                    (platform_message_id, now, item_id, *fence_params),
-                )
-                if cursor.rowcount != 1:
-                    raise _not_recorded(item_id)
-                return True
-            # The check and the piece count in one statement; the UPDATE (of nothing) holds
-            # the row until the commit, so a takeover's settling of the send waits for it.
-            row = db.execute(
-                "UPDATE outbox SET attempts = attempts WHERE id = ? AND status = 'sending'"
-                f"{fenced} RETURNING ({_PIECE_COUNT})",
-                (item_id, *fence_params),
-            ).fetchone()
-            if row is None:
-                raise _not_recorded(item_id)
-            count = int(row[0])
-            if count:
-                mark_sent_row(db, item_id, index, platform_message_id, now)
-            if index + 1 >= count:
-                db.execute(
-                    "UPDATE outbox SET status = 'sent', platform_message_id = ?, sent_at = ?"
-                    " WHERE id = ?",
-                    (platform_message_id, now, item_id),
-                )
-                return True
-            mark_sending_row(db, item_id, index + 1)
-            return False
-
-        return await self._writer.submit(txn)
+        return await self._writer.submit(
+            job(
+                piece_sent_row,
+                item_id,
+                index,
+                platform_message_id,
+                self._clock.now(),
+                fence,
+                stored=stored,
+            )
+        )
 
     async def mark_sent(self, item_id: int, platform_message_id: str | None) -> bool:
         """Record delivery; False if it was already recorded (never send it again)."""
@@ -445,6 +385,92 @@ def _mark_row_sent(
         (platform_message_id, now, item_id),
     )
     return cursor.rowcount == 1
+
+
+def claim_pieces_row(
+    db: Transaction,
+    item_id: int,
+    split: Callable[[str], list[str]],
+    fence: tuple[int, str] | None,
+    now: float,
+) -> ClaimedReply | None:
+    """Outbox.claim_pieces's transaction (a job: store/job.py; `split` must be picklable,
+    a module-level function or a partial of one)."""
+    fenced, fence_params = _fenced(fence)
+    # The claim also counts the stored pieces (a reply never split, nearly all of
+    # them, then costs this one statement) and carries the fence as a condition.
+    row = db.execute(
+        "UPDATE outbox SET status = 'sending', attempts = attempts + 1"
+        f" WHERE id = ? AND status = 'pending'{fenced} RETURNING {_COLUMNS},"
+        f" ({_PIECE_COUNT})",
+        (item_id, *fence_params),
+    ).fetchone()
+    if row is None:
+        if fence is not None:  # refused for the lease, or simply not pending?
+            delivery_fence_row(db, *fence)
+        return None
+    item = decode_outbox(row)
+    pieces = piece_rows(db, item_id) if int(row[-1]) else []
+    if not pieces:
+        contents = split(item.content)
+        if len(contents) <= 1:  # fits in one message: the row is its only piece
+            only = (ReplyPiece(0, item.content, PieceStatus.SENDING),)
+            return ClaimedReply(item, only, stored=False)
+        store_piece_rows(db, item_id, contents)
+        pieces = piece_rows(db, item_id)
+    owed = [p for p in pieces if p.status is not PieceStatus.SENT]
+    if not owed:  # every piece confirmed: the row only missed its own "sent"
+        last = pieces[-1]
+        _mark_row_sent(db, item_id, last.platform_message_id, now)
+        return None
+    mark_sending_row(db, item_id, owed[0].index)
+    claimed = tuple(
+        replace(p, status=PieceStatus.SENDING) if p.index == owed[0].index else p for p in pieces
+    )
+    return ClaimedReply(item, claimed)
+
+
+def piece_sent_row(
+    db: Transaction,
+    item_id: int,
+    index: int,
+    platform_message_id: str | None,
+    now: float,
+    fence: tuple[int, str] | None,
+    *,
+    stored: bool,
+) -> bool:
+    """Outbox.piece_sent's transaction (a job: store/job.py)."""
+    fenced, fence_params = _fenced(fence)
+    if not stored:  # the check and the confirmation in one statement
+        cursor = db.execute(
+            "UPDATE outbox SET status = 'sent', platform_message_id = ?, sent_at = ?"
+            f" WHERE id = ? AND status = 'sending'{fenced}",
+            (platform_message_id, now, item_id, *fence_params),
+        )
+        if cursor.rowcount != 1:
+            raise _not_recorded(item_id)
+        return True
+    # The check and the piece count in one statement; the UPDATE (of nothing) holds
+    # the row until the commit, so a takeover's settling of the send waits for it.
+    row = db.execute(
+        "UPDATE outbox SET attempts = attempts WHERE id = ? AND status = 'sending'"
+        f"{fenced} RETURNING ({_PIECE_COUNT})",
+        (item_id, *fence_params),
+    ).fetchone()
+    if row is None:
+        raise _not_recorded(item_id)
+    count = int(row[0])
+    if count:
+        mark_sent_row(db, item_id, index, platform_message_id, now)
+    if index + 1 >= count:
+        db.execute(
+            "UPDATE outbox SET status = 'sent', platform_message_id = ?, sent_at = ? WHERE id = ?",
+            (platform_message_id, now, item_id),
+        )
+        return True
+    mark_sending_row(db, item_id, index + 1)
+    return False
 
 
 def _not_recorded(item_id: int) -> LeaseLost:

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway_core.store.errors import StoreClosed
+from gateway_core.store.group_commit import translate_error
 from gateway_core.store.transaction import Row
-from gateway_core.store.writer import translate_error
 
 
 class ReadPool:

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiosqlite
 
-from gateway_core.store.writer import translate_error
+from gateway_core.store.group_commit import translate_error
 
 Row = tuple[Any, ...]
 

@@ -8,6 +8,7 @@ from gateway_core.clock import Clock
 from gateway_core.model import Origin, Session, SessionKey
 from gateway_core.store.codec import SESSION_COLUMNS, decode_origin, decode_session, encode_origin
 from gateway_core.store.id_sets import IN_IDS, ids_param
+from gateway_core.store.job import job
 from gateway_core.store.transaction import RowReader, Transaction, TransactionQueue
 from gateway_core.store.turns import close_crashed_rows
 
@@ -72,7 +73,7 @@ class Sessions:
     async def ensure(self, key: SessionKey, origin: Origin | None) -> Session:
         """The session for key, created if new; a given origin replaces the stored one."""
         now = self._clock.now()
-        return await self._writer.submit(lambda db: ensure_row(db, key, origin, now))
+        return await self._writer.submit(job(ensure_row, key, origin, now))
 
     async def next_generation(self, session_id: int) -> int:
         """Start a new turn generation; generations only ever grow."""

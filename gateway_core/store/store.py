@@ -15,6 +15,7 @@ Writes that must land together (an answer, its outbox row and the marker clear) 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -43,6 +44,7 @@ from gateway_core.store.transaction import Transaction
 from gateway_core.store.transcript import Transcript
 from gateway_core.store.turns import Turns
 from gateway_core.store.working_notices import WorkingNotices
+from gateway_core.store.write_process import WriteProcess
 from gateway_core.store.writer import Writer, WriterStats
 
 if TYPE_CHECKING:
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
     from gateway_core.store.postgres_writer import PostgresWriter
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 DATABASE_NAME = "switchboard.db"
 # Read connections a bulk scan uses at once on SQLite (measured on the recovery scan's
 # benchmark, bench/recovery_scan.py: cold, the disk serves this many random reads at once).
@@ -120,14 +123,24 @@ class Store:
         busy_timeout: float = 5.0,
         clock: Clock | None = None,
         max_batch: int = 1000,
+        write_process: bool = True,
     ) -> Store:
-        """Open (creating if absent) and migrate. Raises StoreError subclasses, one line each."""
+        """Open (creating if absent) and migrate. Raises StoreError subclasses, one line each.
+
+        write_process: the hot path's writes (jobs) are committed by a process of the
+        store's own (store/write_process.py), started here and used once it is ready;
+        False: every write on the writer's thread, in this process."""
         path = _prepare_path(path)
         writer = await Writer.connect(
             path, lambda: open_write_connection(path, synchronous, busy_timeout), max_batch
         )
         try:
             reader = await Reader.connect(path, busy_timeout)
+            if write_process:  # after the thread's connection migrated the file
+                try:
+                    writer.use_process(await WriteProcess.start(path, synchronous, busy_timeout))
+                except OSError as error:
+                    log.warning("no writer process (%s): every write on the writer's thread", error)
         except BaseException:
             await writer.close()
             raise
@@ -227,6 +240,18 @@ class Store:
     @property
     def writer_stats(self) -> WriterStats:
         return self._writer.stats
+
+    async def write_process_started(self) -> bool:
+        """Until the writer's process is ready (or failed to start); whether it takes
+        writes. False at once for a store without one."""
+        process = getattr(self._writer, "process", None)
+        return process is not None and await process.started()
+
+    @property
+    def write_process_pid(self) -> int | None:
+        """The writer's own process (store/write_process.py) while it takes writes."""
+        process = getattr(self._writer, "process", None)
+        return process.pid if process is not None and process.ready else None
 
     async def close(self) -> None:
         """Commit what is queued and close every connection. Safe to call twice."""

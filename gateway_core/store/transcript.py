@@ -11,6 +11,7 @@ from typing import Any, overload
 from gateway_core.clock import Clock
 from gateway_core.model import Message, MessageKind, NewMessage, Role
 from gateway_core.store.codec import MESSAGE_COLUMNS, decode_message, message_params
+from gateway_core.store.job import job
 from gateway_core.store.transaction import RowReader, Transaction, TransactionQueue
 
 
@@ -136,7 +137,7 @@ class Transcript:
     async def append(self, session_id: int, messages: Sequence[NewMessage]) -> list[Message]:
         """Append rows durably; returns them with their sequence numbers once committed."""
         now = self._clock.now()
-        return await self._writer.submit(lambda db: append_rows(db, session_id, messages, now))
+        return await self._writer.submit(job(append_rows, session_id, messages, now))
 
     async def tail(self, session_id: int, limit: int) -> list[Message]:
         """The last `limit` rows, oldest first. Reads only this session's index range."""

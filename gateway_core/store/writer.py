@@ -1,37 +1,49 @@
-"""The single writer: one connection, one thread, group commit.
+"""The single writer: one queue of write jobs, group commit, in order.
 
 Callers submit a transaction body (`txn`, a function of the connection) and await its result.
-The writer task takes every body that is waiting, runs them all in ONE transaction on its own
-thread and resolves each caller's future once that transaction is committed. Under load many
-callers share a commit; when idle a body commits alone, with no added delay.
+The writer task takes every body that is waiting, runs them all in ONE transaction and
+resolves each caller's future once that transaction is committed. Under load many callers
+share a commit; when idle a body commits alone, with no added delay.
+
+Where a batch runs: bodies that are jobs (store/job.py: a function by name and its
+arguments, which the hot path's writes are) go to the writer's own process when the store
+has one (store/write_process.py: SQLite's work off the event loop's core); every other body
+runs on the writer's thread, on its own connection. A batch that mixes the two is cut where
+the kind changes and its parts committed one after another, each only once the one before
+it is, so the writes keep the order they were submitted in. Without a process (or once it
+has ended) everything runs on the thread.
 
 Why a raw sqlite3 connection on a dedicated thread rather than aiosqlite for writes: aiosqlite
 pays a thread hand-off (~85 µs here) for every statement, so a turn that writes six rows costs
 six hand-offs. Here a whole batch of jobs costs one. Reads still go through aiosqlite.
 
 A body that raises is rolled back alone and its caller gets the exception; the other bodies
-of the batch still commit. A batch first runs without savepoints (two statements per body,
-a fifth of a message's statements at saturation); only when one of its bodies raises is the
-whole transaction rolled back and the batch run again with each body in its own SAVEPOINT.
-So a body may run twice: its only effects must be its statements and its return value (no
-counters or lists outside it changed as it runs).
+of the batch still commit (store/group_commit.py). So a body may run twice: its only effects
+must be its statements and its return value (no counters or lists outside it changed as it
+runs).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway_core.store.errors import DatabaseLocked, StoreClosed, StoreError
+from gateway_core.store.errors import StoreClosed
+from gateway_core.store.group_commit import Outcome, commit_batch
+from gateway_core.store.job import Job
+from gateway_core.store.write_process import IN_FLIGHT, WriteProcess
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 Txn = Callable[[sqlite3.Connection], Any]
 
 
@@ -40,8 +52,9 @@ class WriterStats:
     batches: int = 0
     jobs: int = 0
     largest_batch: int = 0
-    # Wall seconds the writer's thread spent in its transactions (waits for the interpreter
-    # included): its share of the time is how near the writer is to saturation.
+    # Wall seconds the writer spent in its transactions, on its thread (waits for the
+    # interpreter included) or in its process: its share of the time is how near the writer
+    # is to saturation.
     busy_seconds: float = 0.0
 
     def counted(self, jobs: int, busy_seconds: float) -> None:
@@ -69,18 +82,6 @@ def timed(commit: Callable[[B], R], batch: B) -> tuple[R, float]:
 _Pending = tuple[Txn, "asyncio.Future[Any]"]
 
 
-class _BodyFailed(Exception):
-    """A body raised in a batch run without savepoints: run the batch again with them."""
-
-
-def translate_error(path: Path, error: sqlite3.Error) -> StoreError:
-    """Turn a sqlite3 error into one line an operator can act on."""
-    text = str(error)
-    if isinstance(error, sqlite3.OperationalError) and "locked" in text:
-        return DatabaseLocked(f"{path}: database is locked by another process ({text})")
-    return StoreError(f"{path}: {type(error).__name__}: {text}")
-
-
 class Writer:
     def __init__(
         self,
@@ -102,8 +103,10 @@ class Writer:
         # append.
         self._pending: deque[_Pending] = deque()
         self._wake: asyncio.Future[None] | None = None
+        self._wake_at = 1  # jobs waiting that wake the writer task (see _woken)
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._process: WriteProcess | None = None
         self.stats = WriterStats()
 
     @classmethod
@@ -121,6 +124,14 @@ class Writer:
         writer._task = asyncio.get_running_loop().create_task(writer._run(), name="store-writer")
         return writer
 
+    def use_process(self, process: WriteProcess) -> None:
+        """From now on, jobs go to this process once it is ready (store/write_process.py)."""
+        self._process = process
+
+    @property
+    def process(self) -> WriteProcess | None:
+        return self._process
+
     def submit(self, txn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """Run txn in the next transaction; the future gives its result once that is
         committed. Not a coroutine: every write of every message passes here, and a
@@ -133,8 +144,10 @@ class Writer:
         if self._closing:
             raise StoreClosed(f"{self._path}: the store is closing; write refused")
         future: asyncio.Future[T] = self._loop.create_future()
-        self._pending.append((txn, future))
-        self._wake_up()
+        pending = self._pending
+        pending.append((txn, future))
+        if len(pending) >= self._wake_at:
+            self._wake_up()
         return future
 
     def _wake_up(self) -> None:
@@ -146,86 +159,135 @@ class Writer:
         return await asyncio.get_running_loop().run_in_executor(self._executor, txn, self._db)
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         pending = self._pending
         while True:
             if not pending:
                 if self._closing:
                     break
-                self._wake = loop.create_future()
-                await self._wake
-                self._wake = None
+                await self._woken()
                 continue
-            batch = [pending.popleft() for _ in range(min(len(pending), self._max_batch))]
-            outcomes, busy = await loop.run_in_executor(self._executor, timed, self._commit, batch)
-            self.stats.counted(len(batch), busy)
-            for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
-                if future.done():  # the caller was cancelled; the write still happened
-                    continue
-                if ok:
-                    future.set_result(value)
+            process = self._process
+            if process is None or not process.ready:
+                await self._on_thread(self._take(len(pending)))
+                continue
+            if process.in_flight >= IN_FLIGHT:
+                await process.slot()
+                continue
+            committing = process.committing
+            if committing is not None and len(pending) < committing // 4 and not self._closing:
+                # A batch is being committed and what waits is a few jobs: a batch of them
+                # would only sit behind it and hold the other slot while more arrive, so
+                # wait for a quarter of its size or for its answer, whichever comes first.
+                await self._woken(committing // 4, process.answered())
+                continue
+            size = len(pending)
+            if committing is None:
+                # Nothing out: send half now and the rest right behind it, so the process
+                # commits one while the loop handles the answers of the other (else every
+                # caller waits on one batch, then the process on the loop, in turn).
+                size = (size + 1) // 2
+            for part, is_jobs in _parts(self._take(size)):
+                if is_jobs:
+                    await self._to_process(process, part)
                 else:
-                    future.set_exception(value)
+                    await self._on_thread(part)
+        if self._process is not None:
+            await self._process.idle()
 
-    def _commit(self, batch: list[_Pending]) -> list[tuple[bool, Any]]:
+    def _take(self, count: int) -> list[_Pending]:
+        pending = self._pending
+        return [pending.popleft() for _ in range(min(count, len(pending), self._max_batch))]
+
+    async def _woken(self, jobs: int = 1, or_when: asyncio.Future[Any] | None = None) -> None:
+        """Until `jobs` jobs are waiting (or a stop begins), or `or_when` is done."""
+        self._wake = self._loop.create_future()
+        self._wake_at = jobs
+        if or_when is not None:
+            or_when.add_done_callback(self._woken_by)
+        try:
+            await self._wake
+        finally:
+            self._wake = None
+            self._wake_at = 1
+            if or_when is not None:
+                or_when.remove_done_callback(self._woken_by)
+
+    def _woken_by(self, _: object) -> None:
+        self._wake_up()
+
+    async def _on_thread(self, batch: list[_Pending]) -> None:
+        """Commit on the writer's thread, once every batch handed to the process is."""
+        if self._process is not None:
+            await self._process.idle()
+        outcomes, busy = await self._loop.run_in_executor(
+            self._executor, timed, self._commit, batch
+        )
+        self.stats.counted(len(batch), busy)
+        _resolve(batch, outcomes)
+
+    async def _to_process(self, process: WriteProcess, batch: list[_Pending]) -> None:
+        """Hand a batch of jobs to the process (once it has a slot); its callers' futures
+        resolve when it answers. On the thread instead if the process is gone meanwhile or
+        a job cannot be pickled (a bug: a job's arguments must be plain values)."""
+        await process.slot()
+        if not process.ready:
+            await self._on_thread(batch)
+            return
+        try:
+            answer = process.send([txn for txn, _ in batch])
+        except Exception:
+            log.exception("a batch of jobs could not be sent to the writer's process")
+            await self._on_thread(batch)
+            return
+        answer.add_done_callback(partial(self._answered, batch))
+
+    def _answered(
+        self, batch: list[_Pending], answer: asyncio.Future[tuple[list[Outcome], float]]
+    ) -> None:
+        error = answer.exception()
+        if error is not None:  # the process ended before it answered, or could not read it
+            _resolve(batch, [(False, error)] * len(batch))
+            return
+        outcomes, busy = answer.result()
+        self.stats.counted(len(batch), busy)
+        _resolve(batch, outcomes)
+
+    def _commit(self, batch: list[_Pending]) -> list[Outcome]:
         """Runs on the writer thread: one transaction for the whole batch."""
-        try:
-            return self._commit_once(batch, isolated=False)
-        except _BodyFailed:
-            return self._commit_once(batch, isolated=True)
-
-    def _commit_once(self, batch: list[_Pending], isolated: bool) -> list[tuple[bool, Any]]:
-        """One transaction. isolated: each body in its own savepoint, so one that raises is
-        rolled back alone; otherwise a body that raises rolls the transaction back and
-        raises _BodyFailed (the batch is then run again, isolated)."""
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as error:
-            failure = translate_error(self._path, error)
-            return [(False, failure)] * len(batch)
-        outcomes: list[tuple[bool, Any]] = []
-        for txn, _ in batch:
-            if isolated:
-                db.execute("SAVEPOINT txn")
-            try:
-                outcomes.append((True, txn(db)))
-                if isolated:
-                    db.execute("RELEASE txn")
-            except Exception as error:  # the body's own failure goes back to its caller
-                if not db.in_transaction:
-                    # SQLite rolled back the whole transaction (disk full, I/O error): every
-                    # body of this batch is lost, so every caller must hear about it.
-                    lost = _as_store_error(self._path, error)
-                    return [(False, lost)] * len(batch)
-                if not isolated:
-                    db.execute("ROLLBACK")
-                    raise _BodyFailed from error
-                db.execute("ROLLBACK TO txn")
-                db.execute("RELEASE txn")
-                outcomes.append((False, _as_store_error(self._path, error)))
-        try:
-            db.execute("COMMIT")
-        except sqlite3.Error as error:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            failure = translate_error(self._path, error)
-            return [(False, failure)] * len(batch)
-        return outcomes
+        return commit_batch(self._db, self._path, [txn for txn, _ in batch])
 
     async def close(self) -> None:
-        """Stop taking jobs, commit what is queued, close the connection."""
+        """Stop taking jobs, commit what is queued, stop the process, close the connection."""
         if self._closing:
             return
         self._closing = True
         self._wake_up()
         if self._task is not None:
             await self._task
+        if self._process is not None:
+            await self._process.close()
         await asyncio.get_running_loop().run_in_executor(self._executor, self._db.close)
         self._executor.shutdown(wait=True)
 
 
-def _as_store_error(path: Path, error: Exception) -> Exception:
-    if isinstance(error, sqlite3.Error):
-        return translate_error(path, error)
-    return error
+def _parts(batch: list[_Pending]) -> list[tuple[list[_Pending], bool]]:
+    """The batch cut where it changes between jobs and other bodies, in order; each part
+    with whether it is jobs."""
+    parts: list[tuple[list[_Pending], bool]] = []
+    for pending in batch:
+        is_job = isinstance(pending[0], Job)
+        if parts and parts[-1][1] == is_job:
+            parts[-1][0].append(pending)
+        else:
+            parts.append(([pending], is_job))
+    return parts
+
+
+def _resolve(batch: list[_Pending], outcomes: list[Outcome]) -> None:
+    for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+        if future.done():  # the caller was cancelled; the write still happened
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
