@@ -5,9 +5,10 @@ turns (bench/intake.py's `threads_share_of_wall` sums to ~1.0 at saturation): a 
 the two threads' CPU added up, even on two cores. In a process of its own, the writer's
 statements, SQLite's work and the Python around them, run beside the loop instead.
 
-The gateway's side (`WriteProcess`) starts `python -m gateway_core.store.write_process` with
-the database's path. The child opens its own write connection and answers on its stdout, a
-pipe: one frame per batch, each a 4-byte length and a pickle. Parent to child: a list of jobs
+The gateway's side (`WriteProcess`) starts the child (this module's main(), on the gateway's
+own interpreter and import path) with the database's path. The child opens its own write
+connection and answers on its stdout, a pipe: one frame per batch, each a 4-byte length and
+a pickle. Parent to child: a list of jobs
 (store/job.py), which the child runs in ONE transaction with the same group commit as the
 writer's thread (store/group_commit.py). Child to parent: each job's outcome and the seconds
 the transaction took. At most `IN_FLIGHT` batches are out at once, answered in order, so the
@@ -28,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import pickle
@@ -51,6 +53,11 @@ IN_FLIGHT = 2
 EXIT_WITHIN = 10.0
 _HEADER = struct.Struct(">I")
 _READY, _FAILED, _UNREADABLE = "ready", "failed", "unreadable"
+# The child's first lines: the gateway's import path, then main() below.
+_BOOTSTRAP = (
+    "import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
+    "from gateway_core.store.write_process import main; sys.exit(main(sys.argv[2:]))"
+)
 
 
 class WriteProcessGone(StoreError):
@@ -78,8 +85,12 @@ class WriteProcess:
         the caller need not wait for: until then the writer commits on its thread."""
         child = await asyncio.create_subprocess_exec(
             sys.executable,
-            "-m",
-            "gateway_core.store.write_process",
+            "-c",
+            _BOOTSTRAP,
+            # The gateway's own import path: the child runs the very code the gateway runs
+            # (not whatever a `gateway_core` in its working directory would be), and finds
+            # every module a job's function is defined in.
+            json.dumps(sys.path),
             str(path),
             synchronous,
             str(busy_timeout),
@@ -284,7 +295,7 @@ def _sendable(outcome: Outcome, error: Exception) -> Outcome:
 
 
 def main(argv: Sequence[str]) -> int:
-    """`python -m gateway_core.store.write_process PATH SYNCHRONOUS BUSY_TIMEOUT`"""
+    """The child: `main([PATH, SYNCHRONOUS, BUSY_TIMEOUT])`, started by WriteProcess.start."""
     _die_with_parent()
     _widen(0)
     _widen(1)
@@ -315,7 +326,3 @@ def main(argv: Sequence[str]) -> int:
     finally:
         db.close()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
