@@ -9,8 +9,9 @@ statements and how much is the Python around them (the transaction bodies, the b
 rows decoded), which is what tells a change to the writer's Python from a change to the
 statements apart.
 
-1. `measured`: bench/intake.py's saturation phase as it is (uvloop where installed): CPU per
-   message by thread.
+1. `measured`: bench/intake.py's saturation phase with every write on the writer's thread
+   (`store.write_process = false`: the statements must run in this process to be recorded),
+   on uvloop where installed: CPU per message by thread.
 2. The same phase again with every statement of the writer's thread recorded, in order with
    its parameters (sqlite3.connect given a recording Connection class for this run only: the
    standard library's, not the gateway's code, is what is wrapped).
@@ -35,7 +36,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -48,6 +49,12 @@ from gateway_core.event_loop import chosen_loop, run_server
 from gateway_core.store.database import open_write_connection
 
 WRITER_THREAD_PREFIX = "sb-writer"  # the store writer's thread (store/writer.py)
+
+
+def on_thread(sessions: int, seconds: float) -> Coroutine[Any, Any, dict[str, Any]]:
+    """bench/intake.py's saturation with every write on the writer's thread."""
+    return saturation(sessions, seconds, write_process=False)
+
 
 Statement = tuple[str, Sequence[Any] | list[Sequence[Any]], bool]  # sql, params, many
 
@@ -145,9 +152,9 @@ def main() -> None:
     args = parser.parse_args()
     gc_mode = apply_gc_option(args)
 
-    measured = run_server(saturation(args.sessions, args.seconds), os.environ)
+    measured = run_server(on_thread(args.sessions, args.seconds), os.environ)
     with recording() as log:
-        recorded = run_server(saturation(args.sessions, args.seconds), os.environ)
+        recorded = run_server(on_thread(args.sessions, args.seconds), os.environ)
     # Every message of the recorded run, warm-up and tail included, went through the log.
     messages = sum(1 for sql, _, _ in log if sql.lstrip().startswith("INSERT INTO inbox"))
     floor = replay(log, max(messages, 1))

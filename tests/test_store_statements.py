@@ -31,7 +31,11 @@ _TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 
 @pytest.fixture
 async def running(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Running]:
-    gateway = await start_gateway(tmp_path / "state", clock, notifier={"interval": 60})
+    # Every write on the writer's thread, where the trace below sees its statements: the
+    # writer's process runs the very same jobs (store/write_process.py).
+    gateway = await start_gateway(
+        tmp_path / "state", clock, notifier={"interval": 60}, store={"write_process": False}
+    )
     try:
         yield gateway
     finally:

@@ -163,6 +163,11 @@ class WriteProcess:
         """Let the child commit what it has and exit (its stdin closed); killed if it does
         not within EXIT_WITHIN seconds."""
         await self.idle()
+        if not self._ready and self._child.returncode is None:
+            # Still starting (a short-lived store): it holds nothing of ours, so it need not
+            # finish starting only to be told to stop.
+            with contextlib.suppress(ProcessLookupError):
+                self._child.kill()
         stdin = self._child.stdin
         if stdin is not None and not stdin.is_closing():
             stdin.close()

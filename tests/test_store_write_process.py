@@ -1,0 +1,159 @@
+"""The SQLite writer's own process, with a real store file, a real child process and real
+signals: jobs are committed there, in order with the bodies the writer's thread runs, and
+nothing is lost silently when the child dies (its callers hear that the outcome is unknown,
+and the writer goes on on its thread)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from functools import partial
+from pathlib import Path
+
+import psutil
+import pytest
+
+from gateway_core.clock import ManualClock
+from gateway_core.store import Store
+from gateway_core.store.job import job
+from gateway_core.store.transaction import Transaction
+from gateway_core.store.write_process import WriteProcessGone
+
+# The jobs of these tests: module-level functions, so the child can import them by name.
+
+
+def writer_pid(db: Transaction) -> int:
+    return os.getpid()
+
+
+def note(db: Transaction, text: str) -> int:
+    row = db.execute(
+        "INSERT INTO audit (at, actor, action, outcome) VALUES (0, 'test', ?, 'ok') RETURNING id",
+        (text,),
+    ).fetchone()
+    return int(row[0])
+
+
+def note_on_thread(db: Transaction, *, text: str) -> int:
+    """note(), as a body that is not a job (the writer's thread runs it)."""
+    return note(db, text)
+
+
+def fail(db: Transaction, text: str) -> None:
+    note(db, text)
+    raise ValueError(f"refused: {text}")
+
+
+def stall_on(db: Transaction, fifo: str) -> int:
+    """Holds the child in its transaction until someone writes to the named pipe `fifo`
+    (opening it for reading blocks until a writer opens it)."""
+    note(db, "stalled")
+    with open(fifo) as pipe:
+        pipe.read(1)
+    return 0
+
+
+async def notes(store: Store) -> list[str]:
+    return [entry.action for entry in reversed(await store.audit.recent(1000))]
+
+
+@pytest.fixture
+async def opened(tmp_path: Path) -> AsyncIterator[Store]:
+    store = await Store.open(tmp_path / "state" / "switchboard.db", clock=ManualClock())
+    try:
+        assert await store.write_process_started()
+        yield store
+    finally:
+        await store.close()
+
+
+async def test_a_job_is_committed_by_the_writer_process_and_a_closure_on_the_thread(
+    opened: Store,
+) -> None:
+    in_process = await opened.write(job(writer_pid))
+    on_thread = await opened.write(lambda db: os.getpid())
+    assert in_process == opened.write_process_pid
+    assert in_process != os.getpid()
+    assert on_thread == os.getpid()
+
+
+async def test_jobs_and_closures_commit_in_the_order_they_were_submitted(opened: Store) -> None:
+    futures = []
+    for n in range(60):
+        text = f"w{n}"
+        if n % 7 in (3, 4):  # runs of closures among the jobs
+            futures.append(opened.write_soon(partial(note_on_thread, text=text)))
+        else:
+            futures.append(opened.write_soon(job(note, text)))
+    ids = await asyncio.gather(*futures)
+    assert ids == sorted(ids)
+    assert await notes(opened) == [f"w{n}" for n in range(60)]
+
+
+async def test_a_job_that_raises_fails_alone_and_the_rest_of_its_batch_commits(
+    opened: Store,
+) -> None:
+    results = await asyncio.gather(
+        opened.write_soon(job(note, "before")),
+        opened.write_soon(job(fail, "bad")),
+        opened.write_soon(job(note, "after")),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], ValueError) and "refused: bad" in str(results[1])
+    assert await notes(opened) == ["before", "after"]
+
+
+async def test_when_the_writer_process_dies_its_callers_hear_and_writes_go_on(
+    opened: Store, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "hold"
+    os.mkfifo(fifo)
+    pid = opened.write_process_pid
+    assert pid is not None
+    stalled = opened.write_soon(job(stall_on, str(fifo)))
+    behind = opened.write_soon(job(note, "behind"))
+    # Opening the pipe for writing returns once the child has opened it for reading: it is
+    # in the first batch's transaction then (a row written, not committed). Kill it there.
+    held = await asyncio.to_thread(os.open, fifo, os.O_WRONLY)
+    os.kill(pid, signal.SIGKILL)
+    os.close(held)
+    for lost in (stalled, behind):
+        with pytest.raises(WriteProcessGone, match="whether this write was committed is unknown"):
+            await lost
+    # The killed transaction was rolled back; the store still takes writes, on the thread.
+    assert await opened.write(job(note, "later")) > 0
+    assert opened.write_process_pid is None
+    assert await notes(opened) == ["later"]
+
+
+def test_the_writer_process_dies_with_a_gateway_killed_outright(tmp_path: Path) -> None:
+    script = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from gateway_core.store import Store\n"
+        "async def main():\n"
+        "    store = await Store.open(Path(sys.argv[1]))\n"
+        "    assert await store.write_process_started()\n"
+        "    print(store.write_process_pid, flush=True)\n"
+        "    await asyncio.Event().wait()\n"
+        "asyncio.run(main())\n"
+    )
+    owner = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "switchboard.db")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdout is not None
+        child = psutil.Process(int(owner.stdout.readline()))
+        assert child.ppid() == owner.pid
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(10)
+        child.wait(10)  # psutil.TimeoutExpired if it outlived its gateway
+    finally:
+        if owner.poll() is None:
+            owner.kill()
