@@ -17,7 +17,9 @@ agent, gc tuned as `switchboard run` does:
   spoke      the same store, after --speakers of those sessions each said one message in
              this run and got their reply, then went idle (lanes quiet, deliveries done)
 
-Per phase: RSS after a full collection, and for `spoke` also the Python heap the speakers
+Per phase: RSS after a full collection (the gateway's process; the store's writer process's
+beside it as `write_process_rss`: its SQLite page cache is bounded and it keeps nothing per
+session), and for `spoke` also the Python heap the speakers
 left behind (tracemalloc, started just before they speak, after the users and their tokens
 were made), divided by the speakers: bytes_per_spoken_session. RSS includes allocator
 arenas kept from the burst; the traced heap is what is still referenced.
@@ -110,6 +112,12 @@ def rss() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
+def helper_rss(gateway: Gateway) -> int | None:
+    """The store's writer process's RSS (store/write_process.py), beside the gateway's."""
+    pid = gateway.store.write_process_pid
+    return None if pid is None else int(psutil.Process(pid).memory_info().rss)
+
+
 class Collector(LoopbackAdapter):
     """The loopback adapter without its test history (a platform keeps chats on its side)."""
 
@@ -134,11 +142,12 @@ async def run_phase(state: Path, speakers: int, trace: bool) -> dict[str, Any]:
     adapter = Collector()
     gateway = Gateway(config, agent=ScriptedAgent(), adapters=[adapter], clock=SystemClock())
     await gateway.start()
+    await gateway.store.write_process_started()
     try:
         users: list[LoopbackUser] = [adapter.user(f"u{n}") for n in range(1, speakers + 1)]
         tokens = [f"hello {n}" for n in range(speakers)]
         await asyncio.sleep(0.5)  # the boot's own work (recovery pass, deliveries) is done
-        result: dict[str, Any] = {"rss_idle": rss()}
+        result: dict[str, Any] = {"rss_idle": rss(), "write_process_rss_idle": helper_rss(gateway)}
         if speakers:
             if trace:
                 tracemalloc.start()
@@ -165,6 +174,7 @@ async def run_phase(state: Path, speakers: int, trace: bool) -> dict[str, Any]:
                 ]
             else:
                 result["rss_spoke"] = rss()
+                result["write_process_rss_spoke"] = helper_rss(gateway)
         return result
     finally:
         await gateway.stop(0)
@@ -229,8 +239,11 @@ def main() -> None:
         "speakers": args.speakers,
         "event_loop": str(chosen_loop(os.environ)),
         "build_s": round(build_s, 1),
-        "empty": {"rss": empty["rss_idle"]},
-        "stored_idle": {"rss": stored["rss_idle"]},
+        "empty": {"rss": empty["rss_idle"], "write_process_rss": empty["write_process_rss_idle"]},
+        "stored_idle": {
+            "rss": stored["rss_idle"],
+            "write_process_rss": stored["write_process_rss_idle"],
+        },
         "spoke": spoke,
         "spoke_traced": traced,
         "bytes_per_stored_session": round(per_stored, 1),

@@ -32,12 +32,31 @@ from gateway_core.turn import RequestKind, TurnRequest
 log = logging.getLogger(__name__)
 
 
+# A stored message's session as the intake's transaction returns it: (id, generation,
+# created_at, updated_at). Not the Session itself: its key and origin are the message's, which
+# the caller has, and this crosses from the store's writer process for every message.
+SessionRow = tuple[int, int, float, float]
+
+
+def _accepted(
+    message: InboundMessage, inbox_id: int, row: SessionRow
+) -> tuple[Session, int, InboundMessage]:
+    assert message.origin is not None  # store_batch_body skips a message without one
+    session_id, generation, created_at, updated_at = row
+    origin = message.origin
+    return (
+        Session(session_id, origin.key, origin, generation, created_at, updated_at),
+        inbox_id,
+        message,
+    )
+
+
 def store_batch_body(
     db: Transaction, batch: Sequence[InboundMessage], now: float, *, notify_nodes: bool
-) -> tuple[list[tuple[Session, int, int]], int, int]:
+) -> tuple[list[tuple[int, int, SessionRow]], int, int]:
     """The intake's transaction (a job: store/job.py): the inbox rows of a batch and their
-    sessions' upserts. Returns (session, inbox id, index in the batch) of each message that
-    is new, and how many were skipped and how many were duplicates. notify_nodes: on a
+    sessions' upserts. Returns (inbox id, index in the batch, session row) of each message
+    that is new, and how many were skipped and how many were duplicates. notify_nodes: on a
     node, the sessions' owners may be other nodes, so the commit wakes them."""
     # Counted here and returned, not kept outside: a body may run twice (store/writer.py).
     skipped = duplicates = 0
@@ -67,12 +86,13 @@ def store_batch_body(
         )
         if inbox_id is not None:  # None: a redelivered update, already stored
             session = ensure_row(db, key, message.origin, now, message.message_id)
-            accepted.append((session, inbox_id, index))
+            row = (session.id, session.generation, session.created_at, session.updated_at)
+            accepted.append((inbox_id, index, row))
         else:
             ensure_row(db, key, message.origin, now)
             duplicates += 1
     if accepted and notify_nodes:
-        notify_nodes_row(db, [inbox_id for _, inbox_id, _ in accepted])
+        notify_nodes_row(db, [inbox_id for inbox_id, _, _ in accepted])
     return accepted, skipped, duplicates
 
 
@@ -115,7 +135,7 @@ class Intake:
         stored, skipped, duplicates = await rt.store.write(
             job(store_batch_body, batch, now, notify_nodes=rt.node is not None)
         )
-        accepted = [(session, inbox_id, batch[index]) for session, inbox_id, index in stored]
+        accepted = [_accepted(batch[index], inbox_id, row) for inbox_id, index, row in stored]
         refused = 0
         for session, inbox_id, message in accepted:
             if message.message_id is not None:

@@ -27,6 +27,7 @@ import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
+from functools import partial
 from types import AsyncGeneratorType
 from typing import TYPE_CHECKING, Protocol
 
@@ -52,7 +53,7 @@ from gateway_core.store.errors import LeaseHeld, LeaseLost
 from gateway_core.store.inbox import finish_row
 from gateway_core.store.job import job
 from gateway_core.store.leases import acquire_row, fence_row, inbox_open_row
-from gateway_core.store.outbox import enqueue_claimed_row, enqueue_row
+from gateway_core.store.outbox import claimed_reply, enqueue_row, insert_claimed_row
 from gateway_core.store.processes import (
     hand_over_row,
     is_consumed_row,
@@ -187,11 +188,12 @@ def finish_turn_body(
     direct: bool,
     claim: bool,
     fence: tuple[str, int] | None,
-) -> int | ClaimedReply | None:
+) -> tuple[int, bool] | None:
     """The end-of-turn transaction (a job: store/job.py): the answer row, the turn closed,
     the reply written (claimed already when `claim`: it is sent at once). Returns the
-    reply's outbox id or claim; None when a newer generation owns the session. fence: on a
-    node, (node id, lease epoch), refusing the transaction unless the lease is still ours."""
+    reply's outbox id and whether it is claimed; None when a newer generation owns the
+    session. fence: on a node, (node id, lease epoch), refusing the transaction unless the
+    lease is still ours."""
     if fence is not None:
         fence_row(db, session_id, *fence)
     # One statement: the running-turn marker cleared if it is still ours, the session
@@ -223,17 +225,11 @@ def finish_turn_body(
     end_row(db, session_id, generation, outcome, now)
     if marked:  # the turn really completed: its session is no candidate any more
         clear_row(db, session_id, now)
-    enqueue = enqueue_claimed_row if claim else enqueue_row
-    return enqueue(
-        db,
-        session_id,
-        generation,
-        "reply",
-        text,
-        now,
-        reply_to=reply_to,
-        direct=direct,
+    enqueue = insert_claimed_row if claim else enqueue_row
+    outbox_id = enqueue(
+        db, session_id, generation, "reply", text, now, reply_to=reply_to, direct=direct
     )
+    return outbox_id, claim
 
 
 def start_turn_body(
@@ -529,33 +525,46 @@ class TurnRunner:
             )
         )
         landed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        commit.add_done_callback(lambda done: self._hand_over(session, done, landed))
+        claim_of = partial(
+            claimed_reply,
+            session_id=session_id,
+            generation=generation,
+            kind="reply",
+            content=answer.text,
+            now=now,
+            reply_to=reply_to,
+            direct=direct,
+        )
+        commit.add_done_callback(lambda done: self._hand_over(session, done, landed, claim_of))
         return await landed
 
     def _hand_over(
         self,
         session: Session,
-        commit: asyncio.Future[int | ClaimedReply | None],
+        commit: asyncio.Future[tuple[int, bool] | None],
         landed: asyncio.Future[bool],
+        claim_of: Callable[[int], ClaimedReply],
     ) -> None:
         """The end-of-turn commit is done: its reply to the deliverer, its outcome to the
-        turn (unless the turn stopped waiting for it)."""
+        turn (unless the turn stopped waiting for it). claim_of: the claim of the reply's
+        row, given its id, when the commit claimed it."""
         if commit.cancelled():
             if not landed.done():
                 landed.cancel()
             return
         error = commit.exception()
-        if error is None:
-            reply = commit.result()
-            if isinstance(reply, ClaimedReply):
+        reply = None if error is not None else commit.result()
+        if reply is not None:
+            outbox_id, claimed = reply
+            if claimed:
                 assert session.origin is not None  # sends_at_once said it has a route
-                self._deliverer.send_claimed(session.id, reply, session.origin)
-            elif reply is not None:
-                self._deliverer.enqueue(session.id, reply, session.origin)
+                self._deliverer.send_claimed(session.id, claim_of(outbox_id), session.origin)
+            else:
+                self._deliverer.enqueue(session.id, outbox_id, session.origin)
         if landed.done():  # the turn was cancelled meanwhile
             return
         if error is None:
-            landed.set_result(commit.result() is not None)  # None: superseded, not delivered
+            landed.set_result(reply is not None)  # None: superseded, not delivered
         else:
             landed.set_exception(error)
 

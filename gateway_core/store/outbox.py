@@ -124,8 +124,44 @@ def enqueue_claimed_row(
     """enqueue_row and the first claim in one statement, for a reply that fits in one
     message and whose send starts once this commits (see the top): 'sending', one attempt,
     no piece rows (the row is its only piece)."""
+    rowid = insert_claimed_row(
+        db, session_id, generation, kind, content, now, reply_to=reply_to, direct=direct
+    )
+    return claimed_reply(
+        rowid, session_id, generation, kind, content, now, reply_to=reply_to, direct=direct
+    )
+
+
+def insert_claimed_row(
+    db: Transaction,
+    session_id: int,
+    generation: int,
+    kind: str,
+    content: str,
+    now: float,
+    *,
+    reply_to: str | None = None,
+    direct: bool = False,
+) -> int:
+    """enqueue_claimed_row's statement alone: the new row's id (the transaction that ends a
+    turn returns only this from the writer's process; the loop builds the claim itself with
+    `claimed_reply`, from what it already has)."""
     values = (session_id, generation, kind, content, now, reply_to, int(direct))
-    rowid = _inserted_id(db, _ENQUEUE_CLAIMED, values)
+    return _inserted_id(db, _ENQUEUE_CLAIMED, values)
+
+
+def claimed_reply(
+    rowid: int,
+    session_id: int,
+    generation: int,
+    kind: str,
+    content: str,
+    now: float,
+    *,
+    reply_to: str | None = None,
+    direct: bool = False,
+) -> ClaimedReply:
+    """The claim of the row insert_claimed_row wrote with these values."""
     item = OutboxItem(
         id=rowid,
         session_id=session_id,
