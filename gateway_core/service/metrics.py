@@ -28,6 +28,7 @@ gateways in one process (tests) never share series.
     switchboard_platform_up{platform}
     switchboard_store_write_batches_total, switchboard_store_write_jobs_total
     switchboard_store_write_busy_seconds_total               rate 1: the writer is saturated
+    switchboard_store_write_process_up                       0: SQLite's writes on the thread
     switchboard_webhook_requests_total{platform, code}
     switchboard_metrics_events_dropped_total                 events this subscriber lost
 
@@ -358,6 +359,12 @@ class _LiveState(Collector):
                 "switchboard_store_write_jobs",
                 "Writes committed by the store's writer (since the store was opened)",
                 stats.jobs,
+            )
+            yield _gauge(
+                "switchboard_store_write_process_up",
+                "1 while SQLite's hot-path writes go to the store's writer process (0: on the "
+                "writer's thread, by configuration or because that process ended)",
+                1.0 if gateway.store.write_process_pid is not None else 0.0,
             )
             yield _counter(
                 "switchboard_store_write_busy_seconds",
