@@ -107,6 +107,17 @@ async def test_a_job_that_raises_fails_alone_and_the_rest_of_its_batch_commits(
     assert await notes(opened) == ["before", "after"]
 
 
+async def test_a_stop_signal_to_every_process_is_the_gateways_to_answer(opened: Store) -> None:
+    # systemd's SIGTERM at a stop reaches the whole unit, a terminal's Ctrl-C the whole
+    # foreground group: the writer's process goes on committing the gateway's drain.
+    pid = opened.write_process_pid
+    assert pid is not None
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        os.kill(pid, signum)
+    assert await opened.write(job(writer_pid)) == pid
+    assert opened.write_process_pid == pid
+
+
 async def test_when_the_writer_process_dies_its_callers_hear_and_writes_go_on(
     opened: Store, tmp_path: Path
 ) -> None:

@@ -250,6 +250,15 @@ class WriteProcess:
 # The child's side.
 
 
+def _hear_only_the_gateway() -> None:
+    """The gateway decides when this process stops (it closes our stdin) and it dies with
+    the gateway: a terminal's Ctrl-C or hang-up, or systemd's SIGTERM to the whole unit at a
+    stop, is the gateway's to answer. Dying of it here would fail the writes of a drain
+    that is about to commit them."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def _die_with_parent() -> None:
     """On Linux, the kernel kills this process when the gateway's ends (even by SIGKILL)."""
     if not sys.platform.startswith("linux"):
@@ -301,6 +310,7 @@ def _sendable(outcome: Outcome, error: Exception) -> Outcome:
 
 def main(argv: Sequence[str]) -> int:
     """The child: `main([PATH, SYNCHRONOUS, BUSY_TIMEOUT])`, started by WriteProcess.start."""
+    _hear_only_the_gateway()
     _die_with_parent()
     _widen(0)
     _widen(1)
