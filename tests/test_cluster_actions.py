@@ -51,10 +51,12 @@ class Pair:
 async def pair(dsn: str, tmp_path: Path, clock: ManualClock) -> AsyncIterator[Pair]:
     held = await crash_into(dsn, clock, "ada")
     node_a = await start_gateway(tmp_path / "a", clock, gateway={"node_id": "node-a"})
-    node_b = await start_gateway(tmp_path / "b", clock, gateway={"node_id": "node-b"})
     await node_a.adapter.user("bob").say('tool sleep {"seconds": 100}')
     await clock.wait_for_deadline(clock.monotonic() + 100)  # the turn is in its tool call
     (lane,) = node_a.gateway.lanes.running()
+    # Only now node-b: started beside node-a's intake, its pickup could win bob's session
+    # (whichever node starts the turn first takes the lease), and the test needs node-a's.
+    node_b = await start_gateway(tmp_path / "b", clock, gateway={"node_id": "node-b"})
     yield Pair(node_a, node_b, held, lane.session.id)
 
 

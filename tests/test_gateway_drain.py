@@ -28,8 +28,10 @@ async def _run_out(
     """Move the clock to the drain's deadline. Whether or not the drain's periodic re-check is
     armed yet, its next look at the clock finds the deadline passed and interrupts the rest."""
     progress = await next_event(events, DrainProgress)
-    while progress.phase == "waiting" and not events.queue.empty():
-        progress = await next_event(events, DrainProgress)  # the latest view
+    while not events.queue.empty():  # the latest view among what is already published
+        event = events.queue.get_nowait()  # (not next_event: what is queued may hold none)
+        if isinstance(event, DrainProgress):
+            progress = event
     if progress.phase == "waiting":
         clock.advance(progress.seconds_left)
     return await drain
