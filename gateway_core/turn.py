@@ -53,7 +53,7 @@ from gateway_core.store.errors import LeaseHeld, LeaseLost
 from gateway_core.store.inbox import finish_row
 from gateway_core.store.job import job
 from gateway_core.store.leases import acquire_row, fence_row, inbox_open_row
-from gateway_core.store.outbox import claimed_reply, enqueue_row, insert_claimed_row
+from gateway_core.store.outbox import claimed_reply, enqueue_row
 from gateway_core.store.processes import (
     hand_over_row,
     is_consumed_row,
@@ -225,9 +225,16 @@ def finish_turn_body(
     end_row(db, session_id, generation, outcome, now)
     if marked:  # the turn really completed: its session is no candidate any more
         clear_row(db, session_id, now)
-    enqueue = insert_claimed_row if claim else enqueue_row
-    outbox_id = enqueue(
-        db, session_id, generation, "reply", text, now, reply_to=reply_to, direct=direct
+    outbox_id = enqueue_row(
+        db,
+        session_id,
+        generation,
+        "reply",
+        text,
+        now,
+        reply_to=reply_to,
+        direct=direct,
+        claimed=claim,
     )
     return outbox_id, claim
 

@@ -88,11 +88,15 @@ def enqueue_row(
     *,
     reply_to: str | None = None,
     direct: bool = False,
+    claimed: bool = False,
 ) -> int:
-    """reply_to: the platform id of the message this answers; direct: it is the answer of
-    the turn that message started (see OutboxItem)."""
+    """The new row's id. reply_to: the platform id of the message this answers; direct: it
+    is the answer of the turn that message started (see OutboxItem); claimed: written
+    already claimed, 'sending' with one attempt (see enqueue_claimed_row: the transaction
+    that ends a turn returns only the id from the writer's process, and the loop builds the
+    claim itself with `claimed_reply`, from what it already has)."""
     values = (session_id, generation, kind, content, now, reply_to, int(direct))
-    return _inserted_id(db, _ENQUEUE, values)
+    return _inserted_id(db, _ENQUEUE_CLAIMED if claimed else _ENQUEUE, values)
 
 
 def _inserted_id(db: Transaction, insert: str, values: tuple[Any, ...]) -> int:
@@ -124,30 +128,20 @@ def enqueue_claimed_row(
     """enqueue_row and the first claim in one statement, for a reply that fits in one
     message and whose send starts once this commits (see the top): 'sending', one attempt,
     no piece rows (the row is its only piece)."""
-    rowid = insert_claimed_row(
-        db, session_id, generation, kind, content, now, reply_to=reply_to, direct=direct
+    rowid = enqueue_row(
+        db,
+        session_id,
+        generation,
+        kind,
+        content,
+        now,
+        reply_to=reply_to,
+        direct=direct,
+        claimed=True,
     )
     return claimed_reply(
         rowid, session_id, generation, kind, content, now, reply_to=reply_to, direct=direct
     )
-
-
-def insert_claimed_row(
-    db: Transaction,
-    session_id: int,
-    generation: int,
-    kind: str,
-    content: str,
-    now: float,
-    *,
-    reply_to: str | None = None,
-    direct: bool = False,
-) -> int:
-    """enqueue_claimed_row's statement alone: the new row's id (the transaction that ends a
-    turn returns only this from the writer's process; the loop builds the claim itself with
-    `claimed_reply`, from what it already has)."""
-    values = (session_id, generation, kind, content, now, reply_to, int(direct))
-    return _inserted_id(db, _ENQUEUE_CLAIMED, values)
 
 
 def claimed_reply(
@@ -161,7 +155,7 @@ def claimed_reply(
     reply_to: str | None = None,
     direct: bool = False,
 ) -> ClaimedReply:
-    """The claim of the row insert_claimed_row wrote with these values."""
+    """The claim of the row enqueue_row(..., claimed=True) wrote with these values."""
     item = OutboxItem(
         id=rowid,
         session_id=session_id,
