@@ -96,8 +96,10 @@ async def test_every_node_of_the_shared_store_is_listed_and_this_one_marked(
     dsn: str, tmp_path: Path, clock: ManualClock
 ) -> None:
     node_a = await start_gateway(tmp_path / "a", clock, gateway={"node_id": "node-a"})
-    node_b = await start_gateway(tmp_path / "b", clock, gateway={"node_id": "node-b"})
+    # ada's turn on node-a before node-b boots: a booting node picks up every open inbox
+    # item, and could win ada's session from node-a's own intake.
     ada = await say_hello(node_a, "ada")
+    node_b = await start_gateway(tmp_path / "b", clock, gateway={"node_id": "node-b"})
     bob = await say_hello(node_b, "bob")
     await other_nodes(dsn, clock)
     async with open_console(node_b.gateway) as (app, pilot):
@@ -134,8 +136,10 @@ async def test_attached_over_the_socket_the_nodes_arrive_decoded(
     dsn: str, tmp_path: Path, clock: ManualClock
 ) -> None:
     node_a = await start_gateway(tmp_path / "a", clock, gateway={"node_id": "node-a"})
-    node_b = await start_gateway(tmp_path / "b", clock, gateway={"node_id": "node-b"})
+    # ada's turn on node-a before node-b boots: a booting node picks up every open inbox
+    # item, and could win ada's session from node-a's own intake.
     ada = await say_hello(node_a, "ada")
+    node_b = await start_gateway(tmp_path / "b", clock, gateway={"node_id": "node-b"})
     await other_nodes(dsn, clock)
     server = ControlServer(node_b.gateway, tmp_path / "b" / "control.sock")
     await server.start()
