@@ -81,6 +81,25 @@ async def test_a_job_is_committed_by_the_writer_process_and_a_closure_on_the_thr
     assert on_thread == os.getpid()
 
 
+def write_processes() -> list[psutil.Process]:
+    return [
+        child
+        for child in psutil.Process().children()
+        if "gateway_core.store.write_process" in " ".join(child.cmdline())
+    ]
+
+
+async def test_a_store_that_writes_no_job_starts_no_process(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "switchboard.db", clock=ManualClock()) as store:
+        assert await store.write(partial(note_on_thread, text="a closure")) > 0
+        assert await store.audit.recent(1)
+        assert write_processes() == []
+        assert await store.write(job(note, "a job")) > 0  # on the thread while it starts
+        assert await store.write_process_started()
+        assert [p.pid for p in write_processes()] == [store.write_process_pid]
+    assert write_processes() == []
+
+
 async def test_jobs_and_closures_commit_in_the_order_they_were_submitted(opened: Store) -> None:
     futures = []
     for n in range(60):

@@ -15,10 +15,10 @@ Writes that must land together (an answer, its outbox row and the marker clear) 
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
@@ -53,7 +53,6 @@ if TYPE_CHECKING:
     from gateway_core.store.postgres_writer import PostgresWriter
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 DATABASE_NAME = "switchboard.db"
 # Read connections a bulk scan uses at once on SQLite (measured on the recovery scan's
 # benchmark, bench/recovery_scan.py: cold, the disk serves this many random reads at once).
@@ -128,19 +127,16 @@ class Store:
         """Open (creating if absent) and migrate. Raises StoreError subclasses, one line each.
 
         write_process: the hot path's writes (jobs) are committed by a process of the
-        store's own (store/write_process.py), started here and used once it is ready;
-        False: every write on the writer's thread, in this process."""
+        store's own (store/write_process.py), started at the first job and used once it is
+        ready; False: every write on the writer's thread, in this process."""
         path = _prepare_path(path)
         writer = await Writer.connect(
             path, lambda: open_write_connection(path, synchronous, busy_timeout), max_batch
         )
         try:
             reader = await Reader.connect(path, busy_timeout)
-            if write_process:  # after the thread's connection migrated the file
-                try:
-                    writer.use_process(await WriteProcess.start(path, synchronous, busy_timeout))
-                except OSError as error:
-                    log.warning("no writer process (%s): every write on the writer's thread", error)
+            if write_process:  # started once a job comes, after this open migrated the file
+                writer.allow_process(partial(WriteProcess.start, path, synchronous, busy_timeout))
         except BaseException:
             await writer.close()
             raise
@@ -242,15 +238,15 @@ class Store:
         return self._writer.stats
 
     async def write_process_started(self) -> bool:
-        """Until the writer's process is ready (or failed to start); whether it takes
-        writes. False at once for a store without one."""
-        process = getattr(self._writer, "process", None)
-        return process is not None and await process.started()
+        """Start the writer's process now (rather than at the first job); until it is ready
+        (or failed to start), whether it takes writes. False at once for a store without
+        one (write_process=False, PostgreSQL)."""
+        return isinstance(self._writer, Writer) and await self._writer.process_started()
 
     @property
     def write_process_pid(self) -> int | None:
         """The writer's own process (store/write_process.py) while it takes writes."""
-        process = getattr(self._writer, "process", None)
+        process = self._writer.process if isinstance(self._writer, Writer) else None
         return process.pid if process is not None and process.ready else None
 
     async def close(self) -> None:

@@ -30,7 +30,7 @@ import logging
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -44,6 +44,9 @@ from gateway_core.store.write_process import IN_FLIGHT, WriteProcess
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+# With a batch out to the process, what waits is sent once it is this fraction of that batch
+# (1/4), or when that batch is answered (see _run).
+HOLD_FRACTION = 4
 Txn = Callable[[sqlite3.Connection], Any]
 
 
@@ -107,6 +110,9 @@ class Writer:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._process: WriteProcess | None = None
+        # How to start the writer's process, and its start once begun (at the first job).
+        self._start_process: Callable[[], Awaitable[WriteProcess]] | None = None
+        self._starting: asyncio.Task[WriteProcess | None] | None = None
         self.stats = WriterStats()
 
     @classmethod
@@ -124,12 +130,37 @@ class Writer:
         writer._task = asyncio.get_running_loop().create_task(writer._run(), name="store-writer")
         return writer
 
-    def use_process(self, process: WriteProcess) -> None:
-        """From now on, jobs go to this process once it is ready (store/write_process.py)."""
-        self._process = process
+    def allow_process(self, start: Callable[[], Awaitable[WriteProcess]]) -> None:
+        """Jobs may go to a writer process of their own (store/write_process.py), which
+        `start` starts: at the first job, not at the store's open, so a store that never
+        writes one (a one-shot command's, a test's look at a file) starts none. Until it
+        is ready, jobs run on the thread."""
+        self._start_process = start
 
     @property
     def process(self) -> WriteProcess | None:
+        return self._process
+
+    async def process_started(self) -> bool:
+        """Start the writer's process now if it may have one and has not; until it is ready
+        (or failed to start), whether it takes jobs."""
+        starting = self._begin_process()
+        if starting is None:
+            return False
+        process = await asyncio.shield(starting)
+        return process is not None and await process.started()
+
+    def _begin_process(self) -> asyncio.Task[WriteProcess | None] | None:
+        if self._starting is None and self._start_process is not None and not self._closing:
+            self._starting = self._loop.create_task(self._started_process())
+        return self._starting
+
+    async def _started_process(self) -> WriteProcess | None:
+        assert self._start_process is not None
+        try:
+            self._process = await self._start_process()
+        except OSError as error:
+            log.warning("no writer process (%s): every write on the writer's thread", error)
         return self._process
 
     def submit(self, txn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
@@ -168,17 +199,20 @@ class Writer:
                 continue
             process = self._process
             if process is None or not process.ready:
+                if self._starting is None and any(isinstance(txn, Job) for txn, _ in pending):
+                    self._begin_process()  # the first job: from now on the process starts
                 await self._on_thread(self._take(len(pending)))
                 continue
             if process.in_flight >= IN_FLIGHT:
                 await process.slot()
                 continue
             committing = process.committing
-            if committing is not None and len(pending) < committing // 4 and not self._closing:
+            enough = 0 if committing is None else committing // HOLD_FRACTION
+            if len(pending) < enough and not self._closing:
                 # A batch is being committed and what waits is a few jobs: a batch of them
                 # would only sit behind it and hold the other slot while more arrive, so
                 # wait for a quarter of its size or for its answer, whichever comes first.
-                await self._woken(committing // 4, process.answered())
+                await self._woken(enough, process.answered())
                 continue
             size = len(pending)
             if committing is None:
@@ -264,6 +298,8 @@ class Writer:
         self._wake_up()
         if self._task is not None:
             await self._task
+        if self._starting is not None:
+            await self._starting
         if self._process is not None:
             await self._process.close()
         await asyncio.get_running_loop().run_in_executor(self._executor, self._db.close)
