@@ -14,7 +14,7 @@ from gateway_core.adapters.loopback import LoopbackAdapter, LoopbackUser
 from gateway_core.clock import ManualClock
 from gateway_core.events import DeliveryFailed, ReplySent
 from gateway_core.model import ClaimedReply, Origin
-from gateway_core.store.outbox import enqueue_claimed_row
+from gateway_core.store import outbox
 from gateway_core.store.transaction import Transaction
 from tests.support.harness import Running, next_event, start_gateway, wait_for_sleepers
 
@@ -58,7 +58,8 @@ async def claimed_reply(running: Running, session_id: int, text: str) -> Claimed
     generation, now = session.generation, running.gateway.clock.now()
 
     def txn(db: Transaction) -> ClaimedReply:
-        return enqueue_claimed_row(db, session_id, generation, "reply", text, now)
+        rowid = outbox.enqueue_row(db, session_id, generation, "reply", text, now, claimed=True)
+        return outbox.claimed_reply(rowid, session_id, generation, "reply", text, now)
 
     return await store.write(txn)
 

@@ -5,12 +5,12 @@ pending -> sending -> sent
 sending at boot -> unknown
 
 A reply its session's deliverer can send at once, in one message, is written already claimed
-(`enqueue_claimed_row`: 'sending', one attempt) by the transaction that ends its turn, so the
-reply and its claim are one commit instead of two. Its send starts as soon as that commit is
-handed over, so the time it spends 'sending' before the send is what a separate claim's
-commit would leave; a claimed reply that cannot be sent at once after all (its session's
-queue got busy meanwhile, or a stop began) is released back to pending (`release_claim`)
-before it is queued, never left waiting as 'sending'.
+(`enqueue_row(..., claimed=True)`: 'sending', one attempt) by the transaction that ends its
+turn, so the reply and its claim are one commit instead of two. Its send starts as soon as that
+commit is handed over, so the time it spends 'sending' before the send is what a separate
+claim's commit would leave; a claimed reply that cannot be sent at once after all (its
+session's queue got busy meanwhile, or a stop began) is released back to pending
+(`release_claim`) before it is queued, never left waiting as 'sending'.
 
 Policy for a send whose outcome is unknown (the process died between the platform accepting
 the message and our commit of "sent"): it is NOT sent again, because platforms such as
@@ -92,9 +92,11 @@ def enqueue_row(
 ) -> int:
     """The new row's id. reply_to: the platform id of the message this answers; direct: it
     is the answer of the turn that message started (see OutboxItem); claimed: written
-    already claimed, 'sending' with one attempt (see enqueue_claimed_row: the transaction
-    that ends a turn returns only the id from the writer's process, and the loop builds the
-    claim itself with `claimed_reply`, from what it already has)."""
+    already claimed, 'sending' with one attempt, for a reply that fits in one message and
+    whose send starts once this commits (see the top; it has no piece rows: the row is its
+    only piece). The transaction that ends a turn returns only the id from the writer's
+    process, and the loop builds the claim itself with `claimed_reply`, from what it
+    already has."""
     values = (session_id, generation, kind, content, now, reply_to, int(direct))
     return _inserted_id(db, _ENQUEUE_CLAIMED if claimed else _ENQUEUE, values)
 
@@ -112,36 +114,6 @@ _ENQUEUE = (
     "INSERT INTO outbox (session_id, generation, kind, content, created_at, reply_to, direct)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-
-
-def enqueue_claimed_row(
-    db: Transaction,
-    session_id: int,
-    generation: int,
-    kind: str,
-    content: str,
-    now: float,
-    *,
-    reply_to: str | None = None,
-    direct: bool = False,
-) -> ClaimedReply:
-    """enqueue_row and the first claim in one statement, for a reply that fits in one
-    message and whose send starts once this commits (see the top): 'sending', one attempt,
-    no piece rows (the row is its only piece)."""
-    rowid = enqueue_row(
-        db,
-        session_id,
-        generation,
-        kind,
-        content,
-        now,
-        reply_to=reply_to,
-        direct=direct,
-        claimed=True,
-    )
-    return claimed_reply(
-        rowid, session_id, generation, kind, content, now, reply_to=reply_to, direct=direct
-    )
 
 
 def claimed_reply(
