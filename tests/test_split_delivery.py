@@ -94,14 +94,14 @@ async def test_an_operator_resend_of_a_split_reply_sends_the_unknown_piece_and_t
     expected = split_text(REPLY, LIMIT)
     running = await start(tmp_path, clock)
     running.adapter.fail_next(1, after=1, unknown=True, reason="timed out")
+    failures = running.gateway.events.subscribe()
     await running.adapter.user("ada").say(LONG)
     await pump(running, clock, 1)
     store = running.gateway.store
-    for _ in range(50):
-        unknown = await store.outbox.by_status("unknown")
-        if unknown:
-            break
-        clock.advance(1)
+    # Published once the unknown outcome is committed (not a count of polls of the store).
+    failed = await next_event(failures, DeliveryFailed)
+    assert failed.unknown
+    unknown = await store.outbox.by_status("unknown")
     assert [m.text for m in running.adapter.messages] == expected[:1]
     # The operator checked the chat: piece 2 never arrived. One resend sends it and the rest.
     sent = running.gateway.events.subscribe()
