@@ -115,6 +115,7 @@ class FinishReason(StrEnum):
     ERROR = "error"
 
 
+@quick_frozen_init
 @dataclass(frozen=True, slots=True)
 class ToolCall:
     id: str
@@ -335,6 +336,7 @@ class JobEvidence:
     output_tail: str = ""
 
 
+@quick_frozen_init
 @dataclass(frozen=True, slots=True)
 class SettledCall:
     """One interrupted tool call and what its evidence says."""

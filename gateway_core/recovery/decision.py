@@ -55,6 +55,13 @@ from gateway_core.recovery.settle import settle_calls
 
 V = Verdict
 A = RecoveryAction
+# Looked up once (an enum class's attribute costs a metaclass lookup on every use) for the
+# checks decide() makes on every candidate at boot.
+_SYSTEM, _USER = Role.SYSTEM, Role.USER
+_META, _NOTE = MessageKind.META, MessageKind.RECOVERY_NOTE
+_HELD, _COMPLETE, _RESUME = RecoveryState.HELD, V.COMPLETE, A.RESUME
+# Actions a restart would take on its own that leave an operator's held candidate held.
+_KEPT_HELD = frozenset({A.CLEAR, A.WAIT, A.AWAIT_JOB})
 
 _SAFE: dict[Verdict, RecoveryAction] = {
     V.SUSPENDED: A.SKIP,
@@ -72,6 +79,11 @@ _SAFE: dict[Verdict, RecoveryAction] = {
 
 def gate_action(verdict: Verdict, gate: Gate) -> RecoveryAction:
     """What a gate does with a verdict, before the loop guard and attempt limit."""
+    return _GATE_ACTIONS[gate][verdict]
+
+
+def _gate_rule(verdict: Verdict, gate: Gate) -> RecoveryAction:
+    """The rules behind gate_action (tabulated once: decide() runs per candidate at boot)."""
     if verdict is V.SUSPENDED:
         return A.SKIP
     if verdict is V.NO_ORIGIN:
@@ -83,6 +95,9 @@ def gate_action(verdict: Verdict, gate: Gate) -> RecoveryAction:
     if gate is Gate.ALL:
         return A.RESUME  # the peer's old behaviour, kept for comparison only
     return A.HOLD  # off: nothing automatic; every candidate waits for the operator
+
+
+_GATE_ACTIONS = {gate: {verdict: _gate_rule(verdict, gate) for verdict in Verdict} for gate in Gate}
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +139,9 @@ def classify(
     if origin is None:
         return Classification(V.NO_ORIGIN, "no stored origin: a resumed turn has nowhere to go")
 
-    # is_replayable, inlined: this runs for every row of every candidate at boot.
-    rows = [m for m in tail if m.role != Role.SYSTEM and m.kind != MessageKind.META]
+    # is_replayable and is_recovery_note, inlined: this runs for every row of every
+    # candidate at boot.
+    rows = [m for m in tail if m.role != _SYSTEM and m.kind != _META]
     if not rows:
         return Classification(V.UNDETERMINED, "no transcript rows to judge from")
     last = rows[-1]
@@ -133,14 +149,18 @@ def classify(
         return Classification(
             V.UNDETERMINED, f"the last transcript row (#{last.seq}) is malformed ({last.role!r})"
         )
-    activity = next((m for m in reversed(rows) if not is_recovery_note(m)), last)
+    activity = last
+    for row in reversed(rows):
+        if row.kind != _NOTE or row.role != _USER:
+            activity = row
+            break
     tail_at = activity.created_at
     age = None if tail_at is None else now - tail_at
+    shown_age = None if age is None else max(age, 0.0)
 
     def verdict(
         v: Verdict,
         text: str,
-        *,
         unresolved_tools: tuple[str, ...] = (),
         settled: tuple[SettledCall, ...] = (),
         interrupted_resume: bool = False,
@@ -150,7 +170,7 @@ def classify(
             v,
             text,
             tail_at,
-            None if age is None else max(age, 0.0),
+            shown_age,
             unresolved_tools,
             settled,
             interrupted_resume,
@@ -324,8 +344,8 @@ def decide(
     found = classify(record, origin, tail, now, policy, last_turn=last_turn, jobs=jobs)
     action = gate_action(found.verdict, policy.gate)
     explanation = found.explanation
-    held_already = record.state == RecoveryState.HELD
-    if action is A.RESUME:
+    held_already = record.state == _HELD
+    if action is _RESUME:
         if loop_guard_tripped:
             action = A.HOLD
             explanation += (
@@ -348,7 +368,7 @@ def decide(
         elif held_already:
             action = A.HOLD
             explanation += "; held earlier, waits for an operator"
-    elif held_already and action in (A.CLEAR, A.WAIT, A.AWAIT_JOB) and found.verdict != V.COMPLETE:
+    elif held_already and action in _KEPT_HELD and found.verdict is not _COMPLETE:
         # An operator's queue is not emptied by a restart: what was held stays held until
         # someone decides (approve, clear, force-resume) or the user writes again.
         action = A.HOLD
@@ -385,7 +405,7 @@ def _user_notice(
     never reached them: "reply to continue". Never for a turn that completed, never twice in
     one episode (the record remembers what was told), never for the gateway's own work (a
     background job's notice turn), and not at all with recovery.notify_user = false."""
-    if not policy.notify_user or origin is None or found.verdict is V.COMPLETE:
+    if not policy.notify_user or origin is None or found.verdict is _COMPLETE:
         return None, None  # (a completed turn has nothing to tell, whatever the gate did)
     request = last_request(tail)
     if request is None:

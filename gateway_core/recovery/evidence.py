@@ -8,12 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
 from gateway_core.model import FinishReason, Message, MessageKind, Role, ToolCall
 from gateway_core.recovery.policy import RecoveryPolicy
 from gateway_core.safe_json import parse_json
 
+# The members this module compares rows with, looked up once: an attribute of an enum class
+# costs a lookup through its metaclass every time, and these checks run for every row of
+# every candidate at boot.
 _NOTE = MessageKind.RECOVERY_NOTE
+_META = MessageKind.META
+_INTERRUPTED = MessageKind.TOOL_INTERRUPTED
+_USER, _ASSISTANT, _TOOL, _SYSTEM = Role.USER, Role.ASSISTANT, Role.TOOL, Role.SYSTEM
 KNOWN_ROLES = frozenset({Role.USER, Role.ASSISTANT, Role.TOOL})
 # An answer that ended the turn. "error" counts: the user was told the turn failed, and running
 # it again unasked is exactly the surprise recovery must not cause.
@@ -24,12 +31,12 @@ FINAL_FINISH_REASONS = frozenset(
 
 def is_replayable(message: Message) -> bool:
     """Rows a model would see again. System and bookkeeping rows are not evidence."""
-    return message.role != Role.SYSTEM and message.kind != MessageKind.META
+    return message.role != _SYSTEM and message.kind != _META
 
 
 def is_recovery_note(message: Message) -> bool:
     """The system note a resume turn starts with (our own row, not the user's words)."""
-    return message.role == Role.USER and message.kind == MessageKind.RECOVERY_NOTE
+    return message.kind == _NOTE and message.role == _USER
 
 
 def request_index(tail: Sequence[Message]) -> int | None:
@@ -51,14 +58,14 @@ def request_index(tail: Sequence[Message]) -> int | None:
         # A user row (so not a system row) that is replayable and not our note, spelled out:
         # this runs for every candidate at boot.
         kind = message.kind
-        if message.role == Role.USER and kind != MessageKind.META and kind != _NOTE:
+        if message.role == _USER and kind != _META and kind != _NOTE:
             return index
     return None
 
 
 def is_final_answer(message: Message) -> bool:
     return (
-        message.role == Role.ASSISTANT
+        message.role == _ASSISTANT
         and not message.tool_calls
         and not message.malformed
         and bool(message.content.strip())
@@ -84,13 +91,13 @@ def trailing_tool_block(rows: Sequence[Message]) -> ToolBlock | None:
     """
     end = len(rows)
     start = end
-    while start > 0 and rows[start - 1].role == Role.TOOL:
+    while start > 0 and rows[start - 1].role == _TOOL:
         start -= 1
     results = rows[start:end]
     call_row = rows[start - 1] if start > 0 else None
     asked_for_tools = (
         call_row is not None
-        and call_row.role == Role.ASSISTANT
+        and call_row.role == _ASSISTANT
         and (bool(call_row.tool_calls) or call_row.malformed)
     )
     if not asked_for_tools:
@@ -112,7 +119,7 @@ def trailing_tool_block(rows: Sequence[Message]) -> ToolBlock | None:
     for result in results:
         if result.tool_call_id not in ids:
             problems.append(f"a tool result (row {result.seq}) that answers no call")
-        elif result.kind != MessageKind.TOOL_INTERRUPTED:
+        elif result.kind != _INTERRUPTED:
             answered.add(result.tool_call_id)
     unresolved = tuple(call for call in call_row.tool_calls if call.id not in answered)
     return ToolBlock(call_row, tuple(results), unresolved, tuple(problems))
@@ -125,10 +132,19 @@ def call_action(call: ToolCall) -> str | None:
 
 
 def is_read_only(call: ToolCall, policy: RecoveryPolicy) -> bool:
-    if call.name in policy.read_only_tools:
+    name = call.name
+    if name in policy.read_only_tools:
         return True
+    if name not in _tools_with_read_only_calls(policy.read_only_calls):
+        return False  # no action of this tool reads only: its arguments need no parsing
     action = call_action(call)
-    return action is not None and f"{call.name}:{action}" in policy.read_only_calls
+    return action is not None and f"{name}:{action}" in policy.read_only_calls
+
+
+@cache
+def _tools_with_read_only_calls(calls: frozenset[str]) -> frozenset[str]:
+    """The tool names that some "tool:action" pair names (the policy's few, computed once)."""
+    return frozenset(call.partition(":")[0] for call in calls)
 
 
 def format_age(seconds: float) -> str:
