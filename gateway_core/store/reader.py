@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 
@@ -42,9 +42,12 @@ class Reader:
         # are still unfetched keeps its read transaction open, and another query run in
         # between would read that old snapshot (missing what was committed meanwhile).
         try:
-            return [tuple(row) for row in await self._db.execute_fetchall(sql, tuple(params))]
+            rows = await self._db.execute_fetchall(sql, tuple(params))
         except sqlite3.Error as error:
             raise translate_error(self._path, error) from None
+        # The connection has no row factory: fetchall's list of plain tuples is already what
+        # a caller gets (copying it cost the recovery scan a pass over thousands of rows).
+        return cast(list[Row], rows)
 
     async def one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         rows = await self.all(sql, params)

@@ -68,6 +68,8 @@ _CANDIDATE_STATES_OF_SQL = CANDIDATE_STATES_SQL.replace(
 _record = positional_builder(RecoveryRecord)  # the scan decodes one per candidate
 _STATES = {state.value: state for state in RecoveryState}
 _TOLD = {told.value: told for told in Told}
+_HELD, _TOLD_HELD = RecoveryState.HELD, Told.HELD
+_RECORD_WIDTH = len(_COLUMNS.split(","))
 
 
 def decode_record(row: tuple[Any, ...]) -> RecoveryRecord:
@@ -86,17 +88,38 @@ def decode_record(row: tuple[Any, ...]) -> RecoveryRecord:
     )
 
 
+def _decode_candidate(row: tuple[Any, ...]) -> tuple[RecoveryRecord, Session]:
+    """A row of CANDIDATES_SQL: the record's columns, then its session's (one unpacking: the
+    scan decodes one per candidate)."""
+    sid, state, reason, marked_at, verdict, explanation, attempts, last_attempt, updated, told = (
+        row[:_RECORD_WIDTH]
+    )
+    record = _record(
+        int(sid),
+        _STATES.get(str(state), _HELD),
+        reason,
+        decode_timestamp(marked_at),
+        verdict,
+        explanation,
+        int(attempts or 0),
+        decode_timestamp(last_attempt),
+        decode_timestamp(updated),
+        None if told is None else _TOLD.get(str(told), _TOLD_HELD),
+    )
+    return record, decode_session(row[_RECORD_WIDTH:])
+
+
 def _state(raw: object) -> RecoveryState:
     """A stored state this version does not know (a newer one wrote it) waits for an
     operator: it is never resumed, nor cleared, on a guess."""
-    return _STATES.get(str(raw), RecoveryState.HELD)
+    return _STATES.get(str(raw), _HELD)
 
 
 def _told(raw: object) -> Told | None:
     """An unknown "told" value counts as told: a user hears too little rather than twice."""
     if raw is None:
         return None
-    return _TOLD.get(str(raw), Told.HELD)
+    return _TOLD.get(str(raw), _TOLD_HELD)
 
 
 def mark_row(db: Transaction, session_id: int, reason: str, now: float) -> bool:
@@ -283,8 +306,7 @@ class RecoveryRecords:
             rows = await self._reader.all(CANDIDATES_SQL)
         else:
             rows = await self._reader.all(CANDIDATES_OF_SQL, (ids_param(only),))
-        width = len(_COLUMNS.split(","))
-        return [(decode_record(row[:width]), decode_session(row[width:])) for row in rows]
+        return [_decode_candidate(row) for row in rows]
 
     async def candidate_states(
         self, only: Collection[int] | None = None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from functools import cache
-from operator import itemgetter
 from typing import Any, overload
 
 from gateway_core.clock import Clock
@@ -74,7 +73,6 @@ class StoredTail(Sequence[Message]):
         return message
 
 
-_SESSION_AND_SEQ = itemgetter(0, 1)
 _MARKS = ", ".join("?" * len(MESSAGE_COLUMNS.split(",")))
 _INSERT = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({_MARKS})"
 # A row appended after the session's last one in one statement: the insert computes its seq
@@ -173,7 +171,9 @@ class Transcript:
         for rows in await asyncio.gather(
             *(self._reader.all(sql(len(chunk)), (*chunk, *extra)) for chunk in chunks)
         ):
-            rows.sort(key=_SESSION_AND_SEQ)
+            # (session_id, seq) is unique and leads every row: plain tuple order sorts by it
+            # without a key function's tuple per row.
+            rows.sort()
             for row in rows:
                 grouped[row[0]].append(row)
         return grouped
