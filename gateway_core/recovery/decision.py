@@ -60,6 +60,8 @@ A = RecoveryAction
 _SYSTEM, _USER = Role.SYSTEM, Role.USER
 _META, _NOTE = MessageKind.META, MessageKind.RECOVERY_NOTE
 _HELD, _COMPLETE, _RESUME = RecoveryState.HELD, V.COMPLETE, A.RESUME
+_HOLD, _CLEAR, _WAIT, _STALE = A.HOLD, A.CLEAR, A.WAIT, V.STALE
+_NOTICE, _UNKNOWN = MessageKind.NOTICE, Settlement.UNKNOWN
 # Actions a restart would take on its own that leave an operator's held candidate held.
 _KEPT_HELD = frozenset({A.CLEAR, A.WAIT, A.AWAIT_JOB})
 
@@ -201,7 +203,7 @@ def classify(
             generation=block.call_row.generation,
             called_at=block.call_row.created_at,
         )
-    unknown = [s for s in settled if s.how is Settlement.UNKNOWN]
+    unknown = [s for s in settled if s.how is _UNKNOWN] if settled else []
     waiting = _waiting_on_user(block, policy, unknown, settled)
     if waiting is not None:
         return verdict(
@@ -264,8 +266,8 @@ def classify(
         if parts:
             return verdict(V.RESUMABLE, "; ".join(parts), settled=settled)
         return verdict(V.RESUMABLE, "tool results are recorded; the agent had not answered yet")
-    if last.role == Role.USER:
-        what = "notification" if last.kind == MessageKind.NOTICE else "message"
+    if last.role == _USER:
+        what = "notification" if last.kind == _NOTICE else "message"
         return verdict(V.RESUMABLE, f"unanswered user {what} from {format_age(max(age, 0))} ago")
     return verdict(V.RESUMABLE, "the answer was interrupted before it finished")
 
@@ -410,16 +412,16 @@ def _user_notice(
     request = last_request(tail)
     if request is None:
         return None, None  # nothing the user asked is waiting: nobody to tell
-    if action is A.HOLD:
+    if action is _HOLD:
         if record.told == Told.HELD:
             return None, None
         return note.held_for_review(request), Told.HELD
-    if action is A.CLEAR and found.verdict is V.STALE:
+    if action is _CLEAR and found.verdict is _STALE:
         if record.told == Told.CLEARED:
             return None, None
         age = format_age(found.tail_age or 0.0)
         return note.not_resumed_stale(request, age), Told.CLEARED
-    if action is A.WAIT and found.question_undelivered and record.told is None:
+    if action is _WAIT and found.question_undelivered and record.told is None:
         return note.question_never_asked(request), Told.WAITING
     return None, None
 
@@ -443,6 +445,6 @@ def last_request(tail: Sequence[Message]) -> str | None:
     our recovery note. None when that row is a background job's notice (the gateway's own
     work, not something the user asked) or there is none."""
     index = request_index(tail)
-    if index is None or tail[index].kind == MessageKind.NOTICE:
+    if index is None or tail[index].kind == _NOTICE:
         return None
     return tail[index].content
