@@ -113,7 +113,7 @@ class Deliverer:
     async def count_unknown(self) -> int:
         """At boot: how many sends may or may not have reached their user (shown to the
         operator, who alone can tell and resend)."""
-        self.unknown = await self._rt.store.outbox.count("unknown")
+        self.unknown = await self._rt.store.outbox.count_unknown()
         return self.unknown
 
     async def resend(self, outbox_id: int) -> OutboxItem | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gateway_core.store import DatabaseLocked, NotADatabase, SchemaTooNew, Store, StoreClosed
+from gateway_core.store.outbox import COUNT_UNKNOWN_SQL, MARK_UNKNOWN_SQL
 from gateway_core.store.recovery_records import CANDIDATES_SQL
 from gateway_core.store.schema import LATEST_VERSION, MIGRATIONS
 
@@ -121,6 +122,44 @@ async def test_a_version_8_database_gets_the_covering_candidates_index(db_path: 
         assert raw.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION
         plan = " ".join(row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {CANDIDATES_SQL}"))
         assert "COVERING INDEX recovery_candidates" in plan
+    finally:
+        raw.close()
+
+
+async def test_a_version_9_database_gets_the_sends_in_doubt_indexed(db_path: Path) -> None:
+    """Version 10 indexes the sends in doubt: a boot marks every 'sending' reply 'unknown' and
+    counts the 'unknown' ones, and neither may read every reply ever sent to find them (a
+    store with millions of sent replies spent ~0.5 s of each boot on the two). A version-9
+    store with such rows keeps them and finds them through the new indexes."""
+    db_path.parent.mkdir(parents=True)
+    raw = sqlite3.connect(db_path, isolation_level=None)
+    for migration in MIGRATIONS[:9]:
+        raw.executescript(migration)
+    raw.execute("PRAGMA user_version = 9")
+    raw.execute(
+        "INSERT INTO sessions (id, key, platform, chat_id, created_at, updated_at)"
+        " VALUES (1, 'loopback:c1:-', 'loopback', 'c1', 1, 1)"
+    )
+    raw.executemany(
+        "INSERT INTO outbox (session_id, generation, content, status, created_at)"
+        " VALUES (1, 1, ?, ?, 1)",
+        [("sent", "sent")] * 50 + [("in flight", "sending"), ("in doubt", "unknown")],
+    )
+    raw.close()
+
+    async with await Store.open(db_path) as store:
+        (marked,) = await store.outbox.mark_unknown_at_boot()
+        assert marked.content == "in flight"
+        assert await store.outbox.count_unknown() == 2
+    raw = sqlite3.connect(db_path)
+    try:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION
+        for sql, index in (
+            (MARK_UNKNOWN_SQL, "outbox_sending"),
+            (COUNT_UNKNOWN_SQL, "outbox_unknown"),
+        ):
+            plan = " ".join(row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {sql}"))
+            assert f"INDEX {index}" in plan, plan
     finally:
         raw.close()
 

@@ -106,7 +106,8 @@ def fence_row(db: Transaction, session_id: int, node_id: str, epoch: int) -> Non
 _LEFT_OVER_SQL = (
     "SELECT id FROM sessions WHERE active_turn IS NOT NULL"
     " UNION SELECT session_id FROM recovery WHERE state != 'none'"
-    " UNION SELECT session_id FROM outbox WHERE status IN ('pending', 'sending')"
+    " UNION SELECT session_id FROM outbox WHERE status = 'pending'"
+    " UNION SELECT session_id FROM outbox WHERE status = 'sending'"
     " UNION SELECT session_id FROM working_notices"
     " UNION SELECT session_id FROM processes WHERE state = 'running'"
     " AND session_id IS NOT NULL"

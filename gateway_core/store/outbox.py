@@ -59,6 +59,15 @@ _COLUMNS = (
 # In a RETURNING of an UPDATE of one outbox row: how many stored pieces it has.
 _PIECE_COUNT = "SELECT count(*) FROM outbox_pieces WHERE outbox_pieces.outbox_id = outbox.id"
 
+# The sends in doubt, each found through its partial index (schema version 10: outbox_sending,
+# outbox_unknown), never by reading every reply ever sent. The status is written in the SQL,
+# not bound: SQLite picks a partial index only for a WHERE it can see implies the index's.
+MARK_UNKNOWN_SQL = (
+    f"UPDATE outbox SET status = 'unknown' WHERE status = 'sending' RETURNING {_COLUMNS}"
+)
+_MARK_UNKNOWN_OF_SQL = MARK_UNKNOWN_SQL.replace(" RETURNING", f" AND session_id {IN_IDS} RETURNING")
+COUNT_UNKNOWN_SQL = "SELECT count(*) FROM outbox WHERE status = 'unknown'"
+
 
 def decode_outbox(row: tuple[Any, ...]) -> OutboxItem:
     return OutboxItem(
@@ -322,16 +331,9 @@ class Outbox:
 
         def txn(db: Transaction) -> list[OutboxItem]:
             if only is None:
-                rows = db.execute(
-                    "UPDATE outbox SET status = 'unknown' WHERE status = 'sending'"
-                    f" RETURNING {_COLUMNS}"
-                ).fetchall()
+                rows = db.execute(MARK_UNKNOWN_SQL).fetchall()
             else:
-                rows = db.execute(
-                    "UPDATE outbox SET status = 'unknown'"
-                    f" WHERE status = 'sending' AND session_id {IN_IDS} RETURNING {_COLUMNS}",
-                    (ids_param(only),),
-                ).fetchall()
+                rows = db.execute(_MARK_UNKNOWN_OF_SQL, (ids_param(only),)).fetchall()
             items = []
             for item in map(decode_outbox, rows):
                 note = settle_sending_row(db, item.id, PieceStatus.UNKNOWN)
@@ -366,8 +368,9 @@ class Outbox:
 
         return await self._writer.submit(txn)
 
-    async def count(self, status: str) -> int:
-        row = await self._reader.one("SELECT count(*) FROM outbox WHERE status = ?", (status,))
+    async def count_unknown(self) -> int:
+        """How many sends may or may not have reached their user (from their index)."""
+        row = await self._reader.one(COUNT_UNKNOWN_SQL)
         return 0 if row is None else int(row[0])
 
     async def by_status(self, status: str, limit: int = 100) -> list[OutboxItem]:

@@ -262,6 +262,16 @@ _COVERING_CANDIDATES = """
             WHERE state != 'none';
 """
 
+# Version 10 indexes the sends in doubt. Every boot marks the replies left 'sending' as
+# 'unknown' and counts the 'unknown' ones (and a node taking over looks for a dead node's
+# sends in flight); replies are kept once sent, so without these each was a scan of every
+# reply ever sent: ~0.55 s of a boot on a store with 2.5 million of them. Rows pass through
+# 'sending' briefly, and 'unknown' ones wait for an operator: both indexes stay small.
+_SENDS_IN_DOUBT = """
+        CREATE INDEX outbox_sending ON outbox(session_id) WHERE status = 'sending';
+        CREATE INDEX outbox_unknown ON outbox(session_id) WHERE status = 'unknown';
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_CORE,
     _V2_PROCESSES_AUDIT_LOOP_GUARD,
@@ -272,5 +282,6 @@ MIGRATIONS: tuple[str, ...] = (
     _NODES_AND_SESSION_LEASES,
     _JOB_HOSTS_AND_CRASH_TIMES,
     _COVERING_CANDIDATES,
+    _SENDS_IN_DOUBT,
 )
 LATEST_VERSION = len(MIGRATIONS)
