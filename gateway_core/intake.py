@@ -17,7 +17,7 @@ from gateway_core.adapters.base import InboundMessage
 from gateway_core.delivery import Deliverer
 from gateway_core.events import UpdatesStored
 from gateway_core.lanes import LaneFull, Lanes
-from gateway_core.model import InboxItem, Session, SessionKey
+from gateway_core.model import InboxItem, InboxStatus, Session, SessionKey
 from gateway_core.questions import Questions
 from gateway_core.runtime import Runtime
 from gateway_core.safe_json import parse_json
@@ -66,7 +66,7 @@ def store_batch_body(
             # Recorded for dedup and for the operator; never becomes a turn.
             skip = insert_row(db, message.platform, message.update_id, None, "{}", now)
             if skip is not None:
-                finish_row(db, skip, "skipped", message.skip_reason, now)
+                finish_row(db, skip, InboxStatus.SKIPPED, message.skip_reason, now)
                 skipped += 1
             else:
                 duplicates += 1
@@ -145,7 +145,7 @@ class Intake:
                 # result, so it does not start a turn of its own (nor may a pickup start one).
                 if rt.node is not None:
                     self.queued.add(inbox_id)
-                await rt.store.inbox.finish(inbox_id, "answered")
+                await rt.store.inbox.finish(inbox_id, InboxStatus.ANSWERED)
                 continue
             if not self._submit(session, inbox_id, message.text, message.message_id):
                 refused += 1
@@ -224,7 +224,7 @@ class Intake:
         store = self._rt.store
         session = await store.sessions.by_key(SessionKey.parse(inbound.session_key))
         if session is None:
-            await store.inbox.finish(inbound.id, "skipped", "unreadable inbox item")
+            await store.inbox.finish(inbound.id, InboxStatus.SKIPPED, "unreadable inbox item")
             return
         await self._queue_item(session, inbound)
 
@@ -232,7 +232,9 @@ class Intake:
         decoded = parse_json(inbound.payload)
         text = decoded.get("text") if isinstance(decoded, dict) else None
         if not isinstance(text, str):
-            await self._rt.store.inbox.finish(inbound.id, "skipped", "unreadable inbox item")
+            await self._rt.store.inbox.finish(
+                inbound.id, InboxStatus.SKIPPED, "unreadable inbox item"
+            )
             return
         self._submit(session, inbound.id, text, inbound.message_id)
 
@@ -240,7 +242,9 @@ class Intake:
         self, session_id: int, inbox_id: int, message_id: str | None
     ) -> None:
         limit = self._rt.config.lanes.max_queue
-        await self._rt.store.inbox.finish(inbox_id, "refused", f"more than {limit} messages queued")
+        await self._rt.store.inbox.finish(
+            inbox_id, InboxStatus.REFUSED, f"more than {limit} messages queued"
+        )
         await self._deliverer.post_notice(
             session_id,
             f"⚠️ {limit} messages are already waiting; this one was not processed. "

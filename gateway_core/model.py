@@ -432,6 +432,16 @@ class JobRecord:
     node: str | None = None
 
 
+class OutboxStatus(StrEnum):
+    """Where a reply is on its way to the user (docs/architecture.md section 5)."""
+
+    PENDING = "pending"  # owed: its session's deliverer sends it when its turn in the queue comes
+    SENDING = "sending"  # claimed: its send is about to happen or in flight
+    SENT = "sent"  # confirmed by the platform, with its message id
+    FAILED = "failed"  # refused for good (blocked, bad request): never retried
+    UNKNOWN = "unknown"  # its send may or may not have landed: never resent automatically
+
+
 @quick_frozen_init
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
@@ -440,7 +450,7 @@ class OutboxItem:
     generation: int
     kind: str
     content: str
-    status: str
+    status: OutboxStatus
     attempts: int
     last_error: str | None
     platform_message_id: str | None
@@ -497,6 +507,17 @@ class WorkingNotice:
     message_id: str | None  # None: its first send had not been answered by the platform
 
 
+class InboxStatus(StrEnum):
+    """What became of an inbound update (the inbox row is written before the platform is told
+    the update was received, and finished by the step that settles it)."""
+
+    NEW = "new"  # stored, not yet taken by a turn
+    DONE = "done"  # a turn took it: it is in the transcript, in the transaction that started it
+    ANSWERED = "answered"  # it answered a question the agent had asked: no turn of its own
+    SKIPPED = "skipped"  # nothing to do (not a message, or unreadable): the reason is recorded
+    REFUSED = "refused"  # its session already had too many messages queued: the user was told
+
+
 @dataclass(frozen=True, slots=True)
 class InboxItem:
     id: int
@@ -504,7 +525,7 @@ class InboxItem:
     update_id: str
     session_key: str | None
     payload: str
-    status: str
+    status: InboxStatus
     error: str | None
     received_at: float
     processed_at: float | None

@@ -37,6 +37,7 @@ from gateway_core.model import (
     CANDIDATE_STATES,
     ClaimedReply,
     FinishReason,
+    InboxStatus,
     Message,
     MessageKind,
     NewMessage,
@@ -306,7 +307,7 @@ def start_turn_body(
         )
         insert_rows(db, session_id, [said], now, touch_session=False)
     if request.inbox_id is not None:
-        finish_row(db, request.inbox_id, "done", None, now)
+        finish_row(db, request.inbox_id, InboxStatus.DONE, None, now)
     return TurnStart(generation, state, reason, reply_to=reply_to, epoch=epoch)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from gateway_core.adapters.loopback import LoopbackAdapter, LoopbackUser
 from gateway_core.clock import ManualClock
 from gateway_core.events import DeliveryFailed, ReplySent
-from gateway_core.model import ClaimedReply, Origin
+from gateway_core.model import ClaimedReply, Origin, OutboxStatus
 from gateway_core.store import outbox
 from gateway_core.store.transaction import Transaction
 from tests.support.harness import Running, next_event, start_gateway, wait_for_sleepers
@@ -40,7 +40,7 @@ async def started(tmp_path: Path, clock: ManualClock) -> tuple[Running, HeldLoop
     adapter.release.set()
     await adapter.user("ada").say("hello")
     await next_event(sent, ReplySent)
-    (first,) = await running.gateway.store.outbox.by_status("sent")
+    (first,) = await running.gateway.store.outbox.by_status(OutboxStatus.SENT)
     adapter.release.clear()
     adapter.entered.clear()
     return running, adapter, first.session_id
@@ -68,7 +68,7 @@ async def test_a_turns_reply_goes_out_on_its_first_attempt_and_once(
     tmp_path: Path, clock: ManualClock
 ) -> None:
     running, adapter, _ = await started(tmp_path, clock)
-    (reply,) = await running.gateway.store.outbox.by_status("sent")
+    (reply,) = await running.gateway.store.outbox.by_status(OutboxStatus.SENT)
     assert reply.attempts == 1
     assert [m.text for m in ada(adapter).received()] == ["You said: hello"]
     await running.stop()
@@ -147,6 +147,8 @@ async def test_a_claimed_reply_whose_send_fails_is_claimed_again_for_its_retry(
     await next_event(events, ReplySent)
     texts = [m.text for m in ada(adapter).received()]
     assert texts == ["You said: hello", "You said: again"]
-    (retried,) = [r for r in await running.gateway.store.outbox.by_status("sent") if r.id != 1]
+    (retried,) = [
+        r for r in await running.gateway.store.outbox.by_status(OutboxStatus.SENT) if r.id != 1
+    ]
     assert retried.attempts == 2
     await running.stop()

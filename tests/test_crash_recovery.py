@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 import pytest
 
-from gateway_core.model import Message, MessageKind, OutboxItem, Role
+from gateway_core.model import Message, MessageKind, OutboxItem, OutboxStatus, Role
 from gateway_core.store import DATABASE_NAME, Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,7 +38,6 @@ READY_WITHIN = 20.0
 TRAFFIC_WITHIN = 30.0
 SETTLE_WITHIN = 15.0
 EXIT_WITHIN = 15.0
-OUTBOX_STATUSES = ("pending", "sending", "sent", "failed", "unknown")
 
 Entry = dict[str, Any]
 
@@ -241,15 +240,15 @@ async def _check(store: Store, files: Files, journal: list[Entry], found: Findin
     found.count("unacknowledged_at_kill", len(unacked))
 
     outbox: dict[tuple[int, int], OutboxItem] = {}
-    by_status: dict[str, list[OutboxItem]] = {}
-    for status in OUTBOX_STATUSES:
+    by_status: dict[OutboxStatus, list[OutboxItem]] = {}
+    for status in OutboxStatus:
         by_status[status] = await store.outbox.by_status(status, limit=100_000)
         for item in by_status[status]:
             outbox[(item.session_id, item.generation)] = item
-    for status in ("pending", "sending", "failed"):
+    for status in (OutboxStatus.PENDING, OutboxStatus.SENDING, OutboxStatus.FAILED):
         if by_status[status]:
             problems.append(f"outbox rows left {status}: {by_status[status]}")
-    found.count("outbox_unknown", len(by_status["unknown"]))
+    found.count("outbox_unknown", len(by_status[OutboxStatus.UNKNOWN]))
     candidates = {session.id for _, session in await store.recovery.candidates()}
 
     sessions = {s.key.chat_id: s for s in await store.sessions.list()}
@@ -298,8 +297,12 @@ async def _check(store: Store, files: Files, journal: list[Entry], found: Findin
         for text, times in shown.items():
             if text.startswith("You said: ") and times > 1:
                 problems.append(f"chat {chat}: {text!r} shown {times} times")
-        sent = Counter(i.content for i in by_status["sent"] if i.session_id == session.id)
-        unknown = Counter(i.content for i in by_status["unknown"] if i.session_id == session.id)
+        sent = Counter(
+            i.content for i in by_status[OutboxStatus.SENT] if i.session_id == session.id
+        )
+        unknown = Counter(
+            i.content for i in by_status[OutboxStatus.UNKNOWN] if i.session_id == session.id
+        )
         if sent - shown:
             problems.append(f"chat {chat}: marked sent but never shown: {dict(sent - shown)}")
         if (shown - sent) - unknown:

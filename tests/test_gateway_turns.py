@@ -13,7 +13,7 @@ from gateway_core.agents.base import AgentEvent, Answer, TurnContext
 from gateway_core.clock import ManualClock
 from gateway_core.events import NotifierFired, ReplySent, TurnFinished
 from gateway_core.gateway import Gateway
-from gateway_core.model import MessageKind, Origin, SessionKey
+from gateway_core.model import MessageKind, Origin, OutboxStatus, SessionKey
 from tests.support.harness import (
     Running,
     background_sleepers,
@@ -56,7 +56,7 @@ async def test_a_message_is_answered_and_everything_is_on_disk(running: Running)
     record = await store.recovery.get(session.id)
     assert record is not None and record.state == "none"
     assert await store.inbox.open_items() == []
-    (reply,) = await store.outbox.by_status("sent")
+    (reply,) = await store.outbox.by_status(OutboxStatus.SENT)
     assert (reply.content, reply.platform_message_id) == ("You said: hello", "1")
 
 

@@ -12,7 +12,7 @@ from gateway_core.clock import ManualClock
 from gateway_core.control import Control
 from gateway_core.delivery import split_text
 from gateway_core.events import DeliveryFailed, ReplySent
-from gateway_core.model import PieceStatus
+from gateway_core.model import OutboxStatus, PieceStatus
 from tests.support.harness import Running, next_event, start_gateway
 
 LIMIT = 40
@@ -53,7 +53,7 @@ async def test_a_502_on_the_second_piece_resends_only_what_is_missing(
     assert [m.text for m in running.adapter.messages] == expected  # each piece once, in order
 
     store = running.gateway.store
-    (reply,) = await store.outbox.by_status("sent")
+    (reply,) = await store.outbox.by_status(OutboxStatus.SENT)
     assert reply.attempts == 2
     pieces = await store.outbox.pieces(reply.id)
     assert [p.content for p in pieces] == expected
@@ -81,7 +81,7 @@ async def test_a_piece_whose_outcome_is_unknown_is_not_resent_nor_are_the_later_
 
     assert [m.text for m in ada.received()] == [expected[0], "You said: and now?"]
     store = running.gateway.store
-    (unknown,) = await store.outbox.by_status("unknown")
+    (unknown,) = await store.outbox.by_status(OutboxStatus.UNKNOWN)
     count = len(expected)
     assert unknown.last_error == f"piece 2 of {count} (pieces 3-{count} not sent yet): timed out"
     statuses = [p.status for p in await store.outbox.pieces(unknown.id)]
@@ -101,7 +101,7 @@ async def test_an_operator_resend_of_a_split_reply_sends_the_unknown_piece_and_t
     # Published once the unknown outcome is committed (not a count of polls of the store).
     failed = await next_event(failures, DeliveryFailed)
     assert failed.unknown
-    unknown = await store.outbox.by_status("unknown")
+    unknown = await store.outbox.by_status(OutboxStatus.UNKNOWN)
     assert [m.text for m in running.adapter.messages] == expected[:1]
     # The operator checked the chat: piece 2 never arrived. One resend sends it and the rest.
     sent = running.gateway.events.subscribe()

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from gateway_core.clock import ManualClock
-from gateway_core.model import NodeState, Origin, SessionKey
+from gateway_core.model import InboxStatus, NodeState, Origin, SessionKey
 from gateway_core.store import LeaseHeld, LeaseLost, Store
 from gateway_core.store.leases import fence_row
 from gateway_core.store.transaction import Transaction
@@ -104,7 +104,7 @@ async def test_a_nodes_pickup_reads_open_items_of_sessions_it_may_own_in_one_go(
     named = await store.inbox.open_for_node("a", [ids[1], ids[4]])
     assert [item.id for item, _ in named] == [ids[4]]
     assert await store.inbox.open_for_node("a", []) == []
-    await store.inbox.finish(ids[0], "done")
+    await store.inbox.finish(ids[0], InboxStatus.DONE)
     assert [item.id for item, _ in await store.inbox.open_for_node("a")] == ids[2:]
 
 

@@ -9,6 +9,7 @@ import pytest
 from gateway_core.clock import ManualClock
 from gateway_core.model import (
     Decision,
+    InboxStatus,
     JobRecord,
     Origin,
     ProcessState,
@@ -162,8 +163,8 @@ async def test_an_update_delivered_twice_is_stored_once(store: Store) -> None:
     )
     assert len(first) == 2 and len(again) == 1
     assert [i.update_id for i in await store.inbox.open_items()] == ["100", "101", "102"]
-    await store.inbox.finish(first[0], "done")
-    await store.inbox.finish(again[0], "skipped", "malformed update")
+    await store.inbox.finish(first[0], InboxStatus.DONE)
+    await store.inbox.finish(again[0], InboxStatus.SKIPPED, "malformed update")
     assert [i.update_id for i in await store.inbox.open_items()] == ["101"]
     # The same id on another platform is a different update.
     assert len(await store.inbox.add_batch("loopback", [("100", None, "{}")])) == 1

@@ -19,7 +19,7 @@ from gateway_core.clock import ManualClock
 from gateway_core.delivery import split_text
 from gateway_core.events import DeliveryFailed
 from gateway_core.gateway import Gateway
-from gateway_core.model import ReplyAnchorMode
+from gateway_core.model import OutboxStatus, ReplyAnchorMode
 from tests.support.fake_bot_api import FakeBotAPI
 from tests.support.harness import Stops, make_config, next_event, track
 
@@ -180,7 +180,7 @@ async def test_a_send_whose_outcome_is_unknown_is_never_resent(
         clock.advance(30)
     assert fake.sent(ADA) == ["You said: and this?"]
     assert len(fake.calls("sendMessage")) == 2
-    (unknown,) = await gateway.store.outbox.by_status("unknown")
+    (unknown,) = await gateway.store.outbox.by_status(OutboxStatus.UNKNOWN)
     assert unknown.content == "You said: hi"
 
 
@@ -200,7 +200,7 @@ async def test_a_blocked_chat_is_not_retried(
     assert first.final and second.final  # failed for good at once: no backoff, no retries
     to_ada = [c for c in fake.calls("sendMessage") if c.params.get("chat_id") == ADA]
     assert len(to_ada) == 1  # one 403, then the chat is known blocked
-    assert len(await gateway.store.outbox.by_status("failed")) == 2
+    assert len(await gateway.store.outbox.by_status(OutboxStatus.FAILED)) == 2
 
 
 async def test_a_long_reply_is_split_on_line_boundaries(
@@ -251,7 +251,7 @@ async def test_a_dropped_piece_of_a_long_answer_is_never_resent_nor_what_follows
     for _ in range(5):
         clock.advance(30)
     assert fake.sent(ADA) == [expected[0], "You said: and this?"]
-    (unknown,) = await gateway.store.outbox.by_status("unknown")
+    (unknown,) = await gateway.store.outbox.by_status(OutboxStatus.UNKNOWN)
     assert unknown.last_error is not None
     assert unknown.last_error.startswith("piece 2 of 3 (piece 3 not sent yet): ")
 

@@ -11,7 +11,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from gateway_core.clock import Clock
-from gateway_core.model import InboxItem, Session
+from gateway_core.model import InboxItem, InboxStatus, Session
 from gateway_core.store.codec import SESSION_COLUMNS, decode_session
 from gateway_core.store.job import job
 from gateway_core.store.transaction import RowReader, Transaction, TransactionQueue
@@ -25,6 +25,8 @@ _COLUMNS = (
 _ITEM_COLUMNS = ", ".join(f"inbox.{name.strip()}" for name in _COLUMNS.split(","))
 _SESSION_COLUMNS = ", ".join(f"sessions.{name.strip()}" for name in SESSION_COLUMNS.split(","))
 _ITEM_WIDTH = len(_COLUMNS.split(","))
+# A row's status as its member, by a dict lookup (cheaper than calling the enum per row).
+_INBOX_STATUS = {status.value: status for status in InboxStatus}
 
 
 def _decode(row: tuple[Any, ...]) -> InboxItem:
@@ -34,7 +36,7 @@ def _decode(row: tuple[Any, ...]) -> InboxItem:
         update_id=row[2],
         session_key=row[3],
         payload=row[4],
-        status=row[5],
+        status=_INBOX_STATUS[row[5]],
         error=row[6],
         received_at=float(row[7]),
         processed_at=None if row[8] is None else float(row[8]),
@@ -69,7 +71,9 @@ _INSERT = (
 )
 
 
-def finish_row(db: Transaction, item_id: int, status: str, error: str | None, now: float) -> None:
+def finish_row(
+    db: Transaction, item_id: int, status: InboxStatus, error: str | None, now: float
+) -> None:
     db.execute(
         "UPDATE inbox SET status = ?, error = ?, processed_at = ? WHERE id = ?",
         (status, error, now, item_id),
@@ -130,6 +134,6 @@ class Inbox:
         )
         return [(_decode(row), decode_session(row[_ITEM_WIDTH:])) for row in rows]
 
-    async def finish(self, item_id: int, status: str, error: str | None = None) -> None:
+    async def finish(self, item_id: int, status: InboxStatus, error: str | None = None) -> None:
         now = self._clock.now()
         await self._writer.submit(job(finish_row, item_id, status, error, now))

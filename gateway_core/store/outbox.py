@@ -35,7 +35,7 @@ from dataclasses import replace
 from typing import Any
 
 from gateway_core.clock import Clock
-from gateway_core.model import ClaimedReply, OutboxItem, PieceStatus, ReplyPiece
+from gateway_core.model import ClaimedReply, OutboxItem, OutboxStatus, PieceStatus, ReplyPiece
 from gateway_core.store.errors import LeaseLost
 from gateway_core.store.id_sets import IN_IDS, ids_param
 from gateway_core.store.job import job
@@ -67,6 +67,8 @@ MARK_UNKNOWN_SQL = (
 )
 _MARK_UNKNOWN_OF_SQL = MARK_UNKNOWN_SQL.replace(" RETURNING", f" AND session_id {IN_IDS} RETURNING")
 COUNT_UNKNOWN_SQL = "SELECT count(*) FROM outbox WHERE status = 'unknown'"
+# A row's status as its member, by a dict lookup (cheaper than calling the enum per row).
+_OUTBOX_STATUS = {status.value: status for status in OutboxStatus}
 
 
 def decode_outbox(row: tuple[Any, ...]) -> OutboxItem:
@@ -76,7 +78,7 @@ def decode_outbox(row: tuple[Any, ...]) -> OutboxItem:
         generation=int(row[2]),
         kind=row[3],
         content=row[4],
-        status=row[5],
+        status=_OUTBOX_STATUS[row[5]],
         attempts=int(row[6]),
         last_error=row[7],
         platform_message_id=row[8],
@@ -143,7 +145,7 @@ def claimed_reply(
         generation=generation,
         kind=kind,
         content=content,
-        status="sending",
+        status=OutboxStatus.SENDING,
         attempts=1,
         last_error=None,
         platform_message_id=None,
@@ -373,7 +375,7 @@ class Outbox:
         row = await self._reader.one(COUNT_UNKNOWN_SQL)
         return 0 if row is None else int(row[0])
 
-    async def by_status(self, status: str, limit: int = 100) -> list[OutboxItem]:
+    async def by_status(self, status: OutboxStatus, limit: int = 100) -> list[OutboxItem]:
         rows = await self._reader.all(
             f"SELECT {_COLUMNS} FROM outbox WHERE status = ? ORDER BY id DESC LIMIT ?",
             (status, limit),
