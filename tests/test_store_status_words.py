@@ -48,8 +48,10 @@ def test_the_states_the_tables_start_in_are_members() -> None:
     schema = (STORE / "schema.py").read_text()
     inbox = schema[schema.index("CREATE TABLE inbox") :]
     outbox = schema[schema.index("CREATE TABLE outbox (") :]
-    assert _DEFAULTED.search(inbox)[1] in set(InboxStatus)  # type: ignore[index]
-    assert _DEFAULTED.search(outbox)[1] in set(OutboxStatus)  # type: ignore[index]
+    first_inbox, first_outbox = _DEFAULTED.search(inbox), _DEFAULTED.search(outbox)
+    assert first_inbox is not None and first_outbox is not None
+    assert InboxStatus(first_inbox[1]) is InboxStatus.NEW
+    assert OutboxStatus(first_outbox[1]) is OutboxStatus.PENDING
 
 
 def test_the_patterns_find_a_misspelled_state() -> None:

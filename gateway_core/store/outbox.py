@@ -67,7 +67,8 @@ MARK_UNKNOWN_SQL = (
 )
 _MARK_UNKNOWN_OF_SQL = MARK_UNKNOWN_SQL.replace(" RETURNING", f" AND session_id {IN_IDS} RETURNING")
 COUNT_UNKNOWN_SQL = "SELECT count(*) FROM outbox WHERE status = 'unknown'"
-# A row's status as its member, by a dict lookup (cheaper than calling the enum per row).
+# A row's status as its member, by a dict lookup (cheaper than calling the enum per row). A
+# status this version does not know reads as unknown: such a reply is never sent on a guess.
 _OUTBOX_STATUS = {status.value: status for status in OutboxStatus}
 
 
@@ -78,7 +79,7 @@ def decode_outbox(row: tuple[Any, ...]) -> OutboxItem:
         generation=int(row[2]),
         kind=row[3],
         content=row[4],
-        status=_OUTBOX_STATUS[row[5]],
+        status=_OUTBOX_STATUS.get(row[5], OutboxStatus.UNKNOWN),
         attempts=int(row[6]),
         last_error=row[7],
         platform_message_id=row[8],

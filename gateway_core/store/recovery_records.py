@@ -73,28 +73,10 @@ _RECORD_WIDTH = len(_COLUMNS.split(","))
 
 
 def decode_record(row: tuple[Any, ...]) -> RecoveryRecord:
+    """One record's columns (the lookups of _state and _told written out: the startup scan
+    decodes one per candidate)."""
     sid, state, reason, marked_at, verdict, explanation, attempts, last_attempt, updated, told = row
     return _record(
-        int(sid),
-        _state(state),
-        reason,
-        decode_timestamp(marked_at),
-        verdict,
-        explanation,
-        int(attempts or 0),
-        decode_timestamp(last_attempt),
-        decode_timestamp(updated),
-        _told(told),
-    )
-
-
-def _decode_candidate(row: tuple[Any, ...]) -> tuple[RecoveryRecord, Session]:
-    """A row of CANDIDATES_SQL: the record's columns, then its session's (one unpacking: the
-    scan decodes one per candidate)."""
-    sid, state, reason, marked_at, verdict, explanation, attempts, last_attempt, updated, told = (
-        row[:_RECORD_WIDTH]
-    )
-    record = _record(
         int(sid),
         _STATES.get(str(state), _HELD),
         reason,
@@ -106,7 +88,11 @@ def _decode_candidate(row: tuple[Any, ...]) -> tuple[RecoveryRecord, Session]:
         decode_timestamp(updated),
         None if told is None else _TOLD.get(str(told), _TOLD_HELD),
     )
-    return record, decode_session(row[_RECORD_WIDTH:])
+
+
+def _decode_candidate(row: tuple[Any, ...]) -> tuple[RecoveryRecord, Session]:
+    """A row of CANDIDATES_SQL: the record's columns, then its session's."""
+    return decode_record(row[:_RECORD_WIDTH]), decode_session(row[_RECORD_WIDTH:])
 
 
 def _state(raw: object) -> RecoveryState:
