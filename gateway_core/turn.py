@@ -325,7 +325,8 @@ class TurnRunner:
         self._notifiers = notifiers
         self._job_owners = job_owners
         self._job_waits = job_waits
-        # On a node: the lease epoch each session's current turn writes under.
+        # On a node: the lease epoch each session's running turn writes under (only while it
+        # runs: a session that spoke and went idle leaves nothing here).
         self._epochs: dict[int, int] = {}
 
     async def run(
@@ -455,6 +456,7 @@ class TurnRunner:
             await asyncio.shield(self._record_interruption(session.id, generation, unanswered))
             raise
         finally:
+            self._epochs.pop(session.id, None)
             if notifier is not None:  # (most turns have none: no coroutine for nothing)
                 await self._notifiers.stop(notifier)
             rt.events.publish(
@@ -468,11 +470,10 @@ class TurnRunner:
             )
         return outcome
 
-    def _fence(self, db: Transaction, session_id: int) -> None:
-        """On a node: refuse the transaction unless the session's lease is still ours."""
-        terms = self._fence_terms(session_id)
-        if terms is not None:
-            fence_row(db, session_id, *terms)
+    @property
+    def leased_turns(self) -> int:
+        """On a node: how many sessions' turns run here under a lease epoch now."""
+        return len(self._epochs)
 
     def _fence_terms(self, session_id: int) -> tuple[str, int] | None:
         """On a node: (this node, the epoch of its lease on the session) for fence_row."""
@@ -483,10 +484,10 @@ class TurnRunner:
         if self._rt.node is None:  # SQLite: one process, nothing to fence
             await self._rt.store.transcript.append(session_id, [row])
             return
-        now = self._rt.clock.now()
+        now, terms = self._rt.clock.now(), self._fence_terms(session_id)
 
         def txn(db: Transaction) -> None:
-            self._fence(db, session_id)
+            _fence(db, session_id, terms)
             append_rows(db, session_id, [row], now)
 
         await self._rt.store.write(txn)
@@ -592,8 +593,10 @@ class TurnRunner:
             for call in unanswered.values()
         ]
 
+        terms = self._fence_terms(session_id)
+
         def txn(db: Transaction) -> None:
-            self._fence(db, session_id)
+            _fence(db, session_id, terms)
             if rows:
                 append_rows(db, session_id, rows, now)
             end_turn_row(db, session_id, generation)
@@ -603,6 +606,14 @@ class TurnRunner:
             await self._rt.store.write(txn)
         except LeaseLost as lost:  # the new owner's recovery reads the tail as it is
             log.warning("interruption of session %s not recorded here: %s", session_id, lost)
+
+
+def _fence(db: Transaction, session_id: int, terms: tuple[str, int] | None) -> None:
+    """On a node: refuse the transaction unless the session's lease is still ours. The terms
+    are taken when the write is made, not when the writer runs it: by then the turn may have
+    been cancelled and its epoch let go."""
+    if terms is not None:
+        fence_row(db, session_id, *terms)
 
 
 async def _close_events(events: AsyncIterator[AgentEvent]) -> None:

@@ -75,6 +75,32 @@ async def test_a_stopping_node_releases_its_leases_at_once(
         assert await node_b.leases.acquire(session_id, "node-b", TTL) == 2
 
 
+async def test_a_node_keeps_a_turns_lease_epoch_only_while_the_turn_runs(
+    dsn: str, tmp_path: Path, clock: ManualClock
+) -> None:
+    # The epoch fences the turn's writes; kept after the turn, every session that ever spoke
+    # on the node would hold an entry for the rest of the run.
+    running = await start_gateway(
+        tmp_path / "a", clock, gateway={"node_id": "node-a"}, notifier={"interval": 0}
+    )
+    runner = running.gateway.live.runner
+    for name in ("ada", "bob", "cy"):
+        user = running.adapter.user(name)
+        await user.say("hello")
+        assert [m.text for m in await user.wait_for(1)] == ["You said: hello"]
+    await running.gateway.wait_idle()
+    assert runner.leased_turns == 0
+
+    finished = running.gateway.events.subscribe()
+    await running.adapter.user("dee").say('tool sleep {"seconds": 5}')
+    await wait_for_sleepers(clock, 1)  # the turn is inside its tool call, under its lease
+    assert runner.leased_turns == 1
+    clock.advance(5)
+    assert (await next_event(finished, TurnFinished)).outcome == "completed"
+    assert runner.leased_turns == 0
+    await running.stop()
+
+
 async def test_a_sqlite_gateway_is_no_node_and_takes_no_lease(
     tmp_path: Path, clock: ManualClock
 ) -> None:
