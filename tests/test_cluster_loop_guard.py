@@ -29,19 +29,23 @@ async def fake() -> AsyncIterator[FakeBotAPI]:
         yield server
 
 
-async def _running_on(dsn: str, chat: int, dead: set[str]) -> str:
-    """The live node whose turn of the chat's session runs, as soon as one does."""
+async def _running_on(dsn: str, chat: int, after: int) -> tuple[str, int]:
+    """The node running a turn of the chat's session newer than generation `after`, and that
+    turn's generation, as soon as one runs. (The killed node's own turn stays open until a
+    survivor closes it as crashed, and a survivor takes the lease first: waiting for a newer
+    turn is what tells a node that runs the session from one still taking it over.)"""
     with psycopg.connect(dsn, autocommit=True) as raw:
         async with asyncio.timeout(6 * TTL + 20):
             while True:
                 row = raw.execute(
-                    "SELECT l.owner FROM sessions s JOIN session_leases l ON l.session_id = s.id"
+                    "SELECT l.owner, t.generation FROM sessions s"
+                    " JOIN session_leases l ON l.session_id = s.id"
                     " JOIN turns t ON t.session_id = s.id AND t.generation = s.active_turn"
-                    " WHERE s.chat_id = %s AND t.outcome IS NULL",
-                    (str(chat),),
+                    " WHERE s.chat_id = %s AND t.outcome IS NULL AND t.generation > %s",
+                    (str(chat), after),
                 ).fetchone()
-                if row is not None and row[0] not in dead:
-                    return str(row[0])
+                if row is not None:
+                    return str(row[0]), int(row[1])
                 await asyncio.sleep(0.05)
 
 
@@ -68,8 +72,10 @@ async def test_a_session_whose_nodes_keep_dying_under_its_turn_is_held_not_resum
     by_name = {name: await start(name) for name in ("n1", "n2")}
     fake.push_text(CHAT, f"work 60 #L{CHAT}")  # a resumed `work` works its 60 s again
     dead: set[str] = set()
+    generation = 0
     for spare in ("n3", "n4", None):
-        owner = by_name[await _running_on(dsn, CHAT, dead)]
+        name, generation = await _running_on(dsn, CHAT, after=generation)
+        owner = by_name[name]
         if spare is not None:
             by_name[spare] = await start(spare)  # a node to take over next
         owner.process.send_signal(signal.SIGKILL)
