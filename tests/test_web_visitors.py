@@ -101,7 +101,7 @@ async def test_a_closed_tab_ends_its_console_process(tmp_path: Path, clock: Manu
             await second.press("\r")
             await second.ended()
             await gone(pids[1])
-        assert served.tabs == 0
+        await served.until_tabs(0)
 
 
 async def test_past_max_clients_the_next_gets_503_until_a_tab_closes(
@@ -122,6 +122,7 @@ async def test_past_max_clients_the_next_gets_503_until_a_tab_closes(
                 assert socket.status == 503
             (pid,) = served.console_pids()
         await gone(pid)
+        await served.until_tabs(0)
         async with client.get(served.url) as page:
             assert page.status == 200
         async with open_tab(served, client) as again:
@@ -135,4 +136,4 @@ async def test_a_tab_with_no_gateway_behind_it_is_told_so_and_closed(tmp_path: P
         async with open_tab(served, client) as tab:
             await tab.ended()
             assert f"no gateway is listening on {missing}" in tab.text.replace("\n", "")
-        assert served.tabs == 0
+        await served.until_tabs(0)

@@ -60,6 +60,16 @@ class Served(Site):
         assert self.view is not None
         return [pid for visitor in self.view.visitors.live.values() if (pid := visitor.pid)]
 
+    async def until_tabs(self, count: int, within: float = 15.0) -> None:
+        """Until the server counts `count` tabs: a tab's place is freed by its handler after
+        its console process has ended, a moment later."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while self.tabs != count:
+            if loop.time() > deadline:
+                raise AssertionError(f"{self.tabs} tabs still open after {within} s, not {count}")
+            await asyncio.sleep(0.05)  # the handler's end has no event to wait on from here
+
 
 @asynccontextmanager
 async def web_view(
