@@ -12,7 +12,8 @@ The store holds one reply in flight and one in doubt among the sent ones, so eac
 something to find. Then the same without the two partial indexes the schema has for
 them since version 10 (dropped for that part of the run, built again after it): what each
 boot cost before, in the same run (`before_over_now`). Built once into bench/out/ with plain
-sqlite3 (setup, not measured) and reused; --rebuild forces a new one.
+sqlite3 (setup, not measured: bench/memory.py's 100,000 sessions with short transcripts,
+then the replies) and reused; --rebuild forces a new one.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.memory import build_store
 from bench.recovery_scan import evict
 from gateway_core.store import Store
 from gateway_core.store.schema import MIGRATIONS
@@ -44,15 +46,10 @@ REPLY = "an answer of about two hundred characters, as an agent's replies often 
 
 def build(path: Path, replies: int) -> float:
     started = time.perf_counter()
-    asyncio.run(_create_schema(path))
+    build_store(path, SESSIONS)  # sessions as a long-running gateway leaves them
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA synchronous = OFF")
     db.execute("BEGIN")
-    db.executemany(
-        "INSERT INTO sessions (id, key, platform, chat_id, created_at, updated_at)"
-        " VALUES (?, ?, 'loopback', ?, 1, 1)",
-        ((sid, f"loopback:{sid}:-", str(sid)) for sid in range(1, SESSIONS + 1)),
-    )
     middle = replies // 2
     db.executemany(
         "INSERT INTO outbox (session_id, generation, kind, content, status, attempts,"
@@ -73,11 +70,6 @@ def build(path: Path, replies: int) -> float:
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
     return time.perf_counter() - started
-
-
-async def _create_schema(path: Path) -> None:
-    store = await Store.open(path)
-    await store.close()
 
 
 async def measure(path: Path, rounds: int) -> dict[str, object]:

@@ -73,8 +73,9 @@ _RECORD_WIDTH = len(_COLUMNS.split(","))
 
 
 def decode_record(row: tuple[Any, ...]) -> RecoveryRecord:
-    """One record's columns (the lookups of _state and _told written out: the startup scan
-    decodes one per candidate)."""
+    """One record's columns (_state's lookup written out: the startup scan decodes one per
+    candidate). An unknown "told" value counts as told: a user hears too little rather than
+    twice."""
     sid, state, reason, marked_at, verdict, explanation, attempts, last_attempt, updated, told = row
     return _record(
         int(sid),
@@ -99,13 +100,6 @@ def _state(raw: object) -> RecoveryState:
     """A stored state this version does not know (a newer one wrote it) waits for an
     operator: it is never resumed, nor cleared, on a guess."""
     return _STATES.get(str(raw), _HELD)
-
-
-def _told(raw: object) -> Told | None:
-    """An unknown "told" value counts as told: a user hears too little rather than twice."""
-    if raw is None:
-        return None
-    return _TOLD.get(str(raw), _TOLD_HELD)
 
 
 def mark_row(db: Transaction, session_id: int, reason: str, now: float) -> bool:
