@@ -21,6 +21,11 @@ cache (posix_fadvise DONTNEED). Three layouts of the same rows:
   clustered_origin_in_record  the same, with each candidate's origin copied into its recovery
                               record, so no session row is read: one leaf per candidate and a
                               few pages of records, the least a per-candidate read can do.
+  evidence_copy               no per-candidate read at all: each candidate's rows from the
+                              request on and its origin copied, as one JSON value, into a table
+                              of the candidates alone (what a copy of the evidence kept beside
+                              each record would read: it would have to be written with every
+                              transcript write of a turn in flight).
 
 The peer's method (bench/recovery_scan.py's, unchanged) is timed cold in the same rounds, so
 `peer_over_floor` is the most any scan reading each candidate's evidence where that layout keeps
@@ -117,6 +122,37 @@ def clustered_copy(source: Path) -> Path:
     return path
 
 
+def with_evidence_copy(path: Path) -> Path:
+    """Add the candidates' evidence copy to a clustered copy, once."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+        if "candidate_evidence" in tables:
+            return path
+        ids = [
+            sid for (sid,) in db.execute("SELECT session_id FROM recovery WHERE origin IS NOT NULL")
+        ]
+        tails: dict[int, list[object]] = {sid: [] for sid in ids}
+        for row in db.execute(from_request_sql(len(ids)), ids):
+            tails[row[0]].append(row)
+        origins = dict(
+            db.execute("SELECT session_id, origin FROM recovery WHERE origin IS NOT NULL")
+        )
+        db.execute("BEGIN")
+        db.execute(
+            "CREATE TABLE candidate_evidence (session_id INTEGER PRIMARY KEY, origin TEXT,"
+            " evidence TEXT NOT NULL)"
+        )
+        db.executemany(
+            "INSERT INTO candidate_evidence VALUES (?, ?, ?)",
+            ((sid, origins[sid], json.dumps(sorted(tails[sid]))) for sid in ids),
+        )
+        db.execute("COMMIT")
+        return path
+    finally:
+        db.close()
+
+
 def candidate_ids(path: Path) -> list[int]:
     db = sqlite3.connect(path)
     try:
@@ -145,6 +181,14 @@ def tails_and_record_origins(db: sqlite3.Connection, ids: list[int]) -> int:
         (ids_param(ids),),
     ).fetchall()
     return len(rows) + len(origins)
+
+
+def evidence_copies(db: sqlite3.Connection, ids: list[int]) -> int:
+    copies = db.execute(
+        f"SELECT session_id, origin, evidence FROM candidate_evidence WHERE session_id {IN_IDS}",
+        (ids_param(ids),),
+    ).fetchall()
+    return len(copies) + sum(len(json.loads(evidence)) for _, _, evidence in copies)
 
 
 def cold_read(path: Path, ids: list[int], threads: int, read: Read) -> tuple[float, int, int]:
@@ -179,12 +223,13 @@ def peer_cold(path: Path, policy: RecoveryPolicy) -> float:
 def measure(layout: str, threads: int, rounds: int) -> dict[str, object]:
     source = store_file(layout)
     build_peer_index(source)
-    clustered = clustered_copy(source)
+    clustered = with_evidence_copy(clustered_copy(source))
     ids = candidate_ids(source)
     ways: dict[str, tuple[Path, Read]] = {
         "as_stored": (source, tails_and_sessions),
         "clustered": (clustered, tails_and_sessions),
         "clustered_origin_in_record": (clustered, tails_and_record_origins),
+        "evidence_copy": (clustered, evidence_copies),
     }
     policy = RecoveryPolicy()
     peer: list[float] = []
