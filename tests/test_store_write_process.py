@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
@@ -48,13 +50,22 @@ def fail(db: Transaction, text: str) -> None:
     raise ValueError(f"refused: {text}")
 
 
-def stall_on(db: Transaction, fifo: str) -> int:
-    """Holds the child in its transaction until someone writes to the named pipe `fifo`
-    (opening it for reading blocks until a writer opens it)."""
-    note(db, "stalled")
-    with open(fifo) as pipe:
-        pipe.read(1)
-    return 0
+def stall_on(db: Transaction, fifo: str, gateway_pid: int) -> int:
+    """In the writer's process, holds it in its transaction until someone writes to the
+    named pipe `fifo` (opening it for reading blocks until a writer opens it). Run again on
+    the gateway's own writer thread, it only writes its row."""
+    written = note(db, "stalled")
+    if os.getpid() != gateway_pid:
+        with open(fifo) as pipe:
+            pipe.read(1)
+    return written
+
+
+def big_answer(db: Transaction, text: str) -> str:
+    """A row, and a result larger than the pipe the child answers on (1 MiB): the child
+    commits, then blocks writing its answer until the gateway's loop reads it."""
+    note(db, text)
+    return "x" * (3 << 20)
 
 
 async def notes(store: Store) -> list[str]:
@@ -137,27 +148,61 @@ async def test_a_stop_signal_to_every_process_is_the_gateways_to_answer(opened: 
     assert opened.write_process_pid == pid
 
 
-async def test_when_the_writer_process_dies_its_callers_hear_and_writes_go_on(
+async def test_when_the_writer_process_dies_what_it_had_not_committed_runs_again_on_the_thread(
     opened: Store, tmp_path: Path
 ) -> None:
     fifo = tmp_path / "hold"
     os.mkfifo(fifo)
     pid = opened.write_process_pid
     assert pid is not None
-    stalled = opened.write_soon(job(stall_on, str(fifo)))
+    stalled = opened.write_soon(job(stall_on, str(fifo), os.getpid()))
     behind = opened.write_soon(job(note, "behind"))
     # Opening the pipe for writing returns once the child has opened it for reading: it is
     # in the first batch's transaction then (a row written, not committed). Kill it there.
     held = await asyncio.to_thread(os.open, fifo, os.O_WRONLY)
     os.kill(pid, signal.SIGKILL)
     os.close(held)
-    for lost in (stalled, behind):
-        with pytest.raises(WriteProcessGone, match="whether this write was committed is unknown"):
-            await lost
-    # The killed transaction was rolled back; the store still takes writes, on the thread.
+    # Neither batch was committed (the killed transaction was rolled back, the one behind it
+    # never began): both ran again on the writer's thread, in order, and their callers have
+    # their real results; the store still takes writes, on the thread.
+    assert await stalled > 0
+    assert await behind > await stalled
     assert await opened.write(job(note, "later")) > 0
     assert opened.write_process_pid is None
-    assert await notes(opened) == ["later"]
+    assert await notes(opened) == ["stalled", "behind", "later"]
+
+
+async def test_a_batch_committed_before_the_writer_process_died_is_not_run_again(
+    opened: Store, tmp_path: Path
+) -> None:
+    pid = opened.write_process_pid
+    assert pid is not None
+    path = tmp_path / "state" / "switchboard.db"
+
+    def kill_once_committed() -> None:
+        """Runs on the event loop right after the writer sent the batch (the writer's task
+        was woken first), so the loop reads no answer meanwhile: the child commits, blocks
+        writing its 3 MiB answer into a 1 MiB pipe, and is killed there."""
+        watcher = sqlite3.connect(path)
+        try:
+            deadline = time.monotonic() + 30
+            while not watcher.execute(
+                "SELECT count(*) FROM audit WHERE action = 'committed'"
+            ).fetchone()[0]:
+                assert time.monotonic() < deadline, "the batch was never committed"
+                time.sleep(0.005)
+        finally:
+            watcher.close()
+        os.kill(pid, signal.SIGKILL)
+
+    answered = opened.write_soon(job(big_answer, "committed"))
+    asyncio.get_running_loop().call_soon(kill_once_committed)
+    with pytest.raises(WriteProcessGone, match="whether this write was committed is unknown"):
+        await answered
+    assert await opened.write(job(note, "later")) > 0
+    assert opened.write_process_pid is None
+    # Committed once, and not written again by the writer's thread.
+    assert await notes(opened) == ["committed", "later"]
 
 
 def test_the_writer_process_dies_with_a_gateway_killed_outright(tmp_path: Path) -> None:

@@ -272,6 +272,21 @@ _SENDS_IN_DOUBT = """
         CREATE INDEX outbox_unknown ON outbox(session_id) WHERE status = 'unknown';
 """
 
+# Version 11 records the last batch the SQLite writer's process committed, in the same
+# transaction as the batch (store/write_marks.py). When that process dies with batches
+# unanswered, the writer reads it: the batches after it were rolled back with the process and
+# are run again on the writer's thread, so their callers get real outcomes instead of "unknown"
+# (only a batch committed in the moment before its answer was sent stays unknown). One row,
+# rewritten by every batch: one page more per group commit. On PostgreSQL (whose writes
+# never leave the gateway's process) the table is made, to keep one schema, and never written.
+_WRITE_MARKS = """
+        CREATE TABLE write_marks (
+            id    INTEGER PRIMARY KEY CHECK (id = 1),
+            batch INTEGER NOT NULL
+        );
+        INSERT INTO write_marks (id, batch) VALUES (1, 0);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_CORE,
     _V2_PROCESSES_AUDIT_LOOP_GUARD,
@@ -283,5 +298,6 @@ MIGRATIONS: tuple[str, ...] = (
     _JOB_HOSTS_AND_CRASH_TIMES,
     _COVERING_CANDIDATES,
     _SENDS_IN_DOUBT,
+    _WRITE_MARKS,
 )
 LATEST_VERSION = len(MIGRATIONS)

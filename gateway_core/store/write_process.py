@@ -17,8 +17,10 @@ loop handles the last one's answers (how the writer cuts its batches for that: w
 Durability is the thread's: a caller's future resolves only once the child says its batch is
 committed. The child dies with the gateway (PR_SET_PDEATHSIG on Linux; EOF on its stdin
 otherwise), so a crashed gateway's transaction in flight is rolled back, as a thread's would
-be. If the child dies on its own, the batches it had are failed to their callers (their
-outcome is unknown: `WriteProcessGone`) and the writer goes on on its thread.
+be. If the child dies on its own, the batches it had are failed with `WriteProcessGone` and
+the writer goes on on its thread; there it runs again those the child had not committed (the
+batch marks, store/write_marks.py) and passes the error on only for one that was committed
+and whose answer was lost.
 
 Only the writer talks to this module (store/writer.py): it decides which jobs come here and
 keeps their order with the bodies it runs on its thread.
@@ -228,8 +230,8 @@ class WriteProcess:
             self._started.set_result(None)
         if self._sent:
             log.error(
-                "the store's writer process ended with %d batch(es) unanswered; their "
-                "outcome is unknown, and the writer goes on on its thread",
+                "the store's writer process ended with %d batch(es) unanswered; the writer "
+                "goes on on its thread, and runs again those it had not committed",
                 len(self._sent),
             )
         elif was_ready and self._child.returncode not in (None, 0):

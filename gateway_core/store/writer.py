@@ -11,7 +11,10 @@ has one (store/write_process.py: SQLite's work off the event loop's core); every
 runs on the writer's thread, on its own connection. A batch that mixes the two is cut where
 the kind changes and its parts committed one after another, each only once the one before
 it is, so the writes keep the order they were submitted in. Without a process (or once it
-has ended) everything runs on the thread.
+has ended) everything runs on the thread. If the process dies with batches unanswered, the
+ones it had not committed (each batch commits its number with it: store/write_marks.py) run
+again on the thread before anything else, so their callers get real outcomes; only a batch
+committed in the moment before its answer went out is reported with its outcome unknown.
 
 Why a raw sqlite3 connection on a dedicated thread rather than aiosqlite for writes: aiosqlite
 pays a thread hand-off (~85 µs here) for every statement, so a turn that writes six rows costs
@@ -39,8 +42,9 @@ from typing import Any, TypeVar
 
 from gateway_core.store.errors import StoreClosed
 from gateway_core.store.group_commit import Outcome, commit_batch
-from gateway_core.store.job import Job
-from gateway_core.store.write_process import IN_FLIGHT, WriteProcess
+from gateway_core.store.job import Job, job
+from gateway_core.store.write_marks import last_marked, mark_batch
+from gateway_core.store.write_process import IN_FLIGHT, WriteProcess, WriteProcessGone
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -113,6 +117,14 @@ class Writer:
         # How to start the writer's process, and its start once begun (at the first job).
         self._start_process: Callable[[], Awaitable[WriteProcess]] | None = None
         self._starting: asyncio.Task[WriteProcess | None] | None = None
+        # Each batch sent to the process is committed with its number (store/write_marks.py),
+        # so that if the process dies with batches unanswered the writer can tell which it
+        # had committed. None: not read from the store yet, or the store has no marks.
+        self._next_mark: int | None = None
+        self._marks_trusted = True  # False once a mark failed alone in a committed batch
+        # Batches the process ended without answering, in the order they were sent, with
+        # their numbers and the process's error: handled before anything else commits.
+        self._unanswered: list[tuple[int | None, list[_Pending], BaseException]] = []
         self.stats = WriterStats()
 
     @classmethod
@@ -157,6 +169,8 @@ class Writer:
 
     async def _started_process(self) -> WriteProcess | None:
         assert self._start_process is not None
+        last = await self._loop.run_in_executor(self._executor, last_marked, self._db)
+        self._next_mark = None if last is None else last + 1
         try:
             self._process = await self._start_process()
         except OSError as error:
@@ -192,6 +206,9 @@ class Writer:
     async def _run(self) -> None:
         pending = self._pending
         while True:
+            if self._unanswered:
+                await self._run_unanswered()
+                continue
             if not pending:
                 if self._closing:
                     break
@@ -227,6 +244,7 @@ class Writer:
                     await self._on_thread(part)
         if self._process is not None:
             await self._process.idle()
+        await self._run_unanswered()
 
     def _take(self, count: int) -> list[_Pending]:
         pending = self._pending
@@ -253,6 +271,7 @@ class Writer:
         """Commit on the writer's thread, once every batch handed to the process is."""
         if self._process is not None:
             await self._process.idle()
+        await self._run_unanswered()
         outcomes, busy = await self._loop.run_in_executor(
             self._executor, timed, self._commit, batch
         )
@@ -267,24 +286,78 @@ class Writer:
         if not process.ready:
             await self._on_thread(batch)
             return
+        bodies: list[Txn] = [txn for txn, _ in batch]
+        number = self._next_mark
+        if number is not None:
+            self._next_mark = number + 1
+            bodies.insert(0, job(mark_batch, number))
         try:
-            answer = process.send([txn for txn, _ in batch])
+            answer = process.send(bodies)
         except Exception:
             log.exception("a batch of jobs could not be sent to the writer's process")
             await self._on_thread(batch)
             return
-        answer.add_done_callback(partial(self._answered, batch))
+        answer.add_done_callback(partial(self._answered, batch, number))
 
     def _answered(
-        self, batch: list[_Pending], answer: asyncio.Future[tuple[list[Outcome], float]]
+        self,
+        batch: list[_Pending],
+        number: int | None,
+        answer: asyncio.Future[tuple[list[Outcome], float]],
     ) -> None:
         error = answer.exception()
-        if error is not None:  # the process ended before it answered, or could not read it
+        if isinstance(error, WriteProcessGone):  # it ended before it answered
+            self._unanswered.append((number, batch, error))
+            self._wake_up()
+            return
+        if error is not None:  # it could not read the batch: nothing of it was written
             _resolve(batch, [(False, error)] * len(batch))
             return
         outcomes, busy = answer.result()
+        if number is not None:
+            (marked, _), outcomes = outcomes[0], outcomes[1:]
+            if not marked and self._marks_trusted:
+                # Rolled back alone while the batch committed: from now on a mark read
+                # after the process died could call a committed batch uncommitted.
+                log.error(
+                    "the writer's batch marks failed; a batch its process leaves "
+                    "unanswered will not be run again"
+                )
+                self._marks_trusted = False
         self.stats.counted(len(batch), busy)
         _resolve(batch, outcomes)
+
+    async def _run_unanswered(self) -> None:
+        """The batches the process ended without answering, before anything else commits.
+        One numbered after the last mark the store holds was rolled back with the process:
+        it runs again on the thread, and its callers get its real outcome. One at or before
+        it was committed and only its answer was lost, so its callers hear the process's
+        error (the outcome is unknown), as they do when the marks cannot tell."""
+        if not self._unanswered:
+            return
+        unanswered, self._unanswered = self._unanswered, []
+        last = None
+        if self._marks_trusted:
+            last = await self._loop.run_in_executor(self._executor, last_marked, self._db)
+        again = 0
+        for number, batch, error in unanswered:
+            if last is None or number is None or number <= last:
+                _resolve(batch, [(False, error)] * len(batch))
+                continue
+            again += len(batch)
+            outcomes, busy = await self._loop.run_in_executor(
+                self._executor, timed, self._commit, batch
+            )
+            self.stats.counted(len(batch), busy)
+            _resolve(batch, outcomes)
+        lost = sum(len(batch) for _, batch, _ in unanswered) - again
+        log.warning(
+            "the writer's process left %d write(s) unanswered: %d it had not committed were "
+            "run again on the writer's thread, %d committed have an unknown outcome",
+            again + lost,
+            again,
+            lost,
+        )
 
     def _commit(self, batch: list[_Pending]) -> list[Outcome]:
         """Runs on the writer thread: one transaction for the whole batch."""
