@@ -120,6 +120,9 @@ async def test_metrics_move_with_traffic(
     assert value(after, "switchboard_store_write_busy_seconds_total") > 0
     assert await gateway.store.write_process_started()
     assert value(await scrape(base), "switchboard_store_write_process_up") == 1
+    after_death = "switchboard_store_writes_after_process_died_total"
+    assert value(after, after_death, outcome="rerun") == 0
+    assert value(after, after_death, outcome="unknown") == 0
     assert value(after, "process_resident_memory_bytes") > 0
     async with asyncio.timeout(10):
         while value(await scrape(base), "switchboard_event_loop_lag_seconds_count") == 0:

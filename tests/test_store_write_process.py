@@ -170,6 +170,8 @@ async def test_when_the_writer_process_dies_what_it_had_not_committed_runs_again
     assert await opened.write(job(note, "later")) > 0
     assert opened.write_process_pid is None
     assert await notes(opened) == ["stalled", "behind", "later"]
+    assert opened.writer_stats.rerun_after_process_died == 2
+    assert opened.writer_stats.unknown_after_process_died == 0
 
 
 async def test_a_batch_committed_before_the_writer_process_died_is_not_run_again(
@@ -203,6 +205,8 @@ async def test_a_batch_committed_before_the_writer_process_died_is_not_run_again
     assert opened.write_process_pid is None
     # Committed once, and not written again by the writer's thread.
     assert await notes(opened) == ["committed", "later"]
+    assert opened.writer_stats.rerun_after_process_died == 0
+    assert opened.writer_stats.unknown_after_process_died == 1
 
 
 def test_the_writer_process_dies_with_a_gateway_killed_outright(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ gateways in one process (tests) never share series.
     switchboard_store_write_batches_total, switchboard_store_write_jobs_total
     switchboard_store_write_busy_seconds_total               rate 1: the writer is saturated
     switchboard_store_write_process_up                       0: SQLite's writes on the thread
+    switchboard_store_writes_after_process_died_total{outcome}   rerun|unknown
     switchboard_webhook_requests_total{platform, code}
     switchboard_metrics_events_dropped_total                 events this subscriber lost
 
@@ -366,6 +367,16 @@ class _LiveState(Collector):
                 "writer's thread, by configuration or because that process ended)",
                 1.0 if gateway.store.write_process_pid is not None else 0.0,
             )
+            after_death = CounterMetricFamily(
+                "switchboard_store_writes_after_process_died",
+                "Writes the store's writer process left unanswered when it died: rerun (it had "
+                "not committed them: run again on the writer's thread) or unknown (it had "
+                "committed them; their callers were told the outcome is unknown)",
+                labels=["outcome"],
+            )
+            after_death.add_metric(["rerun"], float(stats.rerun_after_process_died))
+            after_death.add_metric(["unknown"], float(stats.unknown_after_process_died))
+            yield after_death
             yield _counter(
                 "switchboard_store_write_busy_seconds",
                 "Seconds the store's writer spent in its transactions (its rate is how near "

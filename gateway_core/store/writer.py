@@ -63,6 +63,10 @@ class WriterStats:
     # interpreter included) or in its process: its share of the time is how near the writer
     # is to saturation.
     busy_seconds: float = 0.0
+    # Writes the writer's process left unanswered when it died: run again on the thread
+    # (it had not committed them), or reported with their outcome unknown (it had).
+    rerun_after_process_died: int = 0
+    unknown_after_process_died: int = 0
 
     def counted(self, jobs: int, busy_seconds: float) -> None:
         """One group commit of `jobs` jobs, done."""
@@ -351,6 +355,8 @@ class Writer:
             self.stats.counted(len(batch), busy)
             _resolve(batch, outcomes)
         lost = sum(len(batch) for _, batch, _ in unanswered) - again
+        self.stats.rerun_after_process_died += again
+        self.stats.unknown_after_process_died += lost
         log.warning(
             "the writer's process left %d write(s) unanswered: %d it had not committed were "
             "run again on the writer's thread, %d committed have an unknown outcome",
