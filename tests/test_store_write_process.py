@@ -6,6 +6,7 @@ and the writer goes on on its thread)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
@@ -21,6 +22,7 @@ import pytest
 
 from gateway_core.clock import ManualClock
 from gateway_core.store import Store
+from gateway_core.store.errors import DatabaseLocked, StoreError
 from gateway_core.store.job import job
 from gateway_core.store.transaction import Transaction
 from gateway_core.store.write_process import WriteProcessGone
@@ -69,7 +71,7 @@ def big_answer(db: Transaction, text: str) -> str:
 
 
 async def notes(store: Store) -> list[str]:
-    return [entry.action for entry in reversed(await store.audit.recent(1000))]
+    return [entry.action for entry in reversed(await store.audit.recent(100_000))]
 
 
 @pytest.fixture
@@ -236,3 +238,94 @@ def test_the_writer_process_dies_with_a_gateway_killed_outright(tmp_path: Path) 
     finally:
         if owner.poll() is None:
             owner.kill()
+
+
+async def kill_while_stalled(store: Store, tmp_path: Path) -> tuple[asyncio.Future[int], ...]:
+    """A batch held in the writer's process's transaction and one behind it, then the
+    process killed there: neither is committed. The two callers' futures."""
+    fifo = tmp_path / "hold"
+    os.mkfifo(fifo)
+    pid = store.write_process_pid
+    assert pid is not None
+    stalled = store.write_soon(job(stall_on, str(fifo), os.getpid()))
+    behind = store.write_soon(job(note, "behind"))
+    held = await asyncio.to_thread(os.open, fifo, os.O_WRONLY)
+    os.kill(pid, signal.SIGKILL)
+    os.close(held)
+    return stalled, behind
+
+
+def wait_until_dead(pid: int) -> None:
+    """Until the child has exited, without reaping it (asyncio's child watcher does that)."""
+    with contextlib.suppress(ChildProcessError):  # reaped already
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+
+
+@pytest.mark.parametrize("turns", range(1, 7))
+async def test_a_write_made_as_the_writer_process_dies_commits_after_what_it_left(
+    opened: Store, tmp_path: Path, turns: int
+) -> None:
+    fifo = tmp_path / "hold"
+    os.mkfifo(fifo)
+    pid = opened.write_process_pid
+    assert pid is not None
+    stalled = opened.write_soon(job(stall_on, str(fifo), os.getpid()))
+    held = await asyncio.to_thread(os.open, fifo, os.O_WRONLY)
+    os.kill(pid, signal.SIGKILL)
+    os.close(held)
+    wait_until_dead(pid)  # its end is in the pipe; the loop reads it from its next turn on
+    # A write made `turns` turns of the loop later, from a timer (timers run after a turn's
+    # I/O and callbacks), with the writer idle: one of these lands in the step after the
+    # gateway learns the process is gone. It must commit after the batch the process left,
+    # which runs again first.
+    loop = asyncio.get_running_loop()
+    later: asyncio.Future[asyncio.Future[int]] = loop.create_future()
+
+    def write_after(turn: int) -> None:
+        if turn < turns:
+            loop.call_later(0, write_after, turn + 1)
+        else:
+            later.set_result(opened.write_soon(job(note, "later")))
+
+    write_after(0)
+    assert await stalled < await (await later)
+    assert await notes(opened) == ["stalled", "later"]
+
+
+async def test_a_batch_whose_mark_cannot_be_written_is_not_committed(opened: Store) -> None:
+    # Committed without its mark, a batch the process then left unanswered would look
+    # uncommitted and be written twice: so the mark fails the batch whole.
+    await opened.write(
+        lambda db: db.execute(
+            "CREATE TRIGGER refuse_marks BEFORE UPDATE ON write_marks "
+            "BEGIN SELECT RAISE(ABORT, 'marks refused'); END"
+        )
+    )
+    results = await asyncio.gather(
+        opened.write_soon(job(note, "one")),
+        opened.write_soon(job(note, "two")),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, StoreError) and "marks refused" in str(r) for r in results)
+    assert await notes(opened) == []
+
+
+async def test_a_batch_refused_whole_by_a_lock_leaves_the_marks_in_use(tmp_path: Path) -> None:
+    path = tmp_path / "switchboard.db"
+    store = await Store.open(path, clock=ManualClock(), busy_timeout=0.2)
+    try:
+        assert await store.write_process_started()
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(DatabaseLocked):
+            await store.write(job(note, "locked out"))
+        other.execute("ROLLBACK")
+        other.close()
+        # The failed batch's mark failed with it, as every write of it did: the marks still
+        # tell what a process that dies had committed.
+        stalled, behind = await kill_while_stalled(store, tmp_path)
+        assert await stalled < await behind
+        assert store.writer_stats.rerun_after_process_died == 2
+        assert await notes(store) == ["stalled", "behind"]
+    finally:
+        await store.close()

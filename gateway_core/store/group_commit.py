@@ -6,6 +6,11 @@ statements per body, a fifth of a message's statements at saturation); only when
 bodies raises is the whole transaction rolled back and the batch run again with each body in
 its own SAVEPOINT, so that body is rolled back alone and the others still commit. So a body
 may run twice: its only effects must be its statements and its return value.
+
+A batch may have a header: a body run first, outside the savepoints, that commits only with
+the whole batch. If it raises, no body is committed and every caller hears why (the writer's
+process's batch mark is one: store/write_marks.py; a batch committed without its mark would
+look uncommitted to the writer, and could be written twice).
 """
 
 from __future__ import annotations
@@ -34,16 +39,23 @@ def translate_error(path: Path, error: sqlite3.Error) -> StoreError:
     return StoreError(f"{path}: {type(error).__name__}: {text}")
 
 
-def commit_batch(db: sqlite3.Connection, path: Path, bodies: Sequence[Body]) -> list[Outcome]:
-    """Every body in one transaction on db; one outcome per body, in order."""
+def commit_batch(
+    db: sqlite3.Connection, path: Path, bodies: Sequence[Body], header: Body | None = None
+) -> list[Outcome]:
+    """Every body in one transaction on db, after the header if there is one; one outcome
+    per body, in order."""
     try:
-        return _commit_once(db, path, bodies, isolated=False)
+        return _commit_once(db, path, bodies, header, isolated=False)
     except _BodyFailed:
-        return _commit_once(db, path, bodies, isolated=True)
+        return _commit_once(db, path, bodies, header, isolated=True)
 
 
 def _commit_once(
-    db: sqlite3.Connection, path: Path, bodies: Sequence[Body], isolated: bool
+    db: sqlite3.Connection,
+    path: Path,
+    bodies: Sequence[Body],
+    header: Body | None,
+    isolated: bool,
 ) -> list[Outcome]:
     """One transaction. isolated: each body in its own savepoint, so one that raises is
     rolled back alone; otherwise a body that raises rolls the transaction back and raises
@@ -53,6 +65,13 @@ def _commit_once(
     except sqlite3.Error as error:
         failure = translate_error(path, error)
         return [(False, failure)] * len(bodies)
+    if header is not None:
+        try:
+            header(db)
+        except Exception as error:  # the batch commits with its header or not at all
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            return [(False, as_store_error(path, error))] * len(bodies)
     outcomes: list[Outcome] = []
     for body in bodies:
         if isolated:

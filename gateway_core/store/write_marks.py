@@ -4,7 +4,11 @@ Every batch the writer hands its process (store/write_process.py) begins with
 `mark_batch(number)`, in the batch's own transaction, so the mark is committed exactly when
 the batch is. If the process dies with batches unanswered, the writer reads `last_marked`:
 those numbered after it were rolled back with the process and can run again; one at or
-before it was committed, and only its answer was lost.
+before it was committed, and only its answer was lost. The mark is the batch's header
+(store/group_commit.py): if it fails, the batch fails whole, so no batch commits unmarked.
+
+The numbers assume one writer process per database file at a time: the state directory's
+lock (one gateway per state directory) is what keeps a second gateway from moving the mark.
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ statements, SQLite's work and the Python around them, run beside the loop instea
 The gateway's side (`WriteProcess`) starts the child (this module's main(), on the gateway's
 own interpreter and import path) with the database's path. The child opens its own write
 connection and answers on its stdout, a pipe: one frame per batch, each a 4-byte length and a
-pickle. Parent to child: a list of jobs (store/job.py), which the child runs in ONE
-transaction with the same group commit as the writer's thread (store/group_commit.py). Child
+pickle. Parent to child: a list of jobs (store/job.py) and the header job they commit with
+(the batch's mark), which the child runs in ONE transaction with the same group commit as
+the writer's thread (store/group_commit.py). Child
 to parent: each job's outcome and the seconds the transaction took. At most `IN_FLIGHT`
 batches are out at once, answered in order, so the child has the next batch at hand while the
 loop handles the last one's answers (how the writer cuts its batches for that: writer.py).
@@ -135,11 +136,14 @@ class WriteProcess:
         await asyncio.shield(self._started)
         return self.ready
 
-    def send(self, jobs: Sequence[Body]) -> asyncio.Future[tuple[list[Outcome], float]]:
-        """Hand a batch over; the future gives each job's outcome and the transaction's
+    def send(
+        self, jobs: Sequence[Body], header: Body | None = None
+    ) -> asyncio.Future[tuple[list[Outcome], float]]:
+        """Hand a batch over, with the header it commits with or not at all
+        (store/group_commit.py); the future gives each job's outcome and the transaction's
         seconds once it is committed, or WriteProcessGone. Raises (before anything is sent)
         if a job cannot be pickled."""
-        data = pickle.dumps(list(jobs), protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps((header, list(jobs)), protocol=pickle.HIGHEST_PROTOCOL)
         answer: asyncio.Future[tuple[list[Outcome], float]]
         answer = asyncio.get_running_loop().create_future()
         if not self.ready:
@@ -211,6 +215,9 @@ class WriteProcess:
             with contextlib.suppress(ProcessLookupError):
                 self._child.kill()
         finally:
+            # Gone for sure before the writer reads what it committed (store/write_marks.py):
+            # a child still finishing a commit would make a batch read as uncommitted.
+            await self._child.wait()
             self._end()
 
     def _hear_start(self, answer: Any) -> None:
@@ -230,8 +237,9 @@ class WriteProcess:
             self._started.set_result(None)
         if self._sent:
             log.error(
-                "the store's writer process ended with %d batch(es) unanswered; the writer "
-                "goes on on its thread, and runs again those it had not committed",
+                "the store's writer process ended (%s) with %d batch(es) unanswered; the "
+                "writer goes on on its thread",
+                self._child.returncode,
                 len(self._sent),
             )
         elif was_ready and self._child.returncode not in (None, 0):
@@ -333,12 +341,12 @@ def main(argv: Sequence[str]) -> int:
     try:
         while (frame := _read_frame(batches)) is not None:
             try:
-                jobs = pickle.loads(frame)
+                header, jobs = pickle.loads(frame)
             except Exception as error:  # e.g. a job's module that does not import here
                 _write_frame(answers, (_UNREADABLE, f"{type(error).__name__}: {error}"))
                 continue
             started = time.perf_counter()
-            outcomes = commit_batch(db, path, jobs)
+            outcomes = commit_batch(db, path, jobs, header)
             _write_frame(answers, (outcomes, time.perf_counter() - started))
     finally:
         db.close()

@@ -36,7 +36,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -91,6 +90,8 @@ def timed(commit: Callable[[B], R], batch: B) -> tuple[R, float]:
 # tuple, not a class: every write of every message is one, and a class's __init__ cost more
 # than the tuple.
 _Pending = tuple[Txn, "asyncio.Future[Any]"]
+# The process's answer to a batch: each job's outcome, and the transaction's seconds.
+_Answer = asyncio.Future[tuple[list[Outcome], float]]
 
 
 class Writer:
@@ -125,7 +126,9 @@ class Writer:
         # so that if the process dies with batches unanswered the writer can tell which it
         # had committed. None: not read from the store yet, or the store has no marks.
         self._next_mark: int | None = None
-        self._marks_trusted = True  # False once a mark failed alone in a committed batch
+        # The batches out to the process, in the order sent (and answered), with their
+        # numbers, until their answers are handed to their callers (_settle_answers).
+        self._out: deque[tuple[int | None, list[_Pending], _Answer]] = deque()
         # Batches the process ended without answering, in the order they were sent, with
         # their numbers and the process's error: handled before anything else commits.
         self._unanswered: list[tuple[int | None, list[_Pending], BaseException]] = []
@@ -175,6 +178,12 @@ class Writer:
         assert self._start_process is not None
         last = await self._loop.run_in_executor(self._executor, last_marked, self._db)
         self._next_mark = None if last is None else last + 1
+        if last is None:
+            log.warning(
+                "%s: the store's batch marks cannot be read: a batch the writer's process "
+                "leaves unanswered will be reported with its outcome unknown",
+                self._path,
+            )
         try:
             self._process = await self._start_process()
         except OSError as error:
@@ -290,80 +299,85 @@ class Writer:
         if not process.ready:
             await self._on_thread(batch)
             return
-        bodies: list[Txn] = [txn for txn, _ in batch]
         number = self._next_mark
+        header = None
         if number is not None:
             self._next_mark = number + 1
-            bodies.insert(0, job(mark_batch, number))
+            header = job(mark_batch, number)
         try:
-            answer = process.send(bodies)
+            answer = process.send([txn for txn, _ in batch], header)
         except Exception:
             log.exception("a batch of jobs could not be sent to the writer's process")
             await self._on_thread(batch)
             return
-        answer.add_done_callback(partial(self._answered, batch, number))
+        self._out.append((number, batch, answer))
+        answer.add_done_callback(self._settle_answers)
 
-    def _answered(
-        self,
-        batch: list[_Pending],
-        number: int | None,
-        answer: asyncio.Future[tuple[list[Outcome], float]],
-    ) -> None:
-        error = answer.exception()
-        if isinstance(error, WriteProcessGone):  # it ended before it answered
-            self._unanswered.append((number, batch, error))
-            self._wake_up()
-            return
-        if error is not None:  # it could not read the batch: nothing of it was written
-            _resolve(batch, [(False, error)] * len(batch))
-            return
-        outcomes, busy = answer.result()
-        if number is not None:
-            (marked, _), outcomes = outcomes[0], outcomes[1:]
-            if not marked and self._marks_trusted:
-                # Rolled back alone while the batch committed: from now on a mark read
-                # after the process died could call a committed batch uncommitted.
-                log.error(
-                    "the writer's batch marks failed; a batch its process leaves "
-                    "unanswered will not be run again"
-                )
-                self._marks_trusted = False
-        self.stats.counted(len(batch), busy)
-        _resolve(batch, outcomes)
+    def _settle_answers(self, _: object = None) -> None:
+        """Hand the answers the process has given (or the error it ended with) to their
+        batches' callers, oldest first. Run from each answer's done callback, and again,
+        synchronously, before anything commits on the thread: when the process ends, every
+        batch it left is failed at once, and those callbacks run a step of the loop later,
+        so a write that woke the writer in that step would otherwise commit ahead of them."""
+        out = self._out
+        while out and out[0][2].done():
+            number, batch, answer = out.popleft()
+            error = answer.exception()
+            if isinstance(error, WriteProcessGone):  # it ended before it answered
+                self._unanswered.append((number, batch, error))
+                self._wake_up()
+            elif error is not None:  # it could not read the batch: nothing of it was written
+                _resolve(batch, [(False, error)] * len(batch))
+            else:
+                outcomes, busy = answer.result()
+                self.stats.counted(len(batch), busy)
+                _resolve(batch, outcomes)
 
     async def _run_unanswered(self) -> None:
         """The batches the process ended without answering, before anything else commits.
         One numbered after the last mark the store holds was rolled back with the process:
         it runs again on the thread, and its callers get its real outcome. One at or before
         it was committed and only its answer was lost, so its callers hear the process's
-        error (the outcome is unknown), as they do when the marks cannot tell."""
+        error (its outcome is unknown), as they do when the marks cannot tell."""
+        self._settle_answers()
         if not self._unanswered:
             return
         unanswered, self._unanswered = self._unanswered, []
-        last = None
-        if self._marks_trusted:
+        again = unknown = 0
+        try:
             last = await self._loop.run_in_executor(self._executor, last_marked, self._db)
-        again = 0
-        for number, batch, error in unanswered:
-            if last is None or number is None or number <= last:
+            if last is None:
+                log.error(
+                    "%s: the batch marks cannot be read after the writer's process died", self._path
+                )
+            while unanswered:
+                number, batch, error = unanswered[0]
+                if last is None or number is None or number <= last:
+                    unknown += len(batch)
+                    _resolve(batch, [(False, error)] * len(batch))
+                else:
+                    outcomes, busy = await self._loop.run_in_executor(
+                        self._executor, timed, self._commit, batch
+                    )
+                    again += len(batch)
+                    self.stats.counted(len(batch), busy)
+                    _resolve(batch, outcomes)
+                unanswered.pop(0)
+        finally:
+            # Stopped on the way (the thread's connection failed, a cancelled stop): the
+            # rest still hear that their outcome is unknown, never nothing at all.
+            for _, batch, error in unanswered:
+                unknown += len(batch)
                 _resolve(batch, [(False, error)] * len(batch))
-                continue
-            again += len(batch)
-            outcomes, busy = await self._loop.run_in_executor(
-                self._executor, timed, self._commit, batch
+            self.stats.rerun_after_process_died += again
+            self.stats.unknown_after_process_died += unknown
+            log.warning(
+                "the writer's process left %d write(s) unanswered: %d it had not committed "
+                "ran again on the writer's thread, %d have their outcome unknown",
+                again + unknown,
+                again,
+                unknown,
             )
-            self.stats.counted(len(batch), busy)
-            _resolve(batch, outcomes)
-        lost = sum(len(batch) for _, batch, _ in unanswered) - again
-        self.stats.rerun_after_process_died += again
-        self.stats.unknown_after_process_died += lost
-        log.warning(
-            "the writer's process left %d write(s) unanswered: %d it had not committed were "
-            "run again on the writer's thread, %d committed have an unknown outcome",
-            again + lost,
-            again,
-            lost,
-        )
 
     def _commit(self, batch: list[_Pending]) -> list[Outcome]:
         """Runs on the writer thread: one transaction for the whole batch."""
@@ -381,6 +395,7 @@ class Writer:
             await self._starting
         if self._process is not None:
             await self._process.close()
+            await self._run_unanswered()  # none, unless the writer's task ended on a bug
         await asyncio.get_running_loop().run_in_executor(self._executor, self._db.close)
         self._executor.shutdown(wait=True)
 
