@@ -13,7 +13,7 @@ import pytest
 from console.app import ConsoleApp
 from console.attach import SocketBackend
 from gateway_core.clock import ManualClock
-from gateway_core.model import NodeState
+from gateway_core.model import NodeState, SessionKey
 from gateway_core.service.control_server import ControlServer
 from gateway_core.snapshot import NodeStatus
 from gateway_core.store import Store
@@ -92,6 +92,13 @@ async def other_nodes(dsn: str, clock: ManualClock) -> None:
         assert await now.leases.acquire_intake("telegram", "node-a", TTL)
 
 
+async def lease_new_session(dsn: str, clock: ManualClock, chat: str, node_id: str) -> None:
+    """The loopback chat's session made before it speaks, its lease held by `node_id`."""
+    async with await Store.open_postgresql(dsn, clock=clock) as store:
+        session = await store.sessions.ensure(SessionKey("loopback", chat), None)
+        await store.leases.acquire(session.id, node_id, TTL)
+
+
 async def test_every_node_of_the_shared_store_is_listed_and_this_one_marked(
     dsn: str, tmp_path: Path, clock: ManualClock
 ) -> None:
@@ -100,6 +107,10 @@ async def test_every_node_of_the_shared_store_is_listed_and_this_one_marked(
     # item, and could win ada's session from node-a's own intake.
     ada = await say_hello(node_a, "ada")
     node_b = await start_gateway(tmp_path / "b", clock, gateway={"node_id": "node-b"})
+    # Any node may take an open item of a session nobody holds (node-a hears of bob's from
+    # its wake-up, and now and then won the session: its reply then went out on node-a's
+    # own adapter, which bob does not watch). Leased to node-b first, it is node-b's.
+    await lease_new_session(dsn, clock, "bob", "node-b")
     bob = await say_hello(node_b, "bob")
     await other_nodes(dsn, clock)
     async with open_console(node_b.gateway) as (app, pilot):

@@ -63,7 +63,8 @@ class WriterStats:
     # is to saturation.
     busy_seconds: float = 0.0
     # Writes the writer's process left unanswered when it died: run again on the thread
-    # (it had not committed them), or reported with their outcome unknown (it had).
+    # (it had not committed them), or reported with their outcome unknown (it had, or the
+    # marks could not tell).
     rerun_after_process_died: int = 0
     unknown_after_process_died: int = 0
 
