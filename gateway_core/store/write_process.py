@@ -215,10 +215,13 @@ class WriteProcess:
             with contextlib.suppress(ProcessLookupError):
                 self._child.kill()
         finally:
-            # Gone for sure before the writer reads what it committed (store/write_marks.py):
-            # a child still finishing a commit would make a batch read as uncommitted.
-            await self._child.wait()
-            self._end()
+            try:
+                # Gone for sure before the writer reads what it committed
+                # (store/write_marks.py): a child still finishing a commit would make a batch
+                # read as uncommitted.
+                await self._child.wait()
+            finally:
+                self._end()  # even if this task is cancelled meanwhile: no batch left pending
 
     def _hear_start(self, answer: Any) -> None:
         kind, detail = answer
