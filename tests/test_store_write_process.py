@@ -70,6 +70,22 @@ def big_answer(db: Transaction, text: str) -> str:
     return "x" * (3 << 20)
 
 
+def refuse_to_load() -> None:
+    raise RuntimeError("this answer cannot be read here")
+
+
+class Unloadable:
+    """Pickles in the child; loading it in the gateway raises (an answer it cannot read)."""
+
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        return (refuse_to_load, ())
+
+
+def unreadable_answer(db: Transaction, text: str) -> Unloadable:
+    note(db, text)
+    return Unloadable()
+
+
 async def notes(store: Store) -> list[str]:
     return [entry.action for entry in reversed(await store.audit.recent(100_000))]
 
@@ -329,3 +345,22 @@ async def test_a_batch_refused_whole_by_a_lock_leaves_the_marks_in_use(tmp_path:
         assert await notes(store) == ["stalled", "behind"]
     finally:
         await store.close()
+
+
+async def test_an_answer_the_gateway_cannot_read_leaves_its_committed_batch_unknown(
+    opened: Store,
+) -> None:
+    # The child committed the batch, then sent an answer the gateway cannot load: nothing
+    # more from that child is trusted, so it is killed (and waited for), and its batch,
+    # committed by the mark the store holds, is not written again: its caller hears that
+    # the outcome is unknown.
+    pid = opened.write_process_pid
+    assert pid is not None
+    with pytest.raises(WriteProcessGone, match="whether this write was committed is unknown"):
+        await opened.write(job(unreadable_answer, "committed"))
+    assert opened.write_process_pid is None
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert await opened.write(job(note, "later")) > 0
+    assert await notes(opened) == ["committed", "later"]
+    assert opened.writer_stats.unknown_after_process_died == 1
+    assert opened.writer_stats.rerun_after_process_died == 0
