@@ -166,20 +166,30 @@ async def test_a_stop_signal_to_every_process_is_the_gateways_to_answer(opened: 
     assert opened.write_process_pid == pid
 
 
-async def test_when_the_writer_process_dies_what_it_had_not_committed_runs_again_on_the_thread(
-    opened: Store, tmp_path: Path
-) -> None:
+async def kill_while_stalled(
+    store: Store, tmp_path: Path, *behind: str
+) -> tuple[asyncio.Future[int], list[asyncio.Future[int]]]:
+    """A batch held in the writer's process's transaction and a batch behind it for each
+    text in `behind`, then the process killed there: none of them is committed. Their
+    callers' futures."""
     fifo = tmp_path / "hold"
     os.mkfifo(fifo)
-    pid = opened.write_process_pid
+    pid = store.write_process_pid
     assert pid is not None
-    stalled = opened.write_soon(job(stall_on, str(fifo), os.getpid()))
-    behind = opened.write_soon(job(note, "behind"))
+    stalled = store.write_soon(job(stall_on, str(fifo), os.getpid()))
+    queued = [store.write_soon(job(note, text)) for text in behind]
     # Opening the pipe for writing returns once the child has opened it for reading: it is
     # in the first batch's transaction then (a row written, not committed). Kill it there.
     held = await asyncio.to_thread(os.open, fifo, os.O_WRONLY)
     os.kill(pid, signal.SIGKILL)
     os.close(held)
+    return stalled, queued
+
+
+async def test_when_the_writer_process_dies_what_it_had_not_committed_runs_again_on_the_thread(
+    opened: Store, tmp_path: Path
+) -> None:
+    stalled, (behind,) = await kill_while_stalled(opened, tmp_path, "behind")
     # Neither batch was committed (the killed transaction was rolled back, the one behind it
     # never began): both ran again on the writer's thread, in order, and their callers have
     # their real results; the store still takes writes, on the thread.
@@ -256,21 +266,6 @@ def test_the_writer_process_dies_with_a_gateway_killed_outright(tmp_path: Path) 
             owner.kill()
 
 
-async def kill_while_stalled(store: Store, tmp_path: Path) -> tuple[asyncio.Future[int], ...]:
-    """A batch held in the writer's process's transaction and one behind it, then the
-    process killed there: neither is committed. The two callers' futures."""
-    fifo = tmp_path / "hold"
-    os.mkfifo(fifo)
-    pid = store.write_process_pid
-    assert pid is not None
-    stalled = store.write_soon(job(stall_on, str(fifo), os.getpid()))
-    behind = store.write_soon(job(note, "behind"))
-    held = await asyncio.to_thread(os.open, fifo, os.O_WRONLY)
-    os.kill(pid, signal.SIGKILL)
-    os.close(held)
-    return stalled, behind
-
-
 def wait_until_dead(pid: int) -> None:
     """Until the child has exited, without reaping it (asyncio's child watcher does that)."""
     with contextlib.suppress(ChildProcessError):  # reaped already
@@ -281,14 +276,9 @@ def wait_until_dead(pid: int) -> None:
 async def test_a_write_made_as_the_writer_process_dies_commits_after_what_it_left(
     opened: Store, tmp_path: Path, turns: int
 ) -> None:
-    fifo = tmp_path / "hold"
-    os.mkfifo(fifo)
     pid = opened.write_process_pid
     assert pid is not None
-    stalled = opened.write_soon(job(stall_on, str(fifo), os.getpid()))
-    held = await asyncio.to_thread(os.open, fifo, os.O_WRONLY)
-    os.kill(pid, signal.SIGKILL)
-    os.close(held)
+    stalled, _ = await kill_while_stalled(opened, tmp_path)
     wait_until_dead(pid)  # its end is in the pipe; the loop reads it from its next turn on
     # A write made `turns` turns of the loop later, from a timer (timers run after a turn's
     # I/O and callbacks), with the writer idle: one of these lands in the step after the
@@ -339,7 +329,7 @@ async def test_a_batch_refused_whole_by_a_lock_leaves_the_marks_in_use(tmp_path:
         other.close()
         # The failed batch's mark failed with it, as every write of it did: the marks still
         # tell what a process that dies had committed.
-        stalled, behind = await kill_while_stalled(store, tmp_path)
+        stalled, (behind,) = await kill_while_stalled(store, tmp_path, "behind")
         assert await stalled < await behind
         assert store.writer_stats.rerun_after_process_died == 2
         assert await notes(store) == ["stalled", "behind"]
