@@ -10,10 +10,10 @@ own interpreter and import path) with the database's path. The child opens its o
 connection and answers on its stdout, a pipe: one frame per batch, each a 4-byte length and a
 pickle. Parent to child: a list of jobs (store/job.py) and the header job they commit with
 (the batch's mark), which the child runs in ONE transaction with the same group commit as
-the writer's thread (store/group_commit.py). Child
-to parent: each job's outcome and the seconds the transaction took. At most `IN_FLIGHT`
-batches are out at once, answered in order, so the child has the next batch at hand while the
-loop handles the last one's answers (how the writer cuts its batches for that: writer.py).
+the writer's thread (store/group_commit.py). Child to parent: each job's outcome and the
+seconds the transaction took. At most `IN_FLIGHT` batches are out at once, answered in
+order, so the child has the next batch at hand while the loop handles the last one's answers
+(how the writer cuts its batches for that: writer.py).
 
 Durability is the thread's: a caller's future resolves only once the child says its batch is
 committed. The child dies with the gateway (PR_SET_PDEATHSIG on Linux; EOF on its stdin
