@@ -24,6 +24,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.support.process_lines import command_line
 from tests.support.terminal import Terminal, tmux_session
 
 REPO = Path(__file__).resolve().parent.parent
@@ -90,7 +91,7 @@ def demo(tmp_path: Path, module: str = "console.cli", *extra: str) -> Iterator[D
             if found[0] is None:
                 return False
             children = found[0].children(recursive=True)
-            return sum("switchboard-job" in " ".join(c.cmdline()) for c in children) >= 2
+            return sum("switchboard-job" in command_line(c) for c in children) >= 2
 
         _wait(jobs_running, "two background jobs running")
         process = found[0]

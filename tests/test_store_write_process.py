@@ -26,6 +26,7 @@ from gateway_core.store.errors import DatabaseLocked, StoreError
 from gateway_core.store.job import job
 from gateway_core.store.transaction import Transaction
 from gateway_core.store.write_process import WriteProcessGone
+from tests.support.process_lines import command_line
 
 # The jobs of these tests: module-level functions, so the child can import them by name.
 
@@ -114,7 +115,7 @@ def write_processes() -> list[psutil.Process]:
     return [
         child
         for child in psutil.Process().children()
-        if "gateway_core.store.write_process" in " ".join(child.cmdline())
+        if "gateway_core.store.write_process" in command_line(child)
     ]
 
 
